@@ -1,0 +1,26 @@
+# Two entry points: `make run` (the default experiment, offline) and `make test`.
+# Each creates .venv first when it is missing or when the requirements changed.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test find-ticket bench clean-venv
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(PY) -m lth find-ticket lenet-300-100 mnist-5k data/datasets --rounds 20
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) benchmarks/train_speed.py
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,6 @@
+"""`python -m lth` -> the Typer CLI."""
+
+from lth.cli import main
+
+if __name__ == "__main__":
+    main()

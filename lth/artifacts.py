@@ -1,0 +1,139 @@
+"""Files on disk: atomic writes, verified loads, and the layout of a run directory.
+
+Every tensor file carries what it is ('weights' or 'mask') and which model it belongs to, and is
+checked against the model's shapes when loaded, so a mismatched or damaged file is an error that
+names it, never a silently wrong result. Loads use `weights_only=True`: a shared cache can't run code.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+from lth.errors import LthError
+
+FORMAT = "lth/1"
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write to a temp file in the same directory, fsync, then rename over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: str | Path, payload: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(payload, indent=2, sort_keys=False) + "\n").encode())
+
+
+def read_json(path: str | Path) -> Any:
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise LthError(f"missing file {path}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise LthError(f"corrupted JSON file {path}: {exc}") from None
+
+
+def save_tensors(path: str | Path, kind: str, model: str, tensors: Mapping[str, Any], **meta: Any) -> None:
+    """Save a dict of tensors tagged with its kind and model, atomically."""
+    import torch
+
+    buffer = io.BytesIO()
+    payload = {"format": FORMAT, "kind": kind, "model": model, "meta": dict(meta),
+               "tensors": {k: v.detach().cpu() for k, v in tensors.items()}}
+    torch.save(payload, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_tensors(
+    path: str | Path,
+    kind: str,
+    model: Optional[str] = None,
+    shapes: Optional[Mapping[str, tuple[int, ...]]] = None,
+) -> dict[str, Any]:
+    """Load a tensor file written by `save_tensors`, verifying kind, model and (optionally) shapes."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise LthError(f"missing {kind} file {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for truncated/corrupted zip archives
+        raise LthError(f"corrupted or truncated {kind} file {path} ({type(exc).__name__}); delete it and rerun") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise LthError(f"{path} is not an lth {kind} file")
+    if payload.get("kind") != kind:
+        raise LthError(f"{path} holds a {payload.get('kind')} file where a {kind} file was expected")
+    if model is not None and payload.get("model") != model:
+        raise LthError(f"{path} belongs to model '{payload.get('model')}', not '{model}'")
+    tensors = payload["tensors"]
+    if shapes is not None:
+        missing = sorted(set(shapes) - set(tensors))
+        extra = sorted(set(tensors) - set(shapes))
+        if missing or extra:
+            raise LthError(f"{path} does not match model '{model}': missing {missing}, unexpected {extra}")
+        for name, shape in shapes.items():
+            if tuple(tensors[name].shape) != tuple(shape):
+                raise LthError(
+                    f"{path} does not match model '{model}': {name} has shape {tuple(tensors[name].shape)}, "
+                    f"expected {tuple(shape)}"
+                )
+    return tensors
+
+
+class RunLayout:
+    """Where each artifact of a run lives: `init.pt`, `rewind.pt`, `round-NN/{start,mask,final}.pt`, ..."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    @property
+    def settings(self) -> Path:
+        return self.root / "settings.json"
+
+    @property
+    def init(self) -> Path:
+        return self.root / "init.pt"
+
+    @property
+    def rewind(self) -> Path:
+        return self.root / "rewind.pt"
+
+    def round_dir(self, r: int) -> Path:
+        return self.root / f"round-{r:02d}"
+
+    def start(self, r: int) -> Path:
+        return self.round_dir(r) / "start.pt"
+
+    def mask(self, r: int) -> Path:
+        return self.round_dir(r) / "mask.pt"
+
+    def final(self, r: int) -> Path:
+        return self.round_dir(r) / "final.pt"
+
+    def metrics(self, r: int) -> Path:
+        return self.round_dir(r) / "metrics.json"
+
+    @property
+    def summary_csv(self) -> Path:
+        return self.root / "summary.csv"
+
+    @property
+    def summary_json(self) -> Path:
+        return self.root / "summary.json"

@@ -1,0 +1,237 @@
+"""The command line: parsing and printing only; the work happens in lth.rounds and friends.
+
+Heavy modules (torch, torchvision, pandas) are imported inside the commands, so `--help` is instant.
+"""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from lth.errors import LthError
+
+app = typer.Typer(
+    help="Lottery tickets: find sparse trainable sub-networks (Frankle & Carbin; Zhou et al.).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+
+class Listing(str, Enum):
+    all = "all"
+    models = "models"
+    datasets = "datasets"
+    criteria = "criteria"
+
+
+def _parse_rates(items: Optional[List[str]]) -> Optional[dict[str, float]]:
+    """'--rate fc=0.2 --rate output=0.1' -> {'fc': 0.2, 'output': 0.1}."""
+    if not items:
+        return None
+    rates: dict[str, float] = {}
+    for item in items:
+        kind, sep, value = item.partition("=")
+        try:
+            if not sep:
+                raise ValueError
+            rates[kind.strip()] = float(value)
+        except ValueError:
+            raise LthError(f"bad --rate '{item}': expected KIND=FRACTION, e.g. fc=0.2 (kinds: conv, fc, output)") from None
+    return rates
+
+
+def _duration(duration: Optional[str], epochs: Optional[int], iterations: Optional[int]) -> Optional[str]:
+    given = [d for d in (duration, epochs, iterations) if d is not None]
+    if len(given) > 1:
+        raise LthError("give only one of --duration, --epochs, --iterations")
+    if epochs is not None:
+        if epochs < 1:
+            raise LthError(f"bad --epochs {epochs}: must be >= 1")
+        return f"{epochs}ep"
+    if iterations is not None:
+        if iterations < 1:
+            raise LthError(f"bad --iterations {iterations}: must be >= 1")
+        return f"{iterations}it"
+    return duration
+
+
+@app.command("find-ticket")
+def find_ticket(
+    model: str = typer.Argument(..., help="Model name (see `python -m lth list models`), e.g. lenet-300-100."),
+    dataset: str = typer.Argument(..., help="Dataset name (see `python -m lth list datasets`), e.g. mnist-5k."),
+    dataset_dir: Path = typer.Argument(..., help="Directory holding (or receiving) the dataset files."),
+    rounds: int = typer.Option(20, min=1, help="Rounds to run; round 0 trains the dense network."),
+    epochs: Optional[int] = typer.Option(None, help="Training length per round in epochs."),
+    iterations: Optional[int] = typer.Option(None, help="Training length per round in iterations."),
+    duration: Optional[str] = typer.Option(None, help="Training length as a step string: '50ep', '2ep100it'."),
+    batch_size: Optional[int] = typer.Option(None, help="Batch size [default: the model's paper setting]."),
+    lr: Optional[float] = typer.Option(None, help="Learning rate [default: the model's paper setting]."),
+    optimizer: Optional[str] = typer.Option(None, help="adam | sgd | radam [default: the model's]."),
+    momentum: Optional[float] = typer.Option(None, help="SGD momentum."),
+    nesterov: Optional[bool] = typer.Option(None, "--nesterov/--no-nesterov", help="Nesterov momentum for SGD."),
+    weight_decay: Optional[float] = typer.Option(None, help="Weight decay."),
+    warmup: Optional[str] = typer.Option(None, help="Linear learning-rate warmup, a step string ('1000it')."),
+    milestones: Optional[str] = typer.Option(None, help="Comma-separated steps where lr is multiplied by gamma."),
+    eval_every: Optional[str] = typer.Option(None, help="Evaluate on validation and test every this many steps."),
+    criterion: str = typer.Option("large_final", help="Mask criterion (see `python -m lth list criteria`)."),
+    rewind: str = typer.Option("0it", help="Rewind survivors to their value at this step of the dense run."),
+    pruning: Optional[str] = typer.Option(None, help="layerwise | global [default: the model's]."),
+    rate: Optional[List[str]] = typer.Option(None, help="Pruning rate per round for a layer kind, KIND=FRACTION; repeat."),
+    seed: int = typer.Option(0, min=0, help="Seed of θ0, data order and tie-breaking."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda."),
+    out: Optional[Path] = typer.Option(None, help="Run directory [default: runs/<model>-<dataset>-<criterion>-seed<seed>]."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Iterative magnitude pruning: train, prune the lowest-scored weights of each layer, rewind, repeat.
+
+    Re-running the same command continues after the last finished round.
+    """
+    from lth.settings import defaults_for, replace
+
+    settings = replace(
+        defaults_for(model, dataset),
+        seed=seed,
+        criterion=criterion,
+        rewind=rewind,
+        train__optimizer=optimizer,
+        train__lr=lr,
+        train__batch_size=batch_size,
+        train__duration=_duration(duration, epochs, iterations),
+        train__momentum=momentum,
+        train__nesterov=nesterov,
+        train__weight_decay=weight_decay,
+        train__warmup=warmup,
+        train__milestones=tuple(m.strip() for m in milestones.split(",") if m.strip()) if milestones is not None else None,
+        train__eval_every=eval_every,
+        prune__method=pruning,
+    )
+    rates = _parse_rates(rate)
+    if rates:
+        settings = replace(settings, prune__rates={**settings.prune.rates, **rates})
+    settings.validate()
+    out = out or Path("runs") / f"{model}-{dataset}-{criterion}-seed{seed}"
+    _run_find_ticket(settings, rounds, dataset_dir, device, out, quiet)
+
+
+def _run_find_ticket(settings, rounds: int, dataset_dir: Path, device: str, out: Path, quiet: bool) -> None:
+    from lth.datasets import load_dataset
+    from lth.rounds import find_ticket as run
+    from lth.train import resolve_device
+
+    torch_device = resolve_device(device)
+    splits = load_dataset(settings.dataset, dataset_dir).to(torch_device)
+    console.print(
+        f"[bold]{settings.model}[/] on [bold]{settings.dataset}[/] ({len(splits.train_x)} train / "
+        f"{len(splits.val_x)} val / {len(splits.test_x)} test), {settings.train.optimizer} lr {settings.train.lr}, "
+        f"batch {settings.train.batch_size}, {settings.train.duration} per round, criterion {settings.criterion}, "
+        f"{rounds} rounds on {torch_device} -> {out}"
+    )
+    with _ProgressReporter(quiet) as reporter:
+        results = run(settings, rounds, out, splits, reporter)
+    console.print(summary_table(results))
+    console.print(f"summary: {Path(out) / 'summary.csv'}")
+
+
+class _ProgressReporter:
+    """A rich progress bar per round with live loss and accuracy."""
+
+    def __init__(self, quiet: bool):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.quiet = quiet
+        self.bar = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            TextColumn("{task.fields[info]}"), console=console, disable=quiet,
+        )
+        self.task = None
+
+    def __enter__(self) -> "_ProgressReporter":
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.bar.__exit__(*exc)
+
+    def round_started(self, round_index: int, weights_remaining: float) -> None:
+        self.task = self.bar.add_task(f"round {round_index:2d} ({weights_remaining:5.1f}% weights)", total=None, info="")
+
+    def progress(self, iteration: int, total: int, point: Optional[dict]) -> None:
+        if self.task is None:
+            return
+        fields = {}
+        if point is not None:
+            fields["info"] = f"val loss {point['val_loss']:.4f}  test acc {100 * point['test_acc']:.2f}%"
+        self.bar.update(self.task, completed=iteration, total=total, **fields)
+
+    def round_finished(self, metrics: dict, skipped: bool) -> None:
+        if skipped:
+            self.bar.console.print(f"round {metrics['round']:2d}: already finished, skipped")
+        self.task = None
+
+
+def summary_table(results: list[dict]) -> Table:
+    table = Table(title="Lottery ticket rounds")
+    for column in ("round", "% weights", "test acc (end)", "test acc (early stop)", "early-stop it"):
+        table.add_column(column, justify="right")
+    for m in results:
+        table.add_row(
+            str(m["round"]), f"{m['weights_remaining']:.1f}", f"{100 * m['test_acc']:.2f}",
+            f"{100 * m['early_stop_test_acc']:.2f}", str(m["early_stop_iteration"]),
+        )
+    return table
+
+
+@app.command("list")
+def list_registry(what: Listing = typer.Argument(Listing.all, help="What to list.")) -> None:
+    """List models (with their paper defaults), datasets and mask criteria."""
+    if what in (Listing.all, Listing.models):
+        from lth.models import MODELS
+
+        table = Table(title="Models")
+        for column in ("name", "description", "dataset", "optimizer", "lr", "batch", "duration", "pruning", "rates"):
+            table.add_column(column)
+        for spec in MODELS.values():
+            d = spec.defaults
+            rates = ", ".join(f"{k} {v:g}" for k, v in d.rates.items() if v > 0)
+            table.add_row(spec.name, spec.description, d.dataset, d.optimizer, f"{d.lr:g}", str(d.batch_size),
+                          d.duration, d.pruning, rates)
+        console.print(table)
+    if what in (Listing.all, Listing.datasets):
+        from lth.datasets import DATASETS
+
+        table = Table(title="Datasets")
+        for column in ("name", "description", "input", "classes"):
+            table.add_column(column)
+        for spec in DATASETS.values():
+            table.add_row(spec.name, spec.description, "x".join(map(str, spec.input_shape)), str(spec.num_classes))
+        console.print(table)
+    if what in (Listing.all, Listing.criteria):
+        from lth.criteria import CRITERIA
+
+        table = Table(title="Mask criteria")
+        table.add_column("name")
+        table.add_column("description")
+        for crit in CRITERIA.values():
+            table.add_row(crit.name, crit.description)
+        console.print(table)
+
+
+def main() -> None:
+    """Entry point: LthError becomes one clear line on stderr and exit code 2; Ctrl-C says how to resume."""
+    try:
+        app()
+    except LthError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err_console.print("interrupted: finished rounds are saved; rerun the same command to resume", highlight=False)
+        sys.exit(130)

@@ -1,0 +1,18 @@
+"""The one exception type that reaches the user as a clear one-line message (exit code 2, no traceback)."""
+
+from __future__ import annotations
+
+from difflib import get_close_matches
+from typing import Iterable
+
+
+class LthError(Exception):
+    """Bad input or a bad file: the message names the bad value and what would be valid."""
+
+
+def unknown_choice(what: str, value: object, choices: Iterable[str]) -> LthError:
+    """Build the standard 'unknown X' error, with a did-you-mean hint when one is close."""
+    choices = sorted(choices)
+    hint = get_close_matches(str(value), choices, n=1)
+    suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
+    return LthError(f"unknown {what} '{value}'{suggestion}; valid choices: {', '.join(choices)}")

@@ -1,0 +1,53 @@
+"""The Mask type: one boolean tensor per prunable weight (True = kept), and what we report about it."""
+
+from __future__ import annotations
+
+from typing import Iterable, Mapping
+
+import torch
+from torch import Tensor
+
+Mask = dict[str, Tensor]
+
+
+def ones_mask(model: torch.nn.Module, prunable: Iterable[str]) -> Mask:
+    """The dense mask: every prunable weight kept."""
+    params = dict(model.named_parameters())
+    return {name: torch.ones_like(params[name], dtype=torch.bool) for name in prunable}
+
+
+def kept_counts(mask: Mapping[str, Tensor]) -> dict[str, tuple[int, int]]:
+    """Per layer: (weights kept, weights in the layer)."""
+    return {name: (int(m.sum()), m.numel()) for name, m in mask.items()}
+
+
+def remaining_percent(mask: Mapping[str, Tensor]) -> float:
+    """% of prunable weights kept, over all layers."""
+    counts = kept_counts(mask).values()
+    total = sum(n for _, n in counts)
+    return 100.0 * sum(k for k, _ in counts) / max(total, 1)
+
+
+def tensor_remaining_percent(state: Mapping[str, Tensor], names: Iterable[str]) -> dict[str, float]:
+    """% of nonzero entries actually present in the weights, per layer and overall ('all').
+
+    Measured from the tensors themselves, so the sparsity we report is the sparsity that exists.
+    """
+    result: dict[str, float] = {}
+    nonzero = total = 0
+    for name in names:
+        t = state[name]
+        nz = int(torch.count_nonzero(t))
+        result[name] = 100.0 * nz / t.numel()
+        nonzero += nz
+        total += t.numel()
+    result["all"] = 100.0 * nonzero / max(total, 1)
+    return result
+
+
+def apply_mask(state: dict[str, Tensor], mask: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """A copy of `state` with masked-out weights set to exactly zero."""
+    out = dict(state)
+    for name, m in mask.items():
+        out[name] = state[name] * m.to(state[name].dtype)
+    return out

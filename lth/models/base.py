@@ -1,0 +1,27 @@
+"""What every lth model shares: which weights are prunable, and which layer is the output layer."""
+
+from __future__ import annotations
+
+from torch import nn
+
+LAYER_KINDS = ("conv", "fc", "output")
+
+
+class PrunableModel(nn.Module):
+    """A model whose Linear/Conv weights are prunable; biases and BatchNorm never are.
+
+    Subclasses set `output_layer` to the module name of the final classifier layer.
+    """
+
+    output_layer: str = ""
+
+    def prunable_layers(self) -> dict[str, str]:
+        """Map each prunable parameter name (e.g. 'fc1.weight') to its kind: 'conv', 'fc' or 'output'."""
+        kinds: dict[str, str] = {}
+        for name, module in self.named_modules():
+            if isinstance(module, (nn.Conv2d, nn.Linear)):
+                kind = "output" if name == self.output_layer else ("conv" if isinstance(module, nn.Conv2d) else "fc")
+                kinds[f"{name}.weight"] = kind
+        if f"{self.output_layer}.weight" not in kinds:
+            raise ValueError(f"{type(self).__name__}.output_layer '{self.output_layer}' is not a Linear/Conv layer")
+        return kinds

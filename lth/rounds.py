@@ -1,0 +1,257 @@
+"""One round of the lottery-ticket procedure, and the resumable runner that chains rounds.
+
+A round r: start from (weights, mask) -> train -> score with the criterion -> next mask ->
+rewind the survivors -> the next round's (weights, mask). Each step is one function here; the
+CLI's `find-ticket` chains them in one process and the DVC stages call the same functions one
+per process, so the two faces cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Optional, Protocol
+
+import torch
+from torch import Tensor
+
+from lth import artifacts
+from lth.actions import rewind_state
+from lth.artifacts import RunLayout
+from lth.criteria import score_layers
+from lth.errors import LthError
+from lth.masks import Mask, kept_counts, ones_mask, remaining_percent, tensor_remaining_percent
+from lth.models import build_model
+from lth.prune import next_mask
+from lth.settings import RunSettings
+from lth.steps import Step
+from lth.train import ProgressFn, TrainResult, iterations_per_epoch, train
+
+State = dict[str, Tensor]
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What the model is built for: input (C, H, W) and number of classes."""
+
+    input_shape: tuple[int, int, int]
+    num_classes: int
+
+
+def describe_model(settings: RunSettings, shape: Shape) -> tuple[dict[str, str], dict[str, tuple[int, ...]]]:
+    """(prunable layer -> kind, every state entry -> shape) of the model these settings build."""
+    model = build_model(settings.model, shape.input_shape, shape.num_classes, settings.seed)
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    return model.prunable_layers(), shapes
+
+
+def initial_state(settings: RunSettings, shape: Shape) -> tuple[State, Mask]:
+    """θ0 (seeded by settings.seed) and the dense all-ones mask."""
+    model = build_model(settings.model, shape.input_shape, shape.num_classes, settings.seed)
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    return state, ones_mask(model, model.prunable_layers())
+
+
+def rewind_iteration(settings: RunSettings, num_train: int) -> int:
+    """The rewind step k in iterations (0 = reset to θ0)."""
+    return Step.parse(settings.rewind).to_iterations(iterations_per_epoch(num_train, settings.train.batch_size))
+
+
+def train_round(
+    settings: RunSettings,
+    splits,
+    start: Mapping[str, Tensor],
+    mask: Mapping[str, Tensor],
+    round_index: int,
+    progress: Optional[ProgressFn] = None,
+) -> tuple[TrainResult, dict]:
+    """Train one round from `start` under `mask`; returns the result and the round's metrics.
+
+    Round 0 also captures the rewind point θk when settings.rewind > 0.
+    """
+    shape = Shape(splits.input_shape, splits.num_classes)
+    device = splits.train_x.device
+    model = build_model(settings.model, shape.input_shape, shape.num_classes, settings.seed)
+    model.load_state_dict(dict(start))
+    model.to(device)
+    k = rewind_iteration(settings, len(splits.train_x))
+    rewind_at = k if (round_index == 0 and k > 0) else None
+    device_mask = {name: m.to(device) for name, m in mask.items()}
+    result = train(model, device_mask, splits, settings.train, settings.seed, rewind_at=rewind_at, progress=progress)
+    return result, round_metrics(round_index, mask, result)
+
+
+def round_metrics(round_index: int, mask: Mapping[str, Tensor], result: TrainResult) -> dict:
+    """The scalar results of a round, plus per-layer sparsity measured in the trained tensors."""
+    final, early = result.final, result.early_stop
+    in_tensors = tensor_remaining_percent(result.state, list(mask))
+    layers = {
+        name: {"kept": kept, "total": total, "remaining": round(100.0 * kept / total, 4),
+               "nonzero_remaining": round(in_tensors[name], 4)}
+        for name, (kept, total) in kept_counts(mask).items()
+    }
+    return {
+        "round": round_index,
+        "weights_remaining": round(remaining_percent(mask), 4),
+        "nonzero_remaining": round(in_tensors["all"], 4),
+        "test_acc": final["test_acc"],
+        "test_loss": final["test_loss"],
+        "val_acc": final["val_acc"],
+        "val_loss": final["val_loss"],
+        "early_stop_iteration": early["iteration"],
+        "early_stop_test_acc": early["test_acc"],
+        "early_stop_val_acc": early["val_acc"],
+        "early_stop_val_loss": early["val_loss"],
+        "iterations": result.iterations,
+        "layers": layers,
+    }
+
+
+def score_round(settings: RunSettings, init: State, final: State, mask: Mapping[str, Tensor], round_index: int) -> State:
+    """Criterion scores of every prunable weight after round `round_index` (survivor ranking is in prune)."""
+    return score_layers(settings.criterion, init, final, list(mask), seed=settings.seed * 7919 + round_index)
+
+
+def mask_round(
+    settings: RunSettings, scores: Mapping[str, Tensor], mask: Mapping[str, Tensor], kinds: Mapping[str, str],
+    next_round: int,
+) -> Mask:
+    """The mask for `next_round`: the lowest-scored survivors of `mask` removed at the configured rates."""
+    return next_mask(scores, mask, kinds, settings.prune.rates, settings.prune.method, next_round, settings.seed)
+
+
+def rewind_round(rewind_point: State, init: State, final: State, mask: Mapping[str, Tensor]) -> State:
+    """The next round's starting weights: survivors back to the rewind point, pruned weights zero."""
+    return rewind_state(rewind_point, init, final, mask)
+
+
+# --- the resumable runner -------------------------------------------------------------------------------
+
+
+class Reporter(Protocol):
+    def round_started(self, round_index: int, weights_remaining: float) -> None: ...
+
+    def progress(self, iteration: int, total: int, point: Optional[dict]) -> None: ...
+
+    def round_finished(self, metrics: dict, skipped: bool) -> None: ...
+
+
+class SilentReporter:
+    def round_started(self, round_index: int, weights_remaining: float) -> None:
+        pass
+
+    def progress(self, iteration: int, total: int, point: Optional[dict]) -> None:
+        pass
+
+    def round_finished(self, metrics: dict, skipped: bool) -> None:
+        pass
+
+
+def check_settings_file(layout: RunLayout, settings: RunSettings) -> None:
+    """Refuse to continue a run directory made with other settings; record ours in a new one."""
+    wanted = {"fingerprint": settings.fingerprint(), "settings": settings.to_dict()}
+    if layout.settings.exists():
+        existing = artifacts.read_json(layout.settings)
+        if existing.get("fingerprint") != wanted["fingerprint"]:
+            diffs = _differences(existing.get("settings", {}), wanted["settings"])
+            raise LthError(
+                f"{layout.root} holds a run made with other settings ({'; '.join(diffs) or 'unreadable settings'}); "
+                "use another --out or delete that directory"
+            )
+        return
+    artifacts.write_json(layout.settings, wanted)
+
+
+def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+    diffs = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            diffs += _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            diffs.append(f"{prefix}{key}: {a!r} there, {b!r} now")
+    return diffs
+
+
+def find_ticket(
+    settings: RunSettings,
+    rounds: int,
+    out: str | Path,
+    splits,
+    reporter: Optional[Reporter] = None,
+) -> list[dict]:
+    """Run rounds 0..rounds-1 of IMP into `out`, skipping every round already finished there.
+
+    `splits` is the dataset already on the training device. Every input of a round is read back
+    from disk, so a resumed run computes exactly what an uninterrupted one does.
+    """
+    reporter = reporter or SilentReporter()
+    layout = RunLayout(out)
+    check_settings_file(layout, settings)
+    shape = Shape(splits.input_shape, splits.num_classes)
+    kinds, shapes = describe_model(settings, shape)
+    mask_shapes = {name: shapes[name] for name in kinds}
+    load_state = lambda p: artifacts.load_tensors(p, "weights", settings.model, shapes)  # noqa: E731
+    load_mask = lambda p: artifacts.load_tensors(p, "mask", settings.model, mask_shapes)  # noqa: E731
+
+    if not layout.init.exists():
+        init, ones = initial_state(settings, shape)
+        artifacts.save_tensors(layout.init, "weights", settings.model, init)
+    init = load_state(layout.init)
+    k = rewind_iteration(settings, len(splits.train_x))
+
+    results: list[dict] = []
+    for r in range(rounds):
+        if layout.metrics(r).exists():
+            metrics = artifacts.read_json(layout.metrics(r))
+            results.append(metrics)
+            reporter.round_finished(metrics, skipped=True)
+            continue
+        if r == 0:
+            mask = {name: torch.ones(shape_, dtype=torch.bool) for name, shape_ in mask_shapes.items()}
+            start = init
+        else:
+            previous_mask = load_mask(layout.mask(r - 1))
+            previous_final = load_state(layout.final(r - 1))
+            scores = score_round(settings, init, previous_final, previous_mask, r - 1)
+            mask = mask_round(settings, scores, previous_mask, kinds, r)
+            rewind_point = load_state(layout.rewind) if k > 0 else init
+            start = rewind_round(rewind_point, init, previous_final, mask)
+        artifacts.save_tensors(layout.mask(r), "mask", settings.model, mask, round=r)
+        artifacts.save_tensors(layout.start(r), "weights", settings.model, start, round=r)
+        reporter.round_started(r, remaining_percent(mask))
+        result, metrics = train_round(settings, splits, load_state(layout.start(r)), load_mask(layout.mask(r)), r,
+                                      progress=reporter.progress)
+        if result.rewind_state is not None:
+            artifacts.save_tensors(layout.rewind, "weights", settings.model, result.rewind_state, iteration=k)
+        artifacts.save_tensors(layout.final(r), "weights", settings.model, result.state, round=r)
+        artifacts.write_json(layout.round_dir(r) / "curve.json", result.curve)
+        artifacts.write_json(layout.metrics(r), metrics)
+        results.append(metrics)
+        reporter.round_finished(metrics, skipped=False)
+    write_summary(layout, results)
+    return results
+
+
+SUMMARY_COLUMNS = [
+    "round", "weights_remaining", "test_acc", "early_stop_test_acc", "early_stop_iteration", "val_acc",
+    "val_loss", "test_loss", "iterations",
+]
+
+
+def summary_rows(results: list[dict]) -> list[dict]:
+    """One flat row per round (the per-layer detail stays in each round's metrics.json)."""
+    return [{c: m[c] for c in SUMMARY_COLUMNS} for m in results]
+
+
+def write_summary(layout: RunLayout, results: list[dict]) -> None:
+    import pandas as pd
+
+    frame = pd.DataFrame(summary_rows(results), columns=SUMMARY_COLUMNS)
+    artifacts.atomic_write_bytes(layout.summary_csv, frame.to_csv(index=False).encode())
+    artifacts.write_json(layout.summary_json, [_finite(row) for row in summary_rows(results)])
+
+
+def _finite(row: dict) -> dict:
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}

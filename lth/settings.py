@@ -1,0 +1,234 @@
+"""The typed settings behind params.yaml and the CLI options, with validation that names the bad value.
+
+One `RunSettings` describes everything that determines a run's results. Values that do not change
+results (how many rounds to run, the device, where the data lives) are not part of it, so a run can
+be extended or moved without being refused on resume.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import typing
+from dataclasses import dataclass, field
+from difflib import get_close_matches
+from typing import Any, Mapping
+
+from lth.errors import LthError, unknown_choice
+from lth.steps import Step
+
+PRUNING_METHODS = ("layerwise", "global")
+OPTIMIZER_NAMES = ("adam", "sgd", "radam")
+RATE_KINDS = ("conv", "fc", "output")
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """How one round trains: optimizer, schedule, batch size, duration, evaluation cadence."""
+
+    optimizer: str = "adam"
+    lr: float = 1.2e-3
+    batch_size: int = 60
+    duration: str = "50ep"
+    momentum: float = 0.0
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    warmup: str = "0it"
+    milestones: tuple[str, ...] = ()
+    gamma: float = 0.1
+    eval_every: str = "100it"
+
+
+@dataclass(frozen=True)
+class PruneSettings:
+    """How a round's mask is derived: per layer or globally, and the fraction of survivors removed."""
+
+    method: str = "layerwise"
+    rates: dict[str, float] = field(default_factory=lambda: {"conv": 0.1, "fc": 0.2, "output": 0.1})
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Everything that determines the results of a lottery-ticket run."""
+
+    model: str = "lenet-300-100"
+    dataset: str = "mnist-5k"
+    seed: int = 0
+    criterion: str = "large_final"
+    rewind: str = "0it"
+    train: TrainSettings = field(default_factory=TrainSettings)
+    prune: PruneSettings = field(default_factory=PruneSettings)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(dataclasses.asdict(self))
+
+    def fingerprint(self) -> str:
+        """A short stable hash of the settings: two runs with equal fingerprints compute the same thing."""
+        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def validate(self) -> "RunSettings":
+        """Check every value against its valid range or registry; raise LthError on the first bad one."""
+        from lth.criteria import CRITERIA
+        from lth.datasets import DATASETS
+        from lth.models import MODELS
+
+        _choice("model", self.model, MODELS)
+        _choice("dataset", self.dataset, DATASETS)
+        _choice("criterion", self.criterion, CRITERIA)
+        _choice("optimizer", self.train.optimizer, OPTIMIZER_NAMES)
+        _choice("pruning method", self.prune.method, PRUNING_METHODS)
+        if self.seed < 0:
+            raise LthError(f"bad seed {self.seed}: must be >= 0")
+        t = self.train
+        if not t.lr > 0:
+            raise LthError(f"bad lr {t.lr}: must be > 0")
+        if t.batch_size < 1:
+            raise LthError(f"bad batch_size {t.batch_size}: must be >= 1")
+        for name, value in (("momentum", t.momentum), ("weight_decay", t.weight_decay)):
+            if value < 0:
+                raise LthError(f"bad {name} {value}: must be >= 0")
+        if not 0 < t.gamma <= 1:
+            raise LthError(f"bad gamma {t.gamma}: must be in (0, 1]")
+        for name in ("duration", "warmup", "eval_every"):
+            Step.parse(getattr(t, name))
+        for milestone in t.milestones:
+            Step.parse(milestone)
+        if Step.parse(t.duration) == Step():
+            raise LthError(f"bad duration '{t.duration}': must be at least one iteration")
+        if Step.parse(t.eval_every) == Step():
+            raise LthError(f"bad eval_every '{t.eval_every}': must be at least one iteration")
+        Step.parse(self.rewind)
+        for kind in self.prune.rates:
+            if kind not in RATE_KINDS:
+                raise unknown_choice("layer kind in rates", kind, RATE_KINDS)
+        for kind, rate in self.prune.rates.items():
+            if not 0 <= rate < 1:
+                raise LthError(f"bad pruning rate {kind}={rate}: must be in [0, 1)")
+        if self.prune.method == "global":
+            distinct = {r for r in self.prune.rates.values() if r > 0}
+            if len(distinct) > 1:
+                raise LthError(
+                    f"global pruning needs one rate for every pruned layer kind, got {dict(self.prune.rates)}; "
+                    "set the kinds to prune to the same rate and the others to 0"
+                )
+        return self
+
+
+def defaults_for(model: str, dataset: str | None = None) -> RunSettings:
+    """The paper's settings for `model` (optimizer, schedule, pruning rates) on `dataset`."""
+    from lth.models import get_model_spec
+
+    d = get_model_spec(model).defaults
+    train = TrainSettings(
+        optimizer=d.optimizer,
+        lr=d.lr,
+        batch_size=d.batch_size,
+        duration=d.duration,
+        momentum=d.momentum,
+        nesterov=d.nesterov,
+        weight_decay=d.weight_decay,
+        warmup=d.warmup,
+        milestones=tuple(d.milestones),
+        gamma=d.gamma,
+    )
+    prune = PruneSettings(method=d.pruning, rates={k: float(d.rates.get(k, 0.0)) for k in RATE_KINDS})
+    return RunSettings(model=model, dataset=dataset or d.dataset, train=train, prune=prune)
+
+
+def replace(settings: RunSettings, **changes: Any) -> RunSettings:
+    """Copy `settings` with top-level fields or 'train.x' / 'prune.x' fields changed; None leaves a value."""
+    top: dict[str, Any] = {}
+    nested: dict[str, dict[str, Any]] = {"train": {}, "prune": {}}
+    for key, value in changes.items():
+        if value is None:
+            continue
+        group, _, name = key.partition("__")
+        if name:
+            nested[group][name] = value
+        else:
+            top[key] = value
+    train = dataclasses.replace(settings.train, **nested["train"])
+    prune = dataclasses.replace(settings.prune, **nested["prune"])
+    return dataclasses.replace(settings, train=train, prune=prune, **top)
+
+
+def from_dict(data: Mapping[str, Any], where: str = "params") -> RunSettings:
+    """Build RunSettings from a plain mapping (params.yaml), rejecting unknown keys and wrong types."""
+    if not isinstance(data, Mapping):
+        raise LthError(f"{where}: expected a mapping of settings, got {type(data).__name__}")
+    model = data.get("model", RunSettings.model)
+    base = defaults_for(model) if isinstance(model, str) and _known_model(model) else RunSettings()
+    return _build(RunSettings, data, base, where).validate()
+
+
+# --- helpers -------------------------------------------------------------------------------------------
+
+
+def _known_model(name: str) -> bool:
+    from lth.models import MODELS
+
+    return name in MODELS
+
+
+def _choice(what: str, value: str, choices: Mapping[str, Any] | tuple[str, ...]) -> None:
+    if value not in choices:
+        raise unknown_choice(what, value, list(choices))
+
+
+def _plain(value: Any) -> Any:
+    """Tuples to lists, so settings round-trip through JSON and YAML unchanged."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _build(cls: type, data: Mapping[str, Any], base: Any, where: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    values: dict[str, Any] = {}
+    for key, raw in data.items():
+        if key not in names:
+            close = get_close_matches(str(key), names, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise LthError(f"{where}: unknown key '{key}'{hint}; valid keys: {', '.join(names)}")
+        values[key] = _coerce(hints[key], raw, f"{where}.{key}", getattr(base, key))
+    return dataclasses.replace(base, **values)
+
+
+def _coerce(hint: Any, raw: Any, where: str, base: Any) -> Any:
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(raw, Mapping):
+            raise LthError(f"{where}: expected a mapping, got {raw!r}")
+        return _build(hint, raw, base, where)
+    if origin is tuple:
+        if not isinstance(raw, (list, tuple)):
+            raise LthError(f"{where}: expected a list, got {raw!r}")
+        return tuple(_coerce(typing.get_args(hint)[0], v, where, None) for v in raw)
+    if origin is dict:
+        if not isinstance(raw, Mapping):
+            raise LthError(f"{where}: expected a mapping, got {raw!r}")
+        merged = dict(base or {})
+        merged.update({str(k): _coerce(typing.get_args(hint)[1], v, f"{where}.{k}", None) for k, v in raw.items()})
+        return merged
+    if hint is bool:
+        if not isinstance(raw, bool):
+            raise LthError(f"{where}: expected true or false, got {raw!r}")
+        return raw
+    if hint is int:
+        if isinstance(raw, bool) or not isinstance(raw, int):
+            raise LthError(f"{where}: expected an integer, got {raw!r}")
+        return raw
+    if hint is float:
+        if isinstance(raw, bool) or not isinstance(raw, (int, float)):
+            raise LthError(f"{where}: expected a number, got {raw!r}")
+        return float(raw)
+    if hint is str:
+        if isinstance(raw, bool) or not isinstance(raw, (str, int)):
+            raise LthError(f"{where}: expected a string, got {raw!r}")
+        return str(raw)
+    return raw
