@@ -98,3 +98,16 @@ def offline(monkeypatch: pytest.MonkeyPatch) -> None:
     for module in (mnist, cifar, utils):
         monkeypatch.setattr(module, "download_and_extract_archive", no_network)
     monkeypatch.setattr(urllib.request, "urlopen", no_network)
+
+
+def tiny_splits(n_train: int = 120, n_eval: int = 40, shape: tuple[int, int, int] = (1, 28, 28), classes: int = 10,
+                augment: bool = False):
+    """A small random dataset (already normalised tensors) for exercising training mechanics quickly."""
+    import torch
+
+    from lth.datasets import Splits
+
+    g = torch.Generator().manual_seed(123)
+    make = lambda n: (torch.randn((n, *shape), generator=g), torch.randint(0, classes, (n,), generator=g))  # noqa: E731
+    (tx, ty), (vx, vy), (sx, sy) = make(n_train), make(n_eval), make(n_eval)
+    return Splits("tiny", tx, ty, vx, vy, sx, sy, classes, augment)

@@ -1,0 +1,100 @@
+"""The command line: help texts, listings, a real end-to-end run on torchvision-format files, and clear errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import fake_mnist
+from lth.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    """Run `python -m lth ARGS` in-process; returns (exit code, stdout, stderr)."""
+    monkeypatch.setattr(sys, "argv", ["lth", *args])
+    monkeypatch.setenv("COLUMNS", "200")
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    out, err = capsys.readouterr()
+    return exit_info.value.code or 0, out, err
+
+
+def test_module_entry_point_help_is_quick_and_lists_commands():
+    result = subprocess.run([sys.executable, "-m", "lth", "--help"], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0
+    assert "find-ticket" in result.stdout and "list" in result.stdout
+
+
+def test_find_ticket_help(monkeypatch, capsys):
+    code, out, _ = run_cli(monkeypatch, capsys, "find-ticket", "--help")
+    assert code == 0
+    for option in ("--rounds", "--epochs", "--iterations", "--batch-size", "--lr", "--optimizer", "--criterion",
+                   "--rewind", "--pruning", "--seed", "--device", "--out"):
+        assert option in out, option
+
+
+def test_list_shows_models_datasets_criteria(monkeypatch, capsys):
+    code, out, _ = run_cli(monkeypatch, capsys, "list")
+    assert code == 0
+    for name in ("lenet-300-100", "resnet-20", "vgg-19", "mnist-5k", "cifar-100", "large_final", "movement"):
+        assert name in out, name
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["find-ticket", "lenet-301", "mnist-5k", "d"], "unknown model 'lenet-301'"),
+        (["find-ticket", "lenet-300-100", "mnist6k", "d"], "unknown dataset 'mnist6k'"),
+        (["find-ticket", "lenet-300-100", "mnist-5k", "d", "--criterion", "biggest"], "unknown criterion 'biggest'"),
+        (["find-ticket", "lenet-300-100", "mnist-5k", "d", "--duration", "10 epochs"], "bad step '10 epochs'"),
+        (["find-ticket", "lenet-300-100", "mnist-5k", "d", "--rewind", "soon"], "bad step 'soon'"),
+        (["find-ticket", "lenet-300-100", "mnist-5k", "d", "--rate", "fc=1.5"], "bad pruning rate fc=1.5"),
+        (["find-ticket", "lenet-300-100", "mnist-5k", "d", "--rate", "hidden=0.2"], "unknown layer kind in rates 'hidden'"),
+        (["find-ticket", "lenet-300-100", "mnist-5k", "d", "--epochs", "2", "--iterations", "5"], "only one of"),
+    ],
+)
+def test_bad_input_is_one_clear_line_and_exit_2(monkeypatch, capsys, args, message):
+    code, out, err = run_cli(monkeypatch, capsys, *args)
+    assert code == 2
+    assert message in err
+    assert "Traceback" not in err + out
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_unknown_model_lists_valid_choices(monkeypatch, capsys):
+    _, _, err = run_cli(monkeypatch, capsys, "find-ticket", "lenet-301", "mnist-5k", "d")
+    assert "valid choices: conv-2, conv-4, conv-6, lenet-300-100, lenet-5, resnet-20, vgg-19" in err
+
+
+def test_dataset_dir_that_is_a_file(monkeypatch, capsys, tmp_path):
+    bad = tmp_path / "file"
+    bad.write_text("not a directory")
+    code, _, err = run_cli(monkeypatch, capsys, "find-ticket", "lenet-300-100", "mnist", str(bad), "--rounds", "1")
+    assert code == 2 and str(bad) in err.replace("\n", "")
+
+
+def test_missing_dataset_offline_names_the_directory(monkeypatch, capsys, tmp_path, offline):
+    code, _, err = run_cli(monkeypatch, capsys, "find-ticket", "lenet-300-100", "fashion-mnist", str(tmp_path),
+                           "--rounds", "1")
+    assert code == 2 and "FashionMNIST" in err and "Traceback" not in err
+
+
+def test_find_ticket_end_to_end_on_idx_files_and_resume(monkeypatch, capsys, tmp_path, offline):
+    fake_mnist(tmp_path / "data", "MNIST", n_train=200, n_test=20)
+    out = tmp_path / "run"
+    args = ["find-ticket", "lenet-300-100", "mnist", str(tmp_path / "data"), "--iterations", "5",
+            "--batch-size", "20", "--device", "cpu", "--out", str(out), "--quiet"]
+    code, stdout, _ = run_cli(monkeypatch, capsys, *args, "--rounds", "2")
+    assert code == 0 and "Lottery ticket rounds" in stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert [round(r["weights_remaining"], 1) for r in summary] == [100.0, 80.0]
+    code, stdout, _ = run_cli(monkeypatch, capsys, *args, "--rounds", "3")
+    assert code == 0 and stdout.count("already finished") == 2
+    code, _, err = run_cli(monkeypatch, capsys, *args, "--rounds", "3", "--lr", "0.5")
+    assert code == 2 and "other settings" in err and "train.lr" in err
