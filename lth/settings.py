@@ -89,6 +89,8 @@ class RunSettings:
         for name, value in (("momentum", t.momentum), ("weight_decay", t.weight_decay)):
             if value < 0:
                 raise LthError(f"bad {name} {value}: must be >= 0")
+        if t.nesterov and t.momentum <= 0:
+            raise LthError("nesterov needs momentum > 0 (set train.momentum / --momentum)")
         if not 0 < t.gamma <= 1:
             raise LthError(f"bad gamma {t.gamma}: must be in (0, 1]")
         for name in ("duration", "warmup", "eval_every"):
