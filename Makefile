@@ -13,7 +13,12 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
+# The default experiment as a DVC pipeline (LeNet-300-100 on mnist-5k, 20 rounds), offline.
 run: $(STAMP)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" dvc repro
+
+# The same experiment in one process, without DVC.
+find-ticket: $(STAMP)
 	$(PY) -m lth find-ticket lenet-300-100 mnist-5k data/datasets --rounds 20
 
 test: $(STAMP)

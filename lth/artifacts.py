@@ -49,15 +49,32 @@ def read_json(path: str | Path) -> Any:
         raise LthError(f"corrupted JSON file {path}: {exc}") from None
 
 
-def save_tensors(path: str | Path, kind: str, model: str, tensors: Mapping[str, Any], **meta: Any) -> None:
-    """Save a dict of tensors tagged with its kind and model, atomically."""
+def save_torch(path: str | Path, obj: Any) -> None:
+    """torch.save, atomically (a crash never leaves a half-written file under `path`)."""
     import torch
 
     buffer = io.BytesIO()
-    payload = {"format": FORMAT, "kind": kind, "model": model, "meta": dict(meta),
-               "tensors": {k: v.detach().cpu() for k, v in tensors.items()}}
-    torch.save(payload, buffer)
+    torch.save(obj, buffer)
     atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_torch(path: str | Path, what: str) -> Any:
+    """torch.load with weights_only=True; a missing or damaged file is an LthError naming it."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise LthError(f"missing {what} file {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for truncated/corrupted zip archives
+        raise LthError(f"corrupted or truncated {what} file {path} ({type(exc).__name__}); delete it and rerun") from None
+
+
+def save_tensors(path: str | Path, kind: str, model: str, tensors: Mapping[str, Any], **meta: Any) -> None:
+    """Save a dict of tensors tagged with its kind and model, atomically."""
+    save_torch(path, {"format": FORMAT, "kind": kind, "model": model, "meta": dict(meta),
+                      "tensors": {k: v.detach().cpu() for k, v in tensors.items()}})
 
 
 def load_tensors(
@@ -67,15 +84,7 @@ def load_tensors(
     shapes: Optional[Mapping[str, tuple[int, ...]]] = None,
 ) -> dict[str, Any]:
     """Load a tensor file written by `save_tensors`, verifying kind, model and (optionally) shapes."""
-    import torch
-
-    path = Path(path)
-    if not path.is_file():
-        raise LthError(f"missing {kind} file {path}")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for truncated/corrupted zip archives
-        raise LthError(f"corrupted or truncated {kind} file {path} ({type(exc).__name__}); delete it and rerun") from None
+    payload = load_torch(path, kind)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise LthError(f"{path} is not an lth {kind} file")
     if payload.get("kind") != kind:

@@ -8,7 +8,6 @@ per process, so the two faces cannot drift apart.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Optional, Protocol
@@ -26,6 +25,7 @@ from lth.models import build_model
 from lth.prune import next_mask
 from lth.settings import RunSettings
 from lth.steps import Step
+from lth.summary import write_summary
 from lth.train import ProgressFn, TrainResult, iterations_per_epoch, train
 
 State = dict[str, Tensor]
@@ -232,26 +232,3 @@ def find_ticket(
         reporter.round_finished(metrics, skipped=False)
     write_summary(layout, results)
     return results
-
-
-SUMMARY_COLUMNS = [
-    "round", "weights_remaining", "test_acc", "early_stop_test_acc", "early_stop_iteration", "val_acc",
-    "val_loss", "test_loss", "iterations",
-]
-
-
-def summary_rows(results: list[dict]) -> list[dict]:
-    """One flat row per round (the per-layer detail stays in each round's metrics.json)."""
-    return [{c: m[c] for c in SUMMARY_COLUMNS} for m in results]
-
-
-def write_summary(layout: RunLayout, results: list[dict]) -> None:
-    import pandas as pd
-
-    frame = pd.DataFrame(summary_rows(results), columns=SUMMARY_COLUMNS)
-    artifacts.atomic_write_bytes(layout.summary_csv, frame.to_csv(index=False).encode())
-    artifacts.write_json(layout.summary_json, [_finite(row) for row in summary_rows(results)])
-
-
-def _finite(row: dict) -> dict:
-    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}

@@ -1,0 +1,53 @@
+"""What every stage shares: named arguments, params.yaml, and errors as one line with exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable
+
+from lth.errors import LthError
+
+
+def round_argument(description: str) -> str:
+    """Parse `--round rNN` (and `--params`), returning the round name."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--round", required=True, help="round name as declared in params.yaml, e.g. r03")
+    return parser.parse_args().round
+
+
+def run(stage: Callable[[], None]) -> None:
+    try:
+        stage()
+    except LthError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted: rerun `dvc repro` to continue; finished stages are kept", file=sys.stderr)
+        sys.exit(130)
+
+
+def shape_of(settings):
+    """The model's input shape and class count, from the dataset registry (no data loaded)."""
+    from lth.datasets import get_dataset_spec
+    from lth.rounds import Shape
+
+    spec = get_dataset_spec(settings.dataset)
+    return Shape(tuple(spec.input_shape), spec.num_classes)
+
+
+def model_files(settings):
+    """Loaders for this model's weights and mask files, verified against its shapes."""
+    from lth import artifacts
+    from lth.rounds import describe_model
+
+    kinds, shapes = describe_model(settings, shape_of(settings))
+    mask_shapes = {name: shapes[name] for name in kinds}
+
+    def weights(path):
+        return artifacts.load_tensors(path, "weights", settings.model, shapes)
+
+    def mask(path):
+        return artifacts.load_tensors(path, "mask", settings.model, mask_shapes)
+
+    return kinds, weights, mask

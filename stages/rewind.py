@@ -1,0 +1,23 @@
+"""Stage `rewind@<round>`: the round's starting weights: survivors back to the rewind point, the rest zero."""
+
+from __future__ import annotations
+
+from stages._common import model_files, round_argument, run
+
+
+def main() -> None:
+    from lth import artifacts, pipeline
+    from lth.params import load_params, round_index
+    from lth.rounds import rewind_round
+
+    key = round_argument(__doc__)
+    params = load_params()
+    settings, prev = params.settings, params.previous(key)
+    _, load_weights, load_mask = model_files(settings)
+    start = rewind_round(load_weights(pipeline.REWIND_POINT), load_weights(pipeline.INIT),
+                         load_weights(pipeline.round_file(prev, "final")), load_mask(pipeline.round_file(key, "mask")))
+    artifacts.save_tensors(pipeline.round_file(key, "start"), "weights", settings.model, start, round=round_index(key))
+
+
+if __name__ == "__main__":
+    run(main)

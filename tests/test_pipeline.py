@@ -1,0 +1,134 @@
+"""The DVC pipeline end to end in a temporary git + DVC repository, plus params.yaml validation."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lth.errors import LthError
+from lth.params import load_params, parse_rounds, rounds_yaml
+
+REPO = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+       "DVC_NO_ANALYTICS": "1", "PYTHONPATH": ""}
+
+
+def sh(cwd: Path, *cmd: str) -> str:
+    result = subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, text=True)
+    assert result.returncode == 0, f"{' '.join(cmd)} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout + result.stderr
+
+
+def ran(output: str) -> set[str]:
+    return set(re.findall(r"Running stage '([^']+)'", output))
+
+
+def tiny_project(root: Path, rounds: int = 2) -> Path:
+    """A git + DVC clone of the project with a small params.yaml (same pipeline, fewer rounds and steps)."""
+    root.mkdir(parents=True)
+    for name in ("dvc.yaml", "params.yaml", ".dvcignore", "lth", "stages"):
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(src, root / name)
+    shutil.copytree(REPO / ".dvc", root / ".dvc", ignore=shutil.ignore_patterns("tmp", "cache", "config.local"))
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["rounds"] = rounds_yaml(rounds)
+    params["train"].update(duration="40it", eval_every="10it")
+    params["device"] = "cpu"
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    sh(root, "git", "init", "-q")
+    sh(root, "git", "config", "user.name", "lth tests")
+    sh(root, "git", "config", "user.email", "tests@lth.invalid")
+    sh(root, "git", "add", "-A")
+    sh(root, "git", "commit", "-qm", "tiny lth project")
+    return root
+
+
+def test_pipeline_repro_cache_reuse_and_added_round(tmp_path):
+    root = tiny_project(tmp_path / "project")
+    first = sh(root, "dvc", "repro")
+    assert {"prepare", "init", "rewind_point", "train_dense", "score@r01", "mask@r01", "rewind@r01", "train@r01",
+            "score@r02", "mask@r02", "rewind@r02", "train@r02", "summary"} == ran(first)
+    for r in ("r00", "r01", "r02"):
+        for name in ("start", "mask", "final"):
+            assert (root / "data" / "rounds" / r / f"{name}.pt").is_file(), (r, name)
+        assert json.loads((root / "metrics" / "rounds" / f"{r}.json").read_text())["round"] == int(r[1:])
+    summary = json.loads((root / "metrics" / "summary.json").read_text())
+    assert summary["r01"]["weights_remaining"] == pytest.approx(100 * (0.8 * 265200 + 900) / 266200, abs=1e-3)
+    assert {"best", "sparsest_matching", "r00", "r01", "r02"} <= set(summary)
+
+    # nothing changed: nothing runs
+    assert ran(sh(root, "dvc", "repro")) == set()
+
+    sh(root, "git", "add", "-A")
+    sh(root, "git", "commit", "-qm", "baseline results")
+    baseline_masks = {r: (root / "data" / "rounds" / r / "mask.pt").read_bytes() for r in ("r01", "r02")}
+
+    # another criterion: the dense round does not depend on it and comes from DVC's cache
+    movement = sh(root, "dvc", "exp", "run", "-S", "criterion=movement")
+    assert "Stage 'train_dense' didn't change, skipping" in movement
+    assert {"prepare", "init", "rewind_point", "train_dense"}.isdisjoint(ran(movement))
+    assert {"score@r01", "mask@r01", "train@r02", "summary"} <= ran(movement)
+    for r, before in baseline_masks.items():
+        assert (root / "data" / "rounds" / r / "mask.pt").read_bytes() != before, f"{r}: same mask for movement"
+    diff = json.loads(sh(root, "dvc", "metrics", "diff", "--json"))
+    changed = diff["metrics/summary.json"]
+    assert any(key.startswith(("r01.", "r02.")) for key in changed), changed
+    assert not any(key.startswith("r00.") for key in changed), "the dense round must not change"
+    text = sh(root, "dvc", "metrics", "diff")
+    assert "metrics/summary.json" in text and "r01.test_loss" in text
+
+    # one more round: only its four stages (and the summary) run
+    more = sh(root, "dvc", "exp", "run", "-S", "+rounds.r03.prev=r02")
+    assert ran(more) == {"score@r03", "mask@r03", "rewind@r03", "train@r03", "summary"}
+    assert "r03" in json.loads((root / "metrics" / "summary.json").read_text())
+    assert "Test accuracy vs weights remaining" in sh(root, "dvc", "plots", "show", "--json")
+
+
+def test_params_yaml_of_the_project_is_valid_and_declares_20_rounds():
+    params = load_params(REPO / "params.yaml")
+    assert params.settings.model == "lenet-300-100" and params.settings.dataset == "mnist-5k"
+    assert list(params.rounds) == [f"r{i:02d}" for i in range(1, 21)]
+    assert params.settings.criterion == "large_final"
+
+
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("model: [unclosed", "not valid YAML at line 1"),
+        ("criterion: biggest\n", "unknown criterion 'biggest'"),
+        ("train: {lr: fast}\n", "train.lr: expected a number"),
+        ("trian: {lr: 0.1}\n", "unknown key 'trian' (did you mean 'train'?)"),
+        ("rounds: {r01: {prev: r00}, r03: {prev: r01}}\n", "r03: prev must be r02"),
+        ("rounds: {r02: {prev: r01}}\n", "previous round 'r01' is not declared"),
+        ("rounds: {round1: {prev: r00}}\n", "bad round name 'round1'"),
+    ],
+)
+def test_malformed_params_are_clear_errors(tmp_path, text, message):
+    (tmp_path / "params.yaml").write_text(text)
+    with pytest.raises(LthError, match=re.escape(message)):
+        load_params(tmp_path / "params.yaml")
+
+
+def test_stage_with_bad_params_exits_2_without_traceback(tmp_path):
+    (tmp_path / "params.yaml").write_text("model: lenet-3000\n")
+    env = {**ENV, "PYTHONPATH": str(REPO)}
+    result = subprocess.run([sys.executable, "-m", "stages.score", "--round", "r01"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "unknown model 'lenet-3000'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_rounds_chain_helpers():
+    assert parse_rounds(rounds_yaml(3)) == {"r01": "r00", "r02": "r01", "r03": "r02"}
+    assert parse_rounds(None) == {}
