@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from lth.errors import LthError
@@ -66,6 +67,20 @@ def test_pipeline_repro_cache_reuse_and_added_round(tmp_path):
     summary = json.loads((root / "metrics" / "summary.json").read_text())
     assert summary["r01"]["weights_remaining"] == pytest.approx(100 * (0.8 * 265200 + 900) / 266200, abs=1e-3)
     assert {"best", "sparsest_matching", "r00", "r01", "r02"} <= set(summary)
+
+    # the CLI's one-process runner computes bit-for-bit what the pipeline's stages computed
+    from lth import artifacts
+    from lth.artifacts import RunLayout
+    from lth.datasets import load_dataset
+    from lth.rounds import find_ticket
+
+    cli = RunLayout(tmp_path / "cli")
+    find_ticket(load_params(root / "params.yaml").settings, 3, cli.root, load_dataset("mnist-5k", tmp_path))
+    for i, r in enumerate(("r00", "r01", "r02")):
+        for name, kind, path in (("mask", "mask", cli.mask(i)), ("final", "weights", cli.final(i))):
+            ours = artifacts.load_tensors(root / "data" / "rounds" / r / f"{name}.pt", kind)
+            theirs = artifacts.load_tensors(path, kind)
+            assert all(torch.equal(ours[k], theirs[k]) for k in ours), (r, name)
 
     # nothing changed: nothing runs
     assert ran(sh(root, "dvc", "repro")) == set()
