@@ -107,7 +107,12 @@ def load_tensors(
 
 
 class RunLayout:
-    """Where each artifact of a run lives: `init.pt`, `rewind.pt`, `round-NN/{start,mask,final}.pt`, ..."""
+    """Where each artifact of a find-ticket run lives.
+
+    out/settings.json, out/summary.{csv,json}, out/rounds/round-NN.json (metrics of every network of
+    the round; written last, so its presence marks the round finished), and per trial
+    out/trial-T/{init,rewind}.pt and out/trial-T/round-NN/{start,mask,final}.pt.
+    """
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
@@ -116,28 +121,29 @@ class RunLayout:
     def settings(self) -> Path:
         return self.root / "settings.json"
 
-    @property
-    def init(self) -> Path:
-        return self.root / "init.pt"
+    def trial_dir(self, trial: int) -> Path:
+        return self.root / f"trial-{trial}"
 
-    @property
-    def rewind(self) -> Path:
-        return self.root / "rewind.pt"
+    def init(self, trial: int) -> Path:
+        return self.trial_dir(trial) / "init.pt"
 
-    def round_dir(self, r: int) -> Path:
-        return self.root / f"round-{r:02d}"
+    def rewind(self, trial: int) -> Path:
+        return self.trial_dir(trial) / "rewind.pt"
 
-    def start(self, r: int) -> Path:
-        return self.round_dir(r) / "start.pt"
+    def round_dir(self, trial: int, r: int) -> Path:
+        return self.trial_dir(trial) / f"round-{r:02d}"
 
-    def mask(self, r: int) -> Path:
-        return self.round_dir(r) / "mask.pt"
+    def start(self, trial: int, r: int) -> Path:
+        return self.round_dir(trial, r) / "start.pt"
 
-    def final(self, r: int) -> Path:
-        return self.round_dir(r) / "final.pt"
+    def mask(self, trial: int, r: int) -> Path:
+        return self.round_dir(trial, r) / "mask.pt"
 
-    def metrics(self, r: int) -> Path:
-        return self.round_dir(r) / "metrics.json"
+    def final(self, trial: int, r: int) -> Path:
+        return self.round_dir(trial, r) / "final.pt"
+
+    def round_metrics(self, r: int) -> Path:
+        return self.root / "rounds" / f"round-{r:02d}.json"
 
     @property
     def summary_csv(self) -> Path:

@@ -87,6 +87,10 @@ def find_ticket(
     pruning: Optional[str] = typer.Option(None, help="layerwise | global [default: the model's]."),
     rate: Optional[List[str]] = typer.Option(None, help="Pruning rate per round for a layer kind, KIND=FRACTION; repeat."),
     seed: int = typer.Option(0, min=0, help="Seed of θ0, data order and tie-breaking."),
+    trials: int = typer.Option(1, help="Independent trials (own θ0, data order, masks), trained together."),
+    control: Optional[List[str]] = typer.Option(
+        None, help="Control arm trained beside each ticket from round 1: reinit | random-prune; repeat."
+    ),
     device: str = typer.Option("auto", help="auto | cpu | cuda."),
     out: Optional[Path] = typer.Option(None, help="Run directory [default: runs/<model>-<dataset>-<criterion>-seed<seed>]."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
@@ -100,6 +104,8 @@ def find_ticket(
     settings = replace(
         defaults_for(model, dataset),
         seed=seed,
+        trials=trials,
+        controls=tuple(control) if control else None,
         criterion=criterion,
         rewind=rewind,
         train__optimizer=optimizer,
@@ -133,11 +139,14 @@ def _run_find_ticket(settings, rounds: int, dataset_dir: Path, device: str, out:
         f"[bold]{settings.model}[/] on [bold]{settings.dataset}[/] ({len(splits.train_x)} train / "
         f"{len(splits.val_x)} val / {len(splits.test_x)} test), {settings.train.optimizer} lr {settings.train.lr}, "
         f"batch {settings.train.batch_size}, {settings.train.duration} per round, criterion {settings.criterion}, "
-        f"{rounds} rounds on {torch_device} -> {out}"
+        f"{rounds} rounds on {torch_device}"
+        + (f", {settings.trials} trials" if settings.trials > 1 else "")
+        + (f", controls {', '.join(settings.controls)}" if settings.controls else "")
+        + f" -> {out}"
     )
     with _ProgressReporter(quiet) as reporter:
-        results = run(settings, rounds, out, splits, reporter)
-    console.print(summary_table(results))
+        records = run(settings, rounds, out, splits, reporter)
+    console.print(summary_table(records))
     console.print(f"summary: {Path(out) / 'summary.csv'}")
 
 
@@ -161,8 +170,10 @@ class _ProgressReporter:
     def __exit__(self, *exc) -> None:
         self.bar.__exit__(*exc)
 
-    def round_started(self, round_index: int, weights_remaining: float) -> None:
-        self.task = self.bar.add_task(f"round {round_index:2d} ({weights_remaining:5.1f}% weights)", total=None, info="")
+    def round_started(self, round_index: int, weights_remaining: float, networks: int) -> None:
+        what = f", {networks} networks" if networks > 1 else ""
+        self.task = self.bar.add_task(f"round {round_index:2d} ({weights_remaining:5.1f}% weights{what})", total=None,
+                                      info="")
 
     def progress(self, iteration: int, total: int, point: Optional[dict]) -> None:
         if self.task is None:
@@ -172,21 +183,33 @@ class _ProgressReporter:
             fields["info"] = f"val loss {point['val_loss']:.4f}  test acc {100 * point['test_acc']:.2f}%"
         self.bar.update(self.task, completed=iteration, total=total, **fields)
 
-    def round_finished(self, metrics: dict, skipped: bool) -> None:
+    def round_finished(self, record: dict, skipped: bool) -> None:
         if skipped:
-            self.bar.console.print(f"round {metrics['round']:2d}: already finished, skipped")
+            self.bar.console.print(f"round {record['round']:2d}: already finished, skipped")
         self.task = None
 
 
-def summary_table(results: list[dict]) -> Table:
-    table = Table(title="Lottery ticket rounds")
-    for column in ("round", "% weights", "test acc (end)", "test acc (early stop)", "early-stop it"):
+def summary_table(records: list[dict]) -> Table:
+    """Round, % weights, the ticket's accuracy (mean [min-max] over trials) and each control's."""
+    from lth.summary import TICKET, arm_stats, arms
+
+    controls = arms(records)[1:]
+    trials = max((arm_stats(r, TICKET)["trials"] for r in records), default=1)
+    span = lambda s, k: f" [{100 * s[k + '_min']:.1f}-{100 * s[k + '_max']:.1f}]" if trials > 1 else ""  # noqa: E731
+    table = Table(title="Lottery ticket rounds" + (f" (mean over {trials} trials)" if trials > 1 else ""))
+    columns = ["round", "% weights", "test acc (end)", "test acc (early stop)", "early-stop it"]
+    columns += [f"{c} (early stop)" for c in controls]
+    for column in columns:
         table.add_column(column, justify="right")
-    for m in results:
-        table.add_row(
-            str(m["round"]), f"{m['weights_remaining']:.1f}", f"{100 * m['test_acc']:.2f}",
-            f"{100 * m['early_stop_test_acc']:.2f}", str(m["early_stop_iteration"]),
-        )
+    for record in records:
+        t = arm_stats(record, TICKET)
+        row = [str(record["round"]), f"{record['weights_remaining']:.1f}", f"{100 * t['test_acc']:.2f}",
+               f"{100 * t['early_stop_test_acc']:.2f}{span(t, 'early_stop_test_acc')}",
+               f"{t['early_stop_iteration']:.0f}"]
+        for control in controls:
+            c = arm_stats(record, control)
+            row.append(f"{100 * c['early_stop_test_acc']:.2f}" if c else "-")
+        table.add_row(*row)
     return table
 
 

@@ -1,29 +1,32 @@
-"""Where the DVC pipeline keeps each artifact. The stage scripts in stages/ only read and write these."""
+"""Where the DVC pipeline keeps each artifact. The stage scripts in stages/ only read and write these.
+
+Per-trial artifacts of one step are files `trial-T.pt` inside one directory, so each stage has a
+single output per artifact whatever the number of trials.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 PREPARED = Path("data/prepared/splits.pt")
-INIT = Path("data/init/theta0.pt")
-REWIND_POINT = Path("data/init/rewind_point.pt")
+INIT = Path("data/init/theta0")
+REWIND_POINT = Path("data/init/rewind_point")
 ROUNDS = Path("data/rounds")
 METRICS = Path("metrics")
 ROUND_METRICS = METRICS / "rounds"
-CURVES = METRICS / "curves"
 SUMMARY = METRICS / "summary.json"
 ACCURACY_PLOT = METRICS / "accuracy.json"
 CURVES_PLOT = METRICS / "learning_curves.json"
 
 
-def round_file(round_key: str, name: str) -> Path:
-    """data/rounds/<round>/<name>.pt, name in start | mask | scores | final."""
-    return ROUNDS / round_key / f"{name}.pt"
+def round_dir(round_key: str, name: str) -> Path:
+    """data/rounds/<round>/<name>/, name in start | mask | scores | final."""
+    return ROUNDS / round_key / name
+
+
+def trial_file(directory: Path, trial: int) -> Path:
+    return directory / f"trial-{trial}.pt"
 
 
 def round_metrics(round_key: str) -> Path:
     return ROUND_METRICS / f"{round_key}.json"
-
-
-def round_curve(round_key: str) -> Path:
-    return CURVES / f"{round_key}.json"

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from lth.masks import Mask
+from lth.seeds import derive_seed
 
 
 def kept_after(total: int, rate: float, round_index: int) -> int:
@@ -49,7 +50,7 @@ def next_mask(
     """
     if round_index < 1:
         raise ValueError("round 0 is the dense network; pruning starts at round 1")
-    generator = torch.Generator().manual_seed(seed * 1_000_003 + round_index)
+    generator = torch.Generator().manual_seed(derive_seed(seed, "prune", round_index))
     pruned = [name for name in mask if rates.get(kinds[name], 0.0) > 0]
     new = {name: m.clone() for name, m in mask.items()}
     if method == "layerwise":
@@ -77,3 +78,14 @@ def next_mask(
     else:
         raise ValueError(f"unknown pruning method {method!r}")
     return new
+
+
+def random_mask_like(mask: Mapping[str, Tensor], seed: int) -> Mask:
+    """A uniformly random mask with exactly the same number of kept weights in every layer as `mask`."""
+    generator = torch.Generator().manual_seed(seed)
+    out: Mask = {}
+    for name, m in mask.items():
+        keep = torch.zeros(m.numel(), dtype=torch.bool)
+        keep[torch.randperm(m.numel(), generator=generator)[: int(m.sum())]] = True
+        out[name] = keep.view(m.shape).to(m.device)
+    return out

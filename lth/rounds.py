@@ -18,15 +18,20 @@ from torch import Tensor
 from lth import artifacts
 from lth.actions import rewind_state
 from lth.artifacts import RunLayout
+from lth.batched import train_batched
+from lth.controls import CONTROLS, ControlInputs
 from lth.criteria import score_layers
 from lth.errors import LthError
 from lth.masks import Mask, kept_counts, ones_mask, remaining_percent, tensor_remaining_percent
 from lth.models import build_model
 from lth.prune import next_mask
+from lth.seeds import derive_seed
 from lth.settings import RunSettings
 from lth.steps import Step
 from lth.summary import write_summary
 from lth.train import ProgressFn, TrainResult, iterations_per_epoch, train
+
+TICKET = "ticket"
 
 State = dict[str, Tensor]
 
@@ -58,32 +63,75 @@ def rewind_iteration(settings: RunSettings, num_train: int) -> int:
     return Step.parse(settings.rewind).to_iterations(iterations_per_epoch(num_train, settings.train.batch_size))
 
 
-def train_round(
+@dataclass
+class Network:
+    """One network to train in a round: a trial's ticket or one of its control arms."""
+
+    trial: int
+    arm: str  # 'ticket' or a control name
+    seed: int  # the trial's seed: data order (controls share their ticket's)
+    start: Mapping[str, Tensor]
+    mask: Mapping[str, Tensor]
+
+
+def round_networks(
+    settings: RunSettings,
+    shape: Shape,
+    round_index: int,
+    tickets: list[tuple[Mapping[str, Tensor], Mapping[str, Tensor]]],
+    inits: list[Mapping[str, Tensor]],
+    rewind_points: list[Mapping[str, Tensor]],
+    previous_finals: list[Optional[Mapping[str, Tensor]]],
+) -> list[Network]:
+    """Every network of round `round_index`: each trial's ticket (start, mask), then its controls.
+
+    Controls start from round 1: at round 0 every arm would be the dense network.
+    """
+    networks = []
+    for trial, (start, mask) in enumerate(tickets):
+        seed = settings.for_trial(trial).seed
+        networks.append(Network(trial, TICKET, seed, start, mask))
+        if round_index == 0:
+            continue
+        inputs = ControlInputs(settings.model, shape.input_shape, shape.num_classes, seed, round_index, mask,
+                               inits[trial], rewind_points[trial], previous_finals[trial])
+        for name in settings.controls:
+            control_start, control_mask = CONTROLS[name].make(inputs)
+            networks.append(Network(trial, name, seed, control_start, control_mask))
+    return networks
+
+
+def train_networks(
     settings: RunSettings,
     splits,
-    start: Mapping[str, Tensor],
-    mask: Mapping[str, Tensor],
+    networks: list[Network],
     round_index: int,
     progress: Optional[ProgressFn] = None,
-) -> tuple[TrainResult, dict]:
-    """Train one round from `start` under `mask`; returns the result and the round's metrics.
+) -> tuple[list[TrainResult], dict]:
+    """Train every network of a round (in one batched step when there are several); returns the results
+    and the round's record (metrics and learning curve of every network).
 
-    Round 0 also captures the rewind point θk when settings.rewind > 0.
+    Round 0 also captures the rewind point θk of each network when settings.rewind > 0.
     """
     shape = Shape(splits.input_shape, splits.num_classes)
     device = splits.train_x.device
-    model = build_model(settings.model, shape.input_shape, shape.num_classes, settings.seed)
-    model.load_state_dict(dict(start))
-    model.to(device)
+    template = build_model(settings.model, shape.input_shape, shape.num_classes, settings.seed)
     k = rewind_iteration(settings, len(splits.train_x))
     rewind_at = k if (round_index == 0 and k > 0) else None
-    device_mask = {name: m.to(device) for name, m in mask.items()}
-    result = train(model, device_mask, splits, settings.train, settings.seed, rewind_at=rewind_at, progress=progress)
-    return result, round_metrics(round_index, mask, result)
+    if len(networks) == 1:
+        net = networks[0]
+        template.load_state_dict(dict(net.start))
+        template.to(device)
+        mask = {name: m.to(device) for name, m in net.mask.items()}
+        results = [train(template, mask, splits, settings.train, net.seed, rewind_at=rewind_at, progress=progress)]
+    else:
+        results = train_batched(template, [n.start for n in networks], [n.mask for n in networks], splits,
+                                settings.train, [n.seed for n in networks], rewind_at=rewind_at, progress=progress)
+    return results, round_record(round_index, networks, results)
 
 
-def round_metrics(round_index: int, mask: Mapping[str, Tensor], result: TrainResult) -> dict:
-    """The scalar results of a round, plus per-layer sparsity measured in the trained tensors."""
+def network_metrics(mask: Mapping[str, Tensor], result: TrainResult) -> dict:
+    """The scalar results of one network, plus per-layer sparsity measured in the trained tensors."""
     final, early = result.final, result.early_stop
     in_tensors = tensor_remaining_percent(result.state, list(mask))
     layers = {
@@ -92,7 +140,6 @@ def round_metrics(round_index: int, mask: Mapping[str, Tensor], result: TrainRes
         for name, (kept, total) in kept_counts(mask).items()
     }
     return {
-        "round": round_index,
         "weights_remaining": round(remaining_percent(mask), 4),
         "nonzero_remaining": round(in_tensors["all"], 4),
         "test_acc": final["test_acc"],
@@ -108,9 +155,17 @@ def round_metrics(round_index: int, mask: Mapping[str, Tensor], result: TrainRes
     }
 
 
+def round_record(round_index: int, networks: list[Network], results: list[TrainResult]) -> dict:
+    """Everything measured in a round: one entry per network (trial, arm, metrics, learning curve)."""
+    entries = [{"trial": n.trial, "arm": n.arm, **network_metrics(n.mask, r), "curve": r.curve}
+               for n, r in zip(networks, results)]
+    ticket = next(e for e in entries if e["arm"] == TICKET)
+    return {"round": round_index, "weights_remaining": ticket["weights_remaining"], "networks": entries}
+
+
 def score_round(settings: RunSettings, init: State, final: State, mask: Mapping[str, Tensor], round_index: int) -> State:
     """Criterion scores of every prunable weight after round `round_index` (survivor ranking is in prune)."""
-    return score_layers(settings.criterion, init, final, list(mask), seed=settings.seed * 7919 + round_index)
+    return score_layers(settings.criterion, init, final, list(mask), seed=derive_seed(settings.seed, "score", round_index))
 
 
 def mask_round(
@@ -130,21 +185,21 @@ def rewind_round(rewind_point: State, init: State, final: State, mask: Mapping[s
 
 
 class Reporter(Protocol):
-    def round_started(self, round_index: int, weights_remaining: float) -> None: ...
+    def round_started(self, round_index: int, weights_remaining: float, networks: int) -> None: ...
 
     def progress(self, iteration: int, total: int, point: Optional[dict]) -> None: ...
 
-    def round_finished(self, metrics: dict, skipped: bool) -> None: ...
+    def round_finished(self, record: dict, skipped: bool) -> None: ...
 
 
 class SilentReporter:
-    def round_started(self, round_index: int, weights_remaining: float) -> None:
+    def round_started(self, round_index: int, weights_remaining: float, networks: int) -> None:
         pass
 
     def progress(self, iteration: int, total: int, point: Optional[dict]) -> None:
         pass
 
-    def round_finished(self, metrics: dict, skipped: bool) -> None:
+    def round_finished(self, record: dict, skipped: bool) -> None:
         pass
 
 
@@ -181,10 +236,10 @@ def find_ticket(
     splits,
     reporter: Optional[Reporter] = None,
 ) -> list[dict]:
-    """Run rounds 0..rounds-1 of IMP into `out`, skipping every round already finished there.
+    """Run rounds 0..rounds-1 of IMP for every trial into `out`, skipping every round already finished there.
 
     `splits` is the dataset already on the training device. Every input of a round is read back
-    from disk, so a resumed run computes exactly what an uninterrupted one does.
+    from disk, so a resumed run computes exactly what an uninterrupted one does. Returns the round records.
     """
     reporter = reporter or SilentReporter()
     layout = RunLayout(out)
@@ -194,41 +249,51 @@ def find_ticket(
     mask_shapes = {name: shapes[name] for name in kinds}
     load_state = lambda p: artifacts.load_tensors(p, "weights", settings.model, shapes)  # noqa: E731
     load_mask = lambda p: artifacts.load_tensors(p, "mask", settings.model, mask_shapes)  # noqa: E731
+    trials = range(settings.trials)
 
-    if not layout.init.exists():
-        init, ones = initial_state(settings, shape)
-        artifacts.save_tensors(layout.init, "weights", settings.model, init)
-    init = load_state(layout.init)
+    for t in trials:
+        if not layout.init(t).exists():
+            init, _ = initial_state(settings.for_trial(t), shape)
+            artifacts.save_tensors(layout.init(t), "weights", settings.model, init)
+    inits = [load_state(layout.init(t)) for t in trials]
     k = rewind_iteration(settings, len(splits.train_x))
 
-    results: list[dict] = []
+    records: list[dict] = []
     for r in range(rounds):
-        if layout.metrics(r).exists():
-            metrics = artifacts.read_json(layout.metrics(r))
-            results.append(metrics)
-            reporter.round_finished(metrics, skipped=True)
+        if layout.round_metrics(r).exists():
+            record = artifacts.read_json(layout.round_metrics(r))
+            records.append(record)
+            reporter.round_finished(record, skipped=True)
             continue
-        if r == 0:
-            mask = {name: torch.ones(shape_, dtype=torch.bool) for name, shape_ in mask_shapes.items()}
-            start = init
-        else:
-            previous_mask = load_mask(layout.mask(r - 1))
-            previous_final = load_state(layout.final(r - 1))
-            scores = score_round(settings, init, previous_final, previous_mask, r - 1)
-            mask = mask_round(settings, scores, previous_mask, kinds, r)
-            rewind_point = load_state(layout.rewind) if k > 0 else init
-            start = rewind_round(rewind_point, init, previous_final, mask)
-        artifacts.save_tensors(layout.mask(r), "mask", settings.model, mask, round=r)
-        artifacts.save_tensors(layout.start(r), "weights", settings.model, start, round=r)
-        reporter.round_started(r, remaining_percent(mask))
-        result, metrics = train_round(settings, splits, load_state(layout.start(r)), load_mask(layout.mask(r)), r,
-                                      progress=reporter.progress)
-        if result.rewind_state is not None:
-            artifacts.save_tensors(layout.rewind, "weights", settings.model, result.rewind_state, iteration=k)
-        artifacts.save_tensors(layout.final(r), "weights", settings.model, result.state, round=r)
-        artifacts.write_json(layout.round_dir(r) / "curve.json", result.curve)
-        artifacts.write_json(layout.metrics(r), metrics)
-        results.append(metrics)
-        reporter.round_finished(metrics, skipped=False)
-    write_summary(layout, results)
-    return results
+        rewind_points = [load_state(layout.rewind(t)) if (k > 0 and r > 0) else inits[t] for t in trials]
+        previous_finals: list[Optional[State]] = []
+        for t in trials:
+            trial_settings = settings.for_trial(t)
+            if r == 0:
+                mask = {name: torch.ones(s, dtype=torch.bool) for name, s in mask_shapes.items()}
+                start, previous_final = inits[t], None
+            else:
+                previous_mask = load_mask(layout.mask(t, r - 1))
+                previous_final = load_state(layout.final(t, r - 1))
+                scores = score_round(trial_settings, inits[t], previous_final, previous_mask, r - 1)
+                mask = mask_round(trial_settings, scores, previous_mask, kinds, r)
+                start = rewind_round(rewind_points[t], inits[t], previous_final, mask)
+            artifacts.save_tensors(layout.mask(t, r), "mask", settings.model, mask, round=r)
+            artifacts.save_tensors(layout.start(t, r), "weights", settings.model, start, round=r)
+            previous_finals.append(previous_final)
+        tickets = [(load_state(layout.start(t, r)), load_mask(layout.mask(t, r))) for t in trials]
+        networks = round_networks(settings, shape, r, tickets, inits, rewind_points, previous_finals)
+        reporter.round_started(r, remaining_percent(tickets[0][1]), len(networks))
+        results, record = train_networks(settings, splits, networks, r, progress=reporter.progress)
+        for net, result in zip(networks, results):
+            if net.arm != TICKET:
+                continue
+            if result.rewind_state is not None:
+                artifacts.save_tensors(layout.rewind(net.trial), "weights", settings.model, result.rewind_state,
+                                       iteration=k)
+            artifacts.save_tensors(layout.final(net.trial, r), "weights", settings.model, result.state, round=r)
+        artifacts.write_json(layout.round_metrics(r), record)
+        records.append(record)
+        reporter.round_finished(record, skipped=False)
+    write_summary(layout, records)
+    return records

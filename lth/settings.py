@@ -21,6 +21,7 @@ from lth.steps import Step
 PRUNING_METHODS = ("layerwise", "global")
 OPTIMIZER_NAMES = ("adam", "sgd", "radam")
 RATE_KINDS = ("conv", "fc", "output")
+MAX_TRIALS = 64
 
 
 @dataclass(frozen=True)
@@ -57,8 +58,16 @@ class RunSettings:
     seed: int = 0
     criterion: str = "large_final"
     rewind: str = "0it"
+    trials: int = 1
+    controls: tuple[str, ...] = ()
     train: TrainSettings = field(default_factory=TrainSettings)
     prune: PruneSettings = field(default_factory=PruneSettings)
+
+    def for_trial(self, trial: int) -> "RunSettings":
+        """One trial's settings: its own seed (θ0, data order, tie-breaking), no further trials or controls."""
+        from lth.seeds import trial_seed
+
+        return dataclasses.replace(self, seed=trial_seed(self.seed, trial), trials=1, controls=())
 
     def to_dict(self) -> dict[str, Any]:
         return _plain(dataclasses.asdict(self))
@@ -81,6 +90,14 @@ class RunSettings:
         _choice("pruning method", self.prune.method, PRUNING_METHODS)
         if self.seed < 0:
             raise LthError(f"bad seed {self.seed}: must be >= 0")
+        if not 1 <= self.trials <= MAX_TRIALS:
+            raise LthError(f"bad trials {self.trials}: must be between 1 and {MAX_TRIALS}")
+        from lth.controls import CONTROLS
+
+        for control in self.controls:
+            _choice("control", control, CONTROLS)
+        if len(set(self.controls)) != len(self.controls):
+            raise LthError(f"bad controls {list(self.controls)}: each control may appear once")
         t = self.train
         if not t.lr > 0:
             raise LthError(f"bad lr {t.lr}: must be > 0")

@@ -1,76 +1,129 @@
-"""Tables of finished rounds: summary.csv / summary.json for a run, and the DVC metrics summary.
+"""Tables of finished rounds: summary.csv / summary.json for a run, and the DVC metrics and plot data.
 
-The DVC summary is keyed so `dvc metrics diff` and `dvc exp show` read well: `r05.test_acc`,
-`r05.weights_remaining`, `best.test_acc`, and `sparsest_matching.weights_remaining` (the fewest
-weights at which the ticket still matches the dense network's early-stop test accuracy).
+A round record holds one entry per network (trial x arm). Tables here are long (one row per
+network) for analysis, or aggregated over trials (mean, min, max) per round and arm for plots and
+DVC metrics. DVC keys read well in `dvc metrics diff` / `dvc exp show`: `best.test_acc`,
+`sparsest_matching.weights_remaining` (the fewest weights at which the ticket still matches the
+dense network's early-stop test accuracy), `r05.test_acc`, `r05.reinit.early_stop_test_acc`.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from statistics import fmean
+from typing import Iterable, Optional
 
 from lth import artifacts
 
-SUMMARY_COLUMNS = [
-    "round", "weights_remaining", "test_acc", "early_stop_test_acc", "early_stop_iteration", "val_acc",
-    "val_loss", "test_loss", "iterations",
+TICKET = "ticket"
+NETWORK_COLUMNS = [
+    "round", "trial", "arm", "weights_remaining", "test_acc", "early_stop_test_acc", "early_stop_iteration",
+    "val_acc", "val_loss", "test_loss", "iterations",
 ]
 DVC_ROUND_KEYS = ("weights_remaining", "test_acc", "test_loss", "early_stop_test_acc", "early_stop_iteration")
+DVC_CONTROL_KEYS = ("test_acc", "early_stop_test_acc")
+STAT_KEYS = ("test_acc", "test_loss", "early_stop_test_acc", "early_stop_iteration")
 
 
-def summary_rows(results: Iterable[dict]) -> list[dict]:
-    """One flat row per round (the per-layer detail stays in each round's metrics.json)."""
-    return [{c: _finite(m[c]) for c in SUMMARY_COLUMNS} for m in sorted(results, key=lambda m: m["round"])]
+def network_rows(records: Iterable[dict]) -> list[dict]:
+    """One flat row per (round, trial, arm); per-layer detail and curves stay in the round records."""
+    rows = []
+    for record in sorted(records, key=lambda r: r["round"]):
+        for net in record["networks"]:
+            rows.append({c: _finite(record["round"] if c == "round" else net[c]) for c in NETWORK_COLUMNS})
+    return rows
 
 
-def write_summary(layout, results: list[dict]) -> None:
+def write_summary(layout, records: list[dict]) -> None:
     """summary.csv (pandas) and summary.json for a find-ticket run directory."""
     import pandas as pd
 
-    rows = summary_rows(results)
-    frame = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+    rows = network_rows(records)
+    frame = pd.DataFrame(rows, columns=NETWORK_COLUMNS)
     artifacts.atomic_write_bytes(layout.summary_csv, frame.to_csv(index=False).encode())
     artifacts.write_json(layout.summary_json, rows)
 
 
-def dvc_summary(results: Iterable[dict]) -> dict:
-    """Nested metrics for DVC: per round, plus the best round and the sparsest round matching the dense one."""
-    rows = sorted(results, key=lambda m: m["round"])
+def arm_stats(record: dict, arm: str) -> Optional[dict]:
+    """Mean, min and max over trials of one arm's results in a round (None if the arm was not trained)."""
+    nets = [n for n in record["networks"] if n["arm"] == arm]
+    if not nets:
+        return None
+    stats: dict = {"weights_remaining": nets[0]["weights_remaining"], "trials": len(nets)}
+    for key in STAT_KEYS:
+        values = [n[key] for n in nets if _finite(n[key]) is not None]
+        stats[key] = fmean(values) if values else None
+        stats[f"{key}_min"] = min(values) if values else None
+        stats[f"{key}_max"] = max(values) if values else None
+    return stats
+
+
+def arms(records: Iterable[dict]) -> list[str]:
+    """Every arm present, ticket first."""
+    found = {n["arm"] for r in records for n in r["networks"]}
+    return [TICKET] + sorted(found - {TICKET})
+
+
+def dvc_summary(records: Iterable[dict]) -> dict:
+    """Nested metrics for DVC: headline keys first (leftmost in `dvc exp show`), then per round."""
+    records = sorted(records, key=lambda r: r["round"])
+    tickets = [(r["round"], arm_stats(r, TICKET)) for r in records]
     summary: dict = {}
-    if rows:  # headline keys first: they are the leftmost columns of `dvc exp show`
-        best = max(rows, key=lambda m: (m["early_stop_test_acc"], -m["weights_remaining"]))
-        summary["best"] = _headline(best)
-        dense = next((m for m in rows if m["round"] == 0), None)
+    if tickets:
+        best = max(tickets, key=lambda rt: (rt[1]["early_stop_test_acc"], -rt[1]["weights_remaining"]))
+        summary["best"] = _headline(*best)
+        dense = next((t for r, t in tickets if r == 0), None)
         if dense is not None:
-            matching = [m for m in rows if m["early_stop_test_acc"] >= dense["early_stop_test_acc"]]
-            summary["sparsest_matching"] = _headline(min(matching, key=lambda m: m["weights_remaining"]))
-    for m in rows:
-        summary[f"r{m['round']:02d}"] = {k: _finite(m[k]) for k in DVC_ROUND_KEYS}
+            matching = [rt for rt in tickets if rt[1]["early_stop_test_acc"] >= dense["early_stop_test_acc"]]
+            summary["sparsest_matching"] = _headline(*min(matching, key=lambda rt: rt[1]["weights_remaining"]))
+    for record in records:
+        ticket = arm_stats(record, TICKET)
+        entry = {k: _finite(ticket[k]) for k in DVC_ROUND_KEYS}
+        for arm in arms([record])[1:]:
+            stats = arm_stats(record, arm)
+            entry[arm] = {k: _finite(stats[k]) for k in DVC_CONTROL_KEYS}
+        summary[f"r{record['round']:02d}"] = entry
     return summary
 
 
-def _headline(m: dict) -> dict:
-    return {"round": m["round"], "weights_remaining": m["weights_remaining"],
-            "test_acc": _finite(m["early_stop_test_acc"]), "early_stop_iteration": m["early_stop_iteration"]}
+def _headline(round_index: int, stats: dict) -> dict:
+    return {"round": round_index, "weights_remaining": stats["weights_remaining"],
+            "test_acc": _finite(stats["early_stop_test_acc"]), "early_stop_iteration": stats["early_stop_iteration"]}
 
 
-def plot_rows(results: Iterable[dict]) -> list[dict]:
-    """Rows for `dvc plots`: accuracy and early-stop iteration against % weights remaining."""
-    return [{"round": m["round"], "weights_remaining": m["weights_remaining"], "test_acc": _finite(m["test_acc"]),
-             "early_stop_test_acc": _finite(m["early_stop_test_acc"]),
-             "early_stop_iteration": m["early_stop_iteration"]}
-            for m in sorted(results, key=lambda m: m["round"])]
+def plot_rows(records: Iterable[dict], controls: Iterable[str] = ("reinit", "random-prune")) -> list[dict]:
+    """One row per round for `dvc plots`: the ticket's mean (and range) over trials, and each control's mean.
 
-
-def learning_curve_rows(results: Iterable[dict], curves: dict[int, list[dict]]) -> list[dict]:
-    """Long-format learning curves, one row per (round, evaluation), labelled by % weights remaining."""
+    Every control column is present in every row (null where not trained) so a plot's fields always
+    exist; at round 0 every arm is the dense network, so controls take the dense values there.
+    """
     rows = []
-    for m in sorted(results, key=lambda m: m["round"]):
-        label = f"r{m['round']:02d} ({m['weights_remaining']:.1f}%)"
-        for point in curves.get(m["round"], []):
-            rows.append({"weights": label, "iteration": point["iteration"], "test_acc": _finite(point["test_acc"]),
-                         "val_loss": _finite(point["val_loss"])})
+    for record in sorted(records, key=lambda r: r["round"]):
+        ticket = arm_stats(record, TICKET)
+        row = {"round": record["round"], "weights_remaining": record["weights_remaining"]}
+        for key in ("test_acc", "early_stop_test_acc", "early_stop_iteration"):
+            row[key] = _finite(ticket[key])
+        row["early_stop_test_acc_min"] = _finite(ticket["early_stop_test_acc_min"])
+        row["early_stop_test_acc_max"] = _finite(ticket["early_stop_test_acc_max"])
+        for control in controls:
+            stats = arm_stats(record, control) or (ticket if record["round"] == 0 else None)
+            column = control.replace("-", "_")
+            row[f"{column}_early_stop_test_acc"] = _finite(stats["early_stop_test_acc"]) if stats else None
+            row[f"{column}_early_stop_iteration"] = _finite(stats["early_stop_iteration"]) if stats else None
+        rows.append(row)
+    return rows
+
+
+def learning_curve_rows(records: Iterable[dict]) -> list[dict]:
+    """Long-format learning curves of the ticket (mean over trials), labelled by round and % weights."""
+    rows = []
+    for record in sorted(records, key=lambda r: r["round"]):
+        curves = [n["curve"] for n in record["networks"] if n["arm"] == TICKET]
+        label = f"r{record['round']:02d} ({record['weights_remaining']:.1f}%)"
+        for points in zip(*curves):
+            rows.append({"weights": label, "iteration": points[0]["iteration"],
+                         "test_acc": _finite(fmean(p["test_acc"] for p in points)),
+                         "val_loss": _finite(fmean(p["val_loss"] for p in points))})
     return rows
 
 

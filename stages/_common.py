@@ -51,3 +51,12 @@ def model_files(settings):
         return artifacts.load_tensors(path, "mask", settings.model, mask_shapes)
 
     return kinds, weights, mask
+
+
+def load_splits(device: str):
+    """The prepared dataset, on the training device."""
+    from lth import artifacts, pipeline
+    from lth.datasets import Splits
+    from lth.train import resolve_device
+
+    return Splits.from_state(artifacts.load_torch(pipeline.PREPARED, "prepared dataset")).to(resolve_device(device))

@@ -1,4 +1,4 @@
-"""Stage `init`: θ0 (seeded) and the dense mask: round r00's starting point."""
+"""Stage `init`: θ0 of every trial (seeded) and the dense masks: round r00's starting point."""
 
 from __future__ import annotations
 
@@ -11,10 +11,12 @@ def main() -> None:
     from lth.rounds import initial_state
 
     settings = load_params().settings
-    state, mask = initial_state(settings, shape_of(settings))
-    artifacts.save_tensors(pipeline.INIT, "weights", settings.model, state)
-    artifacts.save_tensors(pipeline.round_file(DENSE_ROUND, "start"), "weights", settings.model, state, round=0)
-    artifacts.save_tensors(pipeline.round_file(DENSE_ROUND, "mask"), "mask", settings.model, mask, round=0)
+    for t in range(settings.trials):
+        state, mask = initial_state(settings.for_trial(t), shape_of(settings))
+        for directory in (pipeline.INIT, pipeline.round_dir(DENSE_ROUND, "start")):
+            artifacts.save_tensors(pipeline.trial_file(directory, t), "weights", settings.model, state, round=0)
+        artifacts.save_tensors(pipeline.trial_file(pipeline.round_dir(DENSE_ROUND, "mask"), t), "mask",
+                               settings.model, mask, round=0)
 
 
 if __name__ == "__main__":

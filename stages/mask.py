@@ -1,4 +1,4 @@
-"""Stage `mask@<round>`: keep the best-scored survivors of the previous mask at the configured rates."""
+"""Stage `mask@<round>`: keep the best-scored survivors of each trial's previous mask at the configured rates."""
 
 from __future__ import annotations
 
@@ -15,9 +15,13 @@ def main() -> None:
     params = load_params()
     settings, prev = params.settings, params.previous(key)
     kinds, _, load_mask = model_files(settings)
-    scores = artifacts.load_tensors(pipeline.round_file(key, "scores"), "scores", settings.model)
-    mask = mask_round(settings, scores, load_mask(pipeline.round_file(prev, "mask")), kinds, round_index(key))
-    artifacts.save_tensors(pipeline.round_file(key, "mask"), "mask", settings.model, mask, round=round_index(key))
+    for t in range(settings.trials):
+        scores = artifacts.load_tensors(pipeline.trial_file(pipeline.round_dir(key, "scores"), t), "scores",
+                                        settings.model)
+        previous = load_mask(pipeline.trial_file(pipeline.round_dir(prev, "mask"), t))
+        mask = mask_round(settings.for_trial(t), scores, previous, kinds, round_index(key))
+        artifacts.save_tensors(pipeline.trial_file(pipeline.round_dir(key, "mask"), t), "mask", settings.model, mask,
+                               round=round_index(key))
     print(f"{key}: {remaining_percent(mask):.2f}% of weights kept")
 
 

@@ -1,4 +1,4 @@
-"""Stage `rewind@<round>`: the round's starting weights: survivors back to the rewind point, the rest zero."""
+"""Stage `rewind@<round>`: each trial's starting weights: survivors back to the rewind point, the rest zero."""
 
 from __future__ import annotations
 
@@ -14,9 +14,13 @@ def main() -> None:
     params = load_params()
     settings, prev = params.settings, params.previous(key)
     _, load_weights, load_mask = model_files(settings)
-    start = rewind_round(load_weights(pipeline.REWIND_POINT), load_weights(pipeline.INIT),
-                         load_weights(pipeline.round_file(prev, "final")), load_mask(pipeline.round_file(key, "mask")))
-    artifacts.save_tensors(pipeline.round_file(key, "start"), "weights", settings.model, start, round=round_index(key))
+    for t in range(settings.trials):
+        file = lambda directory: pipeline.trial_file(directory, t)  # noqa: E731
+        start = rewind_round(load_weights(file(pipeline.REWIND_POINT)), load_weights(file(pipeline.INIT)),
+                             load_weights(file(pipeline.round_dir(prev, "final"))),
+                             load_mask(file(pipeline.round_dir(key, "mask"))))
+        artifacts.save_tensors(file(pipeline.round_dir(key, "start")), "weights", settings.model, start,
+                               round=round_index(key))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Stage `score@<round>`: score the previous round's trained weights with the mask criterion."""
+"""Stage `score@<round>`: score every trial's previous-round weights with the mask criterion."""
 
 from __future__ import annotations
 
@@ -14,10 +14,13 @@ def main() -> None:
     params = load_params()
     settings, prev = params.settings, params.previous(key)
     _, load_weights, load_mask = model_files(settings)
-    scores = score_round(settings, load_weights(pipeline.INIT), load_weights(pipeline.round_file(prev, "final")),
-                         load_mask(pipeline.round_file(prev, "mask")), round_index(prev))
-    artifacts.save_tensors(pipeline.round_file(key, "scores"), "scores", settings.model, scores,
-                           criterion=settings.criterion)
+    for t in range(settings.trials):
+        file = lambda directory: pipeline.trial_file(directory, t)  # noqa: E731
+        scores = score_round(settings.for_trial(t), load_weights(file(pipeline.INIT)),
+                             load_weights(file(pipeline.round_dir(prev, "final"))),
+                             load_mask(file(pipeline.round_dir(prev, "mask"))), round_index(prev))
+        artifacts.save_tensors(file(pipeline.round_dir(key, "scores")), "scores", settings.model, scores,
+                               criterion=settings.criterion)
 
 
 if __name__ == "__main__":

@@ -11,12 +11,11 @@ def main() -> None:
     from lth.summary import dvc_summary, learning_curve_rows, plot_rows
 
     rounds = [DENSE_ROUND, *load_params().rounds]  # only declared rounds: stale files of removed ones are ignored
-    results = [artifacts.read_json(pipeline.round_metrics(r)) for r in rounds]
-    curves = {m["round"]: artifacts.read_json(pipeline.round_curve(r)) for r, m in zip(rounds, results)}
-    artifacts.write_json(pipeline.SUMMARY, dvc_summary(results))
-    artifacts.write_json(pipeline.ACCURACY_PLOT, plot_rows(results))
-    artifacts.write_json(pipeline.CURVES_PLOT, learning_curve_rows(results, curves))
-    print(f"summary of {len(results)} rounds -> {pipeline.SUMMARY}")
+    records = [artifacts.read_json(pipeline.round_metrics(r)) for r in rounds]
+    artifacts.write_json(pipeline.SUMMARY, dvc_summary(records))
+    artifacts.write_json(pipeline.ACCURACY_PLOT, plot_rows(records))
+    artifacts.write_json(pipeline.CURVES_PLOT, learning_curve_rows(records))
+    print(f"summary of {len(records)} rounds -> {pipeline.SUMMARY}")
 
 
 if __name__ == "__main__":

@@ -1,32 +1,43 @@
-"""Stage `train@<round>`: train the round's starting weights under its mask; write weights and metrics."""
+"""Stage `train@<round>`: train every trial's ticket (and, from r01, its control arms) in one batched step;
+write the tickets' trained weights and the round's metrics."""
 
 from __future__ import annotations
 
-from stages._common import model_files, round_argument, run
+from stages._common import load_splits, model_files, round_argument, run, shape_of
 
 
 def main() -> None:
     from lth import artifacts, pipeline
-    from lth.datasets import Splits
-    from lth.params import load_params, round_index
-    from lth.rounds import train_round
-    from lth.train import resolve_device
+    from lth.params import DENSE_ROUND, load_params, round_index
+    from lth.rounds import TICKET, round_networks, train_networks
+    from lth.summary import arm_stats
 
     key = round_argument(__doc__)
     params = load_params()
     settings = params.settings
     index = round_index(key)
     _, load_weights, load_mask = model_files(settings)
-    start = load_weights(pipeline.round_file(key, "start"))
-    mask = load_mask(pipeline.round_file(key, "mask"))
-    splits = Splits.from_state(artifacts.load_torch(pipeline.PREPARED, "prepared dataset"))
-    splits = splits.to(resolve_device(params.device))
-    result, metrics = train_round(settings, splits, start, mask, index)
-    artifacts.save_tensors(pipeline.round_file(key, "final"), "weights", settings.model, result.state, round=index)
-    artifacts.write_json(pipeline.round_curve(key), result.curve)
-    artifacts.write_json(pipeline.round_metrics(key), metrics)
-    print(f"{key}: {metrics['weights_remaining']:.1f}% weights, test acc {100 * metrics['test_acc']:.2f}% "
-          f"(early stop {100 * metrics['early_stop_test_acc']:.2f}% at it {metrics['early_stop_iteration']})")
+    trials = range(settings.trials)
+    per_trial = lambda directory: [load_weights(pipeline.trial_file(directory, t)) for t in trials]  # noqa: E731
+    tickets = [(load_weights(pipeline.trial_file(pipeline.round_dir(key, "start"), t)),
+                load_mask(pipeline.trial_file(pipeline.round_dir(key, "mask"), t))) for t in trials]
+    if index > 0 and settings.controls:
+        previous = params.previous(key)
+        inits, points = per_trial(pipeline.INIT), per_trial(pipeline.REWIND_POINT)
+        finals = per_trial(pipeline.round_dir(previous, "final"))
+    else:
+        inits = points = [None] * len(tickets)
+        finals = [None] * len(tickets)
+    networks = round_networks(settings, shape_of(settings), index, tickets, inits, points, finals)
+    results, record = train_networks(settings, load_splits(params.device), networks, index)
+    for net, result in zip(networks, results):
+        if net.arm == TICKET:
+            artifacts.save_tensors(pipeline.trial_file(pipeline.round_dir(key, "final"), net.trial), "weights",
+                                   settings.model, result.state, round=index)
+    artifacts.write_json(pipeline.round_metrics(key), record)
+    ticket = arm_stats(record, TICKET)
+    print(f"{key}: {record['weights_remaining']:.1f}% weights, {len(networks)} networks, ticket test acc "
+          f"{100 * ticket['test_acc']:.2f}% (early stop {100 * ticket['early_stop_test_acc']:.2f}%)")
 
 
 if __name__ == "__main__":

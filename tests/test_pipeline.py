@@ -62,11 +62,14 @@ def test_pipeline_repro_cache_reuse_and_added_round(tmp_path):
             "score@r02", "mask@r02", "rewind@r02", "train@r02", "summary"} == ran(first)
     for r in ("r00", "r01", "r02"):
         for name in ("start", "mask", "final"):
-            assert (root / "data" / "rounds" / r / f"{name}.pt").is_file(), (r, name)
+            assert (root / "data" / "rounds" / r / name / "trial-0.pt").is_file(), (r, name)
         assert json.loads((root / "metrics" / "rounds" / f"{r}.json").read_text())["round"] == int(r[1:])
     summary = json.loads((root / "metrics" / "summary.json").read_text())
     assert summary["r01"]["weights_remaining"] == pytest.approx(100 * (0.8 * 265200 + 900) / 266200, abs=1e-3)
     assert {"best", "sparsest_matching", "r00", "r01", "r02"} <= set(summary)
+    assert {"reinit", "random-prune"} <= set(summary["r01"]) and "reinit" not in summary["r00"]
+    record = json.loads((root / "metrics" / "rounds" / "r01.json").read_text())
+    assert [n["arm"] for n in record["networks"]] == ["ticket", "reinit", "random-prune"]
 
     # the CLI's one-process runner computes bit-for-bit what the pipeline's stages computed
     from lth import artifacts
@@ -77,8 +80,8 @@ def test_pipeline_repro_cache_reuse_and_added_round(tmp_path):
     cli = RunLayout(tmp_path / "cli")
     find_ticket(load_params(root / "params.yaml").settings, 3, cli.root, load_dataset("mnist-5k", tmp_path))
     for i, r in enumerate(("r00", "r01", "r02")):
-        for name, kind, path in (("mask", "mask", cli.mask(i)), ("final", "weights", cli.final(i))):
-            ours = artifacts.load_tensors(root / "data" / "rounds" / r / f"{name}.pt", kind)
+        for name, kind, path in (("mask", "mask", cli.mask(0, i)), ("final", "weights", cli.final(0, i))):
+            ours = artifacts.load_tensors(root / "data" / "rounds" / r / name / "trial-0.pt", kind)
             theirs = artifacts.load_tensors(path, kind)
             assert all(torch.equal(ours[k], theirs[k]) for k in ours), (r, name)
 
@@ -87,7 +90,8 @@ def test_pipeline_repro_cache_reuse_and_added_round(tmp_path):
 
     sh(root, "git", "add", "-A")
     sh(root, "git", "commit", "-qm", "baseline results")
-    baseline_masks = {r: (root / "data" / "rounds" / r / "mask.pt").read_bytes() for r in ("r01", "r02")}
+    mask_file = lambda r: root / "data" / "rounds" / r / "mask" / "trial-0.pt"  # noqa: E731
+    baseline_masks = {r: mask_file(r).read_bytes() for r in ("r01", "r02")}
 
     # another criterion: the dense round does not depend on it and comes from DVC's cache
     movement = sh(root, "dvc", "exp", "run", "-S", "criterion=movement")
@@ -95,7 +99,7 @@ def test_pipeline_repro_cache_reuse_and_added_round(tmp_path):
     assert {"prepare", "init", "rewind_point", "train_dense"}.isdisjoint(ran(movement))
     assert {"score@r01", "mask@r01", "train@r02", "summary"} <= ran(movement)
     for r, before in baseline_masks.items():
-        assert (root / "data" / "rounds" / r / "mask.pt").read_bytes() != before, f"{r}: same mask for movement"
+        assert mask_file(r).read_bytes() != before, f"{r}: same mask for movement"
     diff = json.loads(sh(root, "dvc", "metrics", "diff", "--json"))
     changed = diff["metrics/summary.json"]
     assert any(key.startswith(("r01.", "r02.")) for key in changed), changed

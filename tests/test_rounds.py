@@ -30,31 +30,31 @@ def test_lenet_sparsity_follows_the_paper_schedule_exactly(tmp_path):
     layout = RunLayout(tmp_path)
     sizes = {"fc1.weight": (235200, 0.8), "fc2.weight": (30000, 0.8), "fc3.weight": (1000, 0.9)}
     for r in range(5):
-        mask = load(layout.mask(r), "mask")
-        start = load(layout.start(r), "weights")
-        final = load(layout.final(r), "weights")
+        mask = load(layout.mask(0, r), "mask")
+        start = load(layout.start(0, r), "weights")
+        final = load(layout.final(0, r), "weights")
         for name, (n, keep) in sizes.items():
             assert int(mask[name].sum()) == round(n * keep**r), (r, name)
             # sparsity in the tensors is exactly the sparsity of the mask, before and after training
             assert int(torch.count_nonzero(start[name])) == int(mask[name].sum())
             assert (final[name][~mask[name]] == 0).all()
-            assert results[r]["layers"][name]["kept"] == round(n * keep**r)
+            assert results[r]["networks"][0]["layers"][name]["kept"] == round(n * keep**r)
         total = sum(n for n, _ in sizes.values())
         expected = 100 * sum(round(n * k**r) for n, k in sizes.values()) / total
         assert results[r]["weights_remaining"] == pytest.approx(expected, abs=1e-3)
-        assert results[r]["nonzero_remaining"] == pytest.approx(expected, abs=0.01)
+        assert results[r]["networks"][0]["nonzero_remaining"] == pytest.approx(expected, abs=0.01)
         if r:
-            previous = load(layout.mask(r - 1), "mask")
+            previous = load(layout.mask(0, r - 1), "mask")
             assert all(not (mask[k] & ~previous[k]).any() for k in mask), "masks must be nested"
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert [row["round"] for row in summary] == [0, 1, 2, 3, 4]
-    assert (tmp_path / "summary.csv").read_text().startswith("round,weights_remaining,test_acc")
+    assert (tmp_path / "summary.csv").read_text().startswith("round,trial,arm,weights_remaining,test_acc")
 
 
 def test_survivors_are_reset_to_theta0(tmp_path):
     find_ticket(lenet_settings(), 2, tmp_path, tiny_splits())
     layout = RunLayout(tmp_path)
-    init, start, mask = load(layout.init, "weights"), load(layout.start(1), "weights"), load(layout.mask(1), "mask")
+    init, start, mask = load(layout.init(0), "weights"), load(layout.start(0, 1), "weights"), load(layout.mask(0, 1), "mask")
     for name, tensor in init.items():
         if name in mask:
             assert torch.equal(start[name][mask[name]], tensor[mask[name]])
@@ -67,8 +67,8 @@ def test_rewinding_to_iteration_k(tmp_path):
     settings = lenet_settings(rewind="4it")
     find_ticket(settings, 2, tmp_path, tiny_splits())
     layout = RunLayout(tmp_path)
-    rewind, init = load(layout.rewind, "weights"), load(layout.init, "weights")
-    start, mask = load(layout.start(1), "weights"), load(layout.mask(1), "mask")
+    rewind, init = load(layout.rewind(0), "weights"), load(layout.init(0), "weights")
+    start, mask = load(layout.start(0, 1), "weights"), load(layout.mask(0, 1), "mask")
     assert not torch.equal(rewind["fc1.weight"], init["fc1.weight"])
     for name in init:
         if name in mask:
@@ -78,7 +78,7 @@ def test_rewinding_to_iteration_k(tmp_path):
     # θk is what the dense network held after k steps: a 4-iteration dense run ends there
     short = tmp_path / "short"
     find_ticket(replace(settings, rewind="0it", train__duration="4it"), 1, short, tiny_splits())
-    assert torch.equal(load(RunLayout(short).final(0), "weights")["fc1.weight"], rewind["fc1.weight"])
+    assert torch.equal(load(RunLayout(short).final(0, 0), "weights")["fc1.weight"], rewind["fc1.weight"])
 
 
 class Interrupt(SilentReporter):
@@ -87,7 +87,7 @@ class Interrupt(SilentReporter):
     def __init__(self, at: int):
         self.at, self.current = at, -1
 
-    def round_started(self, round_index, weights_remaining):
+    def round_started(self, round_index, weights_remaining, networks):
         self.current = round_index
 
     def progress(self, iteration, total, point):
@@ -100,22 +100,22 @@ def test_resume_after_interruption_equals_uninterrupted_run(tmp_path):
     find_ticket(settings, 4, tmp_path / "straight", splits)
     with pytest.raises(KeyboardInterrupt):
         find_ticket(settings, 4, tmp_path / "resumed", splits, reporter=Interrupt(at=2))
-    assert (tmp_path / "resumed" / "round-01" / "metrics.json").exists()
-    assert not (tmp_path / "resumed" / "round-02" / "metrics.json").exists()
+    assert RunLayout(tmp_path / "resumed").round_metrics(1).exists()
+    assert not RunLayout(tmp_path / "resumed").round_metrics(2).exists()
 
     class CountingReporter(SilentReporter):
         trained, skipped = [], []
 
-        def round_finished(self, metrics, skipped):
-            (self.skipped if skipped else self.trained).append(metrics["round"])
+        def round_finished(self, record, skipped):
+            (self.skipped if skipped else self.trained).append(record["round"])
 
     reporter = CountingReporter()
     find_ticket(settings, 4, tmp_path / "resumed", splits, reporter=reporter)
     assert reporter.skipped == [0, 1] and reporter.trained == [2, 3]  # finished rounds are never recomputed
     a, b = RunLayout(tmp_path / "straight"), RunLayout(tmp_path / "resumed")
     for r in range(4):
-        ma, mb = load(a.mask(r), "mask"), load(b.mask(r), "mask")
-        fa, fb = load(a.final(r), "weights"), load(b.final(r), "weights")
+        ma, mb = load(a.mask(0, r), "mask"), load(b.mask(0, r), "mask")
+        fa, fb = load(a.final(0, r), "weights"), load(b.final(0, r), "weights")
         assert all(torch.equal(ma[k], mb[k]) for k in ma), f"round {r}: masks differ"
         assert all(torch.equal(fa[k], fb[k]) for k in fa), f"round {r}: trained weights differ"
 
@@ -123,9 +123,9 @@ def test_resume_after_interruption_equals_uninterrupted_run(tmp_path):
 def test_adding_rounds_continues_and_other_settings_are_refused(tmp_path):
     splits = tiny_splits()
     find_ticket(lenet_settings(), 1, tmp_path, splits)
-    before = (tmp_path / "round-00" / "final.pt").stat().st_mtime_ns
+    before = RunLayout(tmp_path).final(0, 0).stat().st_mtime_ns
     results = find_ticket(lenet_settings(), 2, tmp_path, splits)
-    assert len(results) == 2 and (tmp_path / "round-00" / "final.pt").stat().st_mtime_ns == before
+    assert len(results) == 2 and RunLayout(tmp_path).final(0, 0).stat().st_mtime_ns == before
     with pytest.raises(LthError, match=r"other settings \(train.lr: 0.0012 there, 0.01 now\)"):
         find_ticket(lenet_settings(train__lr=0.01), 3, tmp_path, splits)
 
@@ -133,18 +133,18 @@ def test_adding_rounds_continues_and_other_settings_are_refused(tmp_path):
 def test_damaged_or_mismatched_files_are_clear_errors(tmp_path):
     find_ticket(lenet_settings(), 1, tmp_path, tiny_splits())
     layout = RunLayout(tmp_path)
-    shapes = {k: tuple(v.shape) for k, v in load(layout.init, "weights").items()}
+    shapes = {k: tuple(v.shape) for k, v in load(layout.init(0), "weights").items()}
     with pytest.raises(LthError, match="holds a weights file where a mask file was expected"):
-        artifacts.load_tensors(layout.init, "mask")
+        artifacts.load_tensors(layout.init(0), "mask")
     with pytest.raises(LthError, match="belongs to model 'lenet-300-100', not 'conv-2'"):
-        artifacts.load_tensors(layout.init, "weights", "conv-2")
+        artifacts.load_tensors(layout.init(0), "weights", "conv-2")
     bad_shapes = dict(shapes, **{"fc1.weight": (10, 10)})
     with pytest.raises(LthError, match=r"fc1.weight has shape \(300, 784\), expected \(10, 10\)"):
-        artifacts.load_tensors(layout.init, "weights", "lenet-300-100", bad_shapes)
-    data = layout.final(0).read_bytes()
-    layout.final(0).write_bytes(data[: len(data) // 2])
+        artifacts.load_tensors(layout.init(0), "weights", "lenet-300-100", bad_shapes)
+    data = layout.final(0, 0).read_bytes()
+    layout.final(0, 0).write_bytes(data[: len(data) // 2])
     with pytest.raises(LthError, match="corrupted or truncated weights file .*final.pt"):
-        artifacts.load_tensors(layout.final(0), "weights")
+        artifacts.load_tensors(layout.final(0, 0), "weights")
     # a damaged input of the next round stops the run with that message, never a wrong result
     with pytest.raises(LthError, match="corrupted or truncated"):
         find_ticket(lenet_settings(), 2, tmp_path, tiny_splits())

@@ -1,0 +1,63 @@
+"""Control arms of a round: networks trained beside the ticket to show what the ticket's mask and weights buy.
+
+A control never feeds the next round's mask; it is trained and evaluated, nothing more.
+- reinit: this round's ticket mask on freshly initialised weights (Frankle & Carbin's "random reinit");
+- random-prune: a random mask with the same per-layer sparsity on the rewound weights ("random pruning").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Mapping
+
+from torch import Tensor
+
+from lth.actions import rewind_state
+from lth.masks import Mask, apply_mask
+from lth.models import build_model
+from lth.prune import random_mask_like
+from lth.seeds import derive_seed
+
+State = dict[str, Tensor]
+
+
+@dataclass(frozen=True)
+class ControlInputs:
+    """What a control may use: the trial's ticket this round and the points it was rewound from."""
+
+    model: str
+    input_shape: tuple[int, int, int]
+    num_classes: int
+    seed: int  # the trial's seed
+    round_index: int
+    mask: Mapping[str, Tensor]  # the ticket's mask this round
+    init: Mapping[str, Tensor]  # θ0
+    rewind_point: Mapping[str, Tensor]  # θk
+    previous_final: Mapping[str, Tensor]  # last round's trained weights
+
+
+@dataclass(frozen=True)
+class Control:
+    name: str
+    description: str
+    make: Callable[[ControlInputs], tuple[State, Mask]]  # -> (starting weights, mask)
+
+
+def _reinit(c: ControlInputs) -> tuple[State, Mask]:
+    fresh = build_model(c.model, c.input_shape, c.num_classes, derive_seed(c.seed, "reinit", c.round_index))
+    mask = {k: v.clone() for k, v in c.mask.items()}
+    return apply_mask({k: v.detach().clone() for k, v in fresh.state_dict().items()}, mask), mask
+
+
+def _random_prune(c: ControlInputs) -> tuple[State, Mask]:
+    mask = random_mask_like(c.mask, derive_seed(c.seed, "random-prune", c.round_index))
+    return rewind_state(c.rewind_point, c.init, c.previous_final, mask), mask
+
+
+CONTROLS: dict[str, Control] = {
+    c.name: c
+    for c in [
+        Control("reinit", "the ticket's mask on freshly initialised weights", _reinit),
+        Control("random-prune", "a random mask of the same per-layer sparsity on the rewound weights", _random_prune),
+    ]
+}

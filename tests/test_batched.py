@@ -1,0 +1,123 @@
+"""Trials and control arms trained together: each network's result equals training it alone."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import tiny_splits
+from lth import artifacts
+from lth.artifacts import RunLayout
+from lth.batched import train_batched
+from lth.errors import LthError
+from lth.models import build_model
+from lth.rounds import TICKET, find_ticket
+from lth.settings import TrainSettings, defaults_for, replace
+from lth.train import train
+
+
+def random_mask(model, keep, seed):
+    g = torch.Generator().manual_seed(seed)
+    return {n: torch.rand(p.shape, generator=g) < keep for n, p in model.named_parameters()
+            if n in model.prunable_layers()}
+
+
+@pytest.mark.parametrize(
+    "model_name,shape,settings",
+    [
+        ("lenet-300-100", (1, 28, 28), TrainSettings(batch_size=20, duration="2ep", eval_every="5it")),
+        ("lenet-300-100", (1, 28, 28), TrainSettings(optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=1e-3,
+                                                      batch_size=20, duration="12it", eval_every="4it",
+                                                      warmup="3it", milestones=("8it",))),
+        # SGD here: Adam divides by sqrt(v), which blows float noise in near-zero gradients up to ±lr
+        ("resnet-20", (3, 16, 16), TrainSettings(optimizer="sgd", lr=0.05, momentum=0.9, batch_size=8,
+                                                  duration="4it", eval_every="2it")),
+    ],
+    ids=["lenet-adam", "lenet-sgd-schedule", "resnet-batchnorm-augment"],
+)
+def test_batched_networks_equal_separate_runs(model_name, shape, settings):
+    splits = tiny_splits(n_train=120 if shape[0] == 1 else 24, n_eval=20, shape=shape, augment=shape[0] == 3)
+    models = [build_model(model_name, shape, 10, seed=s) for s in (0, 1, 2)]
+    starts = [{k: v.clone() for k, v in m.state_dict().items()} for m in models]
+    masks = [random_mask(models[0], keep, seed) for keep, seed in ((1.0, 0), (0.5, 1), (0.2, 2))]
+    seeds = [0, 7, 7]
+    batched = train_batched(models[0], starts, masks, splits, settings, seeds)
+    for i in range(3):
+        alone_model = build_model(model_name, shape, 10, seed=0)
+        alone_model.load_state_dict(starts[i])
+        alone = train(alone_model, masks[i], splits, settings, seeds[i])
+        for name, tensor in alone.state.items():
+            assert torch.allclose(batched[i].state[name].float(), tensor.float(), atol=2e-5, rtol=1e-4), (i, name)
+        for ours, theirs in zip(batched[i].curve, alone.curve):
+            assert ours["iteration"] == theirs["iteration"]
+            assert ours["test_acc"] == pytest.approx(theirs["test_acc"], abs=1e-6)
+            assert ours["val_loss"] == pytest.approx(theirs["val_loss"], rel=1e-4, abs=1e-5)
+        for name, m in masks[i].items():
+            assert (batched[i].state[name][~m] == 0).all(), f"network {i}: pruned weight {name} revived"
+
+
+def test_batched_needs_matching_inputs():
+    model = build_model("lenet-300-100", (1, 28, 28), 10, seed=0)
+    with pytest.raises(LthError, match="one start state, one mask and one seed per network"):
+        train_batched(model, [model.state_dict()], [], tiny_splits(), TrainSettings(), [0])
+
+
+def small(**changes):
+    base = replace(defaults_for("lenet-300-100", "mnist-5k"), train__batch_size=20, train__duration="6it",
+                   train__eval_every="3it")
+    return replace(base, **changes)
+
+
+def test_trials_and_controls_in_the_runner(tmp_path):
+    splits = tiny_splits()
+    settings = small(trials=2, controls=("reinit", "random-prune"))
+    records = find_ticket(settings, 3, tmp_path / "with", splits)
+    layout = RunLayout(tmp_path / "with")
+    assert [len(r["networks"]) for r in records] == [2, 6, 6]
+    arms = [(n["trial"], n["arm"]) for n in records[1]["networks"]]
+    assert arms == [(0, TICKET), (0, "reinit"), (0, "random-prune"), (1, TICKET), (1, "reinit"), (1, "random-prune")]
+    load = lambda p, kind="weights": artifacts.load_tensors(p, kind)  # noqa: E731
+    # each trial has its own θ0 and its own masks
+    assert not torch.equal(load(layout.init(0))["fc1.weight"], load(layout.init(1))["fc1.weight"])
+    assert not torch.equal(load(layout.mask(0, 1), "mask")["fc1.weight"], load(layout.mask(1, 1), "mask")["fc1.weight"])
+    # controls have the ticket's per-layer sparsity
+    for r in (1, 2):
+        ticket, reinit, rand = (n for n in records[r]["networks"][:3])
+        for name, layer in ticket["layers"].items():
+            assert reinit["layers"][name]["kept"] == rand["layers"][name]["kept"] == layer["kept"]
+            assert rand["layers"][name]["nonzero_remaining"] == pytest.approx(layer["remaining"], abs=1e-3)
+    # controls never feed the next mask: tickets' masks equal those of the same run without controls
+    find_ticket(small(trials=2), 3, tmp_path / "without", splits)
+    other = RunLayout(tmp_path / "without")
+    for t in (0, 1):
+        a, b = load(layout.mask(t, 1), "mask"), load(other.mask(t, 1), "mask")
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    # summary: one row per network
+    rows = artifacts.read_json(layout.summary_json)
+    assert len(rows) == 2 + 6 + 6 and {r["arm"] for r in rows} == {TICKET, "reinit", "random-prune"}
+
+
+def test_control_construction():
+    from lth.controls import CONTROLS, ControlInputs
+
+    model = build_model("lenet-300-100", (1, 28, 28), 10, seed=0)
+    init = {k: v.clone() for k, v in model.state_dict().items()}
+    mask = random_mask(model, 0.3, 0)
+    inputs = ControlInputs("lenet-300-100", (1, 28, 28), 10, 0, 2, mask, init, init, init)
+    start, same_mask = CONTROLS["reinit"].make(inputs)
+    assert all(torch.equal(same_mask[k], mask[k]) for k in mask)
+    assert not torch.equal(start["fc1.weight"][mask["fc1.weight"]], init["fc1.weight"][mask["fc1.weight"]])
+    assert (start["fc1.weight"][~mask["fc1.weight"]] == 0).all()
+    start, rand_mask = CONTROLS["random-prune"].make(inputs)
+    for k in mask:
+        assert int(rand_mask[k].sum()) == int(mask[k].sum()) and not torch.equal(rand_mask[k], mask[k])
+        assert torch.equal(start[k][rand_mask[k]], init[k][rand_mask[k]]) and (start[k][~rand_mask[k]] == 0).all()
+    again, again_mask = CONTROLS["random-prune"].make(inputs)
+    assert all(torch.equal(again_mask[k], rand_mask[k]) for k in mask), "controls must be seeded"
+
+
+def test_bad_trials_and_controls_are_refused():
+    with pytest.raises(LthError, match="bad trials 0"):
+        small(trials=0).validate()
+    with pytest.raises(LthError, match="unknown control 'reinitialise'.*random-prune, reinit"):
+        small(controls=("reinitialise",)).validate()
