@@ -1,8 +1,12 @@
-"""The trainer: one masked network, data already on the device as tensors, seeded data order.
+"""The trainer: masked networks, data already on the device as tensors, seeded data order.
+
+One loop trains one network (a plain module call, the fastest path for a single network) or many
+stacked networks (`lth.batched`, one vmapped step for all trials and control arms of a round).
 
 Why it is fast: no DataLoader and no per-sample transforms (a batch is one index into a resident
-tensor), masks applied with fused foreach multiplies, no host sync per step (the running loss
-stays on the device until an evaluation).
+tensor), masks applied with fused foreach multiplies, no host sync per step (running losses stay on
+the device until an evaluation), and on CUDA the whole step (gather, forward, backward, optimizer,
+masks) is captured once as a CUDA graph and replayed.
 Why it is correct: gradients of pruned weights are zeroed before the optimizer step (so Adam's
 moments never see them) and the weights are multiplied by the mask after it, so pruned weights
 are exactly zero after every step.
@@ -10,8 +14,9 @@ are exactly zero after every step.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Optional
+from typing import Callable, Mapping, Optional, Protocol, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -21,13 +26,17 @@ from lth.errors import LthError, unknown_choice
 from lth.settings import TrainSettings
 from lth.steps import Step
 
-OPTIMIZERS: dict[str, Callable[[list[Tensor], TrainSettings], torch.optim.Optimizer]] = {
-    # fused kernels: one pass over all parameters per step; ~20% faster than foreach on a 2-core CPU for LeNet
-    "adam": lambda p, s: torch.optim.Adam(p, lr=s.lr, weight_decay=s.weight_decay, fused=True),
-    "sgd": lambda p, s: torch.optim.SGD(
-        p, lr=s.lr, momentum=s.momentum, nesterov=s.nesterov, weight_decay=s.weight_decay, fused=True
-    ),
-    "radam": lambda p, s: torch.optim.RAdam(p, lr=s.lr, weight_decay=s.weight_decay, foreach=True),
+Lr = Union[float, Tensor]
+
+OPTIMIZERS: dict[str, Callable[[list[Tensor], TrainSettings, Lr, bool], torch.optim.Optimizer]] = {
+    # fused kernels: one pass over all parameters per step (~20% faster than foreach for LeNet on 2 CPU cores);
+    # `graph` asks for a CUDA-graph-safe optimizer: state and learning rate live on the device
+    "adam": lambda p, s, lr, graph: torch.optim.Adam(p, lr=lr, weight_decay=s.weight_decay, fused=True,
+                                                     capturable=graph),
+    "sgd": lambda p, s, lr, graph: torch.optim.SGD(p, lr=lr, momentum=s.momentum, nesterov=s.nesterov,
+                                                   weight_decay=s.weight_decay, fused=True),
+    "radam": lambda p, s, lr, graph: torch.optim.RAdam(p, lr=lr, weight_decay=s.weight_decay, foreach=True,
+                                                       capturable=graph),
 }
 
 ProgressFn = Callable[[int, int, Optional[dict]], None]
@@ -35,7 +44,7 @@ ProgressFn = Callable[[int, int, Optional[dict]], None]
 
 @dataclass
 class TrainResult:
-    """What one round of training produced."""
+    """What one network's round of training produced."""
 
     state: dict[str, Tensor]
     curve: list[dict] = field(default_factory=list)
@@ -52,6 +61,53 @@ class TrainResult:
         return min(self.curve, key=lambda p: (p["val_loss"], p["iteration"]))
 
 
+class Networks(Protocol):
+    """N networks of one architecture, as the training loop sees them."""
+
+    count: int
+    params: dict[str, Tensor]  # name -> the trainable tensor (stacked over networks when count > 1)
+
+    def __call__(self, x: Tensor) -> Tensor: ...  # (N, B, ...) -> (N, B, classes), each its own batch
+
+    def shared(self, x: Tensor) -> Tensor: ...  # (B, ...) -> (N, B, classes), every network the same batch
+
+    def set_training(self, on: bool) -> None: ...
+
+    def stack(self, tensors: Sequence[Tensor]) -> Tensor: ...  # one tensor per network -> the params' layout
+
+    def tensors(self) -> list[Tensor]: ...  # every parameter and buffer
+
+    def state(self, i: int) -> dict[str, Tensor]: ...  # network i's state_dict on the CPU
+
+
+class SingleNetwork:
+    """One network: a plain module call, no vmap overhead."""
+
+    count = 1
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+        self.params = dict(model.named_parameters())
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return self.model(x[0]).unsqueeze(0)
+
+    def shared(self, x: Tensor) -> Tensor:
+        return self.model(x).unsqueeze(0)
+
+    def set_training(self, on: bool) -> None:
+        self.model.train(on)
+
+    def stack(self, tensors: Sequence[Tensor]) -> Tensor:
+        return tensors[0]
+
+    def tensors(self) -> list[Tensor]:
+        return [*self.model.parameters(), *self.model.buffers()]
+
+    def state(self, i: int) -> dict[str, Tensor]:
+        return {k: v.detach().clone().cpu() for k, v in self.model.state_dict().items()}
+
+
 def resolve_device(name: str) -> torch.device:
     """'auto' picks CUDA when present; 'cuda' without a GPU is a clear error."""
     if name == "auto":
@@ -63,6 +119,11 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def cuda_graphs_enabled(device: torch.device) -> bool:
+    """Whole-step CUDA graphs on CUDA devices, unless LTH_CUDA_GRAPHS=0 (e.g. to debug a model eagerly)."""
+    return device.type == "cuda" and os.environ.get("LTH_CUDA_GRAPHS", "1") != "0"
+
+
 def iterations_per_epoch(num_train: int, batch_size: int) -> int:
     """Full batches per epoch (the last partial batch is dropped, so every step has the same shape)."""
     if batch_size > num_train:
@@ -70,10 +131,11 @@ def iterations_per_epoch(num_train: int, batch_size: int) -> int:
     return num_train // batch_size
 
 
-def make_optimizer(params: list[Tensor], settings: TrainSettings) -> torch.optim.Optimizer:
+def make_optimizer(params: list[Tensor], settings: TrainSettings, graph: bool = False) -> torch.optim.Optimizer:
     if settings.optimizer not in OPTIMIZERS:
         raise unknown_choice("optimizer", settings.optimizer, OPTIMIZERS)
-    return OPTIMIZERS[settings.optimizer](params, settings)
+    lr: Lr = torch.tensor(settings.lr, device=params[0].device) if graph else settings.lr
+    return OPTIMIZERS[settings.optimizer](params, settings, lr, graph)
 
 
 def lr_factor(iteration: int, warmup: int, milestones: list[int], gamma: float) -> float:
@@ -83,20 +145,19 @@ def lr_factor(iteration: int, warmup: int, milestones: list[int], gamma: float) 
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 2000) -> tuple[float, float]:
-    """(mean cross-entropy, accuracy) over a resident tensor dataset, in large batches."""
-    was_training = model.training
-    model.eval()
-    loss = torch.zeros((), device=x.device)
-    correct = torch.zeros((), device=x.device, dtype=torch.long)
+def evaluate(nets: Networks, x: Tensor, y: Tensor, batch_size: int = 2000) -> tuple[Tensor, Tensor]:
+    """Per-network (mean cross-entropy, accuracy) over a resident dataset, in large batches: (N,) tensors."""
+    nets.set_training(False)
+    loss = torch.zeros(nets.count, device=x.device)
+    correct = torch.zeros(nets.count, device=x.device)
     for start in range(0, len(x), batch_size):
-        out = model(x[start : start + batch_size])
-        target = y[start : start + batch_size]
-        loss += F.cross_entropy(out, target, reduction="sum")
-        correct += (out.argmax(dim=1) == target).sum()
-    model.train(was_training)
+        out = nets.shared(x[start : start + batch_size])
+        target = y[start : start + batch_size].expand(nets.count, -1)
+        loss += F.cross_entropy(out.flatten(0, 1), target.flatten(), reduction="none").view(nets.count, -1).sum(1)
+        correct += (out.argmax(dim=2) == target).sum(1)
+    nets.set_training(True)
     n = max(len(x), 1)
-    return float(loss) / n, float(correct) / n
+    return loss / n, correct / n
 
 
 def train(
@@ -113,11 +174,27 @@ def train(
     `splits` is an `lth.datasets.Splits` on the same device. The data order depends on `seed` only.
     If `rewind_at` is given, the state after that many steps is returned as `rewind_state` (θk).
     """
+    return run_training(SingleNetwork(model), [mask], splits, settings, [seed], rewind_at, progress)[0]
+
+
+def run_training(
+    nets: Networks,
+    masks: Sequence[Mapping[str, Tensor]],
+    splits,
+    settings: TrainSettings,
+    seeds: Sequence[int],
+    rewind_at: Optional[int] = None,
+    progress: Optional[ProgressFn] = None,
+) -> list[TrainResult]:
+    """The training loop shared by one network and many: network i under masks[i], data order seeds[i]."""
     from lth.datasets import augment_batch
 
+    count = nets.count
+    if not (len(masks) == len(seeds) == count):
+        raise LthError("training needs one mask and one seed per network")
     device = splits.train_x.device
-    n = len(splits.train_x)
-    per_epoch = iterations_per_epoch(n, settings.batch_size)
+    n, batch = len(splits.train_x), settings.batch_size
+    per_epoch = iterations_per_epoch(n, batch)
     total = Step.parse(settings.duration).to_iterations(per_epoch)
     eval_every = max(1, Step.parse(settings.eval_every).to_iterations(per_epoch))
     warmup = Step.parse(settings.warmup).to_iterations(per_epoch)
@@ -125,61 +202,72 @@ def train(
     if rewind_at is not None and rewind_at > total:
         raise LthError(f"rewind step {rewind_at} iterations is beyond the training length of {total} iterations")
 
-    params = dict(model.named_parameters())
-    weights = [params[name] for name in mask]
-    multipliers = [m.to(device=device, dtype=w.dtype) for m, w in zip(mask.values(), weights)]
+    names = list(masks[0])
+    weights = [nets.params[name] for name in names]
+    multipliers = [nets.stack([m[name] for m in masks]).to(device=device, dtype=w.dtype)
+                   for name, w in zip(names, weights)]
     with torch.no_grad():
         torch._foreach_mul_(weights, multipliers)
 
-    optimizer = make_optimizer(list(model.parameters()), settings)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda it: lr_factor(it, warmup, milestones, settings.gamma)
-    )
-    order_gen = torch.Generator().manual_seed(seed)
-    augment_gen = torch.Generator(device=device).manual_seed(seed + 1) if splits.augment else None
+    graph = cuda_graphs_enabled(device)
+    optimizer = make_optimizer(list(nets.params.values()), settings, graph)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(it, warmup, milestones, settings.gamma))
+    order_gens = [torch.Generator().manual_seed(s) for s in seeds]
+    augment_gens = [torch.Generator(device=device).manual_seed(s + 1) for s in seeds] if splits.augment else None
 
-    result = TrainResult(state={})
-    running = torch.zeros((), device=device)
+    # The step reads its batch from static buffers, so the same code runs eagerly or as a replayed CUDA graph.
+    batch_index = torch.zeros((count, batch), dtype=torch.long, device=device)
+    augmented = torch.empty((count, batch, *splits.input_shape), device=device) if augment_gens else None
+    running = torch.zeros(count, device=device)
+
+    def step() -> None:
+        x = augmented if augmented is not None else splits.train_x[batch_index]
+        logits = nets(x)
+        losses = F.cross_entropy(logits.flatten(0, 1), splits.train_y[batch_index].flatten(),
+                                 reduction="none").view(count, batch).mean(1)
+        optimizer.zero_grad(set_to_none=False)
+        losses.sum().backward()
+        with torch.no_grad():
+            torch._foreach_mul_([w.grad for w in weights], multipliers)
+            optimizer.step()
+            torch._foreach_mul_(weights, multipliers)
+            running.add_(losses.detach())
+
+    nets.set_training(True)
+    run_step = capture_cuda_graph(step, nets, optimizer, running) if graph else step
+
+    results = [TrainResult(state={}) for _ in range(count)]
     steps_since_eval = 0
 
     def record(iteration: int) -> None:
-        nonlocal running, steps_since_eval
-        val_loss, val_acc = evaluate(model, splits.val_x, splits.val_y)
-        test_loss, test_acc = evaluate(model, splits.test_x, splits.test_y)
-        train_loss = float(running) / steps_since_eval if steps_since_eval else float("nan")
-        point = dict(iteration=iteration, train_loss=train_loss, val_loss=val_loss, val_acc=val_acc,
-                     test_loss=test_loss, test_acc=test_acc)
-        result.curve.append(point)
-        running = torch.zeros((), device=device)
+        nonlocal steps_since_eval
+        val_loss, val_acc = evaluate(nets, splits.val_x, splits.val_y)
+        test_loss, test_acc = evaluate(nets, splits.test_x, splits.test_y)
+        train_loss = (running / steps_since_eval).tolist() if steps_since_eval else [float("nan")] * count
+        columns = zip(train_loss, val_loss.tolist(), val_acc.tolist(), test_loss.tolist(), test_acc.tolist())
+        for result, (tl, vl, va, sl, sa) in zip(results, columns):
+            result.curve.append(dict(iteration=iteration, train_loss=tl, val_loss=vl, val_acc=va, test_loss=sl,
+                                     test_acc=sa))
+        running.zero_()
         steps_since_eval = 0
         if progress:
-            progress(iteration, total, point)
+            progress(iteration, total, results[0].curve[-1])
 
-    def snapshot() -> dict[str, Tensor]:
-        return {k: v.detach().clone().cpu() for k, v in model.state_dict().items()}
-
-    model.train()
     record(0)
     report_every = max(1, total // 200)
     iteration = 0
     while iteration < total:
-        perm = torch.randperm(n, generator=order_gen).to(device)
+        orders = torch.stack([torch.randperm(n, generator=g) for g in order_gens]).to(device)
         for b in range(per_epoch):
             if iteration == rewind_at:
-                result.rewind_state = snapshot()
-            idx = perm[b * settings.batch_size : (b + 1) * settings.batch_size]
-            x, y = splits.train_x[idx], splits.train_y[idx]
-            if augment_gen is not None:
-                x = augment_batch(x, augment_gen)
-            loss = F.cross_entropy(model(x), y)
-            optimizer.zero_grad(set_to_none=False)
-            loss.backward()
-            with torch.no_grad():
-                torch._foreach_mul_([w.grad for w in weights], multipliers)
-                optimizer.step()
-                torch._foreach_mul_(weights, multipliers)
+                for i, result in enumerate(results):
+                    result.rewind_state = nets.state(i)
+            batch_index.copy_(orders[:, b * batch : (b + 1) * batch])
+            if augment_gens is not None:
+                augmented.copy_(torch.stack([augment_batch(splits.train_x[batch_index[i]], g)
+                                             for i, g in enumerate(augment_gens)]))
+            run_step()
             schedule.step()
-            running += loss.detach()
             steps_since_eval += 1
             iteration += 1
             if iteration % eval_every == 0 or iteration == total:
@@ -188,8 +276,38 @@ def train(
                 progress(iteration, total, None)
             if iteration == total:
                 break
-    if rewind_at is not None and rewind_at == total:
-        result.rewind_state = snapshot()
-    result.state = snapshot()
-    result.iterations = total
-    return result
+    for i, result in enumerate(results):
+        if rewind_at is not None and rewind_at == total:
+            result.rewind_state = nets.state(i)
+        result.state = nets.state(i)
+        result.iterations = total
+    return results
+
+
+def capture_cuda_graph(step: Callable[[], None], nets: Networks, optimizer: torch.optim.Optimizer,
+                       running: Tensor) -> Callable[[], None]:
+    """Capture one whole training step as a CUDA graph; returns its replay.
+
+    Capturing needs a few real warm-up steps first (they allocate gradients and optimizer state).
+    Those steps change the weights, so everything they touch is put back afterwards: the first
+    replay starts from exactly the state the eager loop would start from.
+    """
+    saved = [t.detach().clone() for t in nets.tensors()]
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            step()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        step()
+    with torch.no_grad():
+        for tensor, value in zip(nets.tensors(), saved):
+            tensor.copy_(value)
+        for state in optimizer.state.values():  # step counts and moments back to their initial zeros
+            for value in state.values():
+                if isinstance(value, Tensor):
+                    value.zero_()
+        running.zero_()
+    return graph.replay

@@ -37,8 +37,8 @@ def test_pruned_weights_stay_exactly_zero_through_every_step(settings, monkeypat
     params = dict(model.named_parameters())
     checks = []
 
-    def spy(all_params, train_settings):
-        optimizer = real(all_params, train_settings)
+    def spy(all_params, train_settings, *rest):
+        optimizer = real(all_params, train_settings, *rest)
         # runs right after every optimizer.step(): pruned weights must already be zero there
         optimizer.register_step_post_hook(
             lambda *_: checks.append(all(bool((params[n][~m] == 0).all()) for n, m in mask.items()))
@@ -61,8 +61,8 @@ def test_adam_moments_of_pruned_weights_stay_zero(monkeypatch):
     captured = {}
     real = T.make_optimizer
 
-    def spy(params, settings):
-        captured["opt"] = real(params, settings)
+    def spy(params, settings, *rest):
+        captured["opt"] = real(params, settings, *rest)
         captured["params"] = params
         return captured["opt"]
 

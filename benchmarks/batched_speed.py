@@ -1,0 +1,174 @@
+"""Steps/s and µs per network-step: single-network trainer, batched trainer at N networks, DataLoader baseline.
+
+All figures come from one run on the machine it runs on. LeNet-300-100 trains on the mnist-5k digits;
+Conv-6 on a CIFAR-shaped random set (3x32x32; only speed is measured). The baseline is the loop common
+LTH code uses: a DataLoader over PIL images with per-sample transforms, one network at a time.
+
+    .venv/bin/python benchmarks/batched_speed.py [--networks 1 4 16 32] [--json results.json] [--device cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+
+import torch
+import torch.nn.functional as F
+
+from lth.batched import train_batched
+from lth.datasets import Splits, load_dataset
+from lth.models import build_model
+from lth.settings import TrainSettings
+from lth.train import train
+
+CASES = {
+    # model: (input shape, optimizer lr, steps timed on CPU, steps timed on GPU)
+    "lenet-300-100": ((1, 28, 28), 1.2e-3, 200, 2000),
+    "conv-6": ((3, 32, 32), 3e-4, 4, 300),
+}
+
+
+def cifar_like(n: int = 1200, device: str = "cpu") -> Splits:
+    g = torch.Generator().manual_seed(0)
+    make = lambda k: (torch.randn(k, 3, 32, 32, generator=g), torch.randint(0, 10, (k,), generator=g))  # noqa: E731
+    (tx, ty), (vx, vy), (sx, sy) = make(n), make(100), make(100)
+    return Splits("cifar-like", tx, ty, vx, vy, sx, sy, 10, True).to(device)
+
+
+def masks_for(model, count: int):
+    g = torch.Generator().manual_seed(1)
+    return [{n: torch.rand(p.shape, generator=g) < 0.5 for n, p in model.named_parameters()
+             if n in model.prunable_layers()} for _ in range(count)]
+
+
+def sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_single(name, shape, splits, steps, lr, device) -> float:
+    model = build_model(name, shape, 10, seed=0).to(device)
+    mask = {k: v.to(device) for k, v in masks_for(model, 1)[0].items()}
+    warm = TrainSettings(lr=lr, batch_size=60, duration=f"{max(2, steps // 10)}it", eval_every="100000it")
+    timed = TrainSettings(lr=lr, batch_size=60, duration=f"{steps}it", eval_every=f"{steps}it")
+    train(model, mask, splits, warm, seed=0)
+    sync(device)
+    start = time.perf_counter()
+    train(model, mask, splits, timed, seed=0)
+    sync(device)
+    return (time.perf_counter() - start) / steps
+
+
+def time_batched(name, shape, splits, steps, lr, count, device) -> float:
+    model = build_model(name, shape, 10, seed=0)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    masks = masks_for(model, count)
+    warm = TrainSettings(lr=lr, batch_size=60, duration=f"{max(2, steps // 10)}it", eval_every="100000it")
+    timed = TrainSettings(lr=lr, batch_size=60, duration=f"{steps}it", eval_every=f"{steps}it")
+    train_batched(model, [state] * count, masks, splits, warm, list(range(count)))
+    sync(device)
+    start = time.perf_counter()
+    train_batched(model, [state] * count, masks, splits, timed, list(range(count)))
+    sync(device)
+    return (time.perf_counter() - start) / steps
+
+
+def time_dataloader(name, shape, splits, steps, lr, device) -> float:
+    """open_lth-style: uint8 images -> PIL -> per-sample transforms in a DataLoader, masked Adam."""
+    import numpy as np
+    from PIL import Image
+    from torch.utils.data import DataLoader, Dataset
+    from torchvision import transforms
+
+    raw = splits.train_x.cpu()
+    images = ((raw - raw.min()) / (raw.max() - raw.min()) * 255).to(torch.uint8)
+    labels = splits.train_y.cpu()
+    channels = shape[0]
+    steps_list = [transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip()] if channels == 3 else []
+    transform = transforms.Compose([*steps_list, transforms.ToTensor(), transforms.Normalize([0.5] * channels,
+                                                                                              [0.25] * channels)])
+
+    class PilImages(Dataset):
+        def __len__(self) -> int:
+            return len(images)
+
+        def __getitem__(self, i: int):
+            array = images[i].permute(1, 2, 0).numpy()
+            pil = Image.fromarray(array[:, :, 0] if channels == 1 else np.ascontiguousarray(array))
+            return transform(pil), int(labels[i])
+
+    loader = DataLoader(PilImages(), batch_size=60, shuffle=True, drop_last=True)
+    model = build_model(name, shape, 10, seed=0).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    weights = [p for n, p in model.named_parameters() if n in model.prunable_layers()]
+    masks = [m.float().to(device) for m in masks_for(model, 1)[0].values()]
+
+    def run(n: int) -> None:
+        done = 0
+        while True:
+            for x, y in loader:
+                x, y = x.to(device), y.to(device)
+                loss = F.cross_entropy(model(x), y)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                with torch.no_grad():
+                    for w, m in zip(weights, masks):
+                        w.mul_(m)
+                done += 1
+                if done == n:
+                    return
+
+    run(max(2, steps // 10))
+    sync(device)
+    start = time.perf_counter()
+    run(steps)
+    sync(device)
+    return (time.perf_counter() - start) / steps
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--networks", type=int, nargs="+", default=[1, 4, 8, 16, 32])
+    parser.add_argument("--models", nargs="+", default=list(CASES))
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--steps-scale", type=float, default=1.0, help="multiply the number of timed steps")
+    parser.add_argument("--json", help="also write the figures here")
+    args = parser.parse_args()
+
+    device = args.device
+    where = torch.cuda.get_device_name() if device == "cuda" else f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
+    results = {"machine": where, "torch": torch.__version__, "rows": []}
+    print(f"# lth training speed on {where} (torch {torch.__version__})\n")
+    print("| model | trainer | networks | steps/s | µs per network-step | vs DataLoader |")
+    print("|---|---|---:|---:|---:|---:|")
+    for name in args.models:
+        shape, lr, cpu_steps, gpu_steps = CASES[name]
+        steps = max(2, int((gpu_steps if device == "cuda" else cpu_steps) * args.steps_scale))
+        splits = load_dataset("mnist-5k", "data/datasets").to(device) if shape[0] == 1 else cifar_like(device=device)
+        baseline = time_dataloader(name, shape, splits, steps, lr, device)
+        rows = [("DataLoader + per-sample transforms", 1, baseline), ("lth single-network", 1,
+                time_single(name, shape, splits, steps, lr, device))]
+        for count in args.networks:
+            rows.append(("lth batched", count, time_batched(name, shape, splits, steps, lr, count, device)))
+        for trainer, count, seconds in rows:
+            per_network = seconds / count
+            print(f"| {name} | {trainer} | {count} | {1 / seconds:,.1f} | {1e6 * per_network:,.0f} | "
+                  f"{baseline / per_network:.1f}x |")
+            results["rows"].append({"model": name, "trainer": trainer, "networks": count, "seconds_per_step": seconds,
+                                    "us_per_network_step": 1e6 * per_network, "speedup_vs_dataloader": baseline / per_network})
+        single = rows[1][2]
+        for trainer, count, seconds in rows[2:]:
+            if count > 1:
+                print(f"\n{name}: {count} networks batched = {count * single / seconds:.2f}x the throughput of "
+                      f"{count} sequential single-network runs", end="")
+        print("\n")
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(results, handle, indent=2)
+
+
+if __name__ == "__main__":
+    main()
