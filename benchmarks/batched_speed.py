@@ -48,31 +48,43 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def per_step(run, steps: int) -> float:
+    """Seconds per step, by difference: (time of 2*steps) - (time of steps), over steps.
+
+    Fixed costs (set-up, the evaluations at start and end, warm-up of the allocator) cancel out.
+    """
+    run(max(2, steps // 4))  # warm-up
+    times = []
+    for count in (steps, 2 * steps):
+        start = time.perf_counter()
+        run(count)
+        times.append(time.perf_counter() - start)
+    return (times[1] - times[0]) / steps
+
+
 def time_single(name, shape, splits, steps, lr, device) -> float:
     model = build_model(name, shape, 10, seed=0).to(device)
     mask = {k: v.to(device) for k, v in masks_for(model, 1)[0].items()}
-    warm = TrainSettings(lr=lr, batch_size=60, duration=f"{max(2, steps // 10)}it", eval_every="100000it")
-    timed = TrainSettings(lr=lr, batch_size=60, duration=f"{steps}it", eval_every=f"{steps}it")
-    train(model, mask, splits, warm, seed=0)
-    sync(device)
-    start = time.perf_counter()
-    train(model, mask, splits, timed, seed=0)
-    sync(device)
-    return (time.perf_counter() - start) / steps
+
+    def run(count: int) -> None:
+        train(model, mask, splits, TrainSettings(lr=lr, batch_size=60, duration=f"{count}it",
+                                                 eval_every=f"{count}it"), seed=0)
+        sync(device)
+
+    return per_step(run, steps)
 
 
 def time_batched(name, shape, splits, steps, lr, count, device) -> float:
     model = build_model(name, shape, 10, seed=0)
     state = {k: v.clone() for k, v in model.state_dict().items()}
     masks = masks_for(model, count)
-    warm = TrainSettings(lr=lr, batch_size=60, duration=f"{max(2, steps // 10)}it", eval_every="100000it")
-    timed = TrainSettings(lr=lr, batch_size=60, duration=f"{steps}it", eval_every=f"{steps}it")
-    train_batched(model, [state] * count, masks, splits, warm, list(range(count)))
-    sync(device)
-    start = time.perf_counter()
-    train_batched(model, [state] * count, masks, splits, timed, list(range(count)))
-    sync(device)
-    return (time.perf_counter() - start) / steps
+
+    def run(iterations: int) -> None:
+        train_batched(model, [state] * count, masks, splits, TrainSettings(lr=lr, batch_size=60,
+                      duration=f"{iterations}it", eval_every=f"{iterations}it"), list(range(count)))
+        sync(device)
+
+    return per_step(run, steps)
 
 
 def time_dataloader(name, shape, splits, steps, lr, device) -> float:
@@ -121,12 +133,11 @@ def time_dataloader(name, shape, splits, steps, lr, device) -> float:
                 if done == n:
                     return
 
-    run(max(2, steps // 10))
-    sync(device)
-    start = time.perf_counter()
-    run(steps)
-    sync(device)
-    return (time.perf_counter() - start) / steps
+    def timed(count: int) -> None:
+        run(count)
+        sync(device)
+
+    return per_step(timed, steps)
 
 
 def main() -> None:

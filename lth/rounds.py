@@ -108,7 +108,7 @@ def train_networks(
     round_index: int,
     progress: Optional[ProgressFn] = None,
 ) -> tuple[list[TrainResult], dict]:
-    """Train every network of a round (in one batched step when there are several); returns the results
+    """Train every network of a round (as one batched step where that pays); returns the results
     and the round's record (metrics and learning curve of every network).
 
     Round 0 also captures the rewind point θk of each network when settings.rewind > 0.
@@ -118,16 +118,28 @@ def train_networks(
     template = build_model(settings.model, shape.input_shape, shape.num_classes, settings.seed)
     k = rewind_iteration(settings, len(splits.train_x))
     rewind_at = k if (round_index == 0 and k > 0) else None
-    if len(networks) == 1:
-        net = networks[0]
-        template.load_state_dict(dict(net.start))
-        template.to(device)
-        mask = {name: m.to(device) for name, m in net.mask.items()}
-        results = [train(template, mask, splits, settings.train, net.seed, rewind_at=rewind_at, progress=progress)]
-    else:
+    if len(networks) > 1 and batching_pays(template, device):
         results = train_batched(template, [n.start for n in networks], [n.mask for n in networks], splits,
                                 settings.train, [n.seed for n in networks], rewind_at=rewind_at, progress=progress)
+    else:
+        results = []
+        for net in networks:
+            template.load_state_dict(dict(net.start))
+            template.to(device)
+            mask = {name: m.to(device) for name, m in net.mask.items()}
+            results.append(train(template, mask, splits, settings.train, net.seed, rewind_at=rewind_at,
+                                 progress=progress))
     return results, round_record(round_index, networks, results)
+
+
+def batching_pays(model: torch.nn.Module, device: torch.device) -> bool:
+    """Whether training a round's networks as one vmapped batch beats training them one after another.
+
+    On a GPU it always does. On a CPU it does for fully connected models (batched matmuls; 8 LeNets
+    about 1.6x the throughput of 8 runs), but batched convolutions run slower per network than
+    single ones (see benchmarks/batched_speed.py), so conv nets train one network at a time there.
+    """
+    return device.type == "cuda" or not any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
 
 
 def network_metrics(mask: Mapping[str, Tensor], result: TrainResult) -> dict:
