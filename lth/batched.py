@@ -66,6 +66,7 @@ def train_batched(
     seeds: Sequence[int],
     rewind_at: Optional[int] = None,
     progress: Optional[ProgressFn] = None,
+    hold_pruned: bool = False,
 ) -> list[TrainResult]:
     """Train len(starts) networks together; network i starts from starts[i] under masks[i], data order seeds[i].
 
@@ -74,4 +75,4 @@ def train_batched(
     if not (len(starts) == len(masks) == len(seeds)) or not starts:
         raise LthError("train_batched needs one start state, one mask and one seed per network")
     nets = StackedNetworks(template, starts, splits.train_x.device)
-    return run_training(nets, masks, splits, settings, seeds, rewind_at, progress)
+    return run_training(nets, masks, splits, settings, seeds, rewind_at, progress, hold_pruned)

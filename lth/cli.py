@@ -31,6 +31,7 @@ class Listing(str, Enum):
     models = "models"
     datasets = "datasets"
     criteria = "criteria"
+    actions = "actions"
 
 
 def _parse_rates(items: Optional[List[str]]) -> Optional[dict[str, float]]:
@@ -84,6 +85,10 @@ def find_ticket(
     eval_every: Optional[str] = typer.Option(None, help="Evaluate on validation and test every this many steps."),
     criterion: str = typer.Option("large_final", help="Mask criterion (see `python -m lth list criteria`)."),
     rewind: str = typer.Option("0it", help="Rewind survivors to their value at this step of the dense run."),
+    mask1: Optional[str] = typer.Option(
+        None, help="Mask-1 action on kept weights [default: reset, or rewind when --rewind is set]."
+    ),
+    mask0: str = typer.Option("zero", help="Mask-0 action on pruned weights (see `python -m lth list actions`)."),
     pruning: Optional[str] = typer.Option(None, help="layerwise | global [default: the model's]."),
     rate: Optional[List[str]] = typer.Option(None, help="Pruning rate per round for a layer kind, KIND=FRACTION; repeat."),
     seed: int = typer.Option(0, min=0, help="Seed of θ0, data order and tie-breaking."),
@@ -100,6 +105,7 @@ def find_ticket(
     Re-running the same command continues after the last finished round.
     """
     from lth.settings import defaults_for, replace
+    from lth.steps import Step
 
     settings = replace(
         defaults_for(model, dataset),
@@ -107,6 +113,8 @@ def find_ticket(
         trials=trials,
         controls=tuple(control) if control else None,
         criterion=criterion,
+        mask1_action=mask1 or ("reset" if Step.parse(rewind) == Step() else "rewind"),
+        mask0_action=mask0,
         rewind=rewind,
         train__optimizer=optimizer,
         train__lr=lr,
@@ -180,7 +188,8 @@ class _ProgressReporter:
             return
         fields = {}
         if point is not None:
-            fields["info"] = f"val loss {point['val_loss']:.4f}  test acc {100 * point['test_acc']:.2f}%"
+            loss = f"val loss {point['val_loss']:.4f}  " if "val_loss" in point else ""
+            fields["info"] = f"{loss}test acc {100 * point['test_acc']:.2f}%"
         self.bar.update(self.task, completed=iteration, total=total, **fields)
 
     def round_finished(self, record: dict, skipped: bool) -> None:
@@ -213,9 +222,54 @@ def summary_table(records: list[dict]) -> Table:
     return table
 
 
+@app.command("learn-supermask")
+def learn_supermask(
+    model: str = typer.Argument(..., help="Model name, e.g. lenet-300-100."),
+    dataset: str = typer.Argument(..., help="Dataset name, e.g. mnist-5k."),
+    dataset_dir: Path = typer.Argument(..., help="Directory holding (or receiving) the dataset files."),
+    weights: str = typer.Option("signed_constant", help="Frozen weights: init (θ0) | signed_constant."),
+    lr: float = typer.Option(0.1, help="Adam learning rate of the mask scores."),
+    batch_size: int = typer.Option(60, help="Batch size."),
+    epochs: Optional[int] = typer.Option(None, help="Training length in epochs [default: 50]."),
+    iterations: Optional[int] = typer.Option(None, help="Training length in iterations."),
+    duration: Optional[str] = typer.Option(None, help="Training length as a step string."),
+    init_prob: float = typer.Option(0.5, help="Initial keep probability sigmoid(score) of every weight."),
+    rescale: bool = typer.Option(True, "--rescale/--no-rescale", help="Dynamic weight rescaling per layer."),
+    seed: int = typer.Option(0, min=0, help="Seed of θ0, data order and mask sampling."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda."),
+    out: Optional[Path] = typer.Option(None, help="Output directory [default: runs/supermask-<model>-<dataset>-seed<seed>]."),
+) -> None:
+    """Learn a supermask: weights frozen at θ0 (or signed constant), a Bernoulli mask trained by straight-through."""
+    from lth import artifacts
+    from lth.datasets import load_dataset
+    from lth.models import get_model_spec
+    from lth.supermask import SupermaskSettings, learn_supermask as learn
+    from lth.train import resolve_device
+
+    get_model_spec(model)
+    settings = SupermaskSettings(weights=weights, lr=lr, batch_size=batch_size,
+                                 duration=_duration(duration, epochs, iterations) or "50ep", init_prob=init_prob,
+                                 rescale=rescale).validate()
+    splits = load_dataset(dataset, dataset_dir).to(resolve_device(device))
+    out = out or Path("runs") / f"supermask-{model}-{dataset}-seed{seed}"
+    with _ProgressReporter(False) as reporter:
+        reporter.round_started(0, 100.0, 1)
+        result = learn(model, splits, settings, seed, progress=reporter.progress)
+    artifacts.save_tensors(out / "mask.pt", "mask", model, result["mask"])
+    artifacts.write_json(out / "supermask.json", {**result["metrics"], "curve": result["curve"]})
+    table = Table(title=f"Learned supermask ({settings.weights} weights)")
+    for column in ("test acc (sampled mask)", "test acc (p > 0.5)", "% weights (expected)", "% weights (p > 0.5)"):
+        table.add_column(column, justify="right")
+    m = result["metrics"]
+    table.add_row(f"{100 * m['test_acc_sampled']:.2f}", f"{100 * m['test_acc_thresholded']:.2f}",
+                  f"{m['expected_weights_remaining']:.1f}", f"{m['weights_remaining']:.1f}")
+    console.print(table)
+    console.print(f"mask and metrics: {out}")
+
+
 @app.command("list")
 def list_registry(what: Listing = typer.Argument(Listing.all, help="What to list.")) -> None:
-    """List models (with their paper defaults), datasets and mask criteria."""
+    """List models (with their paper defaults), datasets, mask criteria and mask-1 / mask-0 actions."""
     if what in (Listing.all, Listing.models):
         from lth.models import MODELS
 
@@ -245,6 +299,17 @@ def list_registry(what: Listing = typer.Argument(Listing.all, help="What to list
         table.add_column("description")
         for crit in CRITERIA.values():
             table.add_row(crit.name, crit.description)
+        console.print(table)
+    if what in (Listing.all, Listing.actions):
+        from lth.actions import KEPT_ACTIONS, PRUNED_ACTIONS
+
+        table = Table(title="Mask-1 actions (kept weights) and mask-0 actions (pruned weights)")
+        for column in ("action", "applies to", "description"):
+            table.add_column(column)
+        for action in KEPT_ACTIONS.values():
+            table.add_row(action.name, "kept (--mask1)", action.description)
+        for action in PRUNED_ACTIONS.values():
+            table.add_row(action.name, "pruned (--mask0)", action.description)
         console.print(table)
 
 

@@ -12,7 +12,6 @@ from typing import Callable, Mapping
 
 from torch import Tensor
 
-from lth.actions import rewind_state
 from lth.masks import Mask, apply_mask
 from lth.models import build_model
 from lth.prune import random_mask_like
@@ -31,9 +30,7 @@ class ControlInputs:
     seed: int  # the trial's seed
     round_index: int
     mask: Mapping[str, Tensor]  # the ticket's mask this round
-    init: Mapping[str, Tensor]  # θ0
-    rewind_point: Mapping[str, Tensor]  # θk
-    previous_final: Mapping[str, Tensor]  # last round's trained weights
+    rewind: Callable[[Mapping[str, Tensor]], State]  # the ticket's mask-1 / mask-0 actions, for another mask
 
 
 @dataclass(frozen=True)
@@ -51,7 +48,7 @@ def _reinit(c: ControlInputs) -> tuple[State, Mask]:
 
 def _random_prune(c: ControlInputs) -> tuple[State, Mask]:
     mask = random_mask_like(c.mask, derive_seed(c.seed, "random-prune", c.round_index))
-    return rewind_state(c.rewind_point, c.init, c.previous_final, mask), mask
+    return c.rewind(mask), mask
 
 
 CONTROLS: dict[str, Control] = {

@@ -7,7 +7,7 @@ Higher score = more worth keeping. Ranking, survivors-only selection and tie-bre
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 from torch import Tensor
@@ -20,6 +20,8 @@ class ScoreInputs:
     w_init: Tensor
     w_final: Tensor
     generator: torch.Generator
+    w_start: Optional[Tensor] = None  # the round's starting weights (gradient criteria only)
+    grad: Optional[Tensor] = None  # the loss gradient the criterion asked for (see Criterion.gradient_at)
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,7 @@ class Criterion:
     name: str
     description: str
     score: Callable[[ScoreInputs], Tensor]
+    gradient_at: Optional[str] = None  # 'start' or 'final': which weights the loss gradient is taken at
 
 
 def _rescale(x: ScoreInputs) -> float:
@@ -81,6 +84,13 @@ _CRITERIA = [
               lambda x: _only_where(~_same_sign(x), x.w_final.abs() - x.w_init.abs())),
 ]
 
+_CRITERIA += [
+    Criterion("snip", "keep large |g * w| at the round's starting weights (SNIP, Lee et al. 2019)",
+              lambda x: (x.grad * x.w_start).abs(), gradient_at="start"),
+    Criterion("grad", "keep large |g|, the loss gradient at the end of training", lambda x: x.grad.abs(),
+              gradient_at="final"),
+]
+
 CRITERIA: dict[str, Criterion] = {c.name: c for c in _CRITERIA}
 
 
@@ -93,9 +103,21 @@ def get_criterion(name: str) -> Criterion:
 
 
 def score_layers(
-    criterion: str, init: dict[str, Tensor], final: dict[str, Tensor], names: list[str], seed: int
+    criterion: str,
+    init: dict[str, Tensor],
+    final: dict[str, Tensor],
+    names: list[str],
+    seed: int,
+    start: Optional[dict[str, Tensor]] = None,
+    grads: Optional[dict[str, Tensor]] = None,
 ) -> dict[str, Tensor]:
     """Score every prunable layer with one criterion; randomness (if any) comes from `seed` alone."""
     crit = get_criterion(criterion)
+    if crit.gradient_at and grads is None:
+        raise ValueError(f"criterion {criterion} needs loss gradients at the {crit.gradient_at} weights")
     generator = torch.Generator().manual_seed(seed)
-    return {name: crit.score(ScoreInputs(init[name], final[name], generator)).float() for name in names}
+    return {
+        name: crit.score(ScoreInputs(init[name], final[name], generator, None if start is None else start[name],
+                                     None if grads is None else grads[name])).float()
+        for name in names
+    }

@@ -9,12 +9,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from lth.errors import LthError
 from lth.settings import RunSettings, from_dict
 
-PIPELINE_KEYS = ("dataset_dir", "device", "rounds")
+if TYPE_CHECKING:
+    from lth.supermask import SupermaskSettings
+
+PIPELINE_KEYS = ("dataset_dir", "device", "rounds", "supermask")
 DENSE_ROUND = "r00"
 _ROUND_KEY = re.compile(r"^r(\d{2,})$")
 
@@ -25,6 +28,7 @@ class PipelineParams:
     dataset_dir: str
     device: str
     rounds: dict[str, str]  # round -> the round it continues from
+    supermask: "SupermaskSettings" = None  # type: ignore[assignment]
 
     def previous(self, round_key: str) -> str:
         if round_key not in self.rounds:
@@ -87,7 +91,12 @@ def load_params(path: str | Path = "params.yaml") -> PipelineParams:
     device = data.get("device", "auto")
     if not isinstance(dataset_dir, str) or not isinstance(device, str):
         raise LthError(f"{path}: dataset_dir and device must be strings")
-    return PipelineParams(settings, dataset_dir, device, parse_rounds(data.get("rounds"), f"{path}: rounds"))
+    from lth.settings import build_dataclass
+    from lth.supermask import SupermaskSettings
+
+    supermask = build_dataclass(SupermaskSettings, data.get("supermask") or {}, f"{path}: supermask").validate()
+    return PipelineParams(settings, dataset_dir, device, parse_rounds(data.get("rounds"), f"{path}: rounds"),
+                          supermask)
 
 
 def rounds_yaml(count: int) -> dict[str, dict[str, str]]:

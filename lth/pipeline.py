@@ -17,6 +17,8 @@ ROUND_METRICS = METRICS / "rounds"
 SUMMARY = METRICS / "summary.json"
 ACCURACY_PLOT = METRICS / "accuracy.json"
 CURVES_PLOT = METRICS / "learning_curves.json"
+SUPERMASK = Path("data/supermask/mask.pt")
+SUPERMASK_METRICS = METRICS / "supermask.json"
 
 
 def round_dir(round_key: str, name: str) -> Path:

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from lth import artifacts
-from lth.actions import rewind_state
+from lth.actions import PRUNED_ACTIONS, get_actions, rewind_state
 from lth.artifacts import RunLayout
 from lth.batched import train_batched
 from lth.controls import CONTROLS, ControlInputs
@@ -93,8 +93,12 @@ def round_networks(
         networks.append(Network(trial, TICKET, seed, start, mask))
         if round_index == 0:
             continue
-        inputs = ControlInputs(settings.model, shape.input_shape, shape.num_classes, seed, round_index, mask,
-                               inits[trial], rewind_points[trial], previous_finals[trial])
+
+        def rewind(other_mask: Mapping[str, Tensor], trial: int = trial) -> State:
+            return rewind_round(settings.for_trial(trial), shape, round_index, rewind_points[trial], inits[trial],
+                                previous_finals[trial], other_mask)
+
+        inputs = ControlInputs(settings.model, shape.input_shape, shape.num_classes, seed, round_index, mask, rewind)
         for name in settings.controls:
             control_start, control_mask = CONTROLS[name].make(inputs)
             networks.append(Network(trial, name, seed, control_start, control_mask))
@@ -109,7 +113,8 @@ def train_networks(
     progress: Optional[ProgressFn] = None,
 ) -> tuple[list[TrainResult], dict]:
     """Train every network of a round (as one batched step where that pays); returns the results
-    and the round's record (metrics and learning curve of every network).
+    and the round's record (metrics and learning curve of every network). Pruned weights are held at
+    their starting values, which the mask-0 action chose (0, θ0, ...).
 
     Round 0 also captures the rewind point θk of each network when settings.rewind > 0.
     """
@@ -118,17 +123,18 @@ def train_networks(
     template = build_model(settings.model, shape.input_shape, shape.num_classes, settings.seed)
     k = rewind_iteration(settings, len(splits.train_x))
     rewind_at = k if (round_index == 0 and k > 0) else None
+    masks = [training_mask(settings, n.mask) for n in networks]
     if len(networks) > 1 and batching_pays(template, device):
-        results = train_batched(template, [n.start for n in networks], [n.mask for n in networks], splits,
-                                settings.train, [n.seed for n in networks], rewind_at=rewind_at, progress=progress)
+        results = train_batched(template, [n.start for n in networks], masks, splits, settings.train,
+                                [n.seed for n in networks], rewind_at=rewind_at, progress=progress, hold_pruned=True)
     else:
         results = []
-        for net in networks:
+        for net, net_mask in zip(networks, masks):
             template.load_state_dict(dict(net.start))
             template.to(device)
-            mask = {name: m.to(device) for name, m in net.mask.items()}
+            mask = {name: m.to(device) for name, m in net_mask.items()}
             results.append(train(template, mask, splits, settings.train, net.seed, rewind_at=rewind_at,
-                                 progress=progress))
+                                 progress=progress, hold_pruned=True))
     return results, round_record(round_index, networks, results)
 
 
@@ -154,6 +160,7 @@ def network_metrics(mask: Mapping[str, Tensor], result: TrainResult) -> dict:
     return {
         "weights_remaining": round(remaining_percent(mask), 4),
         "nonzero_remaining": round(in_tensors["all"], 4),
+        "supermask_test_acc": result.curve[0]["test_acc"],  # the masked starting weights, before any training
         "test_acc": final["test_acc"],
         "test_loss": final["test_loss"],
         "val_acc": final["val_acc"],
@@ -175,22 +182,71 @@ def round_record(round_index: int, networks: list[Network], results: list[TrainR
     return {"round": round_index, "weights_remaining": ticket["weights_remaining"], "networks": entries}
 
 
-def score_round(settings: RunSettings, init: State, final: State, mask: Mapping[str, Tensor], round_index: int) -> State:
-    """Criterion scores of every prunable weight after round `round_index` (survivor ranking is in prune)."""
-    return score_layers(settings.criterion, init, final, list(mask), seed=derive_seed(settings.seed, "score", round_index))
+def score_round(
+    settings: RunSettings,
+    init: State,
+    final: State,
+    mask: Mapping[str, Tensor],
+    round_index: int,
+    start: Optional[State] = None,
+    splits=None,
+) -> State:
+    """Criterion scores of every prunable weight after round `round_index` (survivor ranking is in prune).
+
+    Gradient criteria (snip, grad) also need the round's starting weights and the training data.
+    """
+    from lth.criteria import get_criterion
+
+    criterion = get_criterion(settings.criterion)
+    grads = None
+    if criterion.gradient_at:
+        if splits is None or (criterion.gradient_at == "start" and start is None):
+            raise LthError(f"criterion '{settings.criterion}' needs the training data and the round's start weights")
+        from lth.gradients import mean_gradients
+
+        at = start if criterion.gradient_at == "start" else final
+        grads = mean_gradients(settings.model, at, mask, splits, settings.train.batch_size,
+                               derive_seed(settings.seed, "gradients", round_index))
+    return score_layers(settings.criterion, init, final, list(mask), derive_seed(settings.seed, "score", round_index),
+                        start=start, grads=grads)
 
 
 def mask_round(
     settings: RunSettings, scores: Mapping[str, Tensor], mask: Mapping[str, Tensor], kinds: Mapping[str, str],
     next_round: int,
 ) -> Mask:
-    """The mask for `next_round`: the lowest-scored survivors of `mask` removed at the configured rates."""
+    """The mask for `next_round`: the lowest-scored survivors of `mask` removed at the configured rates.
+
+    With a trainable mask-0 action (reinit_trainable) nothing is ever removed for good: every round
+    selects the top (1 - rate) of all weights afresh, so the network keeps changing instead of shrinking.
+    """
+    if not PRUNED_ACTIONS[settings.mask0_action].frozen:
+        everything = {name: torch.ones_like(m) for name, m in mask.items()}
+        return next_mask(scores, everything, kinds, settings.prune.rates, settings.prune.method, 1,
+                         derive_seed(settings.seed, "reselect", next_round))
     return next_mask(scores, mask, kinds, settings.prune.rates, settings.prune.method, next_round, settings.seed)
 
 
-def rewind_round(rewind_point: State, init: State, final: State, mask: Mapping[str, Tensor]) -> State:
-    """The next round's starting weights: survivors back to the rewind point, pruned weights zero."""
-    return rewind_state(rewind_point, init, final, mask)
+def rewind_round(
+    settings: RunSettings, shape: Shape, round_index: int, rewind_point: State, init: State, final: State,
+    mask: Mapping[str, Tensor],
+) -> State:
+    """Round `round_index`'s starting weights: the mask-1 action on kept weights, the mask-0 action on pruned ones."""
+    kept, pruned = get_actions(settings.mask1_action, settings.mask0_action)
+    fresh = None
+    if kept.needs_fresh or pruned.needs_fresh:
+        model = build_model(settings.model, shape.input_shape, shape.num_classes,
+                            derive_seed(settings.seed, "fresh", round_index))
+        fresh = model.state_dict()
+    return rewind_state(rewind_point, init, final, mask, settings.mask1_action, settings.mask0_action, fresh,
+                        derive_seed(settings.seed, "actions", round_index))
+
+
+def training_mask(settings: RunSettings, mask: Mapping[str, Tensor]) -> Mapping[str, Tensor]:
+    """What the optimizer may not change: the pruned weights, unless the mask-0 action leaves them trainable."""
+    if PRUNED_ACTIONS[settings.mask0_action].frozen:
+        return mask
+    return {name: torch.ones_like(m) for name, m in mask.items()}
 
 
 # --- the resumable runner -------------------------------------------------------------------------------
@@ -254,6 +310,7 @@ def find_ticket(
     from disk, so a resumed run computes exactly what an uninterrupted one does. Returns the round records.
     """
     reporter = reporter or SilentReporter()
+    settings.validate()
     layout = RunLayout(out)
     check_settings_file(layout, settings)
     shape = Shape(splits.input_shape, splits.num_classes)
@@ -287,9 +344,10 @@ def find_ticket(
             else:
                 previous_mask = load_mask(layout.mask(t, r - 1))
                 previous_final = load_state(layout.final(t, r - 1))
-                scores = score_round(trial_settings, inits[t], previous_final, previous_mask, r - 1)
+                scores = score_round(trial_settings, inits[t], previous_final, previous_mask, r - 1,
+                                     start=load_state(layout.start(t, r - 1)), splits=splits)
                 mask = mask_round(trial_settings, scores, previous_mask, kinds, r)
-                start = rewind_round(rewind_points[t], inits[t], previous_final, mask)
+                start = rewind_round(trial_settings, shape, r, rewind_points[t], inits[t], previous_final, mask)
             artifacts.save_tensors(layout.mask(t, r), "mask", settings.model, mask, round=r)
             artifacts.save_tensors(layout.start(t, r), "weights", settings.model, start, round=r)
             previous_finals.append(previous_final)

@@ -57,6 +57,8 @@ class RunSettings:
     dataset: str = "mnist-5k"
     seed: int = 0
     criterion: str = "large_final"
+    mask1_action: str = "reset"
+    mask0_action: str = "zero"
     rewind: str = "0it"
     trials: int = 1
     controls: tuple[str, ...] = ()
@@ -86,6 +88,10 @@ class RunSettings:
         _choice("model", self.model, MODELS)
         _choice("dataset", self.dataset, DATASETS)
         _choice("criterion", self.criterion, CRITERIA)
+        from lth.actions import KEPT_ACTIONS, PRUNED_ACTIONS
+
+        _choice("mask-1 action", self.mask1_action, KEPT_ACTIONS)
+        _choice("mask-0 action", self.mask0_action, PRUNED_ACTIONS)
         _choice("optimizer", self.train.optimizer, OPTIMIZER_NAMES)
         _choice("pruning method", self.prune.method, PRUNING_METHODS)
         if self.seed < 0:
@@ -118,7 +124,11 @@ class RunSettings:
             raise LthError(f"bad duration '{t.duration}': must be at least one iteration")
         if Step.parse(t.eval_every) == Step():
             raise LthError(f"bad eval_every '{t.eval_every}': must be at least one iteration")
-        Step.parse(self.rewind)
+        if Step.parse(self.rewind) != Step() and self.mask1_action != "rewind":
+            raise LthError(
+                f"rewind step '{self.rewind}' has no effect with mask1_action '{self.mask1_action}': "
+                "set mask1_action to 'rewind' (CLI: --mask1 rewind) or the rewind step to 0it"
+            )
         for kind in self.prune.rates:
             if kind not in RATE_KINDS:
                 raise unknown_choice("layer kind in rates", kind, RATE_KINDS)
@@ -183,6 +193,13 @@ def from_dict(data: Mapping[str, Any], where: str = "params") -> RunSettings:
 
 
 # --- helpers -------------------------------------------------------------------------------------------
+
+
+def build_dataclass(cls: type, data: Mapping[str, Any], where: str) -> Any:
+    """Any settings dataclass from a mapping, with the same unknown-key and type checks as RunSettings."""
+    if not isinstance(data, Mapping):
+        raise LthError(f"{where}: expected a mapping of settings, got {data!r}")
+    return _build(cls, data, cls(), where)
 
 
 def _known_model(name: str) -> bool:

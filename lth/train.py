@@ -8,8 +8,8 @@ tensor), masks applied with fused foreach multiplies, no host sync per step (run
 the device until an evaluation), and on CUDA the whole step (gather, forward, backward, optimizer,
 masks) is captured once as a CUDA graph and replayed.
 Why it is correct: gradients of pruned weights are zeroed before the optimizer step (so Adam's
-moments never see them) and the weights are multiplied by the mask after it, so pruned weights
-are exactly zero after every step.
+moments never see them) and the weights are reset by the mask after it, so pruned weights stay
+exactly at their frozen value (zero, or θ0 for the freezing mask-0 actions) after every step.
 """
 
 from __future__ import annotations
@@ -168,13 +168,15 @@ def train(
     seed: int,
     rewind_at: Optional[int] = None,
     progress: Optional[ProgressFn] = None,
+    hold_pruned: bool = False,
 ) -> TrainResult:
     """Train `model` (already on its device, holding the round's starting weights) under `mask`.
 
     `splits` is an `lth.datasets.Splits` on the same device. The data order depends on `seed` only.
     If `rewind_at` is given, the state after that many steps is returned as `rewind_state` (θk).
+    Pruned weights are zero, or with `hold_pruned` frozen at their starting values.
     """
-    return run_training(SingleNetwork(model), [mask], splits, settings, [seed], rewind_at, progress)[0]
+    return run_training(SingleNetwork(model), [mask], splits, settings, [seed], rewind_at, progress, hold_pruned)[0]
 
 
 def run_training(
@@ -185,8 +187,12 @@ def run_training(
     seeds: Sequence[int],
     rewind_at: Optional[int] = None,
     progress: Optional[ProgressFn] = None,
+    hold_pruned: bool = False,
 ) -> list[TrainResult]:
-    """The training loop shared by one network and many: network i under masks[i], data order seeds[i]."""
+    """The training loop shared by one network and many: network i under masks[i], data order seeds[i].
+
+    Masked-out weights are set to zero, or, with `hold_pruned`, frozen at the values they start with.
+    """
     from lth.datasets import augment_batch
 
     count = nets.count
@@ -206,8 +212,18 @@ def run_training(
     weights = [nets.params[name] for name in names]
     multipliers = [nets.stack([m[name] for m in masks]).to(device=device, dtype=w.dtype)
                    for name, w in zip(names, weights)]
-    with torch.no_grad():
+    # Masked-out weights are zero, or with hold_pruned held at their starting values (θ0 for the
+    # mask-0 action "freeze_init", ...): after each step w <- w * mask (+ held).
+    held = [w.detach() * (1 - m) for w, m in zip(weights, multipliers)] if hold_pruned else []
+    hold = any(bool(h.any()) for h in held)
+
+    def apply_masks() -> None:
         torch._foreach_mul_(weights, multipliers)
+        if hold:
+            torch._foreach_add_(weights, held)
+
+    with torch.no_grad():
+        apply_masks()
 
     graph = cuda_graphs_enabled(device)
     optimizer = make_optimizer(list(nets.params.values()), settings, graph)
@@ -230,7 +246,7 @@ def run_training(
         with torch.no_grad():
             torch._foreach_mul_([w.grad for w in weights], multipliers)
             optimizer.step()
-            torch._foreach_mul_(weights, multipliers)
+            apply_masks()
             running.add_(losses.detach())
 
     nets.set_training(True)

@@ -21,7 +21,7 @@ def main() -> None:
     per_trial = lambda directory: [load_weights(pipeline.trial_file(directory, t)) for t in trials]  # noqa: E731
     tickets = [(load_weights(pipeline.trial_file(pipeline.round_dir(key, "start"), t)),
                 load_mask(pipeline.trial_file(pipeline.round_dir(key, "mask"), t))) for t in trials]
-    if index > 0 and settings.controls:
+    if index > 0 and settings.controls:  # controls are rewound like the ticket, with their own masks
         previous = params.previous(key)
         inits, points = per_trial(pipeline.INIT), per_trial(pipeline.REWIND_POINT)
         finals = per_trial(pipeline.round_dir(previous, "final"))

@@ -103,7 +103,10 @@ def test_control_construction():
     model = build_model("lenet-300-100", (1, 28, 28), 10, seed=0)
     init = {k: v.clone() for k, v in model.state_dict().items()}
     mask = random_mask(model, 0.3, 0)
-    inputs = ControlInputs("lenet-300-100", (1, 28, 28), 10, 0, 2, mask, init, init, init)
+    from lth.actions import rewind_state
+
+    inputs = ControlInputs("lenet-300-100", (1, 28, 28), 10, 0, 2, mask,
+                           lambda other: rewind_state(init, init, init, other))
     start, same_mask = CONTROLS["reinit"].make(inputs)
     assert all(torch.equal(same_mask[k], mask[k]) for k in mask)
     assert not torch.equal(start["fc1.weight"][mask["fc1.weight"]], init["fc1.weight"][mask["fc1.weight"]])

@@ -98,3 +98,36 @@ def test_find_ticket_end_to_end_on_idx_files_and_resume(monkeypatch, capsys, tmp
     assert code == 0 and stdout.count("already finished") == 2
     code, _, err = run_cli(monkeypatch, capsys, *args, "--rounds", "3", "--lr", "0.5")
     assert code == 2 and "other settings" in err and "train.lr" in err
+
+
+def test_list_actions(monkeypatch, capsys):
+    code, out, _ = run_cli(monkeypatch, capsys, "list", "actions")
+    assert code == 0
+    for name in ("reset", "rewind", "reinit", "reshuffle", "signed_constant", "rand_signed_constant", "zero",
+                 "freeze_init", "freeze_init_zero_mask", "reinit_trainable"):
+        assert name in out, name
+
+
+def test_learn_supermask_command(monkeypatch, capsys, tmp_path, offline):
+    fake_mnist(tmp_path / "data", "MNIST", n_train=200, n_test=20)
+    code, out, _ = run_cli(monkeypatch, capsys, "learn-supermask", "lenet-300-100", "mnist", str(tmp_path / "data"),
+                           "--iterations", "6", "--batch-size", "20", "--device", "cpu", "--out", str(tmp_path / "sm"))
+    assert code == 0 and "Learned supermask" in out
+    metrics = json.loads((tmp_path / "sm" / "supermask.json").read_text())
+    assert metrics["iterations"] == 6 and metrics["weights"] == "signed_constant"
+    code, _, err = run_cli(monkeypatch, capsys, "learn-supermask", "lenet-300-100", "mnist", str(tmp_path / "data"),
+                           "--weights", "random")
+    assert code == 2 and "unknown supermask weights 'random'" in err
+
+
+def test_rewind_option_selects_the_rewind_action(monkeypatch, capsys, tmp_path, offline):
+    fake_mnist(tmp_path / "data", "MNIST", n_train=200, n_test=20)
+    out = tmp_path / "run"
+    code, _, _ = run_cli(monkeypatch, capsys, "find-ticket", "lenet-300-100", "mnist", str(tmp_path / "data"),
+                         "--iterations", "4", "--batch-size", "20", "--rewind", "2it", "--rounds", "1",
+                         "--device", "cpu", "--out", str(out), "--quiet")
+    assert code == 0
+    assert json.loads((out / "settings.json").read_text())["settings"]["mask1_action"] == "rewind"
+    code, _, err = run_cli(monkeypatch, capsys, "find-ticket", "lenet-300-100", "mnist", str(tmp_path / "data"),
+                           "--rewind", "2it", "--mask1", "reset")
+    assert code == 2 and "has no effect with mask1_action 'reset'" in err

@@ -97,7 +97,8 @@ def test_criteria_rank_a_hand_built_layer():
 def test_every_criterion_scores_every_weight():
     w = torch.randn(5, 7)
     for name in CRITERIA:
-        scores = score_layers(name, {"w": w}, {"w": w * 1.5 + 0.1}, ["w"], seed=1)["w"]
+        scores = score_layers(name, {"w": w}, {"w": w * 1.5 + 0.1}, ["w"], seed=1, start={"w": w},
+                              grads={"w": torch.randn(5, 7)})["w"]
         assert scores.shape == w.shape and torch.isfinite(scores).all(), name
 
 
@@ -145,8 +146,9 @@ def test_rewind_restores_survivors_and_zeroes_the_rest():
     point = {"w": torch.tensor([1.5, 2.5, 3.5, 4.5]), "b": torch.tensor([0.7])}
     final = {"w": torch.tensor([9.0, 9, 9, 9]), "b": torch.tensor([9.0])}
     mask = {"w": torch.tensor([True, False, True, False])}
-    state = rewind_state(point, init, final, mask)
-    assert state["w"].tolist() == [1.5, 0.0, 3.5, 0.0]
+    assert rewind_state(point, init, final, mask)["w"].tolist() == [1.0, 0.0, 3.0, 0.0]  # reset: θ0
+    state = rewind_state(point, init, final, mask, kept="rewind")
+    assert state["w"].tolist() == [1.5, 0.0, 3.5, 0.0]  # rewind: θk
     assert torch.equal(state["b"], point["b"])  # biases are never pruned and go back to the rewind point
     with pytest.raises(LthError, match="unknown mask-1 action"):
         rewind_state(point, init, final, mask, kept="bogus")

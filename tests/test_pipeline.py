@@ -45,6 +45,7 @@ def tiny_project(root: Path, rounds: int = 2) -> Path:
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["rounds"] = rounds_yaml(rounds)
     params["train"].update(duration="40it", eval_every="10it")
+    params["supermask"].update(duration="20it", eval_every="10it")
     params["device"] = "cpu"
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     sh(root, "git", "init", "-q")
@@ -59,7 +60,7 @@ def test_pipeline_repro_cache_reuse_and_added_round(tmp_path):
     root = tiny_project(tmp_path / "project")
     first = sh(root, "dvc", "repro")
     assert {"prepare", "init", "rewind_point", "train_dense", "score@r01", "mask@r01", "rewind@r01", "train@r01",
-            "score@r02", "mask@r02", "rewind@r02", "train@r02", "summary"} == ran(first)
+            "score@r02", "mask@r02", "rewind@r02", "train@r02", "supermask", "summary"} == ran(first)
     for r in ("r00", "r01", "r02"):
         for name in ("start", "mask", "final"):
             assert (root / "data" / "rounds" / r / name / "trial-0.pt").is_file(), (r, name)
@@ -68,6 +69,8 @@ def test_pipeline_repro_cache_reuse_and_added_round(tmp_path):
     assert summary["r01"]["weights_remaining"] == pytest.approx(100 * (0.8 * 265200 + 900) / 266200, abs=1e-3)
     assert {"best", "sparsest_matching", "r00", "r01", "r02"} <= set(summary)
     assert {"reinit", "random-prune"} <= set(summary["r01"]) and "reinit" not in summary["r00"]
+    supermask = json.loads((root / "metrics" / "supermask.json").read_text())
+    assert 0 < supermask["weights_remaining"] < 100 and 0 <= supermask["test_acc_sampled"] <= 1
     record = json.loads((root / "metrics" / "rounds" / "r01.json").read_text())
     assert [n["arm"] for n in record["networks"]] == ["ticket", "reinit", "random-prune"]
 
@@ -106,6 +109,12 @@ def test_pipeline_repro_cache_reuse_and_added_round(tmp_path):
     assert not any(key.startswith("r00.") for key in changed), "the dense round must not change"
     text = sh(root, "dvc", "metrics", "diff")
     assert "metrics/summary.json" in text and "r01.test_loss" in text
+
+    # Zhou et al.'s signed constant on top: only the rewind and later stages re-run
+    signed = sh(root, "dvc", "exp", "run", "-S", "criterion=movement", "-S", "mask1_action=signed_constant")
+    assert {"score@r01", "mask@r01", "train_dense"}.isdisjoint(ran(signed)) and "rewind@r01" in ran(signed)
+    start = artifacts.load_tensors(root / "data" / "rounds" / "r01" / "start" / "trial-0.pt", "weights")
+    assert start["fc1.weight"][start["fc1.weight"] != 0].abs().unique().numel() == 1
 
     # one more round: only its four stages (and the summary) run
     more = sh(root, "dvc", "exp", "run", "-S", "+rounds.r03.prev=r02")

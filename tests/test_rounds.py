@@ -64,7 +64,7 @@ def test_survivors_are_reset_to_theta0(tmp_path):
 
 
 def test_rewinding_to_iteration_k(tmp_path):
-    settings = lenet_settings(rewind="4it")
+    settings = lenet_settings(rewind="4it", mask1_action="rewind")
     find_ticket(settings, 2, tmp_path, tiny_splits())
     layout = RunLayout(tmp_path)
     rewind, init = load(layout.rewind(0), "weights"), load(layout.init(0), "weights")
@@ -77,7 +77,7 @@ def test_rewinding_to_iteration_k(tmp_path):
             assert torch.equal(start[name], rewind[name])
     # θk is what the dense network held after k steps: a 4-iteration dense run ends there
     short = tmp_path / "short"
-    find_ticket(replace(settings, rewind="0it", train__duration="4it"), 1, short, tiny_splits())
+    find_ticket(replace(settings, rewind="0it", mask1_action="reset", train__duration="4it"), 1, short, tiny_splits())
     assert torch.equal(load(RunLayout(short).final(0, 0), "weights")["fc1.weight"], rewind["fc1.weight"])
 
 
