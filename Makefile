@@ -26,6 +26,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/train_speed.py
+	$(PY) benchmarks/batched_speed.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -111,7 +111,8 @@ class RunLayout:
 
     out/settings.json, out/summary.{csv,json}, out/rounds/round-NN.json (metrics of every network of
     the round; written last, so its presence marks the round finished), and per trial
-    out/trial-T/{init,rewind}.pt and out/trial-T/round-NN/{start,mask,final}.pt.
+    out/trial-T/{init,rewind}.pt and out/trial-T/round-NN/{start,mask,final}.pt and metrics.json (that
+    trial's networks only).
     """
 
     def __init__(self, root: str | Path):
@@ -141,6 +142,9 @@ class RunLayout:
 
     def final(self, trial: int, r: int) -> Path:
         return self.round_dir(trial, r) / "final.pt"
+
+    def trial_metrics(self, trial: int, r: int) -> Path:
+        return self.round_dir(trial, r) / "metrics.json"
 
     def round_metrics(self, r: int) -> Path:
         return self.root / "rounds" / f"round-{r:02d}.json"

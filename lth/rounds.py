@@ -362,7 +362,10 @@ def find_ticket(
                 artifacts.save_tensors(layout.rewind(net.trial), "weights", settings.model, result.rewind_state,
                                        iteration=k)
             artifacts.save_tensors(layout.final(net.trial, r), "weights", settings.model, result.state, round=r)
-        artifacts.write_json(layout.round_metrics(r), record)
+        for t in trials:  # each trial's round directory also gets its own networks' metrics
+            own = [n for n in record["networks"] if n["trial"] == t]
+            artifacts.write_json(layout.trial_metrics(t, r), {"round": r, "trial": t, "networks": own})
+        artifacts.write_json(layout.round_metrics(r), record)  # written last: marks the round finished
         records.append(record)
         reporter.round_finished(record, skipped=False)
     write_summary(layout, records)

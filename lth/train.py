@@ -148,8 +148,8 @@ def lr_factor(iteration: int, warmup: int, milestones: list[int], gamma: float) 
 def evaluate(nets: Networks, x: Tensor, y: Tensor, batch_size: int = 2000) -> tuple[Tensor, Tensor]:
     """Per-network (mean cross-entropy, accuracy) over a resident dataset, in large batches: (N,) tensors."""
     nets.set_training(False)
-    loss = torch.zeros(nets.count, device=x.device)
-    correct = torch.zeros(nets.count, device=x.device)
+    loss = torch.zeros(nets.count, device=x.device, dtype=torch.float64)
+    correct = torch.zeros(nets.count, device=x.device, dtype=torch.long)
     for start in range(0, len(x), batch_size):
         out = nets.shared(x[start : start + batch_size])
         target = y[start : start + batch_size].expand(nets.count, -1)
@@ -157,7 +157,7 @@ def evaluate(nets: Networks, x: Tensor, y: Tensor, batch_size: int = 2000) -> tu
         correct += (out.argmax(dim=2) == target).sum(1)
     nets.set_training(True)
     n = max(len(x), 1)
-    return loss / n, correct / n
+    return loss / n, correct.double() / n  # float64: accuracies like 0.96 print as 0.96
 
 
 def train(

@@ -46,6 +46,8 @@ def test_lenet_sparsity_follows_the_paper_schedule_exactly(tmp_path):
         if r:
             previous = load(layout.mask(0, r - 1), "mask")
             assert all(not (mask[k] & ~previous[k]).any() for k in mask), "masks must be nested"
+    own = json.loads(layout.trial_metrics(0, 4).read_text())
+    assert own["round"] == 4 and [n["arm"] for n in own["networks"]] == ["ticket"]
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert [row["round"] for row in summary] == [0, 1, 2, 3, 4]
     assert (tmp_path / "summary.csv").read_text().startswith("round,trial,arm,weights_remaining,test_acc")
