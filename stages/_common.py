@@ -10,7 +10,7 @@ from lth.errors import LthError
 
 
 def round_argument(description: str) -> str:
-    """Parse `--round rNN` (and `--params`), returning the round name."""
+    """Parse `--round rNN`, returning the round name."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--round", required=True, help="round name as declared in params.yaml, e.g. r03")
     return parser.parse_args().round
