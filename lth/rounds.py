@@ -20,7 +20,7 @@ from lth.actions import PRUNED_ACTIONS, get_actions, rewind_state
 from lth.artifacts import RunLayout
 from lth.batched import train_batched
 from lth.controls import CONTROLS, ControlInputs
-from lth.criteria import score_layers
+from lth.criteria import get_criterion, score_layers
 from lth.errors import LthError
 from lth.masks import Mask, kept_counts, ones_mask, remaining_percent, tensor_remaining_percent
 from lth.models import build_model
@@ -195,8 +195,6 @@ def score_round(
 
     Gradient criteria (snip, grad) also need the round's starting weights and the training data.
     """
-    from lth.criteria import get_criterion
-
     criterion = get_criterion(settings.criterion)
     grads = None
     if criterion.gradient_at:
@@ -344,8 +342,9 @@ def find_ticket(
             else:
                 previous_mask = load_mask(layout.mask(t, r - 1))
                 previous_final = load_state(layout.final(t, r - 1))
+                needs_start = get_criterion(settings.criterion).gradient_at == "start"
                 scores = score_round(trial_settings, inits[t], previous_final, previous_mask, r - 1,
-                                     start=load_state(layout.start(t, r - 1)), splits=splits)
+                                     start=load_state(layout.start(t, r - 1)) if needs_start else None, splits=splits)
                 mask = mask_round(trial_settings, scores, previous_mask, kinds, r)
                 start = rewind_round(trial_settings, shape, r, rewind_points[t], inits[t], previous_final, mask)
             artifacts.save_tensors(layout.mask(t, r), "mask", settings.model, mask, round=r)

@@ -8,7 +8,7 @@ from stages._common import load_splits, model_files, round_argument, run, shape_
 
 def main() -> None:
     from lth import artifacts, pipeline
-    from lth.params import DENSE_ROUND, load_params, round_index
+    from lth.params import load_params, round_index
     from lth.rounds import TICKET, round_networks, train_networks
     from lth.summary import arm_stats
 
