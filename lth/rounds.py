@@ -28,10 +28,8 @@ from lth.prune import next_mask
 from lth.seeds import derive_seed
 from lth.settings import RunSettings
 from lth.steps import Step
-from lth.summary import write_summary
+from lth.summary import TICKET, write_summary
 from lth.train import ProgressFn, TrainResult, iterations_per_epoch, train
-
-TICKET = "ticket"
 
 State = dict[str, Tensor]
 
@@ -141,8 +139,8 @@ def train_networks(
 def batching_pays(model: torch.nn.Module, device: torch.device) -> bool:
     """Whether training a round's networks as one vmapped batch beats training them one after another.
 
-    On a GPU it always does. On a CPU it does for fully connected models (batched matmuls; 8 LeNets
-    about 1.6x the throughput of 8 runs), but batched convolutions run slower per network than
+    On a GPU it always does. On a CPU it does for fully connected models (batched matmuls; 4-16 LeNets
+    1.4-1.5x the throughput of sequential runs), but batched convolutions run slower per network than
     single ones (see benchmarks/batched_speed.py), so conv nets train one network at a time there.
     """
     return device.type == "cuda" or not any(isinstance(m, torch.nn.Conv2d) for m in model.modules())

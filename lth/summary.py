@@ -15,7 +15,7 @@ from typing import Iterable, Optional
 
 from lth import artifacts
 
-TICKET = "ticket"
+TICKET = "ticket"  # the arm name of a trial's ticket; controls are named after lth.controls.CONTROLS
 NETWORK_COLUMNS = [
     "round", "trial", "arm", "weights_remaining", "test_acc", "early_stop_test_acc", "early_stop_iteration",
     "val_acc", "val_loss", "test_loss", "iterations",

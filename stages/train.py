@@ -9,8 +9,8 @@ from stages._common import load_splits, model_files, round_argument, run, shape_
 def main() -> None:
     from lth import artifacts, pipeline
     from lth.params import load_params, round_index
-    from lth.rounds import TICKET, round_networks, train_networks
-    from lth.summary import arm_stats
+    from lth.rounds import round_networks, train_networks
+    from lth.summary import TICKET, arm_stats
 
     key = round_argument(__doc__)
     params = load_params()
