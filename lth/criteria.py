@@ -21,7 +21,19 @@ class ScoreInputs:
     w_final: Tensor
     generator: torch.Generator
     w_start: Optional[Tensor] = None  # the round's starting weights (gradient criteria only)
-    grad: Optional[Tensor] = None  # the loss gradient the criterion asked for (see Criterion.gradient_at)
+    grad: Optional[Tensor] = None  # the evidence the criterion asked for: loss gradient or LRP relevance
+
+
+def _loss_gradients(*args, **kwargs) -> dict[str, Tensor]:
+    from lth.gradients import mean_gradients  # lazy: only data-dependent criteria need it
+
+    return mean_gradients(*args, **kwargs)
+
+
+def _lrp_relevance(*args, **kwargs) -> dict[str, Tensor]:
+    from lth.relevance import weight_relevance
+
+    return weight_relevance(*args, **kwargs)
 
 
 @dataclass(frozen=True)
@@ -29,7 +41,9 @@ class Criterion:
     name: str
     description: str
     score: Callable[[ScoreInputs], Tensor]
-    gradient_at: Optional[str] = None  # 'start' or 'final': which weights the loss gradient is taken at
+    gradient_at: Optional[str] = None  # 'start' or 'final': which weights the data-dependent evidence is taken at
+    # (model, state, mask, splits, batch_size, seed) -> per-layer tensors, passed to `score` as ScoreInputs.grad
+    evidence: Callable[..., dict[str, Tensor]] = _loss_gradients
 
 
 def _rescale(x: ScoreInputs) -> float:
@@ -89,6 +103,8 @@ _CRITERIA += [
               lambda x: (x.grad * x.w_start).abs(), gradient_at="start"),
     Criterion("grad", "keep large |g|, the loss gradient at the end of training", lambda x: x.grad.abs(),
               gradient_at="final"),
+    Criterion("relevance", "keep large epsilon-LRP relevance of the trained weights, 10 samples per class "
+              "(Yeom et al. 2021; lth/relevance.py)", lambda x: x.grad, gradient_at="final", evidence=_lrp_relevance),
 ]
 
 CRITERIA: dict[str, Criterion] = {c.name: c for c in _CRITERIA}

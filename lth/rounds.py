@@ -176,7 +176,7 @@ def round_record(round_index: int, networks: list[Network], results: list[TrainR
     """Everything measured in a round: one entry per network (trial, arm, metrics, learning curve)."""
     entries = [{"trial": n.trial, "arm": n.arm, **network_metrics(n.mask, r), "curve": r.curve}
                for n, r in zip(networks, results)]
-    ticket = next(e for e in entries if e["arm"] == TICKET)
+    ticket = next((e for e in entries if e["arm"] == TICKET), entries[0])  # experiments may name no arm 'ticket'
     return {"round": round_index, "weights_remaining": ticket["weights_remaining"], "networks": entries}
 
 
@@ -191,18 +191,16 @@ def score_round(
 ) -> State:
     """Criterion scores of every prunable weight after round `round_index` (survivor ranking is in prune).
 
-    Gradient criteria (snip, grad) also need the round's starting weights and the training data.
+    Data-dependent criteria (snip, grad, relevance) also need the training data (and snip the round's start).
     """
     criterion = get_criterion(settings.criterion)
     grads = None
     if criterion.gradient_at:
         if splits is None or (criterion.gradient_at == "start" and start is None):
             raise LthError(f"criterion '{settings.criterion}' needs the training data and the round's start weights")
-        from lth.gradients import mean_gradients
-
         at = start if criterion.gradient_at == "start" else final
-        grads = mean_gradients(settings.model, at, mask, splits, settings.train.batch_size,
-                               derive_seed(settings.seed, "gradients", round_index))
+        grads = criterion.evidence(settings.model, at, mask, splits, settings.train.batch_size,
+                                   derive_seed(settings.seed, "gradients", round_index))
     return score_layers(settings.criterion, init, final, list(mask), derive_seed(settings.seed, "score", round_index),
                         start=start, grads=grads)
 
