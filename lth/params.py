@@ -17,7 +17,7 @@ from lth.settings import RunSettings, from_dict
 if TYPE_CHECKING:
     from lth.supermask import SupermaskSettings
 
-PIPELINE_KEYS = ("dataset_dir", "device", "rounds", "supermask")
+PIPELINE_KEYS = ("dataset_dir", "device", "rounds", "supermask", "experiments")  # experiments: lth.experiments
 DENSE_ROUND = "r00"
 _ROUND_KEY = re.compile(r"^r(\d{2,})$")
 
