@@ -64,6 +64,7 @@ class RunSettings:
     controls: tuple[str, ...] = ()
     train: TrainSettings = field(default_factory=TrainSettings)
     prune: PruneSettings = field(default_factory=PruneSettings)
+    pruning: str = "unstructured"  # what a pruned unit is: one weight, or a whole neuron/channel (lth.structured)
 
     def for_trial(self, trial: int) -> "RunSettings":
         """One trial's settings: its own seed (θ0, data order, tie-breaking), no further trials or controls."""
@@ -72,7 +73,10 @@ class RunSettings:
         return dataclasses.replace(self, seed=trial_seed(self.seed, trial), trials=1, controls=())
 
     def to_dict(self) -> dict[str, Any]:
-        return _plain(dataclasses.asdict(self))
+        data = _plain(dataclasses.asdict(self))
+        if data["pruning"] == "unstructured":  # omitted at its default: older run directories keep their fingerprint
+            del data["pruning"]
+        return data
 
     def fingerprint(self) -> str:
         """A short stable hash of the settings: two runs with equal fingerprints compute the same thing."""
@@ -94,6 +98,12 @@ class RunSettings:
         _choice("mask-0 action", self.mask0_action, PRUNED_ACTIONS)
         _choice("optimizer", self.train.optimizer, OPTIMIZER_NAMES)
         _choice("pruning method", self.prune.method, PRUNING_METHODS)
+        from lth.structured import GRANULARITIES
+
+        _choice("pruning", self.pruning, GRANULARITIES)
+        if self.pruning == "structured" and self.prune.method != "layerwise":
+            raise LthError(f"structured pruning ranks units within each layer: set prune.method to layerwise, "
+                           f"not '{self.prune.method}' (CLI: --pruning structured implies layerwise)")
         if self.seed < 0:
             raise LthError(f"bad seed {self.seed}: must be >= 0")
         if not 1 <= self.trials <= MAX_TRIALS:

@@ -1,0 +1,173 @@
+"""Structured pruning: whole neurons and conv channels instead of single weights.
+
+A *unit* is a row of a Linear weight (a neuron) or an output channel of a Conv2d weight (a filter).
+A unit's score is the mean of the criterion registry's per-weight scores over its surviving weights
+(for large_final that is its L1 norm / fan-in, for movement its mean movement ...), so every criterion
+of `lth.criteria` works at unit level unchanged. Each round keeps round(n * (1 - rate)^r) of a
+layer's n units, as `lth.prune` does for weights.
+
+Masks keep today's shapes: a pruned unit is a zero row of its layer *and* zero input columns of
+the layers that read it (its consumers), so training, rewinding and the actions need no change, the
+reported weight counts are what a compacted network really holds, and `lth.compact` can cut the unit
+out without changing the network's function. The output layer's units (the classes) are never pruned.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Callable, Mapping
+
+import torch
+from torch import Tensor
+
+from lth.errors import LthError, unknown_choice
+from lth.masks import Mask
+from lth.prune import _top_k, kept_after, next_mask
+from lth.seeds import derive_seed
+
+
+@dataclass(frozen=True)
+class UnitLayer:
+    """A layer whose output units can be pruned, and the layers that read those units as input columns."""
+
+    weight: str  # e.g. 'fc1.weight'; its units are dim 0
+    consumers: tuple[str, ...]  # e.g. ('fc2.weight',); the units are their dim-1 columns (span columns each)
+
+
+def unit_span(producer_shape: tuple[int, ...], consumer_shape: tuple[int, ...]) -> int:
+    """Input columns of the consumer per unit of the producer: 1, or H*W where a conv map is flattened into a Linear."""
+    units, columns = producer_shape[0], consumer_shape[1]
+    if columns % units:
+        raise ValueError(f"consumer with {columns} input columns cannot read {units} units")
+    return columns // units
+
+
+def _chain(kinds: Mapping[str, str]) -> list[UnitLayer]:
+    """Feed-forward chains (LeNets, Conv-2/4/6, VGG): each prunable layer feeds the next one in order."""
+    names = list(kinds)
+    return [UnitLayer(a, (b,)) for a, b in zip(names, names[1:]) if kinds[a] != "output"]
+
+
+_INNER_CONV = re.compile(r"^(blocks\.\d+)\.conv1\.weight$")
+
+
+def _residual_inner(kinds: Mapping[str, str]) -> list[UnitLayer]:
+    """ResNet: only the inner channels of each block (conv1's filters, read by conv2) are units.
+
+    Why not the residual stream: its channels are shared by the stem, every block's conv2 and every
+    shortcut of a stage, and added together, so pruning one means tying it across the whole stage and
+    gathering indices at each stage boundary. An inner channel lives between conv1 and conv2 of one
+    block only, so removing it (conv1's filter, bn1's entry, conv2's input slice) keeps every residual
+    add shape-consistent with no extra ops, and still shrinks both convs of every block. The stem,
+    the conv2 outputs, the shortcuts and the classifier keep all their units.
+    """
+    layers = []
+    for name in kinds:
+        match = _INNER_CONV.match(name)
+        if match:
+            consumer = f"{match.group(1)}.conv2.weight"
+            if consumer not in kinds:
+                raise ValueError(f"{name} has no {consumer} to read its channels")
+            layers.append(UnitLayer(name, (consumer,)))
+    return layers
+
+
+STRUCTURES: dict[str, Callable[[Mapping[str, str]], list[UnitLayer]]] = {
+    "lenet-300-100": _chain,
+    "lenet-5": _chain,
+    "conv-2": _chain,
+    "conv-4": _chain,
+    "conv-6": _chain,
+    "vgg-19": _chain,
+    "resnet-20": _residual_inner,
+}
+
+
+def unit_layers(model: str, kinds: Mapping[str, str]) -> list[UnitLayer]:
+    """The prunable units of `model` (whose prunable layers and kinds are `kinds`), producer before consumer."""
+    if model not in STRUCTURES:
+        raise unknown_choice("model for structured pruning", model, STRUCTURES)
+    return STRUCTURES[model](kinds)
+
+
+def unit_scores(scores: Tensor, alive: Tensor) -> Tensor:
+    """Per unit: the mean score of its surviving weights (-inf for a unit with none left)."""
+    flat_scores = scores.flatten(1).float()
+    flat_alive = alive.flatten(1)
+    count = flat_alive.sum(1)
+    total = torch.where(flat_alive, flat_scores, torch.zeros_like(flat_scores)).sum(1)
+    return torch.where(count > 0, total / count.clamp(min=1), torch.full_like(total, float("-inf")))
+
+
+def alive_units(mask: Tensor) -> Tensor:
+    """Units with at least one kept weight."""
+    return mask.flatten(1).any(1)
+
+
+def _broadcast(keep: Tensor, dim: int, ndim: int) -> Tensor:
+    shape = [1] * ndim
+    shape[dim] = -1
+    return keep.view(shape)
+
+
+def structured_next_mask(
+    scores: Mapping[str, Tensor],
+    mask: Mapping[str, Tensor],
+    kinds: Mapping[str, str],
+    rates: Mapping[str, float],
+    method: str,
+    round_index: int,
+    seed: int,
+    model: str,
+) -> Mask:
+    """The mask for round `round_index` (>= 1) with whole units pruned at each unit layer's rate.
+
+    A unit layer keeps round(units * (1 - rate)^round) of its units (the best mean scores among the
+    survivors; ties broken by a seeded random order); the rows of the dropped units and their input
+    columns in every consumer become False. Layers with rate 0 keep their units.
+    """
+    if round_index < 1:
+        raise ValueError("round 0 is the dense network; pruning starts at round 1")
+    if method != "layerwise":
+        raise LthError(f"structured pruning is per layer; got pruning method '{method}'")
+    generator = torch.Generator().manual_seed(derive_seed(seed, "structured", round_index))
+    new = {name: m.clone() for name, m in mask.items()}
+    for layer in unit_layers(model, kinds):
+        m = new[layer.weight]  # already without the input columns of units its producer dropped this round
+        alive = alive_units(m).cpu()
+        rate = rates.get(kinds[layer.weight], 0.0)
+        if rate > 0:
+            target = min(kept_after(m.shape[0], rate, round_index), int(alive.sum()))
+            keep = _top_k(unit_scores(scores[layer.weight].cpu(), m.cpu()), alive, target, generator)
+        else:
+            keep = alive
+        keep = keep.to(m.device)
+        new[layer.weight] &= _broadcast(keep, 0, m.dim())
+        for consumer in layer.consumers:
+            columns = keep.repeat_interleave(unit_span(tuple(m.shape), tuple(mask[consumer].shape)))
+            new[consumer] &= _broadcast(columns, 1, mask[consumer].dim())
+    return new
+
+
+def _unstructured(scores, mask, kinds, rates, method, round_index, seed, model) -> Mask:  # noqa: ANN001
+    return next_mask(scores, mask, kinds, rates, method, round_index, seed)
+
+
+@dataclass(frozen=True)
+class Granularity:
+    """What one pruned unit is; `next_mask(scores, mask, kinds, rates, method, round, seed, model)`."""
+
+    name: str
+    description: str
+    next_mask: Callable[..., Mask]
+
+
+GRANULARITIES: dict[str, Granularity] = {
+    g.name: g
+    for g in [
+        Granularity("unstructured", "single weights (Frankle & Carbin's IMP)", _unstructured),
+        Granularity("structured", "whole neurons and conv channels, per layer; see lth.structured",
+                    structured_next_mask),
+    ]
+}
