@@ -24,10 +24,10 @@ from lth.criteria import get_criterion, score_layers
 from lth.errors import LthError
 from lth.masks import Mask, kept_counts, ones_mask, remaining_percent, tensor_remaining_percent
 from lth.models import build_model
-from lth.prune import next_mask
 from lth.seeds import derive_seed
 from lth.settings import RunSettings
 from lth.steps import Step
+from lth.structured import GRANULARITIES
 from lth.summary import TICKET, write_summary
 from lth.train import ProgressFn, TrainResult, iterations_per_epoch, train
 
@@ -214,11 +214,13 @@ def mask_round(
     With a trainable mask-0 action (reinit_trainable) nothing is ever removed for good: every round
     selects the top (1 - rate) of all weights afresh, so the network keeps changing instead of shrinking.
     """
+    prune = GRANULARITIES[settings.pruning].next_mask  # single weights, or whole units (lth.structured)
     if not PRUNED_ACTIONS[settings.mask0_action].frozen:
         everything = {name: torch.ones_like(m) for name, m in mask.items()}
-        return next_mask(scores, everything, kinds, settings.prune.rates, settings.prune.method, 1,
-                         derive_seed(settings.seed, "reselect", next_round))
-    return next_mask(scores, mask, kinds, settings.prune.rates, settings.prune.method, next_round, settings.seed)
+        return prune(scores, everything, kinds, settings.prune.rates, settings.prune.method, 1,
+                     derive_seed(settings.seed, "reselect", next_round), settings.model)
+    return prune(scores, mask, kinds, settings.prune.rates, settings.prune.method, next_round, settings.seed,
+                 settings.model)
 
 
 def rewind_round(
