@@ -267,6 +267,24 @@ def learn_supermask(
     console.print(f"mask and metrics: {out}")
 
 
+@app.command("report")
+def report(
+    sources: Optional[List[str]] = typer.Argument(
+        None, help="find-ticket run directories (--out of find-ticket), DVC workspaces (a folder with dvc.yaml) "
+                   "or DVC experiment names / git revisions of --repo."),
+    out: Path = typer.Option(Path("report"), help="Report folder to write (replaced when complete)."),
+    repo: str = typer.Option(".", help="DVC repository the experiment names refer to."),
+    all_experiments: bool = typer.Option(False, "--all-experiments", help="Add every DVC experiment of --repo."),
+) -> None:
+    """Plots and tables of finished rounds (accuracy and early stop vs % weights, learning curves, per-layer
+    sparsity, first-layer masks) as index.html + report.md + PNG + CSV; several runs are compared in one plot."""
+    from lth.report import make_report
+
+    files = make_report(sources or [], out, repo=repo, all_experiments=all_experiments)
+    console.print(f"report: {out / 'index.html'} ({len(files)} files: "
+                  f"{', '.join(p.name for p in files if p.suffix == '.png')})")
+
+
 @app.command("list")
 def list_registry(what: Listing = typer.Argument(Listing.all, help="What to list.")) -> None:
     """List models (with their paper defaults), datasets, mask criteria and mask-1 / mask-0 actions."""

@@ -17,6 +17,8 @@ ROUND_METRICS = METRICS / "rounds"
 SUMMARY = METRICS / "summary.json"
 ACCURACY_PLOT = METRICS / "accuracy.json"
 CURVES_PLOT = METRICS / "learning_curves.json"
+LAYERS_PLOT = METRICS / "layer_sparsity.json"
+REPORT = Path("report")
 SUPERMASK = Path("data/supermask/mask.pt")
 SUPERMASK_METRICS = METRICS / "supermask.json"
 

@@ -127,5 +127,16 @@ def learning_curve_rows(records: Iterable[dict]) -> list[dict]:
     return rows
 
 
+def layer_rows(records: Iterable[dict]) -> list[dict]:
+    """Per round and prunable layer: weights kept and % remaining in trial 0's ticket (trials prune alike)."""
+    rows = []
+    for record in sorted(records, key=lambda r: r["round"]):
+        ticket = next((n for n in record["networks"] if n["arm"] == TICKET), None)
+        for layer, info in (ticket or {}).get("layers", {}).items():
+            rows.append({"round": record["round"], "weights_remaining": record["weights_remaining"], "layer": layer,
+                         "kept": info["kept"], "total": info["total"], "remaining": info["remaining"]})
+    return rows
+
+
 def _finite(value):
     return None if isinstance(value, float) and not math.isfinite(value) else value

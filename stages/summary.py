@@ -8,13 +8,14 @@ from stages._common import run
 def main() -> None:
     from lth import artifacts, pipeline
     from lth.params import DENSE_ROUND, load_params
-    from lth.summary import dvc_summary, learning_curve_rows, plot_rows
+    from lth.summary import dvc_summary, layer_rows, learning_curve_rows, plot_rows
 
     rounds = [DENSE_ROUND, *load_params().rounds]  # only declared rounds: stale files of removed ones are ignored
     records = [artifacts.read_json(pipeline.round_metrics(r)) for r in rounds]
     artifacts.write_json(pipeline.SUMMARY, dvc_summary(records))
     artifacts.write_json(pipeline.ACCURACY_PLOT, plot_rows(records))
     artifacts.write_json(pipeline.CURVES_PLOT, learning_curve_rows(records))
+    artifacts.write_json(pipeline.LAYERS_PLOT, layer_rows(records))
     print(f"summary of {len(records)} rounds -> {pipeline.SUMMARY}")
 
 

@@ -1,0 +1,163 @@
+"""Write a report folder: PNG pictures, CSV tables, report.md and an index.html that opens offline.
+
+The folder is built beside its destination and renamed into place, so an interrupted report never
+leaves a half-written folder and a previous report stays intact until the new one is complete.
+"""
+
+from __future__ import annotations
+
+import html
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from lth.report import figures, tables
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from lth.report.sources import RunData
+
+MASK_PANELS = 8
+
+
+@dataclass
+class Section:
+    title: str
+    text: str = ""
+    images: list[str] = field(default_factory=list)
+    table: "pd.DataFrame | None" = None
+    csv: str = ""
+
+
+def _slug(index: int, runs: list) -> str:
+    return "" if len(runs) == 1 else f"-{index}"
+
+
+def _save(fig, folder: Path, name: str) -> str:
+    import matplotlib.pyplot as plt
+
+    fig.savefig(folder / name, dpi=110)
+    plt.close(fig)
+    return name
+
+
+def _mask_maps(run: "RunData") -> list[tuple[str, object]]:
+    """Up to MASK_PANELS rounds, evenly spread, of trial 0's first-layer kept connections per pixel."""
+    from lth.datasets import DATASETS
+
+    spec = DATASETS.get(str(run.params.get("dataset")))
+    if spec is None or not run.records:
+        return []
+    rounds = [rec["round"] for rec in run.records]
+    step = max(1, -(-len(rounds) // MASK_PANELS))
+    chosen = rounds[::step][:MASK_PANELS - 1]
+    if rounds[-1] not in chosen:
+        chosen.append(rounds[-1])
+    remaining = {rec["round"]: rec["weights_remaining"] for rec in run.records}
+    maps = []
+    for r in chosen:
+        mask = run.load_mask(0, r)
+        counts = figures.pixel_map(mask, spec.input_shape) if mask else None
+        if counts is not None:
+            maps.append((f"r{r:02d} ({remaining[r]:.1f}% weights)", counts))
+    return maps
+
+
+def build_sections(runs: list["RunData"], folder: Path) -> list[Section]:
+    """Compute every table and draw every picture into `folder`; return the report's sections in order."""
+    networks = tables.network_frame(runs)
+    arms = tables.arm_frame(networks)
+    dense = tables.dense_reference(arms)
+    layers = tables.layer_frame(runs)
+    headline = tables.headline_table(arms)
+    for frame, name in ((networks, "networks.csv"), (arms, "arms.csv"), (layers, "layer_sparsity.csv"),
+                        (headline, "summary.csv")):
+        frame.to_csv(folder / name, index=False)
+
+    sections = [
+        Section("Test accuracy vs weights remaining",
+                "Mean over trials (band: min-max). Ticket solid; controls dashed/dotted; dense network dotted "
+                "horizontal line.",
+                [_save(figures.accuracy_figure(arms, dense), folder, "accuracy.png")], headline, "summary.csv"),
+        Section("Early-stop iteration vs weights remaining", "Iteration of the minimum validation loss.",
+                [_save(figures.early_stop_figure(arms, dense), folder, "early_stop.png")]),
+    ]
+    curves = Section("Learning curves", "Test accuracy during training at selected sparsities: ticket solid, "
+                                        "reinit control dashed.")
+    layer_sections = []
+    mask_section = Section("Which pixels the ticket still reads",
+                           "First layer: number of kept connections from each input pixel (trial 0).")
+    for i, run in enumerate(runs):
+        suffix = _slug(i, runs)
+        rounds = figures.curve_rounds(run)
+        if rounds:
+            curves.images.append(_save(figures.learning_curve_figure(run, rounds), folder,
+                                       f"learning_curves{suffix}.png"))
+        if not layers.empty and (layers["run"] == run.label).any():
+            wide = tables.layer_table(layers, run.label)
+            wide.to_csv(folder / f"layers{suffix}.csv", index=False)
+            layer_sections.append(Section(f"Per-layer sparsity: {run.label}", "% of each layer's weights remaining.",
+                                          [_save(figures.layer_figure(layers, run.label), folder,
+                                                 f"layers{suffix}.png")], wide, f"layers{suffix}.csv"))
+        maps = _mask_maps(run)
+        if maps:
+            mask_section.images.append(_save(figures.mask_figure(maps, run.label), folder, f"masks{suffix}.png"))
+    sections.append(curves)
+    sections += layer_sections
+    if mask_section.images:
+        sections.append(mask_section)
+    return sections
+
+
+def _markdown(runs: list["RunData"], sections: list[Section]) -> str:
+    lines = ["# Lottery-ticket report", "", "Runs: " + "; ".join(f"**{r.label}** ({len(r.records)} rounds)"
+                                                              for r in runs), ""]
+    for section in sections:
+        lines += [f"## {section.title}", "", section.text, ""]
+        lines += [f"![{section.title}]({image})" for image in section.images]
+        if section.table is not None:
+            lines += ["", section.table.to_markdown(index=False, floatfmt=".4g"), "", f"CSV: [{section.csv}]({section.csv})"]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _html(runs: list["RunData"], sections: list[Section]) -> str:
+    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>Lottery-ticket report</title>",
+             "<style>body{font-family:sans-serif;max-width:1300px;margin:auto;padding:1em}"
+             "img{max-width:100%;display:block;margin:0.5em 0}table{border-collapse:collapse;font-size:12px}"
+             "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}</style></head><body>",
+             "<h1>Lottery-ticket report</h1><ul>"]
+    parts += [f"<li><b>{html.escape(r.label)}</b>: {len(r.records)} finished rounds</li>" for r in runs]
+    parts.append("</ul>")
+    for section in sections:
+        parts.append(f"<h2>{html.escape(section.title)}</h2><p>{html.escape(section.text)}</p>")
+        parts += [f"<img src='{html.escape(image)}' alt='{html.escape(section.title)}'>" for image in section.images]
+        if section.table is not None:
+            parts.append(section.table.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep=""))
+            parts.append(f"<p><a href='{html.escape(section.csv)}'>{html.escape(section.csv)}</a></p>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_report(runs: list["RunData"], out: Path) -> list[Path]:
+    """Build the whole report in a temporary folder beside `out`, then move it into place."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        sections = build_sections(runs, staging)
+        (staging / "report.md").write_text(_markdown(runs, sections))
+        (staging / "index.html").write_text(_html(runs, sections))
+        retired = out.with_name(f".{out.name}.old")
+        if out.exists():
+            shutil.rmtree(retired, ignore_errors=True)
+            out.rename(retired)
+        staging.rename(out)
+        shutil.rmtree(retired, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return sorted(out.iterdir())

@@ -1,0 +1,216 @@
+"""The report's pictures, drawn with matplotlib from the report's pandas tables.
+
+Styling follows the lottery-ticket papers: % weights remaining on a decreasing log axis with ticks at
+the rounds of 20% pruning (100, 51.3, 26.2, 13.5, 7.0, 3.6, 1.9 ...), the mean over trials as a line
+and the min-max range over trials as a band, control arms as their own dashed lines and the dense
+network as a horizontal reference. Each function returns a Figure; the caller saves and closes it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Iterable, Optional, Sequence
+
+from lth.summary import TICKET
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.figure import Figure
+
+    from lth.report.sources import RunData
+
+PAPER_TICKS = (100, 51.3, 26.2, 13.5, 7.0, 3.6, 1.9, 1.0, 0.5, 0.3, 0.1)
+CURVE_TARGETS = (100, 51.3, 21.1, 7.0, 3.6)  # the learning curves Frankle & Carbin show
+ARM_STYLE = {TICKET: "-", "reinit": "--", "random-prune": ":"}
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: never needs a display
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _weights_axis(ax, weights: Iterable[float]) -> None:
+    weights = [w for w in weights if w > 0]
+    low, high = min(weights), max(weights)
+    ax.set_xscale("log")
+    ax.set_xlim(high * 1.15, low / 1.15)  # decreasing: the network thins from left to right
+    ticks = [t for t in PAPER_TICKS if low / 1.15 <= t <= high * 1.15]
+    ax.set_xticks(ticks)
+    ax.set_xticklabels([f"{t:g}" for t in ticks])
+    ax.minorticks_off()
+    ax.set_xlabel("% weights remaining (log scale)")
+    ax.grid(True, alpha=0.3)
+
+
+def _colors(keys: Sequence[str]) -> dict[str, str]:
+    cycle = [f"C{i % 10}" for i in range(len(keys))]
+    return dict(zip(keys, cycle))
+
+
+def _series_color(run: str, arm: str, runs: Sequence[str], arms: Sequence[str]) -> str:
+    """One run: a color per arm. Several runs: a color per run, the arm told apart by the line style."""
+    return _colors(runs)[run] if len(runs) > 1 else _colors(arms)[arm]
+
+
+def _arms_in(arms: "pd.DataFrame") -> list[str]:
+    present = list(dict.fromkeys(arms["arm"]))
+    return [TICKET] + [a for a in present if a != TICKET]
+
+
+def _draw_metric(ax, arms: "pd.DataFrame", metric: str, dense: Optional["pd.DataFrame"]) -> None:
+    runs = list(dict.fromkeys(arms["run"]))
+    arm_names = _arms_in(arms)
+    for run in runs:
+        for arm in arm_names:
+            rows = arms[(arms["run"] == run) & (arms["arm"] == arm)].sort_values("round")
+            if rows.empty:
+                continue
+            color = _series_color(run, arm, runs, arm_names)
+            label = arm if len(runs) == 1 else f"{run} · {arm}"
+            x = rows["weights_remaining"]
+            ax.plot(x, rows[f"{metric}_mean"], ARM_STYLE.get(arm, "-."), marker="o", markersize=3,
+                    color=color, label=label)
+            if (rows["trials"] > 1).any():
+                ax.fill_between(x, rows[f"{metric}_min"], rows[f"{metric}_max"], color=color, alpha=0.15,
+                                linewidth=0)
+        if dense is not None and run in dense.index:
+            ax.axhline(dense.loc[run, f"{metric}_mean"], color=_colors(runs)[run] if len(runs) > 1 else "grey",
+                       linestyle=(0, (1, 3)), linewidth=1,
+                       label="dense" if len(runs) == 1 else f"{run} · dense")
+    _weights_axis(ax, arms["weights_remaining"])
+
+
+def accuracy_figure(arms: "pd.DataFrame", dense: "pd.DataFrame") -> "Figure":
+    """Test accuracy vs % weights remaining, at early stop (left) and at the end of training (right)."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+    for ax, metric, title in ((axes[0], "early_stop_test_acc", "at early stop (min. validation loss)"),
+                              (axes[1], "test_acc", "at the end of training")):
+        _draw_metric(ax, arms, metric, dense)
+        ax.set_title(f"Test accuracy {title}")
+    axes[0].set_ylabel("test accuracy (mean; band: min-max over trials)")
+    axes[0].legend(fontsize=8, loc="lower left")
+    fig.tight_layout()
+    return fig
+
+
+def early_stop_figure(arms: "pd.DataFrame", dense: "pd.DataFrame") -> "Figure":
+    """Early-stop iteration (minimum validation loss) vs % weights remaining."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    _draw_metric(ax, arms, "early_stop_iteration", dense)
+    ax.set_title("Early-stop iteration")
+    ax.set_ylabel("iteration of min. validation loss (mean; band: min-max)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def curve_rounds(run: "RunData", targets: Sequence[float] = CURVE_TARGETS) -> list[int]:
+    """The finished rounds closest to the paper's learning-curve sparsities (each round once)."""
+    available = {rec["round"]: rec["weights_remaining"] for rec in run.records}
+    chosen: list[int] = []
+    for target in targets:
+        best = min(available, key=lambda r: abs(available[r] - target) / target)
+        if best not in chosen and abs(available[best] - target) / target < 0.35:
+            chosen.append(best)
+    return sorted(chosen)
+
+
+def _mean_curve(networks: list[dict]) -> tuple[list[int], list[float]]:
+    curves = [n["curve"] for n in networks if n.get("curve")]
+    if not curves:
+        return [], []
+    length = min(len(c) for c in curves)
+    iterations = [curves[0][i]["iteration"] for i in range(length)]
+    means = [sum(c[i]["test_acc"] for c in curves) / len(curves) for i in range(length)]
+    return iterations, means
+
+
+def learning_curve_figure(run: "RunData", rounds: Sequence[int]) -> "Figure":
+    """Test accuracy vs iteration for selected rounds: the ticket (solid) vs its reinit control (dashed)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    by_round = {rec["round"]: rec for rec in run.records}
+    settled: list[float] = []  # accuracies after the first evaluations: they set the y range
+    for i, r in enumerate(rounds):
+        record = by_round[r]
+        for arm in (TICKET, "reinit"):
+            x, y = _mean_curve([n for n in record["networks"] if n["arm"] == arm])
+            if x:
+                ax.plot(x, y, ARM_STYLE[arm], color=f"C{i % 10}", label=f"{record['weights_remaining']:.1f}% {arm}")
+                settled += y[len(y) // 10 + 1:]
+    if settled:  # zoom on where the curves differ, as the papers do; the first steps go off the bottom
+        low, high = min(settled), max(settled)
+        margin = max(0.005, 0.1 * (high - low))
+        ax.set_ylim(low - margin, min(1.0, high + margin))
+    ax.set_xlabel("training iteration")
+    ax.set_ylabel("test accuracy (mean over trials)")
+    ax.set_title(f"Learning curves: {run.label}")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, ncol=2, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def layer_figure(layers: "pd.DataFrame", run: str) -> "Figure":
+    """Per round: what share of the remaining weights each layer holds (stacked), and each layer's % remaining."""
+    plt = _pyplot()
+    own = layers[layers["run"] == run]
+    kept = own.pivot_table(index="round", columns="layer", values="kept", sort=False)
+    remaining = own.pivot_table(index="round", columns="layer", values="remaining", sort=False)
+    overall = own.groupby("round")["weights_remaining"].first()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    share = kept.div(kept.sum(axis=1), axis=0) * 100
+    bottom = None
+    labels = [f"{overall[r]:.3g}%" for r in share.index]
+    for layer in share.columns:
+        left.bar(labels, share[layer], bottom=bottom, label=layer)
+        bottom = share[layer] if bottom is None else bottom + share[layer]
+    left.set_ylabel("% of the remaining weights")
+    left.set_title("Where the remaining weights are (stacked per round)")
+    left.tick_params(axis="x", labelsize=7, labelrotation=90)
+    left.set_xlabel("% weights remaining (one bar per round)")
+    left.legend(fontsize=8)
+    for layer in remaining.columns:
+        right.plot(remaining.index, remaining[layer], marker="o", markersize=3, label=layer)
+    right.set_yscale("log")
+    right.set_xlabel("round")
+    right.set_ylabel("% of the layer's weights remaining (log)")
+    right.set_title("Per-layer weights remaining")
+    right.grid(True, alpha=0.3)
+    right.legend(fontsize=8)
+    fig.suptitle(run)
+    fig.tight_layout()
+    return fig
+
+
+def pixel_map(mask: dict, image_shape: tuple[int, int, int]):
+    """The first layer's kept connections per input pixel (H x W), or None when the first layer is not a
+    fully connected layer reading a one-channel image (e.g. a conv net)."""
+    channels, height, width = image_shape
+    name = next(iter(mask))
+    first = mask[name]
+    if channels != 1 or first.dim() != 2 or first.shape[1] != height * width:
+        return None
+    return first.sum(dim=0).reshape(height, width).float()
+
+
+def mask_figure(maps: list[tuple[str, object]], title: str) -> "Figure":
+    """Heat maps of kept-connection counts per input pixel, one panel per round."""
+    plt = _pyplot()
+    columns = min(4, len(maps))
+    rows = (len(maps) + columns - 1) // columns
+    fig, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (caption, counts) in zip(axes.flat, maps):
+        image = ax.imshow(counts.numpy(), cmap="viridis", vmin=0)
+        ax.set_title(caption, fontsize=9)
+        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,208 @@
+"""Where a report's runs come from: a find-ticket run directory, a DVC pipeline workspace, or DVC experiments.
+
+Every source becomes a `RunData`: its finished round records (the same JSON the runner and the
+pipeline write), its flat params (to label runs by what differs between them) and a way to load a
+round's mask. A run still in progress simply has fewer records. DVC experiments are read through
+DVC's own API (`dvc.api.exp_show` to find them, `dvc.api.params_show` / `dvc.api.read` at their
+revision), never by walking `.git` by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Optional
+
+from lth import artifacts
+from lth.errors import LthError
+
+MaskLoader = Callable[[int, int], Optional[Mapping[str, Any]]]  # (trial, round) -> mask tensors, None if absent
+_ROUND_FILE = re.compile(r"^(?:round-|r)(\d{2,})\.json$")
+
+
+@dataclass
+class RunData:
+    """One run's finished rounds, its params and where its masks are."""
+
+    name: str
+    params: dict[str, Any]
+    records: list[dict]
+    load_mask: MaskLoader = field(repr=False, default=lambda trial, r: None)
+    label: str = ""
+
+    @property
+    def model(self) -> str:
+        return str(self.params.get("model", ""))
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'train': {'lr': 1e-3}} -> {'train.lr': 1e-3}; lists become tuples so they compare and hash."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = tuple(value) if isinstance(value, list) else value
+    return flat
+
+
+def _records_in(directory: Path) -> list[dict]:
+    """Every finished round record in a directory (round-NN.json or rNN.json), by round."""
+    if not directory.is_dir():
+        return []
+    files = [p for p in directory.iterdir() if _ROUND_FILE.match(p.name)]
+    return sorted((artifacts.read_json(p) for p in files), key=lambda record: record["round"])
+
+
+def _mask_loader(path_of: Callable[[int, int], Path]) -> MaskLoader:
+    def load(trial: int, r: int):
+        path = path_of(trial, r)
+        return artifacts.load_tensors(path, "mask") if path.is_file() else None
+
+    return load
+
+
+def from_run_dir(path: Path) -> RunData:
+    """A `python -m lth find-ticket --out PATH` directory (finished or still running)."""
+    from lth.artifacts import RunLayout
+
+    layout = RunLayout(path)
+    params = flatten(artifacts.read_json(layout.settings).get("settings", {}))
+    records = _records_in(layout.root / "rounds")
+    return RunData(path.name or str(path), params, records, _mask_loader(layout.mask))
+
+
+def from_workspace(path: Path) -> RunData:
+    """A DVC pipeline checkout: params.yaml plus metrics/rounds/rNN.json and data/rounds/rNN/mask/trial-T.pt."""
+    import yaml
+
+    from lth import pipeline
+
+    try:
+        params = flatten(yaml.safe_load((path / "params.yaml").read_text()) or {})
+    except (OSError, yaml.YAMLError) as exc:
+        raise LthError(f"cannot read {path / 'params.yaml'}: {exc}") from None
+    declared = {int(key[1:]) for key in declared_rounds(params)}  # stale files of removed rounds are ignored
+    records = [rec for rec in _records_in(path / pipeline.ROUND_METRICS) if rec["round"] in declared]
+
+    def mask_path(trial: int, r: int) -> Path:
+        return path / pipeline.trial_file(pipeline.round_dir(f"r{r:02d}", "mask"), trial)
+
+    name = "workspace" if path.resolve() == Path.cwd().resolve() else path.name
+    return RunData(name, params, records, _mask_loader(mask_path))
+
+
+def declared_rounds(params: Mapping[str, Any]) -> list[str]:
+    """The pipeline's rounds in (flat) params: r00, the dense round, then every `rounds.rNN.prev` key."""
+    return ["r00", *sorted(k.split(".")[1] for k in params if re.fullmatch(r"rounds\.r\d{2,}\.prev", k))]
+
+
+def experiment_names(repo: str) -> dict[str, str]:
+    """Every DVC experiment of `repo` (and its baseline): name -> revision, via `dvc.api.exp_show`."""
+    import dvc.api
+
+    try:
+        rows = dvc.api.exp_show(repo=repo)
+    except Exception as exc:  # dvc raises its own types for "not a DVC repo", "not a git repo", ...
+        raise LthError(f"cannot list DVC experiments in '{repo}': {exc}") from None
+    names: dict[str, str] = {}
+    for row in rows:
+        if row.get("rev") == "workspace":
+            continue
+        names[row.get("Experiment") or row["rev"]] = row["rev"]
+    return names
+
+
+def from_experiment(repo: str, name: str, rev: str) -> RunData:
+    """One DVC experiment (or git revision): its params and round metrics at its revision, through dvc.api."""
+    import dvc.api
+
+    from lth import pipeline
+
+    params = flatten(dvc.api.params_show(repo=repo, rev=rev))
+    records = []
+    for key in declared_rounds(params):
+        try:
+            text = dvc.api.read(str(pipeline.round_metrics(key)), repo=repo, rev=rev)
+        except Exception:  # a round not run (yet) at that revision
+            continue
+        records.append(json.loads(text))
+
+    def load_mask(trial: int, r: int):
+        target = str(pipeline.trial_file(pipeline.round_dir(f"r{r:02d}", "mask"), trial))
+        try:
+            with dvc.api.open(target, repo=repo, rev=rev, mode="rb") as handle:
+                blob = handle.read()
+        except Exception:  # not in the local cache: the report simply has no mask picture for it
+            return None
+        return _masks_from_bytes(blob, target)
+
+    return RunData(name, params, sorted(records, key=lambda rec: rec["round"]), load_mask)
+
+
+def _masks_from_bytes(blob: bytes, where: str):
+    import tempfile
+
+    with tempfile.NamedTemporaryFile(suffix=".pt") as handle:
+        handle.write(blob)
+        handle.flush()
+        return artifacts.load_tensors(handle.name, "mask")
+
+
+def resolve(sources: Iterable[str], repo: str = ".", all_experiments: bool = False) -> list[RunData]:
+    """Turn command-line sources into runs: a path is a run directory or a DVC workspace, else a DVC experiment."""
+    runs: list[RunData] = []
+    experiments: Optional[dict[str, str]] = None
+    for source in sources:
+        path = Path(source)
+        if (path / "settings.json").is_file():
+            runs.append(from_run_dir(path))
+        elif (path / "dvc.yaml").is_file():
+            runs.append(from_workspace(path))
+        else:
+            what = (f"'{source}' is neither a find-ticket run directory (no settings.json), a DVC workspace "
+                    f"(no dvc.yaml) nor a DVC experiment of '{repo}'")
+            if experiments is None:
+                try:
+                    experiments = experiment_names(repo)
+                except LthError as exc:
+                    raise LthError(f"{what}: {exc}") from None
+            if source not in experiments:
+                raise LthError(f"{what}; experiments there: {', '.join(experiments) or 'none'}")
+            runs.append(from_experiment(repo, source, experiments[source]))
+    if all_experiments:
+        experiments = experiments if experiments is not None else experiment_names(repo)
+        chosen = {run.name for run in runs}
+        runs += [from_experiment(repo, name, rev) for name, rev in experiments.items() if name not in chosen]
+    if not runs:
+        raise LthError("nothing to report: give a run directory, a DVC workspace or experiment names "
+                       "(or --all-experiments)")
+    for run in runs:
+        if not run.records:
+            raise LthError(f"'{run.name}' has no finished round yet: nothing to report")
+    label_runs(runs)
+    return runs
+
+
+def label_runs(runs: list[RunData]) -> None:
+    """Label each run by the params that differ between the runs ('criterion=movement, seed=1')."""
+    keys = sorted({k for run in runs for k in run.params})
+    differing = [k for k in keys if len({_hashable(run.params.get(k)) for run in runs}) > 1]
+    differing = [k for k in differing if not k.startswith("rounds.")] or differing
+    labels = [", ".join(f"{k}={_show(run.params.get(k))}" for k in differing) for run in runs]
+    distinct = len(runs) > 1 and all(labels) and len(set(labels)) == len(runs)
+    for run, label in zip(runs, labels):
+        run.label = label if distinct else (f"{run.name}: {label}" if label else run.name)
+
+
+def _hashable(value: Any) -> Any:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, tuple):
+        return "[" + ", ".join(map(str, value)) + "]"
+    return str(value)

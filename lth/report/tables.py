@@ -1,0 +1,84 @@
+"""The report's tables, as pandas frames: every network, each arm aggregated over trials, and per-layer sparsity.
+
+Aggregation is over trials only (mean, min, max per run, round and arm), so a band in a plot is the
+spread between seeds. At round 0 every arm is the dense network; controls start at round 1.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Iterable
+
+from lth.summary import NETWORK_COLUMNS, TICKET, layer_rows, network_rows
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from lth.report.sources import RunData
+
+AGGREGATED = ("early_stop_test_acc", "test_acc", "early_stop_iteration")
+
+
+def network_frame(runs: Iterable["RunData"]) -> "pd.DataFrame":
+    """One row per (run, round, trial, arm) with the runner's per-network columns."""
+    import pandas as pd
+
+    frames = [pd.DataFrame(network_rows(run.records), columns=NETWORK_COLUMNS).assign(run=run.label)
+              for run in runs]
+    frame = pd.concat(frames, ignore_index=True)
+    return frame[["run", *NETWORK_COLUMNS]]
+
+
+def arm_frame(networks: "pd.DataFrame") -> "pd.DataFrame":
+    """Mean, min and max over trials of each run x round x arm (columns like `early_stop_test_acc_mean`)."""
+    grouped = networks.groupby(["run", "round", "arm"], sort=False)
+    stats = grouped[list(AGGREGATED)].agg(["mean", "min", "max"])
+    stats.columns = [f"{metric}_{stat}" for metric, stat in stats.columns]
+    stats["weights_remaining"] = grouped["weights_remaining"].first()
+    stats["trials"] = grouped["trial"].nunique()
+    frame = stats.reset_index()
+    order = ["run", "round", "arm", "weights_remaining", "trials"]
+    return frame[order + [c for c in frame.columns if c not in order]]  # in the records' order: ticket first
+
+
+def dense_reference(arms: "pd.DataFrame") -> "pd.DataFrame":
+    """Each run's dense network (round 0 ticket): the horizontal reference line of the accuracy plot."""
+    dense = arms[(arms["round"] == 0) & (arms["arm"] == TICKET)]
+    return dense.set_index("run")
+
+
+def layer_frame(runs: Iterable["RunData"]) -> "pd.DataFrame":
+    """Per run, round and layer: weights kept and % remaining (see lth.summary.layer_rows)."""
+    import pandas as pd
+
+    columns = ["round", "weights_remaining", "layer", "kept", "total", "remaining"]
+    frames = [pd.DataFrame(layer_rows(run.records), columns=columns).assign(run=run.label) for run in runs]
+    return pd.concat(frames, ignore_index=True)[["run", *columns]]
+
+
+def layer_table(layers: "pd.DataFrame", run: str) -> "pd.DataFrame":
+    """Wide per-layer table of one run: a row per round, a column per layer (% remaining)."""
+    own = layers[layers["run"] == run]
+    wide = own.pivot_table(index=["round", "weights_remaining"], columns="layer", values="remaining", sort=False)
+    wide.columns.name = None
+    return wide.reset_index()
+
+
+def headline_table(arms: "pd.DataFrame") -> "pd.DataFrame":
+    """Wide table per run and round: the ticket's mean [min, max] early-stop accuracy next to each control's mean."""
+    import pandas as pd
+
+    rows = []
+    for (run, r), group in arms.groupby(["run", "round"], sort=False):
+        by_arm = group.set_index("arm")
+        ticket = by_arm.loc[TICKET]
+        row = {"run": run, "round": r, "weights_remaining": ticket["weights_remaining"],
+               "trials": int(ticket["trials"]),
+               "ticket_acc": ticket["early_stop_test_acc_mean"],
+               "ticket_acc_min": ticket["early_stop_test_acc_min"],
+               "ticket_acc_max": ticket["early_stop_test_acc_max"],
+               "ticket_acc_end": ticket["test_acc_mean"],
+               "early_stop_iteration": ticket["early_stop_iteration_mean"]}
+        for arm in by_arm.index.drop(TICKET):
+            row[f"{arm}_acc"] = by_arm.loc[arm, "early_stop_test_acc_mean"]
+        rows.append(row)
+    return pd.DataFrame(rows)

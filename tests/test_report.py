@@ -1,0 +1,136 @@
+"""`python -m lth report`: files, HTML references, aggregated numbers, comparisons and partial runs."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from lth import artifacts
+from lth.artifacts import RunLayout
+from lth.errors import LthError
+from lth.report import make_report
+from lth.report.figures import curve_rounds, pixel_map
+from lth.report.sources import from_run_dir
+
+REPO = Path(__file__).resolve().parents[1]
+LAYERS = {"fc1.weight": (30, 784), "fc2.weight": (10, 30)}
+
+
+def _network(trial: int, arm: str, r: int, mask: dict, acc: float) -> dict:
+    kept = {n: int(m.sum()) for n, m in mask.items()}
+    total = {n: m.numel() for n, m in mask.items()}
+    remaining = 100 * sum(kept.values()) / sum(total.values())
+    curve = [{"iteration": i * 10, "test_acc": acc - 0.01 * (3 - i), "val_loss": 1.0 / (i + 1)} for i in range(4)]
+    return {"trial": trial, "arm": arm, "weights_remaining": remaining, "nonzero_remaining": remaining,
+            "test_acc": acc + 0.001, "test_loss": 0.3, "val_acc": acc, "val_loss": 0.2, "early_stop_iteration": 10 * (r + 1),
+            "early_stop_test_acc": acc, "iterations": 40, "curve": curve,
+            "layers": {n: {"kept": kept[n], "total": total[n], "remaining": 100 * kept[n] / total[n]} for n in mask}}
+
+
+def fake_run(root: Path, rounds: int, trials: int = 2, criterion: str = "large_final", shift: float = 0.0) -> RunLayout:
+    """A find-ticket run directory with hand-made masks and accuracies: acc = 0.9 - 0.01 r + 0.02 trial + shift."""
+    layout = RunLayout(root)
+    artifacts.write_json(layout.settings, {"fingerprint": "x", "settings": {
+        "model": "lenet-test", "dataset": "mnist-5k", "seed": 0, "criterion": criterion, "trials": trials}})
+    generator = torch.Generator().manual_seed(0)
+    for r in range(rounds):
+        networks = []
+        for t in range(trials):
+            keep = 0.8 ** r
+            mask = {n: torch.rand(s, generator=generator) < keep for n, s in LAYERS.items()}
+            artifacts.save_tensors(layout.mask(t, r), "mask", "lenet-test", mask, round=r)
+            acc = 0.9 - 0.01 * r + 0.02 * t + shift
+            networks.append(_network(t, "ticket", r, mask, acc))
+            if r > 0:
+                networks.append(_network(t, "reinit", r, mask, acc - 0.05))
+        remaining = networks[0]["weights_remaining"]
+        artifacts.write_json(layout.round_metrics(r), {"round": r, "weights_remaining": remaining, "networks": networks})
+    return layout
+
+
+def test_report_files_html_and_aggregates(tmp_path):
+    layout = fake_run(tmp_path / "run", rounds=4)
+    files = {p.name for p in make_report([str(layout.root)], tmp_path / "report")}
+    assert {"index.html", "report.md", "accuracy.png", "early_stop.png", "learning_curves.png", "layers.png",
+            "masks.png", "summary.csv", "arms.csv", "networks.csv", "layers.csv"} <= files
+    html = (tmp_path / "report" / "index.html").read_text()
+    pngs = sorted(f for f in files if f.endswith(".png"))
+    assert sorted(re.findall(r"<img src='([^']+)'", html)) == pngs  # every picture, each once
+    for png in pngs:
+        assert (tmp_path / "report" / png).read_bytes()[:4] == b"\x89PNG"
+    markdown = (tmp_path / "report" / "report.md").read_text()
+    assert all(f"]({png})" in markdown for png in pngs)
+
+    summary = pd.read_csv(tmp_path / "report" / "summary.csv")
+    assert list(summary["round"]) == [0, 1, 2, 3]
+    for r in range(4):  # trials have acc 0.9 - 0.01 r and 0.92 - 0.01 r
+        row = summary[summary["round"] == r].iloc[0]
+        assert row["ticket_acc"] == pytest.approx(0.91 - 0.01 * r)
+        assert row["ticket_acc_min"] == pytest.approx(0.90 - 0.01 * r)
+        assert row["ticket_acc_max"] == pytest.approx(0.92 - 0.01 * r)
+        assert row["ticket_acc_end"] == pytest.approx(0.911 - 0.01 * r)
+        assert row["trials"] == 2
+        if r > 0:
+            assert row["reinit_acc"] == pytest.approx(0.86 - 0.01 * r)
+    assert pd.isna(summary.loc[0, "reinit_acc"])  # controls start at round 1
+
+    layers = pd.read_csv(tmp_path / "report" / "layers.csv")
+    mask = artifacts.load_tensors(layout.mask(0, 3), "mask")
+    assert layers.loc[layers["round"] == 3, "fc1.weight"].item() == pytest.approx(
+        100 * mask["fc1.weight"].sum().item() / mask["fc1.weight"].numel())
+
+
+def test_pixel_map_counts_kept_connections_per_input_pixel():
+    mask = {"fc1.weight": torch.zeros(3, 784, dtype=torch.bool), "fc2.weight": torch.ones(2, 3, dtype=torch.bool)}
+    mask["fc1.weight"][:, 0] = True
+    mask["fc1.weight"][1, 28 * 5 + 7] = True
+    counts = pixel_map(mask, (1, 28, 28))
+    assert counts.shape == (28, 28) and counts[0, 0] == 3 and counts[5, 7] == 1 and counts.sum() == 4
+    assert pixel_map({"conv.weight": torch.ones(4, 3, 3, 3, dtype=torch.bool)}, (3, 32, 32)) is None
+
+
+def test_partial_run_reports_the_rounds_it_has_and_empty_run_is_an_error(tmp_path):
+    layout = fake_run(tmp_path / "run", rounds=3)
+    layout.round_metrics(2).unlink()  # round 2 still training: its masks exist, its metrics not yet
+    make_report([str(layout.root)], tmp_path / "report")
+    assert list(pd.read_csv(tmp_path / "report" / "summary.csv")["round"]) == [0, 1]
+    assert curve_rounds(from_run_dir(layout.root)) == [0]  # only the 100% round is near a paper sparsity
+
+    for r in range(2):
+        layout.round_metrics(r).unlink()
+    before = (tmp_path / "report" / "index.html").read_text()
+    with pytest.raises(LthError, match="no finished round"):
+        make_report([str(layout.root)], tmp_path / "report")
+    assert (tmp_path / "report" / "index.html").read_text() == before  # the previous report is untouched
+
+
+def test_several_runs_are_compared_and_labelled_by_what_differs(tmp_path):
+    a = fake_run(tmp_path / "a", rounds=3)
+    b = fake_run(tmp_path / "b", rounds=2, criterion="movement", shift=0.03)
+    make_report([str(a.root), str(b.root)], tmp_path / "report")
+    summary = pd.read_csv(tmp_path / "report" / "summary.csv")
+    assert set(summary["run"]) == {"criterion=large_final", "criterion=movement"}
+    moved = summary[summary["run"] == "criterion=movement"].set_index("round")["ticket_acc"]
+    assert moved[1] == pytest.approx(0.91 - 0.01 + 0.03)
+    files = {p.name for p in (tmp_path / "report").iterdir()}
+    assert {"learning_curves-0.png", "learning_curves-1.png", "masks-0.png", "masks-1.png"} <= files
+
+
+def test_cli_report_and_bad_source(tmp_path):
+    layout = fake_run(tmp_path / "run", rounds=2)
+    env_python = [sys.executable, "-m", "lth", "report"]
+    ok = subprocess.run([*env_python, str(layout.root), "--out", str(tmp_path / "rep")], cwd=REPO,
+                        capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    assert (tmp_path / "rep" / "index.html").is_file()
+    bad = subprocess.run([*env_python, str(tmp_path / "nope"), "--out", str(tmp_path / "rep2"),
+                          "--repo", str(tmp_path)], cwd=REPO, capture_output=True, text=True)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert "nope" in bad.stderr and "DVC" in bad.stderr
+    assert not (tmp_path / "rep2").exists()
