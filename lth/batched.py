@@ -19,7 +19,7 @@ from torch.func import functional_call, vmap
 
 from lth.errors import LthError
 from lth.settings import TrainSettings
-from lth.train import ProgressFn, TrainResult, run_training
+from lth.train import DataParallel, ProgressFn, TrainResult, run_training
 
 
 class StackedNetworks:
@@ -67,6 +67,7 @@ def train_batched(
     rewind_at: Optional[int] = None,
     progress: Optional[ProgressFn] = None,
     hold_pruned: bool = False,
+    parallel: Optional[DataParallel] = None,
 ) -> list[TrainResult]:
     """Train len(starts) networks together; network i starts from starts[i] under masks[i], data order seeds[i].
 
@@ -75,4 +76,4 @@ def train_batched(
     if not (len(starts) == len(masks) == len(seeds)) or not starts:
         raise LthError("train_batched needs one start state, one mask and one seed per network")
     nets = StackedNetworks(template, starts, splits.train_x.device)
-    return run_training(nets, masks, splits, settings, seeds, rewind_at, progress, hold_pruned)
+    return run_training(nets, masks, splits, settings, seeds, rewind_at, progress, hold_pruned, parallel)

@@ -99,6 +99,9 @@ def find_ticket(
     device: str = typer.Option("auto", help="auto | cpu | cuda."),
     out: Optional[Path] = typer.Option(None, help="Run directory [default: runs/<model>-<dataset>-<criterion>-seed<seed>]."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    distributed_mode: str = typer.Option(
+        "data", help="Under torchrun: data = every network's batches split over the processes (DDP); "
+                     "trials = the round's networks dealt out to the processes."),
 ) -> None:
     """Iterative magnitude pruning: train, prune the lowest-scored weights of each layer, rewind, repeat.
 
@@ -133,16 +136,27 @@ def find_ticket(
         settings = replace(settings, prune__rates={**settings.prune.rates, **rates})
     settings.validate()
     out = out or Path("runs") / f"{model}-{dataset}-{criterion}-seed{seed}"
-    _run_find_ticket(settings, rounds, dataset_dir, device, out, quiet)
+    _run_find_ticket(settings, rounds, dataset_dir, device, out, quiet, distributed_mode)
 
 
-def _run_find_ticket(settings, rounds: int, dataset_dir: Path, device: str, out: Path, quiet: bool) -> None:
+def _run_find_ticket(settings, rounds: int, dataset_dir: Path, device: str, out: Path, quiet: bool,
+                     distributed_mode: str = "data") -> None:
     from lth.datasets import load_dataset
-    from lth.rounds import find_ticket as run
-    from lth.train import resolve_device
+    from lth.distributed import session
 
-    torch_device = resolve_device(device)
-    splits = load_dataset(settings.dataset, dataset_dir).to(torch_device)
+    # under torchrun (RANK / WORLD_SIZE set) rank 0 runs the rounds below and the other ranks follow
+    with session(device, distributed_mode) as processes:
+        splits = processes.prepare(lambda: load_dataset(settings.dataset, dataset_dir).to(processes.device))
+        if processes.leader:
+            _lead_find_ticket(settings, rounds, splits, processes, out, quiet)
+        else:
+            processes.follow(splits)
+
+
+def _lead_find_ticket(settings, rounds: int, splits, processes, out: Path, quiet: bool) -> None:
+    from lth.rounds import find_ticket as run
+
+    torch_device = processes.device
     console.print(
         f"[bold]{settings.model}[/] on [bold]{settings.dataset}[/] ({len(splits.train_x)} train / "
         f"{len(splits.val_x)} val / {len(splits.test_x)} test), {settings.train.optimizer} lr {settings.train.lr}, "
@@ -150,10 +164,11 @@ def _run_find_ticket(settings, rounds: int, dataset_dir: Path, device: str, out:
         f"{rounds} rounds on {torch_device}"
         + (f", {settings.trials} trials" if settings.trials > 1 else "")
         + (f", controls {', '.join(settings.controls)}" if settings.controls else "")
+        + (f", {processes.size} processes ({processes.mode})" if processes.size > 1 else "")
         + f" -> {out}"
     )
     with _ProgressReporter(quiet) as reporter:
-        records = run(settings, rounds, out, splits, reporter)
+        records = run(settings, rounds, out, splits, reporter, trainer=processes.train_networks)
     console.print(summary_table(records))
     console.print(f"summary: {Path(out) / 'summary.csv'}")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Optional, Protocol
+from typing import Callable, Mapping, Optional, Protocol
 
 import torch
 from torch import Tensor
@@ -29,7 +29,7 @@ from lth.settings import RunSettings
 from lth.steps import Step
 from lth.structured import GRANULARITIES
 from lth.summary import TICKET, write_summary
-from lth.train import ProgressFn, TrainResult, iterations_per_epoch, train
+from lth.train import DataParallel, ProgressFn, TrainResult, iterations_per_epoch, train
 
 State = dict[str, Tensor]
 
@@ -109,10 +109,12 @@ def train_networks(
     networks: list[Network],
     round_index: int,
     progress: Optional[ProgressFn] = None,
+    parallel: Optional[DataParallel] = None,
 ) -> tuple[list[TrainResult], dict]:
     """Train every network of a round (as one batched step where that pays); returns the results
     and the round's record (metrics and learning curve of every network). Pruned weights are held at
-    their starting values, which the mask-0 action chose (0, θ0, ...).
+    their starting values, which the mask-0 action chose (0, θ0, ...). With `parallel` (lth.distributed)
+    every network's batches are split over the processes.
 
     Round 0 also captures the rewind point θk of each network when settings.rewind > 0.
     """
@@ -124,7 +126,8 @@ def train_networks(
     masks = [training_mask(settings, n.mask) for n in networks]
     if len(networks) > 1 and batching_pays(template, device):
         results = train_batched(template, [n.start for n in networks], masks, splits, settings.train,
-                                [n.seed for n in networks], rewind_at=rewind_at, progress=progress, hold_pruned=True)
+                                [n.seed for n in networks], rewind_at=rewind_at, progress=progress, hold_pruned=True,
+                                parallel=parallel)
     else:
         results = []
         for net, net_mask in zip(networks, masks):
@@ -132,7 +135,7 @@ def train_networks(
             template.to(device)
             mask = {name: m.to(device) for name, m in net_mask.items()}
             results.append(train(template, mask, splits, settings.train, net.seed, rewind_at=rewind_at,
-                                 progress=progress, hold_pruned=True))
+                                 progress=progress, hold_pruned=True, parallel=parallel))
     return results, round_record(round_index, networks, results)
 
 
@@ -247,6 +250,8 @@ def training_mask(settings: RunSettings, mask: Mapping[str, Tensor]) -> Mapping[
 
 # --- the resumable runner -------------------------------------------------------------------------------
 
+Trainer = Callable[..., tuple[list[TrainResult], dict]]  # train_networks' signature
+
 
 class Reporter(Protocol):
     def round_started(self, round_index: int, weights_remaining: float, networks: int) -> None: ...
@@ -299,11 +304,13 @@ def find_ticket(
     out: str | Path,
     splits,
     reporter: Optional[Reporter] = None,
+    trainer: Trainer = train_networks,
 ) -> list[dict]:
     """Run rounds 0..rounds-1 of IMP for every trial into `out`, skipping every round already finished there.
 
     `splits` is the dataset already on the training device. Every input of a round is read back
     from disk, so a resumed run computes exactly what an uninterrupted one does. Returns the round records.
+    `trainer` trains a round's networks (lth.distributed passes one that shares the work with other processes).
     """
     reporter = reporter or SilentReporter()
     settings.validate()
@@ -351,7 +358,7 @@ def find_ticket(
         tickets = [(load_state(layout.start(t, r)), load_mask(layout.mask(t, r))) for t in trials]
         networks = round_networks(settings, shape, r, tickets, inits, rewind_points, previous_finals)
         reporter.round_started(r, remaining_percent(tickets[0][1]), len(networks))
-        results, record = train_networks(settings, splits, networks, r, progress=reporter.progress)
+        results, record = trainer(settings, splits, networks, r, progress=reporter.progress)
         for net, result in zip(networks, results):
             if net.arm != TICKET:
                 continue

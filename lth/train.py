@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lth.errors import LthError, unknown_choice
+from lth.seeds import derive_seed
 from lth.settings import TrainSettings
 from lth.steps import Step
 
@@ -108,6 +109,21 @@ class SingleNetwork:
         return {k: v.detach().clone().cpu() for k, v in self.model.state_dict().items()}
 
 
+class DataParallel(Protocol):
+    """The processes that train the same networks together (`lth.distributed`, under torchrun).
+
+    Each process takes its share of every batch; `wrap` returns networks whose backward averages the
+    gradients over the processes (DistributedDataParallel), so every replica takes the same step.
+    """
+
+    rank: int
+    world: int
+
+    def wrap(self, nets: Networks) -> Networks: ...
+
+    def sum_(self, tensor: Tensor) -> None: ...  # in place: the sum over all processes
+
+
 def resolve_device(name: str) -> torch.device:
     """'auto' picks CUDA when present; 'cuda' without a GPU is a clear error."""
     if name == "auto":
@@ -169,6 +185,7 @@ def train(
     rewind_at: Optional[int] = None,
     progress: Optional[ProgressFn] = None,
     hold_pruned: bool = False,
+    parallel: Optional[DataParallel] = None,
 ) -> TrainResult:
     """Train `model` (already on its device, holding the round's starting weights) under `mask`.
 
@@ -176,7 +193,8 @@ def train(
     If `rewind_at` is given, the state after that many steps is returned as `rewind_state` (θk).
     Pruned weights are zero, or with `hold_pruned` frozen at their starting values.
     """
-    return run_training(SingleNetwork(model), [mask], splits, settings, [seed], rewind_at, progress, hold_pruned)[0]
+    return run_training(SingleNetwork(model), [mask], splits, settings, [seed], rewind_at, progress, hold_pruned,
+                        parallel)[0]
 
 
 def run_training(
@@ -188,10 +206,14 @@ def run_training(
     rewind_at: Optional[int] = None,
     progress: Optional[ProgressFn] = None,
     hold_pruned: bool = False,
+    parallel: Optional[DataParallel] = None,
 ) -> list[TrainResult]:
     """The training loop shared by one network and many: network i under masks[i], data order seeds[i].
 
     Masked-out weights are set to zero, or, with `hold_pruned`, frozen at the values they start with.
+    With `parallel`, this process trains on its 1/world share of every batch (the same global batches
+    as one process would draw) and gradients are averaged over the processes before the masks zero the
+    pruned ones; evaluation is split over the processes too.
     """
     from lth.datasets import augment_batch
 
@@ -201,6 +223,12 @@ def run_training(
     device = splits.train_x.device
     n, batch = len(splits.train_x), settings.batch_size
     per_epoch = iterations_per_epoch(n, batch)
+    rank, world = (parallel.rank, parallel.world) if parallel else (0, 1)
+    if batch % world:
+        raise LthError(f"bad batch_size {batch}: it must split evenly over the {world} processes")
+    local = batch // world  # this process's share of every batch
+    if parallel:
+        nets = parallel.wrap(nets)
     total = Step.parse(settings.duration).to_iterations(per_epoch)
     eval_every = max(1, Step.parse(settings.eval_every).to_iterations(per_epoch))
     warmup = Step.parse(settings.warmup).to_iterations(per_epoch)
@@ -225,22 +253,23 @@ def run_training(
     with torch.no_grad():
         apply_masks()
 
-    graph = cuda_graphs_enabled(device)
+    graph = cuda_graphs_enabled(device) and parallel is None
     optimizer = make_optimizer(list(nets.params.values()), settings, graph)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(it, warmup, milestones, settings.gamma))
     order_gens = [torch.Generator().manual_seed(s) for s in seeds]
-    augment_gens = [torch.Generator(device=device).manual_seed(s + 1) for s in seeds] if splits.augment else None
+    augment_seeds = [s + 1 if rank == 0 else derive_seed(s + 1, "rank", rank) for s in seeds]
+    augment_gens = [torch.Generator(device=device).manual_seed(s) for s in augment_seeds] if splits.augment else None
 
     # The step reads its batch from static buffers, so the same code runs eagerly or as a replayed CUDA graph.
-    batch_index = torch.zeros((count, batch), dtype=torch.long, device=device)
-    augmented = torch.empty((count, batch, *splits.input_shape), device=device) if augment_gens else None
+    batch_index = torch.zeros((count, local), dtype=torch.long, device=device)
+    augmented = torch.empty((count, local, *splits.input_shape), device=device) if augment_gens else None
     running = torch.zeros(count, device=device)
 
     def step() -> None:
         x = augmented if augmented is not None else splits.train_x[batch_index]
         logits = nets(x)
         losses = F.cross_entropy(logits.flatten(0, 1), splits.train_y[batch_index].flatten(),
-                                 reduction="none").view(count, batch).mean(1)
+                                 reduction="none").view(count, local).mean(1)
         optimizer.zero_grad(set_to_none=False)
         losses.sum().backward()
         with torch.no_grad():
@@ -257,8 +286,11 @@ def run_training(
 
     def record(iteration: int) -> None:
         nonlocal steps_since_eval
-        val_loss, val_acc = evaluate(nets, splits.val_x, splits.val_y)
-        test_loss, test_acc = evaluate(nets, splits.test_x, splits.test_y)
+        val_loss, val_acc = measure(splits.val_x, splits.val_y)
+        test_loss, test_acc = measure(splits.test_x, splits.test_y)
+        if parallel:  # every process's running loss is over its share of the batches
+            parallel.sum_(running)
+            running.div_(world)
         train_loss = (running / steps_since_eval).tolist() if steps_since_eval else [float("nan")] * count
         columns = zip(train_loss, val_loss.tolist(), val_acc.tolist(), test_loss.tolist(), test_acc.tolist())
         for result, (tl, vl, va, sl, sa) in zip(results, columns):
@@ -269,6 +301,16 @@ def run_training(
         if progress:
             progress(iteration, total, results[0].curve[-1])
 
+    def measure(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        if parallel is None:
+            return evaluate(nets, x, y)
+        share = slice(rank * len(x) // world, (rank + 1) * len(x) // world)
+        loss, acc = evaluate(nets, x[share], y[share])
+        size = len(x[share])
+        totals = torch.stack([loss * size, (acc * size).round()])  # summed loss, correct predictions
+        parallel.sum_(totals)
+        return totals[0] / max(len(x), 1), totals[1] / max(len(x), 1)
+
     record(0)
     report_every = max(1, total // 200)
     iteration = 0
@@ -278,7 +320,7 @@ def run_training(
             if iteration == rewind_at:
                 for i, result in enumerate(results):
                     result.rewind_state = nets.state(i)
-            batch_index.copy_(orders[:, b * batch : (b + 1) * batch])
+            batch_index.copy_(orders[:, b * batch + rank * local : b * batch + (rank + 1) * local])
             if augment_gens is not None:
                 augmented.copy_(torch.stack([augment_batch(splits.train_x[batch_index[i]], g)
                                              for i, g in enumerate(augment_gens)]))

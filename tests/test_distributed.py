@@ -1,0 +1,129 @@
+"""A round on two processes under torchrun (gloo, CPU): the same CLI, ranks in lockstep, rank 0 writes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from lth.distributed import World, world_from_env
+from lth.errors import LthError
+
+REPO = Path(__file__).resolve().parents[1]
+TORCHRUN = Path(sys.executable).parent / "torchrun"
+ARGS = ["find-ticket", "lenet-300-100", "mnist-5k", "--rounds", "2", "--iterations", "40", "--eval-every", "20it",
+        "--device", "cpu", "--control", "random-prune", "-q"]
+# round 1 keeps 80% of the hidden layers' weights and 90% of the output layer's (the paper's LeNet rates)
+ROUND1_REMAINING = 100 * (0.8 * (784 * 300 + 300 * 100) + 0.9 * 100 * 10) / (784 * 300 + 300 * 100 + 100 * 10)
+
+
+def launch(tmp_path: Path, name: str, nproc: int, *extra: str) -> subprocess.Popen:
+    """Start tests/ddp_worker.py (the CLI plus a per-rank recorder): under torchrun when nproc > 1."""
+    env = {key: value for key, value in os.environ.items() if key not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env.update(LTH_RECORD=str(tmp_path / name / "record"), PYTHONPATH=f"{REPO}{os.pathsep}{REPO / 'tests'}",
+               COLUMNS="200")
+    worker = [str(REPO / "tests" / "ddp_worker.py")]
+    launcher = [str(TORCHRUN), "--standalone", f"--nproc_per_node={nproc}"] if nproc > 1 else [sys.executable]
+    command = [*launcher, *worker, *ARGS[:3], str(tmp_path / "datasets"), *ARGS[3:], "--out", str(tmp_path / name),
+               *extra]
+    return subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+
+
+def finish(process: subprocess.Popen) -> str:
+    out, _ = process.communicate(timeout=300)
+    assert process.returncode == 0, out
+    return out
+
+
+def recorded(tmp_path: Path, name: str) -> dict[tuple[int, str], dict]:
+    """(rank, 'round1-trial0-ticket') -> {'mask': ..., 'state': ...}."""
+    files = sorted((tmp_path / name / "record").glob("rank*.pt"))
+    out = {}
+    for f in files:
+        rank, _, network = f.stem.partition("-")
+        out[(int(rank.removeprefix("rank")), network)] = torch.load(f, weights_only=True)
+    return out
+
+
+def ticket_metrics(tmp_path: Path, name: str, round_index: int) -> dict:
+    record = json.loads((tmp_path / name / "rounds" / f"round-{round_index:02d}.json").read_text())
+    return {n["arm"]: n for n in record["networks"]}
+
+
+def assert_pruned_weights_zero(entry: dict) -> None:
+    for layer, mask in entry["mask"].items():
+        weights = entry["state"][layer]
+        assert torch.all(weights[~mask.bool()] == 0), layer
+
+
+@pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun is not installed next to this Python")
+def test_torchrun_two_processes_match_one(tmp_path):
+    from lth.datasets import load_dataset
+
+    load_dataset("mnist-5k", tmp_path / "datasets")  # once, before the processes read it
+    runs = {"single": launch(tmp_path, "single", 1), "data": launch(tmp_path, "data", 2),
+            "trials": launch(tmp_path, "trials", 2, "--distributed-mode", "trials")}
+    outputs = {name: finish(process) for name, process in runs.items()}
+    assert "2 processes (data)" in outputs["data"] and "2 processes (trials)" in outputs["trials"]
+
+    single, data, trials = (recorded(tmp_path, n) for n in ("single", "data", "trials"))
+    networks = {"round0-trial0-ticket", "round1-trial0-ticket", "round1-trial0-random-prune"}
+    assert {net for _, net in single} == networks
+
+    # data parallel: both ranks trained every network, under the same mask, to the same weights
+    assert set(data) == {(rank, net) for rank in (0, 1) for net in networks}
+    for net in networks:
+        zero, one = data[(0, net)], data[(1, net)]
+        assert all(torch.equal(zero["mask"][k], one["mask"][k]) for k in zero["mask"]), net
+        assert all(torch.equal(zero["state"][k], one["state"][k]) for k in zero["state"]), net
+        assert all(torch.equal(zero["mask"][k], single[(0, net)]["mask"][k]) for k in zero["mask"]), net
+        for rank in (0, 1):
+            assert_pruned_weights_zero(data[(rank, net)])
+        # half batches on two ranks, gradients averaged: the single-process step up to float rounding
+        for k, value in zero["state"].items():
+            torch.testing.assert_close(value, single[(0, net)]["state"][k], atol=1e-4, rtol=1e-3)
+
+    # trials: the round's two networks went to different ranks, each trained as it would be alone
+    assert {(rank, net) for rank, net in trials if net.startswith("round1")} == {
+        (0, "round1-trial0-ticket"), (1, "round1-trial0-random-prune")}
+    for (rank, net), entry in trials.items():
+        assert_pruned_weights_zero(entry)
+        assert all(torch.equal(entry["mask"][k], single[(0, net)]["mask"][k]) for k in entry["mask"]), net
+
+    # only rank 0 wrote the run; sparsity as requested; accuracy as in one process
+    for name in ("data", "trials"):
+        on_disk = ticket_metrics(tmp_path, name, 1)
+        alone = ticket_metrics(tmp_path, "single", 1)
+        assert on_disk["ticket"]["weights_remaining"] == pytest.approx(ROUND1_REMAINING, abs=1e-3)
+        assert on_disk["ticket"]["nonzero_remaining"] <= on_disk["ticket"]["weights_remaining"]
+        for arm in ("ticket", "random-prune"):
+            assert on_disk[arm]["test_acc"] == pytest.approx(alone[arm]["test_acc"], abs=0.02), (name, arm)
+            assert on_disk[arm]["val_loss"] == pytest.approx(alone[arm]["val_loss"], rel=0.05), (name, arm)
+        assert on_disk["ticket"]["test_acc"] > 0.5  # it learned something in 40 steps
+    assert (tmp_path / "data" / "summary.csv").is_file() and (tmp_path / "trials" / "summary.csv").is_file()
+
+
+def test_world_from_env():
+    assert world_from_env({}) is None
+    assert world_from_env({"WORLD_SIZE": "1", "RANK": "0"}) is None
+    assert world_from_env({"WORLD_SIZE": "4", "RANK": "3", "LOCAL_RANK": "1"}) == World(3, 4, 1)
+    with pytest.raises(LthError, match="RANK 5 outside 0..3"):
+        world_from_env({"WORLD_SIZE": "4", "RANK": "5"})
+    with pytest.raises(LthError, match="must be integers"):
+        world_from_env({"WORLD_SIZE": "two", "RANK": "0"})
+
+
+def test_unknown_distributed_mode_is_a_clear_error(tmp_path):
+    env = {key: value for key, value in os.environ.items() if key not in ("RANK", "WORLD_SIZE")}
+    result = subprocess.run([sys.executable, "-m", "lth", *ARGS[:3], str(tmp_path), *ARGS[3:],
+                             "--distributed-mode", "ranks", "--out", str(tmp_path / "run")],
+                            cwd=REPO, env=env, capture_output=True, text=True)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "unknown distributed mode 'ranks'" in result.stderr and "data, trials" in result.stderr
+    assert not (tmp_path / "run").exists()
