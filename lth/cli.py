@@ -65,6 +65,25 @@ def _duration(duration: Optional[str], epochs: Optional[int], iterations: Option
     return duration
 
 
+# --pruning VALUE -> the settings it changes: the method of single-weight pruning, or the unit (lth.structured).
+_PRUNING_OPTION: dict[str, dict[str, str]] = {
+    "layerwise": {"prune__method": "layerwise"},
+    "global": {"prune__method": "global"},
+    "unstructured": {"pruning": "unstructured"},
+    "structured": {"pruning": "structured", "prune__method": "layerwise"},
+}
+
+
+def _pruning_changes(value: Optional[str]) -> dict[str, str]:
+    if value is None:
+        return {}
+    if value not in _PRUNING_OPTION:
+        from lth.errors import unknown_choice
+
+        raise unknown_choice("--pruning", value, _PRUNING_OPTION)
+    return _PRUNING_OPTION[value]
+
+
 @app.command("find-ticket")
 def find_ticket(
     model: str = typer.Argument(..., help="Model name (see `python -m lth list models`), e.g. lenet-300-100."),
@@ -89,7 +108,10 @@ def find_ticket(
         None, help="Mask-1 action on kept weights [default: reset, or rewind when --rewind is set]."
     ),
     mask0: str = typer.Option("zero", help="Mask-0 action on pruned weights (see `python -m lth list actions`)."),
-    pruning: Optional[str] = typer.Option(None, help="layerwise | global [default: the model's]."),
+    pruning: Optional[str] = typer.Option(
+        None, help="layerwise | global (single weights) | structured (whole neurons/channels, per layer) | "
+        "unstructured [default: the model's]."
+    ),
     rate: Optional[List[str]] = typer.Option(None, help="Pruning rate per round for a layer kind, KIND=FRACTION; repeat."),
     seed: int = typer.Option(0, min=0, help="Seed of θ0, data order and tie-breaking."),
     trials: int = typer.Option(1, help="Independent trials (own θ0, data order, masks), trained together."),
@@ -99,9 +121,6 @@ def find_ticket(
     device: str = typer.Option("auto", help="auto | cpu | cuda."),
     out: Optional[Path] = typer.Option(None, help="Run directory [default: runs/<model>-<dataset>-<criterion>-seed<seed>]."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
-    distributed_mode: str = typer.Option(
-        "data", help="Under torchrun: data = every network's batches split over the processes (DDP); "
-                     "trials = the round's networks dealt out to the processes."),
 ) -> None:
     """Iterative magnitude pruning: train, prune the lowest-scored weights of each layer, rewind, repeat.
 
@@ -129,34 +148,23 @@ def find_ticket(
         train__warmup=warmup,
         train__milestones=tuple(m.strip() for m in milestones.split(",") if m.strip()) if milestones is not None else None,
         train__eval_every=eval_every,
-        prune__method=pruning,
+        **_pruning_changes(pruning),
     )
     rates = _parse_rates(rate)
     if rates:
         settings = replace(settings, prune__rates={**settings.prune.rates, **rates})
     settings.validate()
     out = out or Path("runs") / f"{model}-{dataset}-{criterion}-seed{seed}"
-    _run_find_ticket(settings, rounds, dataset_dir, device, out, quiet, distributed_mode)
+    _run_find_ticket(settings, rounds, dataset_dir, device, out, quiet)
 
 
-def _run_find_ticket(settings, rounds: int, dataset_dir: Path, device: str, out: Path, quiet: bool,
-                     distributed_mode: str = "data") -> None:
+def _run_find_ticket(settings, rounds: int, dataset_dir: Path, device: str, out: Path, quiet: bool) -> None:
     from lth.datasets import load_dataset
-    from lth.distributed import session
-
-    # under torchrun (RANK / WORLD_SIZE set) rank 0 runs the rounds below and the other ranks follow
-    with session(device, distributed_mode) as processes:
-        splits = processes.prepare(lambda: load_dataset(settings.dataset, dataset_dir).to(processes.device))
-        if processes.leader:
-            _lead_find_ticket(settings, rounds, splits, processes, out, quiet)
-        else:
-            processes.follow(splits)
-
-
-def _lead_find_ticket(settings, rounds: int, splits, processes, out: Path, quiet: bool) -> None:
     from lth.rounds import find_ticket as run
+    from lth.train import resolve_device
 
-    torch_device = processes.device
+    torch_device = resolve_device(device)
+    splits = load_dataset(settings.dataset, dataset_dir).to(torch_device)
     console.print(
         f"[bold]{settings.model}[/] on [bold]{settings.dataset}[/] ({len(splits.train_x)} train / "
         f"{len(splits.val_x)} val / {len(splits.test_x)} test), {settings.train.optimizer} lr {settings.train.lr}, "
@@ -164,11 +172,10 @@ def _lead_find_ticket(settings, rounds: int, splits, processes, out: Path, quiet
         f"{rounds} rounds on {torch_device}"
         + (f", {settings.trials} trials" if settings.trials > 1 else "")
         + (f", controls {', '.join(settings.controls)}" if settings.controls else "")
-        + (f", {processes.size} processes ({processes.mode})" if processes.size > 1 else "")
         + f" -> {out}"
     )
     with _ProgressReporter(quiet) as reporter:
-        records = run(settings, rounds, out, splits, reporter, trainer=processes.train_networks)
+        records = run(settings, rounds, out, splits, reporter)
     console.print(summary_table(records))
     console.print(f"summary: {Path(out) / 'summary.csv'}")
 
@@ -237,6 +244,52 @@ def summary_table(records: list[dict]) -> Table:
     return table
 
 
+@app.command("compact")
+def compact(
+    path: Path = typer.Argument(..., help="RUN_DIR, RUN_DIR/trial-T or RUN_DIR/trial-T/round-NN of a find-ticket run."),
+    dataset_dir: Optional[Path] = typer.Option(
+        None, help="Dataset directory: check outputs and accuracy on the test set [default: a random batch]."
+    ),
+    benchmark: bool = typer.Option(False, "--benchmark/--no-benchmark",
+                                   help="Measure CPU latency (1 sample) and throughput of dense vs compact."),
+    batch_size: int = typer.Option(256, min=1, help="Batch size of the throughput measurement."),
+    threads: int = typer.Option(1, min=1, help="CPU threads while timing (1: stable on a shared machine)."),
+) -> None:
+    """Cut dead neurons/channels out of tickets: a smaller dense network (torch.export .pt2) per round.
+
+    Writes compact.pt2 and compact.json (params, MACs, file size, output check[, CPU speed]) into each
+    round directory; load with torch.export.load(path).module().
+    """
+    from lth.compact import compact_rounds
+
+    dense, rows = compact_rounds(path, dataset_dir, benchmark, batch_size, threads)
+    console.print(compact_table(dense, rows))
+
+
+def compact_table(dense: dict, rows: list[dict]) -> Table:
+    """Per round: accuracy, weights, and what compaction buys in parameters, MACs, file size and CPU time."""
+    table = Table(title=f"Compacted tickets (dense: {dense['params']:,} params, {dense['macs']:,} MACs, "
+                        f"{dense['file_bytes'] / 1024:.0f} KiB)")
+    columns = ["trial", "round", "% weights", "test acc", "params", "% dense", "MACs %", "KiB"]
+    if "cpu" in dense:
+        columns += ["ms dense", "ms", "/s dense", "/s", "speedup"]
+    for column in columns:
+        table.add_column(column, justify="right")
+    for row in rows:
+        acc = row["check"].get("compact_test_acc", row.get("test_acc"))
+        cells = [str(row["trial"]), str(row["round"]), f"{row.get('weights_remaining', float('nan')):.1f}",
+                 "-" if acc is None else f"{100 * acc:.2f}", f"{row['params']['compact']:,}",
+                 f"{100 * row['params']['compact'] / row['params']['dense']:.1f}",
+                 f"{100 * row['macs']['compact'] / row['macs']['dense']:.1f}",
+                 f"{row['file_bytes']['compact'] / 1024:.0f}"]
+        if "cpu" in row:
+            d, c = row["cpu"]["dense"], row["cpu"]["compact"]
+            cells += [f"{d['latency_ms']:.3f}", f"{c['latency_ms']:.3f}", f"{d['throughput']:,.0f}",
+                      f"{c['throughput']:,.0f}", f"{d['latency_ms'] / c['latency_ms']:.2f}x"]
+        table.add_row(*cells)
+    return table
+
+
 @app.command("learn-supermask")
 def learn_supermask(
     model: str = typer.Argument(..., help="Model name, e.g. lenet-300-100."),
@@ -280,24 +333,6 @@ def learn_supermask(
                   f"{m['expected_weights_remaining']:.1f}", f"{m['weights_remaining']:.1f}")
     console.print(table)
     console.print(f"mask and metrics: {out}")
-
-
-@app.command("report")
-def report(
-    sources: Optional[List[str]] = typer.Argument(
-        None, help="find-ticket run directories (--out of find-ticket), DVC workspaces (a folder with dvc.yaml) "
-                   "or DVC experiment names / git revisions of --repo."),
-    out: Path = typer.Option(Path("report"), help="Report folder to write (replaced when complete)."),
-    repo: str = typer.Option(".", help="DVC repository the experiment names refer to."),
-    all_experiments: bool = typer.Option(False, "--all-experiments", help="Add every DVC experiment of --repo."),
-) -> None:
-    """Plots and tables of finished rounds (accuracy and early stop vs % weights, learning curves, per-layer
-    sparsity, first-layer masks) as index.html + report.md + PNG + CSV; several runs are compared in one plot."""
-    from lth.report import make_report
-
-    files = make_report(sources or [], out, repo=repo, all_experiments=all_experiments)
-    console.print(f"report: {out / 'index.html'} ({len(files)} files: "
-                  f"{', '.join(p.name for p in files if p.suffix == '.png')})")
 
 
 @app.command("list")

@@ -1,0 +1,500 @@
+"""Compaction: turn a masked ticket into a physically smaller dense network, and measure what it buys.
+
+A unit (neuron / conv channel, see `lth.structured`) is cut out when it is *dead*:
+- dead-out: all its outgoing weights (input columns of its consumers, among their surviving rows) are
+  zero, so its value never reaches the output (unstructured masks make these by pruning columns);
+- dead-in: all its incoming weights (among surviving input columns) are zero, so its value is a
+  constant (activation of its bias / BatchNorm shift). Its constant contribution to each consumer is
+  measured from the masked network itself and folded into the consumer: into the bias of a Linear, or,
+  for a padded conv whose borders see the constant differently, into a fixed per-position offset.
+Removing units can make others dead, so the search runs to a fixpoint. A layer always keeps at least
+one unit, the output layer's units (classes) and the network's input are never removed.
+
+The compacted network is the model's own module tree with smaller tensors, exported with
+`torch.export` (`torch.export.load(path).module()(x)` needs nothing from lth), and its outputs equal
+the masked network's to float tolerance (checked every time).
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import re
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+import torch
+from torch import Tensor, nn
+
+from lth import artifacts
+from lth.errors import LthError
+from lth.masks import apply_mask
+from lth.models import PrunableModel, build_model
+from lth.structured import UnitLayer, unit_layers, unit_span
+
+COMPACT_FILE = "compact.pt2"
+COMPACT_METRICS = "compact.json"
+RTOL, ATOL = 1e-4, 1e-4  # compaction reorders float sums (folded constants), nothing more
+
+
+# --- which units are dead ------------------------------------------------------------------------------
+
+
+@dataclass
+class UnitPlan:
+    """Per unit layer: which units stay, and why the others go."""
+
+    keep: Tensor  # bool (units,)
+    dead_in: Tensor  # bool (units,): removed with a constant value (folded into the consumers)
+    dead_out: Tensor  # bool (units,): removed, its value never reached the output
+
+
+def _connections(weight: Tensor) -> Tensor:
+    """(out, in) bool: whether any weight links output unit o to input column i (kernels reduced)."""
+    nonzero = weight != 0
+    return nonzero.flatten(2).any(2) if nonzero.dim() > 2 else nonzero
+
+
+def plan_units(layers: list[UnitLayer], weights: Mapping[str, Tensor]) -> dict[str, UnitPlan]:
+    """Find every dead unit of `weights` (the masked tensors), iterating until no removal exposes another."""
+    links = {name: _connections(w.detach().cpu()) for name, w in weights.items()}
+    keep = {layer.weight: torch.ones(weights[layer.weight].shape[0], dtype=torch.bool) for layer in layers}
+    feeders: dict[str, list[UnitLayer]] = {}
+    for layer in layers:
+        for consumer in layer.consumers:
+            feeders.setdefault(consumer, []).append(layer)
+
+    def kept_columns(name: str) -> Tensor:
+        columns = torch.ones(links[name].shape[1], dtype=torch.bool)
+        for producer in feeders.get(name, []):
+            span = unit_span(tuple(weights[producer.weight].shape), tuple(weights[name].shape))
+            columns &= keep[producer.weight].repeat_interleave(span)
+        return columns
+
+    def kept_rows(name: str) -> Tensor:
+        return keep.get(name, torch.ones(links[name].shape[0], dtype=torch.bool))
+
+    dead_in = {name: torch.zeros_like(k) for name, k in keep.items()}
+    dead_out = {name: torch.zeros_like(k) for name, k in keep.items()}
+    changed = True
+    while changed:
+        changed = False
+        for layer in layers:
+            name = layer.weight
+            has_in = (links[name] & kept_columns(name)[None, :]).any(1)
+            has_out = torch.zeros_like(has_in)
+            for consumer in layer.consumers:
+                span = unit_span(tuple(weights[name].shape), tuple(weights[consumer].shape))
+                reach = (links[consumer] & kept_rows(consumer)[:, None]).any(0)
+                has_out |= reach.view(-1, span).any(1)
+            new_keep = keep[name] & has_in & has_out
+            if not new_keep.any():  # a layer keeps one unit, so no tensor becomes empty
+                new_keep = torch.zeros_like(new_keep)
+                new_keep[int(keep[name].nonzero()[0])] = True
+            if not torch.equal(new_keep, keep[name]):
+                gone = keep[name] & ~new_keep
+                dead_out[name] |= gone & ~has_out
+                dead_in[name] |= gone & has_out & ~has_in
+                keep[name] = new_keep
+                changed = True
+    return {name: UnitPlan(keep[name], dead_in[name], dead_out[name]) for name in keep}
+
+
+# --- building the smaller network ----------------------------------------------------------------------
+
+
+class OffsetConv(nn.Module):
+    """A conv plus a fixed (C, H, W) offset: the folded contribution of removed constant channels,
+    which zero padding makes differ at the borders, so it cannot be a per-channel bias."""
+
+    def __init__(self, conv: nn.Conv2d, offset: Tensor) -> None:
+        super().__init__()
+        self.conv = conv
+        self.register_buffer("offset", offset)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(x) + self.offset
+
+
+def _module_of(weight_name: str) -> str:
+    return weight_name.rsplit(".", 1)[0]
+
+
+def _set_module(root: nn.Module, name: str, module: nn.Module) -> None:
+    parent, _, child = name.rpartition(".")
+    setattr(root.get_submodule(parent) if parent else root, child, module)
+
+
+def _probe(model: nn.Module, layers: list[UnitLayer], input_shape: tuple[int, ...]) -> tuple[dict, dict]:
+    """One forward pass: each consumer's input (batch of 1), and the BatchNorm right after each producer."""
+    inputs: dict[str, Tensor] = {}
+    outputs: dict[int, tuple[str, Tensor]] = {}  # the tensors are held, so no id is reused during the pass
+    norms: dict[str, str] = {}
+    consumers = {c for layer in layers for c in layer.consumers}
+    producers = {layer.weight for layer in layers}
+    handles = []
+    for name, module in model.named_modules():
+        weight = f"{name}.weight"
+        if weight in consumers:
+            handles.append(module.register_forward_pre_hook(
+                lambda m, args, weight=weight: inputs.__setitem__(weight, args[0].detach().clone())))
+        if weight in producers:
+            handles.append(module.register_forward_hook(
+                lambda m, args, out, weight=weight: outputs.__setitem__(id(out), (weight, out))))
+        if isinstance(module, nn.BatchNorm2d | nn.BatchNorm1d):
+            handles.append(module.register_forward_pre_hook(
+                lambda m, args, name=name: norms.__setitem__(outputs[id(args[0])][0], name)
+                if id(args[0]) in outputs and outputs[id(args[0])][1] is args[0] else None))
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, *input_shape))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return inputs, norms
+
+
+def _constant_offset(module: nn.Module, x: Tensor) -> Tensor:
+    """The consumer's response (without bias) to only the removed units' constant values in `x`."""
+    if isinstance(module, nn.Linear):
+        return nn.functional.linear(x, module.weight)[0]
+    if isinstance(module, nn.Conv2d):
+        return nn.functional.conv2d(x, module.weight, None, module.stride, module.padding, module.dilation,
+                                    module.groups)[0]
+    raise TypeError(f"cannot fold constants into a {type(module).__name__}")
+
+
+def _slice(module: nn.Module, index: Tensor, dim: int) -> None:
+    """Keep only `index` along `dim` of a Linear/Conv (0: outputs, 1: inputs) or of a BatchNorm's features."""
+    with torch.no_grad():
+        if isinstance(module, nn.Linear | nn.Conv2d):
+            module.weight = nn.Parameter(module.weight.index_select(dim, index).clone())
+            if dim == 0 and module.bias is not None:
+                module.bias = nn.Parameter(module.bias[index].clone())
+            if isinstance(module, nn.Linear):
+                module.out_features, module.in_features = module.weight.shape
+            else:
+                module.out_channels, module.in_channels = module.weight.shape[0], module.weight.shape[1]
+        elif isinstance(module, nn.BatchNorm2d | nn.BatchNorm1d):
+            for name in ("weight", "bias"):
+                if getattr(module, name) is not None:
+                    setattr(module, name, nn.Parameter(getattr(module, name)[index].clone()))
+            for name in ("running_mean", "running_var"):
+                if getattr(module, name) is not None:
+                    setattr(module, name, getattr(module, name)[index].clone())
+            module.num_features = len(index)
+        else:
+            raise TypeError(f"cannot slice a {type(module).__name__}")
+
+
+def masked_network(model: str, input_shape: tuple[int, int, int], num_classes: int, state: Mapping[str, Tensor],
+                   mask: Mapping[str, Tensor]) -> PrunableModel:
+    """The full-size network with masked weights at exactly zero, in eval mode on the CPU."""
+    net = build_model(model, input_shape, num_classes, seed=0)
+    net.load_state_dict(apply_mask({k: v.cpu() for k, v in state.items()}, {k: v.cpu() for k, v in mask.items()}))
+    return net.eval()
+
+
+def compact_network(model: str, masked: PrunableModel, input_shape: tuple[int, int, int]) -> tuple[nn.Module, dict]:
+    """A physically smaller copy of `masked` without its dead units; returns (network, per-layer unit counts)."""
+    layers = unit_layers(model, masked.prunable_layers())
+    params = dict(masked.named_parameters())
+    plans = plan_units(layers, {name: params[name] for name in masked.prunable_layers()})
+    inputs, norms = _probe(masked, layers, input_shape)
+    compact = copy.deepcopy(masked).eval()
+
+    offsets: dict[str, Tensor] = {}
+    for layer in layers:
+        removed = ~plans[layer.weight].keep
+        for consumer in layer.consumers:
+            if not removed.any():
+                continue
+            span = unit_span(tuple(params[layer.weight].shape), tuple(params[consumer].shape))
+            x = inputs[consumer]
+            columns = removed.repeat_interleave(span).view(1, -1, *([1] * (x.dim() - 2)))
+            with torch.no_grad():
+                offset = _constant_offset(masked.get_submodule(_module_of(consumer)), x * columns)
+            offsets[consumer] = offsets.get(consumer, 0) + offset
+
+    for layer in layers:
+        keep = plans[layer.weight].keep.nonzero().squeeze(1)
+        _slice(compact.get_submodule(_module_of(layer.weight)), keep, 0)
+        if layer.weight in norms:
+            _slice(compact.get_submodule(norms[layer.weight]), keep, 0)
+        for consumer in layer.consumers:
+            span = unit_span(tuple(params[layer.weight].shape), tuple(params[consumer].shape))
+            columns = (keep[:, None] * span + torch.arange(span)[None, :]).flatten()
+            _slice(compact.get_submodule(_module_of(consumer)), columns, 1)
+
+    for consumer, offset in offsets.items():
+        if consumer in plans:
+            offset = offset[plans[consumer].keep]
+        if not offset.any():
+            continue
+        name = _module_of(consumer)
+        module = compact.get_submodule(name)
+        with torch.no_grad():
+            uniform = offset.dim() == 1 or torch.equal(offset, offset[:, :1, :1].expand_as(offset))
+            if uniform:
+                per_unit = offset if offset.dim() == 1 else offset[:, 0, 0]
+                bias = module.bias if module.bias is not None else torch.zeros_like(per_unit)
+                module.bias = nn.Parameter(bias + per_unit)
+            else:
+                _set_module(compact, name, OffsetConv(module, offset.clone()))
+
+    units = {name: {"units": len(p.keep), "kept": int(p.keep.sum()), "dead_in": int(p.dead_in.sum()),
+                    "dead_out": int(p.dead_out.sum())} for name, p in plans.items()}
+    return compact.eval(), units
+
+
+# --- files and measurements ----------------------------------------------------------------------------
+
+
+def export_bytes(network: nn.Module, input_shape: tuple[int, int, int]) -> bytes:
+    """`torch.export` program of `network` (any batch size), serialised: what `compact` writes to disk."""
+    example = torch.zeros(2, *input_shape)
+    batch = torch.export.Dim("batch", min=1, max=65536)
+    program = torch.export.export(network.eval(), (example,), dynamic_shapes=({0: batch},))
+    buffer = io.BytesIO()
+    torch.export.save(program, buffer)
+    return buffer.getvalue()
+
+
+def load_exported(data: bytes | str | Path) -> nn.Module:
+    """The callable module of a saved export (what a user without lth does: torch.export.load(path).module())."""
+    source = io.BytesIO(data) if isinstance(data, bytes) else str(data)
+    return torch.export.load(source).module()
+
+
+def count_params(network: nn.Module, nonzero: bool = False) -> int:
+    """Parameters (weights, biases, BatchNorm affine), or only the nonzero ones."""
+    return sum(int(torch.count_nonzero(p)) if nonzero else p.numel() for p in network.parameters())
+
+
+def count_macs(network: nn.Module, input_shape: tuple[int, int, int], nonzero: bool = False) -> int:
+    """Multiply-accumulates of one sample through every Linear/Conv2d (only nonzero weights if `nonzero`)."""
+    total = 0
+
+    def hook(module: nn.Module, args: Any, out: Tensor) -> None:
+        nonlocal total
+        weights = int(torch.count_nonzero(module.weight)) if nonzero else module.weight.numel()
+        positions = out[0].numel() // out.shape[1] if isinstance(module, nn.Conv2d) else 1
+        total += weights * positions
+
+    handles = [m.register_forward_hook(hook) for m in network.modules() if isinstance(m, nn.Linear | nn.Conv2d)]
+    try:
+        with torch.no_grad():
+            network(torch.zeros(1, *input_shape))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return total
+
+
+def time_forward(network: nn.Module, x: Tensor, budget_s: float = 0.3, min_calls: int = 5) -> float:
+    """Median seconds per forward pass of `x`, after warm-up, over at least `min_calls` calls or `budget_s`."""
+    times: list[float] = []
+    with torch.inference_mode():
+        for _ in range(3):
+            network(x)
+        spent = 0.0
+        while len(times) < min_calls or spent < budget_s:
+            start = time.perf_counter()
+            network(x)
+            times.append(time.perf_counter() - start)
+            spent += times[-1]
+    return statistics.median(times)
+
+
+def benchmark(network: nn.Module, input_shape: tuple[int, int, int], batch_size: int = 256,
+              threads: int = 1) -> dict[str, float]:
+    """CPU latency of one sample (ms) and throughput of `batch_size`-sample batches (samples/s).
+
+    Timed on the eager module (the exported program runs the same ops plus ~0.05-0.1 ms of call overhead).
+
+    One intra-op thread by default: on a shared CPU, multi-threaded ops wait for every thread to be
+    scheduled, and the timings measure the neighbours' load more than the network.
+    """
+    g = torch.Generator().manual_seed(0)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        one = time_forward(network, torch.randn(1, *input_shape, generator=g))
+        batch = time_forward(network, torch.randn(batch_size, *input_shape, generator=g))
+    finally:
+        torch.set_num_threads(previous)
+    return {"latency_ms": round(1e3 * one, 4), "throughput": round(batch_size / batch, 1),
+            "batch_size": batch_size, "threads": threads}
+
+
+def dense_reference(model: str, input_shape: tuple[int, int, int], num_classes: int,
+                    run_benchmark: bool, batch_size: int = 256, threads: int = 1) -> dict:
+    """The unpruned architecture's size and (optionally) speed: the baseline every round is compared with."""
+    dense = build_model(model, input_shape, num_classes, seed=0).eval()
+    data = export_bytes(dense, input_shape)
+    info: dict[str, Any] = {"params": count_params(dense), "macs": count_macs(dense, input_shape),
+                            "file_bytes": len(data)}
+    if run_benchmark:
+        info["cpu"] = benchmark(dense, input_shape, batch_size, threads)
+    return info
+
+
+def compare_outputs(masked: nn.Module, compact: nn.Module, x: Tensor, y: Optional[Tensor] = None,
+                    batch_size: int = 1000) -> dict[str, Any]:
+    """Largest |difference| of the two networks' outputs on `x`, and both accuracies when labels are given."""
+    diff, same, correct_masked, correct_compact = 0.0, True, 0, 0
+    with torch.inference_mode():
+        for start in range(0, len(x), batch_size):
+            a, b = masked(x[start: start + batch_size]), compact(x[start: start + batch_size])
+            diff = max(diff, float((a - b).abs().max()))
+            same &= bool(torch.allclose(a, b, rtol=RTOL, atol=ATOL))
+            if y is not None:
+                target = y[start: start + batch_size]
+                correct_masked += int((a.argmax(1) == target).sum())
+                correct_compact += int((b.argmax(1) == target).sum())
+    result: dict[str, Any] = {"max_abs_diff": diff, "outputs_match": same, "samples": len(x)}
+    if y is not None:
+        result["masked_test_acc"] = correct_masked / max(len(x), 1)
+        result["compact_test_acc"] = correct_compact / max(len(x), 1)
+    return result
+
+
+# --- a round directory ---------------------------------------------------------------------------------
+
+_ROUND_DIR = re.compile(r"^round-(\d+)$")
+_TRIAL_DIR = re.compile(r"^trial-(\d+)$")
+
+
+@dataclass(frozen=True)
+class RoundRef:
+    run: Path
+    trial: int
+    round: int
+
+
+def find_rounds(path: str | Path) -> list[RoundRef]:
+    """The finished rounds under RUN_DIR, RUN_DIR/trial-T or RUN_DIR/trial-T/round-NN."""
+    path = Path(path)
+    usage = "expected RUN_DIR, RUN_DIR/trial-T or RUN_DIR/trial-T/round-NN of a find-ticket run"
+    if not path.is_dir():
+        raise LthError(f"no such run directory {path}: {usage}")
+    round_match, trial_match = _ROUND_DIR.match(path.name), _TRIAL_DIR.match(path.name)
+    if round_match and _TRIAL_DIR.match(path.parent.name):
+        run, trials = path.parent.parent, [path.parent]
+    elif trial_match:
+        run, trials = path.parent, [path]
+    else:
+        run, trials = path, sorted((p for p in path.glob("trial-*") if _TRIAL_DIR.match(p.name)),
+                                   key=lambda p: int(p.name.split("-")[1]))
+    if not (run / "settings.json").is_file():
+        raise LthError(f"{path} is not in a find-ticket run (no settings.json in {run}): {usage}")
+    refs = []
+    for trial_dir in trials:
+        trial = int(trial_dir.name.split("-")[1])
+        rounds = [path] if round_match else sorted(p for p in trial_dir.glob("round-*") if _ROUND_DIR.match(p.name))
+        for round_dir in rounds:
+            if (round_dir / "final.pt").is_file():
+                refs.append(RoundRef(run, trial, int(_ROUND_DIR.match(round_dir.name).group(1))))
+    if not refs:
+        raise LthError(f"{path} holds no finished round (a round directory with final.pt): {usage}")
+    return refs
+
+
+def run_settings(run: Path):
+    """The RunSettings a run directory was made with."""
+    from lth.settings import from_dict
+
+    recorded = artifacts.read_json(run / "settings.json")
+    if not isinstance(recorded, dict) or not isinstance(recorded.get("settings"), dict):
+        raise LthError(f"{run / 'settings.json'} holds no settings")
+    return from_dict(recorded["settings"], where=str(run / "settings.json"))
+
+
+def compact_round(ref: RoundRef, splits=None, dense: Optional[dict] = None, run_benchmark: bool = False,
+                  batch_size: int = 256, threads: int = 1) -> dict:
+    """Compact one trial's ticket after one round: writes compact.pt2 and compact.json into its round directory.
+
+    `splits` (the run's dataset) checks outputs and accuracy on the test set; without it a seeded random
+    batch checks the outputs. `dense` is `dense_reference(...)` (computed here when not given).
+    """
+    from lth.artifacts import RunLayout
+    from lth.datasets import get_dataset_spec
+    from lth.rounds import Shape, describe_model
+
+    settings = run_settings(ref.run)
+    if settings.mask0_action != "zero":
+        raise LthError(f"{ref.run} pruned with mask-0 action '{settings.mask0_action}': its pruned weights are not "
+                       "zero in the trained network, so it has no smaller equivalent; compaction needs mask-0 'zero'")
+    spec = get_dataset_spec(settings.dataset)
+    input_shape, num_classes = tuple(spec.input_shape), spec.num_classes
+    kinds, shapes = describe_model(settings, Shape(input_shape, num_classes))
+    layout = RunLayout(ref.run)
+    final = artifacts.load_tensors(layout.final(ref.trial, ref.round), "weights", settings.model, shapes)
+    mask = artifacts.load_tensors(layout.mask(ref.trial, ref.round), "mask", settings.model,
+                                  {name: shapes[name] for name in kinds})
+    masked = masked_network(settings.model, input_shape, num_classes, final, mask)
+    compact, units = compact_network(settings.model, masked, input_shape)
+
+    if splits is not None:
+        x, y = splits.test_x.cpu(), splits.test_y.cpu()
+    else:
+        x, y = torch.randn(64, *input_shape, generator=torch.Generator().manual_seed(0)), None
+    check = compare_outputs(masked, compact, x, y)
+    if not check["outputs_match"]:
+        raise RuntimeError(f"compacting {layout.round_dir(ref.trial, ref.round)} changed the outputs "
+                           f"(max |diff| {check['max_abs_diff']:.3g}): a bug in lth.compact")
+    data = export_bytes(compact, input_shape)
+    exported = compare_outputs(compact, load_exported(data), x[:256])
+    if not exported["outputs_match"]:
+        raise RuntimeError(f"the exported program of {layout.round_dir(ref.trial, ref.round)} differs from the "
+                           f"compacted network (max |diff| {exported['max_abs_diff']:.3g})")
+    dense = dense or dense_reference(settings.model, input_shape, num_classes, run_benchmark, batch_size, threads)
+    metrics: dict[str, Any] = {
+        "round": ref.round, "trial": ref.trial, "model": settings.model, "pruning": settings.pruning,
+        "params": {"dense": dense["params"], "masked_nonzero": count_params(masked, nonzero=True),
+                   "compact": count_params(compact)},
+        "macs": {"dense": dense["macs"], "masked_nonzero": count_macs(masked, input_shape, nonzero=True),
+                 "compact": count_macs(compact, input_shape)},
+        "file_bytes": {"dense": dense["file_bytes"], "compact": len(data)},
+        "check": check,
+        "units": units,
+    }
+    round_json = layout.round_metrics(ref.round)
+    if round_json.is_file():
+        record = artifacts.read_json(round_json)
+        ticket = next((n for n in record.get("networks", []) if n.get("trial") == ref.trial
+                       and n.get("arm") == "ticket"), None)
+        if ticket:
+            metrics["weights_remaining"] = ticket["weights_remaining"]
+            metrics["test_acc"] = ticket["test_acc"]  # final.pt is the end of training
+    if run_benchmark:
+        metrics["cpu"] = {"dense": dense["cpu"], "compact": benchmark(compact, input_shape, batch_size, threads)}
+    round_dir = layout.round_dir(ref.trial, ref.round)
+    artifacts.atomic_write_bytes(round_dir / COMPACT_FILE, data)
+    artifacts.write_json(round_dir / COMPACT_METRICS, metrics)
+    return metrics
+
+
+def compact_rounds(path: str | Path, dataset_dir: Optional[str | Path] = None, run_benchmark: bool = False,
+                   batch_size: int = 256, threads: int = 1) -> tuple[dict, list[dict]]:
+    """Compact every finished round under `path` (see `find_rounds`); returns (dense reference, per-round metrics).
+
+    Given a whole run directory, the table also goes to RUN_DIR/compact.json.
+    """
+    from lth.datasets import get_dataset_spec, load_dataset
+
+    refs = find_rounds(path)
+    run = refs[0].run
+    settings = run_settings(run)
+    spec = get_dataset_spec(settings.dataset)
+    splits = load_dataset(settings.dataset, dataset_dir) if dataset_dir is not None else None
+    dense = dense_reference(settings.model, tuple(spec.input_shape), spec.num_classes, run_benchmark, batch_size,
+                            threads)
+    rows = [compact_round(ref, splits, dense, run_benchmark, batch_size, threads) for ref in refs]
+    if Path(path).resolve() == run.resolve():
+        artifacts.write_json(run / COMPACT_METRICS, {"dense": dense, "rounds": [
+            {k: v for k, v in row.items() if k != "units"} for row in rows]})
+    return dense, rows
