@@ -24,6 +24,9 @@ app = typer.Typer(
 )
 console = Console()
 err_console = Console(stderr=True)
+from lth.experiments.cli import app as experiment_app  # noqa: E402  (the research experiments)
+
+app.add_typer(experiment_app, name="experiment")
 
 
 class Listing(str, Enum):

@@ -1,0 +1,28 @@
+"""Research experiments built on the core's train / score / mask / rewind functions, one module each.
+
+Every experiment is a CLI command (`python -m lth experiment NAME --help`, lth/experiments/cli.py), a DVC
+stage `exp_NAME` (`python -m stages.experiment --name NAME`) that reads a finished round's artifacts and
+writes metrics/experiments/NAME.json, with its settings under `experiments.NAME` in params.yaml.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from types import ModuleType
+
+from lth.errors import unknown_choice
+
+EXPERIMENTS: dict[str, str] = {
+    "transfer": "a ticket trained on another dataset and/or optimizer, vs random re-init and dense",
+    "combine": "two tickets' masks combined by union or intersection, trained from θ0, vs both parents",
+    "removal": "successive tickets removed from the network until the next one no longer matches",
+    "optimizers": "IMP under RAdam without warmup, Adam/SGD with warmup, and rewinding: one sweep, one table",
+    "perturb": "per-epoch masks whose removed weights are perturbed with noise, vs plain training and dropout",
+}
+
+
+def experiment_module(name: str) -> ModuleType:
+    """The module of experiment `name` (imported on demand: each pulls in torch)."""
+    if name not in EXPERIMENTS:
+        raise unknown_choice("experiment", name, EXPERIMENTS)
+    return import_module(f"lth.experiments.{name}")

@@ -1,0 +1,234 @@
+"""`python -m lth experiment ...`: the research experiments as commands (parsing and printing only).
+
+Each command reads a finished find-ticket run directory (or builds θ0 from a seed), calls its
+experiment module, prints a table and writes the results as JSON (atomically) to --out.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+app = typer.Typer(
+    help="Research experiments on found tickets: transfer, combine, removal, optimizers, perturb.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+ROUND_HELP = "Round of the run whose ticket is used (must be finished)."
+DEVICE_HELP = "auto | cpu | cuda."
+
+
+def _length(duration: Optional[str], epochs: Optional[int], iterations: Optional[int]) -> Optional[str]:
+    from lth.cli import _duration  # the main CLI's one-of --duration/--epochs/--iterations rule
+
+    return _duration(duration, epochs, iterations)
+
+
+def _splits(dataset: str, dataset_dir: Path, device: str):
+    from lth.datasets import load_dataset
+    from lth.train import resolve_device
+
+    return load_dataset(dataset, dataset_dir).to(resolve_device(device))
+
+
+def _save(out: Path, payload: dict) -> None:
+    from lth import artifacts
+    from lth.cli import console
+
+    artifacts.write_json(out, payload)
+    console.print(f"results: {out}")
+
+
+def _print(table) -> None:
+    from lth.cli import console
+
+    console.print(table)
+
+
+@app.command("transfer")
+def transfer(
+    run_dir: Path = typer.Argument(..., help="A find-ticket run directory (the source of the ticket)."),
+    dataset: str = typer.Argument(..., help="Target dataset, same input shape as the source's (e.g. fashion-mnist)."),
+    dataset_dir: Path = typer.Argument(..., help="Directory holding (or receiving) the target dataset."),
+    round: int = typer.Option(5, "--round", min=1, help=ROUND_HELP),
+    trial: int = typer.Option(0, min=0, help="Trial of the run."),
+    optimizer: Optional[str] = typer.Option(None, help="Target optimizer: adam | sgd | radam [default: the run's]."),
+    lr: Optional[float] = typer.Option(None, help="Target learning rate [default: the run's]."),
+    momentum: Optional[float] = typer.Option(None, help="SGD momentum [default: the run's]."),
+    epochs: Optional[int] = typer.Option(None, help="Training length in epochs."),
+    iterations: Optional[int] = typer.Option(None, help="Training length in iterations."),
+    duration: Optional[str] = typer.Option(None, help="Training length as a step string [default: the run's]."),
+    eval_every: Optional[str] = typer.Option(None, help="Evaluation cadence, a step string [default: the run's]."),
+    device: str = typer.Option("auto", help=DEVICE_HELP),
+    out: Optional[Path] = typer.Option(None, help="Results JSON [default: RUN_DIR/experiments/transfer-rNN-DATASET.json]."),
+) -> None:
+    """Train a ticket on another dataset and/or optimizer; report ticket vs random re-init vs dense."""
+    from lth.experiments.common import arms_table, results_only, ticket_from_run
+    from lth.experiments.transfer import check_compatible, transfer as run
+
+    ticket = ticket_from_run(run_dir, round, trial)
+    check_compatible(ticket.settings.dataset, dataset)
+    results = results_only(run(ticket, dataset, _splits(dataset, dataset_dir, device), optimizer, lr, momentum,
+                               _length(duration, epochs, iterations), eval_every))
+    source = f"{ticket.settings.dataset}/{ticket.settings.train.optimizer}"
+    _print(arms_table(f"Transfer: round {round} ticket of {source} -> {dataset}/{optimizer or ticket.settings.train.optimizer}",
+                      results))
+    _save(out or run_dir / "experiments" / f"transfer-r{round:02d}-{dataset}.json",
+          {"source": str(run_dir), "round": round, "trial": trial, "dataset": dataset, "optimizer": optimizer,
+           "lr": lr, "results": results})
+
+
+@app.command("combine")
+def combine(
+    run_a: Path = typer.Argument(..., help="First find-ticket run directory (its θ0 starts the combinations)."),
+    run_b: Path = typer.Argument(..., help="Second run directory: same model and dataset, other seed or criterion."),
+    dataset_dir: Path = typer.Argument(..., help="Directory holding the runs' dataset."),
+    round: int = typer.Option(5, "--round", min=1, help=ROUND_HELP),
+    round_b: Optional[int] = typer.Option(None, min=1, help="Round of the second run [default: --round]."),
+    how: Optional[List[str]] = typer.Option(None, help="union | intersection; repeat [default: both]."),
+    epochs: Optional[int] = typer.Option(None, help="Training length in epochs."),
+    iterations: Optional[int] = typer.Option(None, help="Training length in iterations."),
+    duration: Optional[str] = typer.Option(None, help="Training length as a step string [default: run A's]."),
+    eval_every: Optional[str] = typer.Option(None, help="Evaluation cadence [default: run A's]."),
+    device: str = typer.Option("auto", help=DEVICE_HELP),
+    out: Optional[Path] = typer.Option(None, help="Results JSON [default: RUN_A/experiments/combine-rNN.json]."),
+) -> None:
+    """Combine two tickets' masks (union, intersection), train from θ0; compare with both parents."""
+    from lth.experiments.combine import combine as run
+    from lth.experiments.common import arms_table, results_only, ticket_from_run
+
+    parent_a, parent_b = ticket_from_run(run_a, round), ticket_from_run(run_b, round_b or round)
+    splits = _splits(parent_a.settings.dataset, dataset_dir, device)
+    results = results_only(run(parent_a, parent_b, splits, tuple(how or ("union", "intersection")),
+                               _length(duration, epochs, iterations), eval_every))
+    _print(arms_table(f"Combined tickets (round {round}; mask overlap {results['parent-a']['overlap']:.3f})", results))
+    _save(out or run_a / "experiments" / f"combine-r{round:02d}.json",
+          {"run_a": str(run_a), "run_b": str(run_b), "round": round, "round_b": round_b or round, "results": results})
+
+
+@app.command("removal")
+def removal(
+    run_dir: Path = typer.Argument(..., help="A find-ticket run directory."),
+    dataset_dir: Path = typer.Argument(..., help="Directory holding the run's dataset."),
+    round: int = typer.Option(5, "--round", min=1, help=ROUND_HELP + " Also the rounds of every later search."),
+    trial: int = typer.Option(0, min=0, help="Trial of the run."),
+    max_tickets: int = typer.Option(3, min=1, help="Stop after this many tickets."),
+    margin: float = typer.Option(0.02, help="Accuracy drop below the dense network (fraction) that ends removal."),
+    removed: str = typer.Option("zero", help="Removed ticket weights: zero | reinit (frozen at a fresh draw)."),
+    epochs: Optional[int] = typer.Option(None, help="Training length in epochs."),
+    iterations: Optional[int] = typer.Option(None, help="Training length in iterations."),
+    duration: Optional[str] = typer.Option(None, help="Training length as a step string [default: the run's]."),
+    eval_every: Optional[str] = typer.Option(None, help="Evaluation cadence [default: the run's]."),
+    device: str = typer.Option("auto", help=DEVICE_HELP),
+    out: Optional[Path] = typer.Option(None, help="Results JSON [default: RUN_DIR/experiments/removal-rNN.json]."),
+) -> None:
+    """Remove the ticket, search the remaining weights for another, repeat; count how many still match."""
+    from rich.table import Table
+
+    from lth.cli import console
+    from lth.experiments.common import ticket_from_run
+    from lth.experiments.removal import metrics, remove_tickets
+
+    ticket = ticket_from_run(run_dir, round, trial)
+    splits = _splits(ticket.settings.dataset, dataset_dir, device)
+    result = remove_tickets(ticket, splits, max_tickets, margin, removed, _length(duration, epochs, iterations),
+                            eval_every, log=lambda line: console.print(f"  {line}", highlight=False))
+    table = Table(title=f"Ticket removal (dense {100 * result['dense']['early_stop_test_acc']:.2f}%, "
+                        f"margin {100 * margin:.1f} points): {result['removable']} ticket(s) removable")
+    for column in ("ticket", "complement % weights", "complement acc", "ticket % weights", "ticket acc", "matching"):
+        table.add_column(column, justify="right")
+    for entry in result["tickets"]:
+        c, f = entry.get("complement"), entry["found"]
+        table.add_row(str(entry["ticket"]), f"{c['weights_remaining']:.2f}" if c else "-",
+                      f"{100 * c['early_stop_test_acc']:.2f}" if c else "-", f"{f['weights_remaining']:.2f}",
+                      f"{100 * f['early_stop_test_acc']:.2f}", "yes" if entry["matching"] else "no")
+    _print(table)
+    _save(out or run_dir / "experiments" / f"removal-r{round:02d}.json",
+          {"source": str(run_dir), "round": round, "removed": removed, "margin": margin, **metrics(result)})
+
+
+@app.command("perturb")
+def perturb(
+    model: str = typer.Argument(..., help="Model name, e.g. lenet-300-100."),
+    dataset: str = typer.Argument(..., help="Dataset name, e.g. mnist-5k."),
+    dataset_dir: Path = typer.Argument(..., help="Directory holding (or receiving) the dataset."),
+    fraction: float = typer.Option(0.2, help="Fraction of each hidden layer's weights perturbed (and dropout p)."),
+    noise: str = typer.Option("gaussian", help="gaussian | uniform | laplace."),
+    scale: float = typer.Option(1.0, help="Noise std as a multiple of the layer's current weight std."),
+    criterion: str = typer.Option("large_final", help="Weight-only mask criterion recomputed every epoch."),
+    epochs: Optional[int] = typer.Option(None, help="Training length in epochs."),
+    iterations: Optional[int] = typer.Option(None, help="Training length in iterations."),
+    duration: Optional[str] = typer.Option(None, help="Training length as a step string [default: the model's]."),
+    eval_every: str = typer.Option("1ep", help="Evaluation cadence."),
+    seed: int = typer.Option(0, min=0, help="Seed of θ0, data order and noise."),
+    device: str = typer.Option("auto", help=DEVICE_HELP),
+    out: Optional[Path] = typer.Option(None, help="Results JSON [default: runs/perturb-MODEL-DATASET-seedS.json]."),
+) -> None:
+    """Selective dropout: per-epoch masks whose removed weights get noise; vs plain training and dropout."""
+    from lth.experiments.common import with_training
+    from lth.experiments.perturb import PerturbSettings, perturb_experiment
+    from lth.rounds import Shape, initial_state
+    from lth.settings import defaults_for, replace
+
+    settings = with_training(replace(defaults_for(model, dataset), seed=seed),
+                             duration=_length(duration, epochs, iterations), eval_every=eval_every)
+    exp = PerturbSettings(fraction, noise, scale, criterion, settings.train.duration, eval_every).validate()
+    splits = _splits(dataset, dataset_dir, device)
+    init, _ = initial_state(settings, Shape(splits.input_shape, splits.num_classes))
+    results = perturb_experiment(model, init, splits, settings.train, exp, seed)
+    from rich.table import Table
+
+    table = Table(title=f"Per-epoch masks with {noise} perturbation ({fraction:g} of hidden weights, scale {scale:g})")
+    for column in ("arm", "test acc (end)", "test acc (early stop)", "early-stop it", "re-perturbed %"):
+        table.add_column(column, justify="right")
+    for arm, r in results.items():
+        table.add_row(arm, f"{100 * r['test_acc']:.2f}", f"{100 * r['early_stop_test_acc']:.2f}",
+                      f"{r['early_stop_iteration']}", str(r.get("repeat_perturbed_percent", "-")))
+    _print(table)
+    _save(out or Path("runs") / f"perturb-{model}-{dataset}-seed{seed}.json",
+          {"model": model, "dataset": dataset, "settings": exp.__dict__, "results": results})
+
+
+@app.command("optimizers")
+def optimizers(
+    model: str = typer.Argument(..., help="Model name, e.g. lenet-300-100 or conv-6."),
+    dataset: str = typer.Argument(..., help="Dataset name."),
+    dataset_dir: Path = typer.Argument(..., help="Directory holding (or receiving) the dataset."),
+    rounds: int = typer.Option(4, min=1, help="Rounds of IMP per variant."),
+    variant: Optional[List[str]] = typer.Option(
+        None, help="radam-no-warmup | adam-no-warmup | adam-warmup | sgd-warmup | adam-rewind; repeat [default: all]."),
+    criterion: str = typer.Option("large_final", help="Mask criterion."),
+    epochs: Optional[int] = typer.Option(None, help="Training length per round in epochs."),
+    iterations: Optional[int] = typer.Option(None, help="Training length per round in iterations."),
+    duration: Optional[str] = typer.Option(None, help="Training length per round [default: the model's]."),
+    eval_every: Optional[str] = typer.Option(None, help="Evaluation cadence."),
+    seed: int = typer.Option(0, min=0, help="Seed (the same θ0 for every variant)."),
+    device: str = typer.Option("auto", help=DEVICE_HELP),
+    out: Optional[Path] = typer.Option(None, help="Sweep directory [default: runs/optimizers-MODEL-DATASET-seedS]."),
+) -> None:
+    """The optimizer / warmup / rewinding sweep: one resumable find-ticket run per variant, one table."""
+    from rich.table import Table
+
+    from lth.experiments.common import with_training
+    from lth.experiments.optimizers import pick_variants, sweep, tabulate
+    from lth.settings import defaults_for, replace
+
+    base = with_training(replace(defaults_for(model, dataset), seed=seed, criterion=criterion),
+                         duration=_length(duration, epochs, iterations), eval_every=eval_every)
+    chosen = pick_variants(variant)
+    out = out or Path("runs") / f"optimizers-{model}-{dataset}-seed{seed}"
+    records = sweep(base, chosen, rounds, out, _splits(dataset, dataset_dir, device))
+    table_data = tabulate(records)
+    first = next(iter(records.values()))
+    table = Table(title="Ticket test accuracy at early stop per round (% weights); reset to θ0 unless rewinding")
+    table.add_column("variant")
+    for record in first:
+        table.add_column(f"r{record['round']:02d} ({record['weights_remaining']:.1f}%)", justify="right")
+    for name, row in table_data.items():
+        table.add_row(name, *(f"{100 * row[f'r{record['round']:02d}']:.2f}" for record in first))
+    _print(table)
+    _save(out / "sweep.json", {"variants": {k: v.__dict__ for k, v in chosen.items()}, "table": table_data})

@@ -1,0 +1,117 @@
+"""Optimizer swap / no rewinding: the same model's IMP under several optimizer, warmup and rewind settings.
+
+Each variant is a set of overrides of existing settings (optimizer, lr, momentum, warmup, rewind step), run
+by the core's resumable `find_ticket` into its own directory; the comparison is one table: the ticket's
+early-stop test accuracy per round (and so per % weights remaining) for every variant. The question it
+answers (Frankle et al. 2020; Liu et al. 2019): does RAdam without warmup, or warmup alone, find tickets
+resetting to θ0 where plain Adam/SGD need rewinding to θk?
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping, Optional
+
+from lth.errors import LthError, unknown_choice
+from lth.settings import RunSettings
+
+
+@dataclass(frozen=True)
+class Variant:
+    """Overrides of one sweep point; lr 0 keeps the model's learning rate."""
+
+    optimizer: str = "adam"
+    lr: float = 0.0
+    momentum: float = 0.0
+    warmup: str = "0it"
+    rewind: str = "0it"
+
+    def apply(self, settings: RunSettings) -> RunSettings:
+        from lth.settings import replace
+        from lth.steps import Step
+
+        rewinding = Step.parse(self.rewind) != Step()
+        return replace(settings, train__optimizer=self.optimizer, train__lr=self.lr or None,
+                       train__momentum=self.momentum, train__warmup=self.warmup, train__nesterov=False,
+                       rewind=self.rewind, mask1_action="rewind" if rewinding else "reset").validate()
+
+
+DEFAULT_VARIANTS: dict[str, Variant] = {
+    "radam-no-warmup": Variant("radam"),
+    "adam-no-warmup": Variant("adam"),
+    "adam-warmup": Variant("adam", warmup="2ep"),
+    "sgd-warmup": Variant("sgd", lr=0.05, momentum=0.9, warmup="2ep"),
+    "adam-rewind": Variant("adam", rewind="1ep"),
+}
+
+
+@dataclass(frozen=True)
+class OptimizersSettings:
+    """params.yaml `experiments.optimizers`: rounds and training length of every variant, and the variants."""
+
+    rounds: int = 4
+    duration: str = "5ep"
+    eval_every: str = "1ep"
+    variants: dict[str, dict] = field(default_factory=dict)  # name -> Variant fields; empty: DEFAULT_VARIANTS
+
+    def parsed_variants(self, where: str = "experiments.optimizers.variants") -> dict[str, Variant]:
+        from lth.settings import build_dataclass
+
+        if not self.variants:
+            return dict(DEFAULT_VARIANTS)
+        return {name: build_dataclass(Variant, spec or {}, f"{where}.{name}") for name, spec in self.variants.items()}
+
+
+def pick_variants(names: Optional[list[str]]) -> dict[str, Variant]:
+    """The named default variants (all when `names` is empty)."""
+    if not names:
+        return dict(DEFAULT_VARIANTS)
+    for name in names:
+        if name not in DEFAULT_VARIANTS:
+            raise unknown_choice("variant", name, DEFAULT_VARIANTS)
+    return {name: DEFAULT_VARIANTS[name] for name in names}
+
+
+def sweep(base: RunSettings, variants: Mapping[str, Variant], rounds: int, out: str | Path, splits,
+          reporter_for: Optional[Callable[[str], object]] = None) -> dict[str, list[dict]]:
+    """Run (or resume) IMP for every variant into out/<variant>; variant -> its round records."""
+    from lth.rounds import find_ticket
+
+    if rounds < 1:
+        raise LthError(f"bad rounds {rounds}: must be >= 1")
+    settings = {name: v.apply(base) for name, v in variants.items()}  # validate every variant before training
+    return {name: find_ticket(s, rounds, Path(out) / name, splits, reporter_for(name) if reporter_for else None)
+            for name, s in settings.items()}
+
+
+def tabulate(records: Mapping[str, list[dict]]) -> dict[str, dict]:
+    """variant -> {rNN: ticket early-stop test acc (mean over trials), ..., weights_rNN: % weights}."""
+    from lth.summary import TICKET, arm_stats
+
+    table: dict[str, dict] = {}
+    for name, rounds in records.items():
+        row: dict = {}
+        for record in rounds:
+            stats = arm_stats(record, TICKET)
+            row[f"r{record['round']:02d}"] = stats["early_stop_test_acc"]
+            row[f"weights_r{record['round']:02d}"] = round(record["weights_remaining"], 2)
+        table[name] = row
+    return table
+
+
+def run_stage() -> dict:
+    """The DVC stage `exp_optimizers`: the pipeline's model, data, seed, criterion and pruning under every variant."""
+    from lth.experiments.common import experiment_params, prepared_splits, with_training
+    from lth.params import load_params
+
+    params = load_params()
+    exp = experiment_params("optimizers", OptimizersSettings)
+    base = with_training(dataclasses.replace(params.settings, trials=1, controls=()), duration=exp.duration,
+                         eval_every=exp.eval_every)
+    records = sweep(base, exp.parsed_variants(), exp.rounds, OPTIMIZERS_DIR, prepared_splits(params.device))
+    return tabulate(records)
+
+
+OPTIMIZERS_DIR = Path("data/experiments/optimizers")

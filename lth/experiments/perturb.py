@@ -1,0 +1,208 @@
+"""Per-epoch masks with perturbation ("selective dropout") in one training run, against plain training and
+dropout.
+
+After every epoch a mask is recomputed from the current weights with a mask criterion (weights scored
+against θ0, e.g. `large_final` = magnitude), removing `fraction` of each hidden layer's weights. During
+the next epoch every forward pass adds fresh noise to exactly those weights (they are not zeroed): noise
+from a registered distribution with standard deviation `scale` x the layer's current weight std. As with
+dropout, the perturbation lives in the forward pass only: gradients flow to the unperturbed weights
+(d(w + n)/dw = 1), the optimizer updates them, and evaluation uses the clean network. The first epoch
+is plain (no mask exists yet). The dropout arm drops `fraction` of the hidden units (outputs of every
+Linear/Conv2d layer but the output layer); plain training is the same network, same θ0 and data order.
+All three arms run through the core's training loop (`lth.train.run_training`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Callable, Mapping, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from lth.errors import LthError, unknown_choice
+from lth.seeds import derive_seed
+from lth.train import SingleNetwork
+
+
+@dataclass(frozen=True)
+class Noise:
+    name: str
+    description: str
+    sample: Callable[[torch.Size, torch.Generator, torch.device], Tensor]  # unit-variance, zero-mean draws
+
+
+NOISES: dict[str, Noise] = {
+    n.name: n
+    for n in [
+        Noise("gaussian", "normal noise", lambda shape, g, d: torch.randn(shape, generator=g, device=d)),
+        Noise("uniform", "uniform noise of the same variance",
+              lambda shape, g, d: (torch.rand(shape, generator=g, device=d) * 2 - 1) * math.sqrt(3.0)),
+        Noise("laplace", "Laplace noise of the same variance (heavier tails)",
+              lambda shape, g, d: _laplace(shape, g, d)),
+    ]
+}
+
+
+def _laplace(shape: torch.Size, g: torch.Generator, device: torch.device) -> Tensor:
+    u = torch.rand(shape, generator=g, device=device).clamp(1e-7, 1 - 1e-7) - 0.5
+    return -torch.sign(u) * torch.log1p(-2 * u.abs()) / math.sqrt(2.0)  # Laplace(0, 1/sqrt(2)): variance 1
+
+
+@dataclass(frozen=True)
+class PerturbSettings:
+    """params.yaml `experiments.perturb` (the network starts from the pipeline's θ0, trial 0)."""
+
+    fraction: float = 0.2
+    noise: str = "gaussian"
+    scale: float = 1.0
+    criterion: str = "large_final"
+    duration: str = "10ep"
+    eval_every: str = "1ep"
+
+    def validate(self) -> "PerturbSettings":
+        from lth.criteria import get_criterion
+
+        if not 0 < self.fraction < 1:
+            raise LthError(f"bad fraction {self.fraction}: must be in (0, 1)")
+        if self.noise not in NOISES:
+            raise unknown_choice("noise", self.noise, NOISES)
+        if not self.scale >= 0:
+            raise LthError(f"bad scale {self.scale}: must be >= 0")
+        if get_criterion(self.criterion).gradient_at:
+            raise LthError(f"criterion '{self.criterion}' needs data; per-epoch masks use weight-only criteria "
+                           "such as large_final, movement, magnitude_increase")
+        return self
+
+
+def _hidden_rates(fraction: float) -> dict[str, float]:
+    return {"conv": fraction, "fc": fraction, "output": 0.0}
+
+
+class PerturbedNetwork(SingleNetwork):
+    """One network whose training forward passes perturb the weights the last epoch's mask removed."""
+
+    def __init__(self, model: nn.Module, init: Mapping[str, Tensor], per_epoch: int, settings: PerturbSettings,
+                 seed: int):
+        super().__init__(model)
+        self.init, self.per_epoch, self.settings, self.seed = init, per_epoch, settings, seed
+        self.kinds = model.prunable_layers()  # type: ignore[attr-defined]
+        device = next(model.parameters()).device
+        self.generator = torch.Generator(device=device).manual_seed(derive_seed(seed, "perturb-noise"))
+        self.calls = 0
+        self.perturbed: Optional[dict[str, Tensor]] = None  # name -> bool, True = perturbed this epoch
+        self.stds: dict[str, float] = {}
+        self.history: list[float] = []  # % of the previous epoch's perturbed weights perturbed again
+
+    @torch.no_grad()
+    def remask(self, epoch: int) -> None:
+        from lth.criteria import score_layers
+        from lth.prune import next_mask
+
+        names = list(self.kinds)
+        current = {n: self.params[n].detach() for n in names}
+        init = {n: self.init[n].to(current[n].device) for n in names}
+        scores = score_layers(self.settings.criterion, init, current, names, derive_seed(self.seed, "score", epoch))
+        ones = {n: torch.ones_like(current[n], dtype=torch.bool) for n in names}
+        keep = next_mask(scores, ones, self.kinds, _hidden_rates(self.settings.fraction), "layerwise", 1,
+                         derive_seed(self.seed, "perturb-mask", epoch))
+        perturbed = {n: ~keep[n] for n in names if not bool(keep[n].all())}
+        if self.perturbed is not None:
+            before = sum(int(self.perturbed[n].sum()) for n in perturbed)
+            again = sum(int((self.perturbed[n] & perturbed[n]).sum()) for n in perturbed)
+            self.history.append(round(100.0 * again / max(before, 1), 2))
+        self.perturbed = perturbed
+        self.stds = {n: float(current[n].float().std()) for n in perturbed}
+
+    def __call__(self, x: Tensor) -> Tensor:
+        if self.calls and self.calls % self.per_epoch == 0:
+            self.remask(self.calls // self.per_epoch)
+        self.calls += 1
+        if self.perturbed is None or self.settings.scale == 0:
+            return self.model(x[0]).unsqueeze(0)
+        params = dict(self.params)
+        noise = NOISES[self.settings.noise].sample
+        for n, where in self.perturbed.items():
+            w = params[n]
+            draw = noise(w.shape, self.generator, w.device) * (self.settings.scale * self.stds[n])
+            params[n] = w + draw * where.to(w.dtype)
+        return torch.func.functional_call(self.model, params, (x[0],)).unsqueeze(0)
+
+
+class DropoutNetwork(SingleNetwork):
+    """One network with dropout (probability p) on the outputs of every hidden Linear/Conv2d layer while training.
+
+    Dropping a pre-activation equals dropping the ReLU unit after it (relu(0) = 0, the 1/(1-p) rescale is positive).
+    """
+
+    def __init__(self, model: nn.Module, p: float):
+        super().__init__(model)
+        output = getattr(model, "output_layer", "")
+        for name, module in model.named_modules():
+            if isinstance(module, (nn.Linear, nn.Conv2d)) and name != output:
+                module.register_forward_hook(lambda m, _i, out: F.dropout(out, p, training=m.training))
+
+
+ARMS = ("plain", "dropout", "perturbed")
+
+
+@contextmanager
+def _eager():
+    """No CUDA-graph capture: the perturbed forward keeps per-step Python state (epoch counter, fresh noise),
+    which a replayed graph would freeze; every arm runs eagerly so the three are timed and computed alike."""
+    before = os.environ.get("LTH_CUDA_GRAPHS")
+    os.environ["LTH_CUDA_GRAPHS"] = "0"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("LTH_CUDA_GRAPHS", None)
+        else:
+            os.environ["LTH_CUDA_GRAPHS"] = before
+
+
+def perturb_experiment(model_name: str, init: Mapping[str, Tensor], splits, train_settings, settings: PerturbSettings,
+                       seed: int) -> dict:
+    """Train plain, dropout and perturbed copies of the network starting at `init`; arm name -> results."""
+    from lth.models import build_model
+    from lth.rounds import network_metrics
+    from lth.train import iterations_per_epoch, run_training
+
+    settings.validate()
+    device = splits.train_x.device
+    per_epoch = iterations_per_epoch(len(splits.train_x), train_settings.batch_size)
+    results = {}
+    for arm in ARMS:
+        model = build_model(model_name, splits.input_shape, splits.num_classes, seed)
+        model.load_state_dict(dict(init))
+        model.to(device)
+        mask = {n: torch.ones_like(p, dtype=torch.bool) for n, p in model.named_parameters()
+                if n in model.prunable_layers()}
+        nets = {"plain": lambda: SingleNetwork(model), "dropout": lambda: DropoutNetwork(model, settings.fraction),
+                "perturbed": lambda: PerturbedNetwork(model, init, per_epoch, settings, seed)}[arm]()
+        with _eager():
+            result = run_training(nets, [mask], splits, train_settings, [seed])[0]
+        metrics = network_metrics(mask, result)
+        results[arm] = {k: metrics[k] for k in ("test_acc", "early_stop_test_acc", "early_stop_iteration", "val_acc",
+                                                 "val_loss")}
+        if isinstance(nets, PerturbedNetwork) and nets.history:
+            results[arm]["repeat_perturbed_percent"] = round(sum(nets.history) / len(nets.history), 2)
+    return results
+
+
+def run_stage() -> dict:
+    """The DVC stage `exp_perturb`: the pipeline's θ0 (trial 0) trained three ways on the prepared data."""
+    from lth import pipeline
+    from lth.experiments.common import experiment_params, model_loaders, prepared_splits, with_training
+    from lth.params import load_params
+
+    params = load_params()
+    exp = experiment_params("perturb", PerturbSettings).validate()
+    settings = with_training(params.settings, duration=exp.duration, eval_every=exp.eval_every)
+    load_weights, _ = model_loaders(settings)
+    init = load_weights(pipeline.trial_file(pipeline.INIT, 0))
+    return perturb_experiment(settings.model, init, prepared_splits(params.device), settings.train, exp, settings.seed)

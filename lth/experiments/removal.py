@@ -1,0 +1,166 @@
+"""Ticket removal ("is there only one ticket?"): remove a found ticket's weights, search the rest again.
+
+Ticket 1 is the ticket a run found at round R. For ticket j > 1 the weights of tickets 1..j-1 are
+removed: zeroed and frozen (`removed: zero`), or frozen at a fresh random draw (`removed: reinit`, so the
+network keeps their scale but not their values). The complement network (every other weight, reset to
+θ0) is trained, which is also round 0 of a new search: R rounds of the run's own IMP (its criterion,
+rates and layerwise/global method) inside the remaining weights, each round keeping round(n (1-p)^r)
+of the n weights that were available, rewinding survivors to θ0. The ticket so found is trained and
+compared with the dense network; the removal stops at the first ticket whose early-stop test accuracy
+is more than `margin` below the dense network's, or after `max_tickets`. `removable` counts the tickets
+that still matched: how many successive tickets the network holds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Mapping, Optional
+
+import torch
+from torch import Tensor
+
+from lth.errors import LthError, unknown_choice
+from lth.experiments.common import Arm, State, Ticket, train_arms, with_training
+from lth.seeds import derive_seed
+
+REMOVED_VALUES = {
+    "zero": "removed ticket weights are zero and frozen",
+    "reinit": "removed ticket weights are frozen at a fresh draw from the model's init distribution",
+}
+
+
+@dataclass(frozen=True)
+class RemovalSettings:
+    """params.yaml `experiments.removal`."""
+
+    round: str = "r05"
+    trial: int = 0
+    max_tickets: int = 3
+    margin: float = 0.02
+    removed: str = "zero"
+    duration: str = "10ep"
+    eval_every: str = "1ep"
+
+
+def shrink(settings, scores: Mapping[str, Tensor], mask: Mapping[str, Tensor], available: Mapping[str, Tensor],
+           kinds: Mapping[str, str], round_index: int) -> dict[str, Tensor]:
+    """The run's pruning rule applied inside `available` only: round r keeps round(n (1 - rate)^r) of a
+    layer's n available weights (or of all of them, for global pruning), best-scored survivors first.
+
+    Implemented by handing the core's `next_mask` the available entries of every layer as a flat tensor,
+    so the schedule, tie-breaking and global/layerwise choice are the core's own.
+    """
+    from lth.prune import next_mask
+
+    flat_scores = {n: scores[n][available[n]] for n in mask}
+    flat_mask = {n: mask[n][available[n]] for n in mask}
+    flat = next_mask(flat_scores, flat_mask, kinds, settings.prune.rates, settings.prune.method, round_index,
+                     derive_seed(settings.seed, "removal"))
+    out = {}
+    for n, m in mask.items():
+        full = torch.zeros_like(m, dtype=torch.bool)
+        full[available[n]] = flat[n]
+        out[n] = full
+    return out
+
+
+def compose(init: Mapping[str, Tensor], mask: Mapping[str, Tensor], removed: Mapping[str, Tensor],
+            removed_values: Optional[Mapping[str, Tensor]]) -> State:
+    """Starting weights: θ0 where kept, the removed values (zero or fresh) where removed, zero elsewhere."""
+    state = {k: v.clone() for k, v in init.items()}
+    for n, m in mask.items():
+        values = removed_values[n] if removed_values is not None else torch.zeros_like(init[n])
+        state[n] = torch.where(m, init[n], torch.where(removed[n], values, torch.zeros_like(init[n])))
+    return state
+
+
+def remove_tickets(ticket: Ticket, splits, max_tickets: int = 3, margin: float = 0.02, removed: str = "zero",
+                   duration: Optional[str] = None, eval_every: Optional[str] = None,
+                   log: Callable[[str], None] = lambda _: None) -> dict:
+    """Remove successive tickets (see the module docstring). Returns the dense result, one entry per ticket
+    (its complement network's and its own results) and `removable`."""
+    from lth.masks import remaining_percent
+    from lth.models import build_model
+    from lth.rounds import score_round
+
+    if removed not in REMOVED_VALUES:
+        raise unknown_choice("removed-weights value", removed, REMOVED_VALUES)
+    if max_tickets < 1:
+        raise LthError(f"bad max_tickets {max_tickets}: must be >= 1")
+    if not 0 <= margin < 1:
+        raise LthError(f"bad margin {margin}: must be in [0, 1) (a drop in accuracy)")
+    if ticket.round < 1:
+        raise LthError("ticket removal needs a pruned ticket: round >= 1")
+    settings = with_training(ticket.settings, duration=duration, eval_every=eval_every)
+    model = build_model(settings.model, splits.input_shape, splits.num_classes, derive_seed(settings.seed, "removed"))
+    kinds = model.prunable_layers()
+    fresh = {k: v.detach().clone() for k, v in model.state_dict().items()} if removed == "reinit" else None
+    init = ticket.init
+    everything = {n: torch.ones_like(m, dtype=torch.bool) for n, m in ticket.mask.items()}
+    nothing = {n: torch.zeros_like(m, dtype=torch.bool) for n, m in ticket.mask.items()}
+
+    def train_one(name: str, start: Mapping[str, Tensor], mask: Mapping[str, Tensor]) -> dict:
+        result = train_arms(settings, splits, [Arm(name, start, mask)])[name]
+        log(f"{name}: {result['weights_remaining']:.2f}% weights, test acc {100 * result['early_stop_test_acc']:.2f}% "
+            "(early stop)")
+        return result
+
+    dense = train_one("dense", init, everything)
+    threshold = dense["early_stop_test_acc"] - margin
+    removed_mask = dict(nothing)
+    entries, removable = [], 0
+    for j in range(1, max_tickets + 1):
+        entry: dict = {"ticket": j}
+        if j == 1:
+            mask = ticket.mask
+            entry["found"] = train_one("ticket-1", ticket.start, mask)
+        else:
+            available = {n: ~removed_mask[n] for n in ticket.mask}
+            mask, start = available, compose(init, available, removed_mask, fresh)
+            entry["complement"] = result = train_one(f"complement-{j}", start, mask)
+            for r in range(1, ticket.round + 1):
+                scores = score_round(settings, init, result_state(result), mask, r - 1, start=start, splits=splits)
+                mask = shrink(settings, scores, mask, available, kinds, r)
+                start = compose(init, mask, removed_mask, fresh)
+                result = train_one(f"ticket-{j} round {r}", start, mask)
+            entry["found"] = result
+        entry["matching"] = entry["found"]["early_stop_test_acc"] >= threshold
+        entries.append(entry)
+        if not entry["matching"]:
+            break
+        removable += 1
+        removed_mask = {n: removed_mask[n] | mask[n] for n in mask}
+        if remaining_percent({n: ~m for n, m in removed_mask.items()}) == 0:
+            break
+    for entry in entries:  # trained weights were only needed to score the next round
+        for key in ("found", "complement"):
+            entry.get(key, {}).pop("state", None)
+    return {"dense": dense, "tickets": entries, "removable": removable, "threshold": threshold}
+
+
+def result_state(result: dict) -> State:
+    if "state" not in result:
+        raise LthError("internal: the removal search needs the trained weights of the previous round")
+    return result["state"]
+
+
+def run_stage() -> dict:
+    """The DVC stage `exp_removal`: remove successive tickets starting from the pipeline's ticket."""
+    from lth.experiments.common import experiment_params, prepared_splits, ticket_from_pipeline
+    from lth.params import load_params
+
+    params = load_params()
+    exp = experiment_params("removal", RemovalSettings)
+    ticket = ticket_from_pipeline(params.settings, exp.round, exp.trial)
+    out = remove_tickets(ticket, prepared_splits(params.device), exp.max_tickets, exp.margin, exp.removed,
+                         exp.duration, exp.eval_every, log=print)
+    return metrics(out)
+
+
+def metrics(out: dict) -> dict:
+    """Flat DVC metrics: dense.*, t1.found.*, t2.complement.*, t2.found.*, removable."""
+    strip = lambda r: {k: v for k, v in r.items() if k not in ("curve", "state")}  # noqa: E731
+    flat: dict = {"removable": out["removable"], "dense": strip(out["dense"])}
+    for entry in out["tickets"]:
+        flat[f"t{entry['ticket']}"] = {k: strip(entry[k]) for k in ("complement", "found") if k in entry}
+    return flat
