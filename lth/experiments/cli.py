@@ -228,7 +228,8 @@ def optimizers(
     table.add_column("variant")
     for record in first:
         table.add_column(f"r{record['round']:02d} ({record['weights_remaining']:.1f}%)", justify="right")
+    keys = [f"r{record['round']:02d}" for record in first]
     for name, row in table_data.items():
-        table.add_row(name, *(f"{100 * row[f'r{record['round']:02d}']:.2f}" for record in first))
+        table.add_row(name, *(f"{100 * row[key]:.2f}" for key in keys))
     _print(table)
     _save(out / "sweep.json", {"variants": {k: v.__dict__ for k, v in chosen.items()}, "table": table_data})
