@@ -274,3 +274,13 @@ def test_compact_refuses_runs_whose_pruned_weights_are_not_zero(tmp_path):
     find_ticket(settings, 2, out, tiny_splits(n_train=60, n_eval=20))
     with pytest.raises(LthError, match="mask-0 action 'freeze_init'.*compaction needs mask-0 'zero'"):
         compact_rounds(out)
+
+
+def test_pruning_is_a_param_the_mask_stage_reads():
+    import yaml
+
+    from lth.params import load_params
+
+    repo = __import__("pathlib").Path(__file__).resolve().parents[1]
+    assert "pruning" in yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]["mask"]["do"]["params"]
+    assert load_params(repo / "params.yaml").settings.pruning == "unstructured"
