@@ -1,0 +1,57 @@
+"""Results shared through a DVC remote: what one machine computed, another pulls instead of recomputing.
+
+Machine A runs the (tiny) pipeline and `dvc push --run-cache`s to a remote (a local directory here;
+S3/GCS/SSH for users). Machine B is a fresh git clone: after `dvc pull --run-cache`, `dvc repro`
+runs no stage, and stages missing from the lock file are restored from the pulled run-cache.
+"""
+
+from __future__ import annotations
+
+import re
+
+import yaml
+
+from test_pipeline import ran, sh, tiny_project
+
+
+def restored(output: str) -> set[str]:
+    return set(re.findall(r"Stage '([^']+)' is cached - skipping run", output))
+
+
+def test_second_clone_reruns_nothing_after_pulling_the_run_cache(tmp_path):
+    a = tiny_project(tmp_path / "a", rounds=1)
+    params = yaml.safe_load((a / "params.yaml").read_text())
+    params["controls"] = []
+    params["train"].update(duration="20it", eval_every="10it")
+    params["supermask"].update(duration="10it", eval_every="10it")
+    (a / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    sh(a, "dvc", "remote", "add", "-d", "shared", str(tmp_path / "remote"))
+    sh(a, "git", "add", "params.yaml", ".dvc/config")
+    sh(a, "git", "commit", "-qm", "tiny params, shared remote")
+
+    stages = ran(sh(a, "dvc", "repro", "summary"))
+    assert {"prepare", "train_dense", "train@r01", "summary"} <= stages
+    sh(a, "git", "add", "-A")
+    sh(a, "git", "commit", "-qm", "results")
+    sh(a, "dvc", "push", "--run-cache")
+
+    b = tmp_path / "b"
+    sh(tmp_path, "git", "clone", "-q", str(a), str(b))
+    sh(b, "git", "config", "user.name", "lth tests")
+    sh(b, "git", "config", "user.email", "tests@lth.invalid")
+    mask = "data/rounds/r01/mask/trial-0.pt"
+    assert not (b / mask).exists()  # git holds the lock and metrics, not the checkpoints and masks
+    sh(b, "dvc", "pull", "--run-cache", "--with-deps", "summary")
+    again = sh(b, "dvc", "repro", "summary")
+    assert ran(again) == set(), again
+    assert (b / mask).read_bytes() == (a / mask).read_bytes()
+    assert sh(b, "dvc", "status", "summary").strip().endswith("Data and pipelines are up to date.")
+
+    # the pulled run-cache on its own: without the lock file, stages come back from it instead of running
+    # (DVC keeps no run-cache entry for stages with `cache: false` outputs, like train's round JSON)
+    sh(b, "git", "rm", "-q", "dvc.lock")
+    sh(b, "rm", "-rf", "data")
+    replay = sh(b, "dvc", "repro", "prepare", "init")
+    assert ran(replay) == set() and restored(replay) == {"prepare", "init"}, replay
+    theta0 = "data/init/theta0/trial-0.pt"
+    assert (b / theta0).read_bytes() == (a / theta0).read_bytes()
