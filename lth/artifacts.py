@@ -3,10 +3,14 @@
 Every tensor file carries what it is ('weights' or 'mask') and which model it belongs to, and is
 checked against the model's shapes when loaded, so a mismatched or damaged file is an error that
 names it, never a silently wrong result. Loads use `weights_only=True`: a shared cache can't run code.
+A torch archive does not notice flipped bits inside a tensor, so tensor files also carry a SHA-256 of
+their contents; a full disk while writing leaves the previous version of the file in place.
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import io
 import json
 import os
@@ -30,9 +34,34 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno is not None:
+            raise write_error(path, exc) from None
         raise
+    _fsync_directory(path.parent)
+
+
+def write_error(path: Path, exc: OSError) -> LthError:
+    """An OS error while writing `path` as one clear line; the previous version of the file is untouched."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return LthError(f"no space left on the device while writing {path}; the previous version of that file "
+                        "(if any) is intact: free some space and rerun the same command to continue")
+    return LthError(f"cannot write {path}: {exc.strerror or exc}")
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make the rename itself durable (a power cut right after a save keeps the new file)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems cannot fsync a directory; the rename is still atomic
+    finally:
+        os.close(fd)
 
 
 def write_json(path: str | Path, payload: Any) -> None:
@@ -71,10 +100,21 @@ def load_torch(path: str | Path, what: str) -> Any:
         raise LthError(f"corrupted or truncated {what} file {path} ({type(exc).__name__}); delete it and rerun") from None
 
 
+def tensor_checksum(tensors: Mapping[str, Any]) -> str:
+    """SHA-256 over every tensor's name, dtype, shape and bytes (in name order)."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        digest.update(t.reshape(-1).numpy().view("uint8") if t.numel() else b"")
+    return digest.hexdigest()
+
+
 def save_tensors(path: str | Path, kind: str, model: str, tensors: Mapping[str, Any], **meta: Any) -> None:
-    """Save a dict of tensors tagged with its kind and model, atomically."""
+    """Save a dict of tensors tagged with its kind, model, checksum and `meta` (e.g. settings=fingerprint), atomically."""
+    plain = {k: v.detach().cpu() for k, v in tensors.items()}
     save_torch(path, {"format": FORMAT, "kind": kind, "model": model, "meta": dict(meta),
-                      "tensors": {k: v.detach().cpu() for k, v in tensors.items()}})
+                      "checksum": tensor_checksum(plain), "tensors": plain})
 
 
 def load_tensors(
@@ -82,16 +122,25 @@ def load_tensors(
     kind: str,
     model: Optional[str] = None,
     shapes: Optional[Mapping[str, tuple[int, ...]]] = None,
+    settings: Optional[str] = None,
 ) -> dict[str, Any]:
-    """Load a tensor file written by `save_tensors`, verifying kind, model and (optionally) shapes."""
+    """Load a tensor file written by `save_tensors`, verifying its checksum, kind, model and (optionally)
+    shapes and the settings fingerprint it was saved with (files saved without one are not checked)."""
     payload = load_torch(path, kind)
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT or not isinstance(payload.get("tensors"), dict):
         raise LthError(f"{path} is not an lth {kind} file")
     if payload.get("kind") != kind:
         raise LthError(f"{path} holds a {payload.get('kind')} file where a {kind} file was expected")
     if model is not None and payload.get("model") != model:
         raise LthError(f"{path} belongs to model '{payload.get('model')}', not '{model}'")
     tensors = payload["tensors"]
+    if "checksum" in payload and payload["checksum"] != tensor_checksum(tensors):
+        raise LthError(f"corrupted {kind} file {path}: its contents do not match the checksum saved with it; "
+                       "delete it and rerun")
+    saved_with = (payload.get("meta") or {}).get("settings")
+    if settings is not None and saved_with is not None and saved_with != settings:
+        raise LthError(f"{path} was saved by a run with settings fingerprint {saved_with}, not {settings} "
+                       "(a file from another run?); delete it and rerun")
     if shapes is not None:
         missing = sorted(set(shapes) - set(tensors))
         extra = sorted(set(tensors) - set(shapes))
@@ -148,6 +197,11 @@ class RunLayout:
 
     def round_metrics(self, r: int) -> Path:
         return self.root / "rounds" / f"round-{r:02d}.json"
+
+    @property
+    def checkpoint(self) -> Path:
+        """The unfinished round's training state (lth.checkpoint); removed once the round is finished."""
+        return self.root / "checkpoint.pt"
 
     @property
     def summary_csv(self) -> Path:

@@ -11,7 +11,7 @@ so one optimizer over the stacked tensors *is* per-network Adam/SGD. The loop it
 from __future__ import annotations
 
 import copy
-from typing import Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Mapping, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -20,6 +20,9 @@ from torch.func import functional_call, vmap
 from lth.errors import LthError
 from lth.settings import TrainSettings
 from lth.train import DataParallel, ProgressFn, TrainResult, run_training
+
+if TYPE_CHECKING:
+    from lth.checkpoint import Checkpoint
 
 
 class StackedNetworks:
@@ -68,6 +71,7 @@ def train_batched(
     progress: Optional[ProgressFn] = None,
     hold_pruned: bool = False,
     parallel: Optional[DataParallel] = None,
+    checkpoint: Optional["Checkpoint"] = None,
 ) -> list[TrainResult]:
     """Train len(starts) networks together; network i starts from starts[i] under masks[i], data order seeds[i].
 
@@ -76,4 +80,4 @@ def train_batched(
     if not (len(starts) == len(masks) == len(seeds)) or not starts:
         raise LthError("train_batched needs one start state, one mask and one seed per network")
     nets = StackedNetworks(template, starts, splits.train_x.device)
-    return run_training(nets, masks, splits, settings, seeds, rewind_at, progress, hold_pruned, parallel)
+    return run_training(nets, masks, splits, settings, seeds, rewind_at, progress, hold_pruned, parallel, checkpoint)

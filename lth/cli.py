@@ -124,6 +124,12 @@ def find_ticket(
     device: str = typer.Option("auto", help="auto | cpu | cuda."),
     out: Optional[Path] = typer.Option(None, help="Run directory [default: runs/<model>-<dataset>-<criterion>-seed<seed>]."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    checkpoint_every: str = typer.Option(
+        "2000it", help="Save the training state every this many steps, so an interrupted round resumes "
+                       "mid-round ('0it': only on Ctrl-C / SIGTERM). Does not change results."),
+    distributed_mode: str = typer.Option(
+        "data", help="Under torchrun: data = every network's batches split over the processes (DDP); "
+                     "trials = the round's networks dealt out to the processes."),
 ) -> None:
     """Iterative magnitude pruning: train, prune the lowest-scored weights of each layer, rewind, repeat.
 
@@ -158,16 +164,30 @@ def find_ticket(
         settings = replace(settings, prune__rates={**settings.prune.rates, **rates})
     settings.validate()
     out = out or Path("runs") / f"{model}-{dataset}-{criterion}-seed{seed}"
-    _run_find_ticket(settings, rounds, dataset_dir, device, out, quiet)
+    Step.parse(checkpoint_every)
+    _run_find_ticket(settings, rounds, dataset_dir, device, out, quiet, distributed_mode, checkpoint_every)
 
 
-def _run_find_ticket(settings, rounds: int, dataset_dir: Path, device: str, out: Path, quiet: bool) -> None:
+def _run_find_ticket(settings, rounds: int, dataset_dir: Path, device: str, out: Path, quiet: bool,
+                     distributed_mode: str = "data", checkpoint_every: str = "0it") -> None:
     from lth.datasets import load_dataset
-    from lth.rounds import find_ticket as run
-    from lth.train import resolve_device
+    from lth.distributed import session
 
-    torch_device = resolve_device(device)
-    splits = load_dataset(settings.dataset, dataset_dir).to(torch_device)
+    # under torchrun (RANK / WORLD_SIZE set) rank 0 runs the rounds below and the other ranks follow
+    with session(device, distributed_mode) as processes:
+        splits = processes.prepare(lambda: load_dataset(settings.dataset, dataset_dir).to(processes.device))
+        if processes.leader:
+            _lead_find_ticket(settings, rounds, splits, processes, out, quiet, checkpoint_every)
+        else:
+            processes.follow(splits)
+
+
+def _lead_find_ticket(settings, rounds: int, splits, processes, out: Path, quiet: bool,
+                      checkpoint_every: str = "0it") -> None:
+    from lth.interrupt import graceful_stop
+    from lth.rounds import find_ticket as run
+
+    torch_device = processes.device
     console.print(
         f"[bold]{settings.model}[/] on [bold]{settings.dataset}[/] ({len(splits.train_x)} train / "
         f"{len(splits.val_x)} val / {len(splits.test_x)} test), {settings.train.optimizer} lr {settings.train.lr}, "
@@ -175,10 +195,12 @@ def _run_find_ticket(settings, rounds: int, dataset_dir: Path, device: str, out:
         f"{rounds} rounds on {torch_device}"
         + (f", {settings.trials} trials" if settings.trials > 1 else "")
         + (f", controls {', '.join(settings.controls)}" if settings.controls else "")
+        + (f", {processes.size} processes ({processes.mode})" if processes.size > 1 else "")
         + f" -> {out}"
     )
-    with _ProgressReporter(quiet) as reporter:
-        records = run(settings, rounds, out, splits, reporter)
+    with graceful_stop(), _ProgressReporter(quiet) as reporter:  # Ctrl-C / SIGTERM: save, then exit 130
+        records = run(settings, rounds, out, splits, reporter, trainer=processes.train_networks,
+                      checkpoint_every=checkpoint_every)
     console.print(summary_table(records))
     console.print(f"summary: {Path(out) / 'summary.csv'}")
 
@@ -338,6 +360,24 @@ def learn_supermask(
     console.print(f"mask and metrics: {out}")
 
 
+@app.command("report")
+def report(
+    sources: Optional[List[str]] = typer.Argument(
+        None, help="find-ticket run directories (--out of find-ticket), DVC workspaces (a folder with dvc.yaml) "
+                   "or DVC experiment names / git revisions of --repo."),
+    out: Path = typer.Option(Path("report"), help="Report folder to write (replaced when complete)."),
+    repo: str = typer.Option(".", help="DVC repository the experiment names refer to."),
+    all_experiments: bool = typer.Option(False, "--all-experiments", help="Add every DVC experiment of --repo."),
+) -> None:
+    """Plots and tables of finished rounds (accuracy and early stop vs % weights, learning curves, per-layer
+    sparsity, first-layer masks) as index.html + report.md + PNG + CSV; several runs are compared in one plot."""
+    from lth.report import make_report
+
+    files = make_report(sources or [], out, repo=repo, all_experiments=all_experiments)
+    console.print(f"report: {out / 'index.html'} ({len(files)} files: "
+                  f"{', '.join(p.name for p in files if p.suffix == '.png')})")
+
+
 @app.command("list")
 def list_registry(what: Listing = typer.Argument(Listing.all, help="What to list.")) -> None:
     """List models (with their paper defaults), datasets, mask criteria and mask-1 / mask-0 actions."""
@@ -386,8 +426,13 @@ def list_registry(what: Listing = typer.Argument(Listing.all, help="What to list
 
 def main() -> None:
     """Entry point: LthError becomes one clear line on stderr and exit code 2; Ctrl-C says how to resume."""
+    from lth.interrupt import Interrupted
+
     try:
         app()
+    except Interrupted as exc:
+        err_console.print(f"{exc}; rerun the same command to resume", highlight=False, soft_wrap=True)
+        sys.exit(130)
     except LthError as exc:
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)

@@ -188,12 +188,13 @@ class Session:
         return result
 
     def train_networks(self, settings: Any, splits: Any, networks: list, round_index: int,
-                       progress: Optional[Callable] = None) -> tuple[list, dict]:
-        """lth.rounds.train_networks, shared with the followers (leader only)."""
+                       progress: Optional[Callable] = None, checkpoint: Any = None) -> tuple[list, dict]:
+        """lth.rounds.train_networks, shared with the followers (leader only). Mid-round checkpoints
+        (lth.checkpoint) are kept by a single process only."""
         from lth.rounds import train_networks
 
         if self.world is None:
-            return train_networks(settings, splits, networks, round_index, progress)
+            return train_networks(settings, splits, networks, round_index, progress, checkpoint=checkpoint)
         if self.mode == "data" and settings.train.batch_size % self.size:
             raise LthError(f"bad batch_size {settings.train.batch_size}: it must split evenly over the "
                            f"{self.size} processes (or use mode 'trials')")

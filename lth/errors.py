@@ -7,7 +7,17 @@ from typing import Iterable
 
 
 class LthError(Exception):
-    """Bad input or a bad file: the message names the bad value and what would be valid."""
+    """Bad input or a bad file: the message names the bad value and what would be valid.
+
+    The message is always one line: line breaks and other control characters in a quoted bad value
+    (a params.yaml key such as "\\n") are shown escaped.
+    """
+
+    def __init__(self, message: object = "", *args: object):
+        text = str(message)
+        if not text.isprintable():
+            text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+        super().__init__(text, *args)
 
 
 def unknown_choice(what: str, value: object, choices: Iterable[str]) -> LthError:

@@ -11,13 +11,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
-from lth.errors import LthError
+from lth.errors import LthError, unknown_choice
 from lth.settings import RunSettings, from_dict
+from lth.steps import Step
 
 if TYPE_CHECKING:
     from lth.supermask import SupermaskSettings
 
-PIPELINE_KEYS = ("dataset_dir", "device", "rounds", "supermask", "experiments")  # experiments: lth.experiments
+PIPELINE_KEYS = ("dataset_dir", "device", "rounds", "supermask", "experiments",  # experiments: lth.experiments
+                 "checkpoint_every")
+DEVICES = ("auto", "cpu", "cuda")
 DENSE_ROUND = "r00"
 _ROUND_KEY = re.compile(r"^r(\d{2,})$")
 
@@ -29,6 +32,7 @@ class PipelineParams:
     device: str
     rounds: dict[str, str]  # round -> the round it continues from
     supermask: "SupermaskSettings" = None  # type: ignore[assignment]
+    checkpoint_every: str = "2000it"  # mid-round training state of a train stage (not a result: no DVC param)
 
     def previous(self, round_key: str) -> str:
         if round_key not in self.rounds:
@@ -91,12 +95,18 @@ def load_params(path: str | Path = "params.yaml") -> PipelineParams:
     device = data.get("device", "auto")
     if not isinstance(dataset_dir, str) or not isinstance(device, str):
         raise LthError(f"{path}: dataset_dir and device must be strings")
+    if device not in DEVICES:
+        raise unknown_choice(f"device in {path}", device, DEVICES)
+    checkpoint_every = data.get("checkpoint_every", PipelineParams.checkpoint_every)
+    if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, (str, int)):
+        raise LthError(f"{path}: checkpoint_every must be a step string like '1000it', got {checkpoint_every!r}")
+    Step.parse(checkpoint_every)
     from lth.settings import build_dataclass
     from lth.supermask import SupermaskSettings
 
     supermask = build_dataclass(SupermaskSettings, data.get("supermask") or {}, f"{path}: supermask").validate()
     return PipelineParams(settings, dataset_dir, device, parse_rounds(data.get("rounds"), f"{path}: rounds"),
-                          supermask)
+                          supermask, str(Step.parse(checkpoint_every)))
 
 
 def rounds_yaml(count: int) -> dict[str, dict[str, str]]:

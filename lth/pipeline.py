@@ -20,12 +20,18 @@ CURVES_PLOT = METRICS / "learning_curves.json"
 LAYERS_PLOT = METRICS / "layer_sparsity.json"
 REPORT = Path("report")
 SUPERMASK = Path("data/supermask/mask.pt")
+CHECKPOINTS = Path("data/checkpoints")
 SUPERMASK_METRICS = METRICS / "supermask.json"
 
 
 def round_dir(round_key: str, name: str) -> Path:
     """data/rounds/<round>/<name>/, name in start | mask | scores | final."""
     return ROUNDS / round_key / name
+
+
+def checkpoint(round_key: str) -> Path:
+    """The unfinished train stage's training state (lth.checkpoint): not a DVC output, removed when it finishes."""
+    return CHECKPOINTS / f"train-{round_key}.pt"
 
 
 def trial_file(directory: Path, trial: int) -> Path:

@@ -15,17 +15,19 @@ from typing import Callable, Mapping, Optional, Protocol
 import torch
 from torch import Tensor
 
-from lth import artifacts
+from lth import artifacts, interrupt
 from lth.actions import PRUNED_ACTIONS, get_actions, rewind_state
 from lth.artifacts import RunLayout
 from lth.batched import train_batched
+from lth.checkpoint import Checkpoint
 from lth.controls import CONTROLS, ControlInputs
 from lth.criteria import get_criterion, score_layers
 from lth.errors import LthError
+from lth.lock import RunLock
 from lth.masks import Mask, kept_counts, ones_mask, remaining_percent, tensor_remaining_percent
 from lth.models import build_model
 from lth.seeds import derive_seed
-from lth.settings import RunSettings
+from lth.settings import RunSettings, check_data
 from lth.steps import Step
 from lth.structured import GRANULARITIES
 from lth.summary import TICKET, write_summary
@@ -110,14 +112,37 @@ def train_networks(
     round_index: int,
     progress: Optional[ProgressFn] = None,
     parallel: Optional[DataParallel] = None,
+    checkpoint: Optional[Checkpoint] = None,
 ) -> tuple[list[TrainResult], dict]:
     """Train every network of a round (as one batched step where that pays); returns the results
     and the round's record (metrics and learning curve of every network). Pruned weights are held at
     their starting values, which the mask-0 action chose (0, θ0, ...). With `parallel` (lth.distributed)
     every network's batches are split over the processes.
 
-    Round 0 also captures the rewind point θk of each network when settings.rewind > 0.
+    Round 0 also captures the rewind point θk of each network when settings.rewind > 0. With
+    `checkpoint` the training saves its state as it goes and resumes from it (lth.checkpoint). Running
+    out of GPU memory is an LthError that suggests a smaller batch or the CPU.
     """
+    try:
+        results = _train_networks(settings, splits, networks, round_index, progress, parallel, checkpoint)
+    except torch.OutOfMemoryError:
+        raise LthError(
+            f"out of {splits.train_x.device.type.upper()} memory training {len(networks)} network(s) of "
+            f"{settings.model} with batch size {settings.train.batch_size}: use a smaller --batch-size "
+            "(train.batch_size), fewer --trials / --control arms, or --device cpu"
+        ) from None
+    return results, round_record(round_index, networks, results)
+
+
+def _train_networks(
+    settings: RunSettings,
+    splits,
+    networks: list[Network],
+    round_index: int,
+    progress: Optional[ProgressFn],
+    parallel: Optional[DataParallel],
+    checkpoint: Optional[Checkpoint],
+) -> list[TrainResult]:
     shape = Shape(splits.input_shape, splits.num_classes)
     device = splits.train_x.device
     template = build_model(settings.model, shape.input_shape, shape.num_classes, settings.seed)
@@ -125,18 +150,19 @@ def train_networks(
     rewind_at = k if (round_index == 0 and k > 0) else None
     masks = [training_mask(settings, n.mask) for n in networks]
     if len(networks) > 1 and batching_pays(template, device):
-        results = train_batched(template, [n.start for n in networks], masks, splits, settings.train,
-                                [n.seed for n in networks], rewind_at=rewind_at, progress=progress, hold_pruned=True,
-                                parallel=parallel)
-    else:
-        results = []
-        for net, net_mask in zip(networks, masks):
-            template.load_state_dict(dict(net.start))
-            template.to(device)
-            mask = {name: m.to(device) for name, m in net_mask.items()}
-            results.append(train(template, mask, splits, settings.train, net.seed, rewind_at=rewind_at,
-                                 progress=progress, hold_pruned=True, parallel=parallel))
-    return results, round_record(round_index, networks, results)
+        own = checkpoint.for_networks([n.start for n in networks], masks) if checkpoint else None
+        return train_batched(template, [n.start for n in networks], masks, splits, settings.train,
+                             [n.seed for n in networks], rewind_at=rewind_at, progress=progress, hold_pruned=True,
+                             parallel=parallel, checkpoint=own)
+    results = []
+    for i, (net, net_mask) in enumerate(zip(networks, masks)):
+        template.load_state_dict(dict(net.start))
+        template.to(device)
+        mask = {name: m.to(device) for name, m in net_mask.items()}
+        own = checkpoint.for_networks([net.start], [net_mask], i if len(networks) > 1 else None) if checkpoint else None
+        results.append(train(template, mask, splits, settings.train, net.seed, rewind_at=rewind_at,
+                             progress=progress, hold_pruned=True, parallel=parallel, checkpoint=own))
+    return results
 
 
 def batching_pays(model: torch.nn.Module, device: torch.device) -> bool:
@@ -305,28 +331,43 @@ def find_ticket(
     splits,
     reporter: Optional[Reporter] = None,
     trainer: Trainer = train_networks,
+    checkpoint_every: str = "0it",
 ) -> list[dict]:
     """Run rounds 0..rounds-1 of IMP for every trial into `out`, skipping every round already finished there.
 
     `splits` is the dataset already on the training device. Every input of a round is read back
     from disk, so a resumed run computes exactly what an uninterrupted one does. Returns the round records.
     `trainer` trains a round's networks (lth.distributed passes one that shares the work with other processes).
+
+    Within a round the training state is saved every `checkpoint_every` steps ('0it': only when
+    interrupted, lth.interrupt) to out/checkpoint.pt, so a resumed round continues where it stopped.
+    The directory is locked (lth.lock) for the run: a second run into it is refused.
     """
-    reporter = reporter or SilentReporter()
     settings.validate()
+    check_data(settings, splits.input_shape, splits.num_classes, len(splits.train_x))
+    Step.parse(checkpoint_every)
     layout = RunLayout(out)
-    check_settings_file(layout, settings)
+    with RunLock(layout.root):
+        check_settings_file(layout, settings)
+        return _run_rounds(settings, rounds, layout, splits, reporter or SilentReporter(), trainer, checkpoint_every)
+
+
+def _run_rounds(settings: RunSettings, rounds: int, layout: RunLayout, splits, reporter: Reporter, trainer: Trainer,
+                checkpoint_every: str) -> list[dict]:
+    fingerprint = settings.fingerprint()
     shape = Shape(splits.input_shape, splits.num_classes)
     kinds, shapes = describe_model(settings, shape)
     mask_shapes = {name: shapes[name] for name in kinds}
-    load_state = lambda p: artifacts.load_tensors(p, "weights", settings.model, shapes)  # noqa: E731
-    load_mask = lambda p: artifacts.load_tensors(p, "mask", settings.model, mask_shapes)  # noqa: E731
+    load_state = lambda p: artifacts.load_tensors(p, "weights", settings.model, shapes, fingerprint)  # noqa: E731
+    load_mask = lambda p: artifacts.load_tensors(p, "mask", settings.model, mask_shapes, fingerprint)  # noqa: E731
+    save = lambda p, kind, tensors, **meta: artifacts.save_tensors(  # noqa: E731
+        p, kind, settings.model, tensors, settings=fingerprint, **meta)
     trials = range(settings.trials)
 
     for t in trials:
         if not layout.init(t).exists():
             init, _ = initial_state(settings.for_trial(t), shape)
-            artifacts.save_tensors(layout.init(t), "weights", settings.model, init)
+            save(layout.init(t), "weights", init)
     inits = [load_state(layout.init(t)) for t in trials]
     k = rewind_iteration(settings, len(splits.train_x))
 
@@ -337,6 +378,7 @@ def find_ticket(
             records.append(record)
             reporter.round_finished(record, skipped=True)
             continue
+        interrupt.check(f"before round {r}: rounds 0-{r - 1} are finished and saved" if r else "before round 0")
         rewind_points = [load_state(layout.rewind(t)) if (k > 0 and r > 0) else inits[t] for t in trials]
         previous_finals: list[Optional[State]] = []
         for t in trials:
@@ -352,24 +394,25 @@ def find_ticket(
                                      start=load_state(layout.start(t, r - 1)) if needs_start else None, splits=splits)
                 mask = mask_round(trial_settings, scores, previous_mask, kinds, r)
                 start = rewind_round(trial_settings, shape, r, rewind_points[t], inits[t], previous_final, mask)
-            artifacts.save_tensors(layout.mask(t, r), "mask", settings.model, mask, round=r)
-            artifacts.save_tensors(layout.start(t, r), "weights", settings.model, start, round=r)
+            save(layout.mask(t, r), "mask", mask, round=r)
+            save(layout.start(t, r), "weights", start, round=r)
             previous_finals.append(previous_final)
         tickets = [(load_state(layout.start(t, r)), load_mask(layout.mask(t, r))) for t in trials]
         networks = round_networks(settings, shape, r, tickets, inits, rewind_points, previous_finals)
         reporter.round_started(r, remaining_percent(tickets[0][1]), len(networks))
-        results, record = trainer(settings, splits, networks, r, progress=reporter.progress)
+        checkpoint = Checkpoint(layout.checkpoint, checkpoint_every, {"settings": fingerprint, "round": r})
+        results, record = trainer(settings, splits, networks, r, progress=reporter.progress, checkpoint=checkpoint)
         for net, result in zip(networks, results):
             if net.arm != TICKET:
                 continue
             if result.rewind_state is not None:
-                artifacts.save_tensors(layout.rewind(net.trial), "weights", settings.model, result.rewind_state,
-                                       iteration=k)
-            artifacts.save_tensors(layout.final(net.trial, r), "weights", settings.model, result.state, round=r)
+                save(layout.rewind(net.trial), "weights", result.rewind_state, iteration=k)
+            save(layout.final(net.trial, r), "weights", result.state, round=r)
         for t in trials:  # each trial's round directory also gets its own networks' metrics
             own = [n for n in record["networks"] if n["trial"] == t]
             artifacts.write_json(layout.trial_metrics(t, r), {"round": r, "trial": t, "networks": own})
         artifacts.write_json(layout.round_metrics(r), record)  # written last: marks the round finished
+        checkpoint.clear()
         records.append(record)
         reporter.round_finished(record, skipped=False)
     write_summary(layout, records)

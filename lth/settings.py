@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import typing
 from dataclasses import dataclass, field
 from difflib import get_close_matches
@@ -22,6 +23,7 @@ PRUNING_METHODS = ("layerwise", "global")
 OPTIMIZER_NAMES = ("adam", "sgd", "radam")
 RATE_KINDS = ("conv", "fc", "output")
 MAX_TRIALS = 64
+MAX_SEED = 2**62  # derived seeds stay below 2**62; torch generators take at most 2**64 - 1 (we add 1)
 
 
 @dataclass(frozen=True)
@@ -104,8 +106,8 @@ class RunSettings:
         if self.pruning == "structured" and self.prune.method != "layerwise":
             raise LthError(f"structured pruning ranks units within each layer: set prune.method to layerwise, "
                            f"not '{self.prune.method}' (CLI: --pruning structured implies layerwise)")
-        if self.seed < 0:
-            raise LthError(f"bad seed {self.seed}: must be >= 0")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise LthError(f"bad seed {self.seed}: must be between 0 and {MAX_SEED}")
         if not 1 <= self.trials <= MAX_TRIALS:
             raise LthError(f"bad trials {self.trials}: must be between 1 and {MAX_TRIALS}")
         from lth.controls import CONTROLS
@@ -115,6 +117,9 @@ class RunSettings:
         if len(set(self.controls)) != len(self.controls):
             raise LthError(f"bad controls {list(self.controls)}: each control may appear once")
         t = self.train
+        for name in ("lr", "momentum", "weight_decay", "gamma"):
+            if not math.isfinite(getattr(t, name)):
+                raise LthError(f"bad {name} {getattr(t, name)}: must be a finite number")
         if not t.lr > 0:
             raise LthError(f"bad lr {t.lr}: must be > 0")
         if t.batch_size < 1:
@@ -139,6 +144,9 @@ class RunSettings:
                 f"rewind step '{self.rewind}' has no effect with mask1_action '{self.mask1_action}': "
                 "set mask1_action to 'rewind' (CLI: --mask1 rewind) or the rewind step to 0it"
             )
+        rewind, duration = Step.parse(self.rewind), Step.parse(t.duration)
+        if rewind != duration and rewind.epochs >= duration.epochs and rewind.iterations >= duration.iterations:
+            raise LthError(f"rewind step '{self.rewind}' is beyond the training length '{t.duration}'")
         for kind in self.prune.rates:
             if kind not in RATE_KINDS:
                 raise unknown_choice("layer kind in rates", kind, RATE_KINDS)
@@ -200,6 +208,44 @@ def from_dict(data: Mapping[str, Any], where: str = "params") -> RunSettings:
     model = data.get("model", RunSettings.model)
     base = defaults_for(model) if isinstance(model, str) and _known_model(model) else RunSettings()
     return _build(RunSettings, data, base, where).validate()
+
+
+def check_data(settings: RunSettings, input_shape: tuple[int, ...], num_classes: int, num_train: int) -> None:
+    """The checks that need the dataset: the batch fits the training set, the rewind step lies within
+    training, and the model accepts the images. Run before any work, so a bad combination costs nothing."""
+    t = settings.train
+    if t.batch_size > num_train:
+        raise LthError(f"bad batch_size {t.batch_size}: larger than the {num_train} training examples of "
+                       f"'{settings.dataset}'")
+    per_epoch = num_train // t.batch_size
+    total = Step.parse(t.duration).to_iterations(per_epoch)
+    rewind = Step.parse(settings.rewind).to_iterations(per_epoch)
+    if rewind > total:
+        raise LthError(f"rewind step '{settings.rewind}' ({rewind} iterations) is beyond the training length "
+                       f"'{t.duration}' ({total} iterations at batch size {t.batch_size} on {num_train} examples)")
+    check_model_fits(settings.model, tuple(input_shape), num_classes, settings.dataset)
+
+
+def check_model_fits(model: str, input_shape: tuple[int, ...], num_classes: int, dataset: str = "the dataset") -> None:
+    """One forward pass of a single blank image: an input too small for the model's convolutions and pooling
+    (or of the wrong rank) is named here instead of failing as a shape error deep inside training."""
+    import torch
+
+    from lth.models import build_model
+
+    if len(input_shape) != 3 or any(d < 1 for d in input_shape):
+        raise LthError(f"{dataset}: input shape {tuple(input_shape)} is not (channels, height, width)")
+    net = build_model(model, tuple(input_shape), num_classes, 0).eval()
+    try:
+        with torch.no_grad():
+            out = net(torch.zeros(1, *input_shape))
+    except (RuntimeError, ValueError, LthError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise LthError(f"model '{model}' does not fit {dataset}'s {'x'.join(map(str, input_shape))} images: "
+                       f"{first}") from None
+    if tuple(out.shape) != (1, num_classes):
+        raise LthError(f"model '{model}' gives outputs of shape {tuple(out.shape)[1:]} for {dataset}, "
+                       f"expected {num_classes} classes")
 
 
 # --- helpers -------------------------------------------------------------------------------------------

@@ -16,16 +16,20 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Optional, Protocol, Sequence, Union
+from typing import TYPE_CHECKING, Callable, Mapping, Optional, Protocol, Sequence, Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lth import interrupt
 from lth.errors import LthError, unknown_choice
 from lth.seeds import derive_seed
 from lth.settings import TrainSettings
 from lth.steps import Step
+
+if TYPE_CHECKING:
+    from lth.checkpoint import Checkpoint
 
 Lr = Union[float, Tensor]
 
@@ -186,6 +190,7 @@ def train(
     progress: Optional[ProgressFn] = None,
     hold_pruned: bool = False,
     parallel: Optional[DataParallel] = None,
+    checkpoint: Optional["Checkpoint"] = None,
 ) -> TrainResult:
     """Train `model` (already on its device, holding the round's starting weights) under `mask`.
 
@@ -194,7 +199,7 @@ def train(
     Pruned weights are zero, or with `hold_pruned` frozen at their starting values.
     """
     return run_training(SingleNetwork(model), [mask], splits, settings, [seed], rewind_at, progress, hold_pruned,
-                        parallel)[0]
+                        parallel, checkpoint)[0]
 
 
 def run_training(
@@ -207,8 +212,14 @@ def run_training(
     progress: Optional[ProgressFn] = None,
     hold_pruned: bool = False,
     parallel: Optional[DataParallel] = None,
+    checkpoint: Optional["Checkpoint"] = None,
 ) -> list[TrainResult]:
     """The training loop shared by one network and many: network i under masks[i], data order seeds[i].
+
+    With `checkpoint` (lth.checkpoint) the loop resumes from a saved state, saves its state every
+    `checkpoint.every` steps, and on a stop request (lth.interrupt: Ctrl-C, SIGTERM) saves it at the
+    next step boundary and raises Interrupted; a resumed round is bit-identical on the CPU. The only
+    per-step cost is a counter check. Processes training together (`parallel`) stop without saving.
 
     Masked-out weights are set to zero, or, with `hold_pruned`, frozen at the values they start with.
     With `parallel`, this process trains on its 1/world share of every batch (the same global batches
@@ -311,12 +322,26 @@ def run_training(
         parallel.sum_(totals)
         return totals[0] / max(len(x), 1), totals[1] / max(len(x), 1)
 
-    record(0)
+    from lth import checkpoint as saved_state
+
+    loop = dict(nets=nets, optimizer=optimizer, schedule=schedule, order_gens=order_gens, augment_gens=augment_gens,
+                orders=None, iteration=0, running=running, steps_since_eval=0, results=results)
+    if parallel is not None:
+        checkpoint = None
+    state = checkpoint.load() if checkpoint is not None else None
+    if state is None:
+        record(0)
+    else:
+        saved_state.restore(state, loop, checkpoint.path, in_place=graph)
+        steps_since_eval = loop["steps_since_eval"]
+    iteration, orders = loop["iteration"], loop["orders"]
+    save_every = checkpoint.every_iterations(per_epoch) if checkpoint is not None else 0
+    stop = interrupt.STOP
     report_every = max(1, total // 200)
-    iteration = 0
     while iteration < total:
-        orders = torch.stack([torch.randperm(n, generator=g) for g in order_gens]).to(device)
-        for b in range(per_epoch):
+        if orders is None:  # a new epoch (a resumed one continues the order it saved)
+            orders = torch.stack([torch.randperm(n, generator=g) for g in order_gens]).to(device)
+        for b in range(iteration % per_epoch, per_epoch):
             if iteration == rewind_at:
                 for i, result in enumerate(results):
                     result.rewind_state = nets.state(i)
@@ -334,6 +359,19 @@ def run_training(
                 progress(iteration, total, None)
             if iteration == total:
                 break
+            if stop.signal is not None or (save_every and iteration % save_every == 0):
+                if checkpoint is not None:
+                    loop.update(iteration=iteration, steps_since_eval=steps_since_eval,
+                                orders=orders if iteration % per_epoch else None)
+                    checkpoint.save(saved_state.capture(loop))
+                if stop.signal is not None:
+                    saved = f"training state saved to {checkpoint.path}" if checkpoint else "no mid-round state saved"
+                    raise interrupt.Interrupted(f"interrupted by {stop.name()} at iteration {iteration} of {total}; "
+                                                f"{saved}", stop.signal)
+        orders = None
+    if checkpoint is not None and checkpoint.at_end and (state is None or loop["iteration"] < total):
+        loop.update(iteration=iteration, steps_since_eval=steps_since_eval, orders=None)
+        checkpoint.save(saved_state.capture(loop))
     for i, result in enumerate(results):
         if rewind_at is not None and rewind_at == total:
             result.rewind_state = nets.state(i)

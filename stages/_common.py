@@ -17,14 +17,22 @@ def round_argument(description: str) -> str:
 
 
 def run(stage: Callable[[], None]) -> None:
+    """Run a stage: a bad value or file, or an interruption (Ctrl-C, SIGTERM: the train stages save their
+    state first), is one line on stderr and exit code 2."""
+    from lth.interrupt import Interrupted, graceful_stop
+
     try:
-        stage()
+        with graceful_stop():
+            stage()
+    except Interrupted as exc:
+        print(f"error: {exc}; rerun `dvc repro` to continue (finished stages are kept)", file=sys.stderr)
+        sys.exit(2)
     except LthError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
-        print("interrupted: rerun `dvc repro` to continue; finished stages are kept", file=sys.stderr)
-        sys.exit(130)
+        print("error: interrupted; rerun `dvc repro` to continue (finished stages are kept)", file=sys.stderr)
+        sys.exit(2)
 
 
 def shape_of(settings):
@@ -53,10 +61,15 @@ def model_files(settings):
     return kinds, weights, mask
 
 
-def load_splits(device: str):
-    """The prepared dataset, on the training device."""
+def load_splits(device: str, settings=None):
+    """The prepared dataset, on the training device; with `settings`, checked against them (batch size,
+    rewind step, model input) before any work."""
     from lth import artifacts, pipeline
     from lth.datasets import Splits
+    from lth.settings import check_data
     from lth.train import resolve_device
 
-    return Splits.from_state(artifacts.load_torch(pipeline.PREPARED, "prepared dataset")).to(resolve_device(device))
+    splits = Splits.from_state(artifacts.load_torch(pipeline.PREPARED, "prepared dataset"))
+    if settings is not None:
+        check_data(settings, splits.input_shape, splits.num_classes, len(splits.train_x))
+    return splits.to(resolve_device(device))

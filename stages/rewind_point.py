@@ -21,7 +21,7 @@ def main() -> None:
     _, load_weights, load_mask = model_files(settings)
     trials = range(settings.trials)
     inits = [load_weights(pipeline.trial_file(pipeline.INIT, t)) for t in trials]
-    splits = load_splits(params.device)
+    splits = load_splits(params.device, settings)
     k = rewind_iteration(settings, len(splits.train_x))
     points = inits
     if k > 0:

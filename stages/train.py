@@ -8,6 +8,7 @@ from stages._common import load_splits, model_files, round_argument, run, shape_
 
 def main() -> None:
     from lth import artifacts, pipeline
+    from lth.checkpoint import Checkpoint
     from lth.params import load_params, round_index
     from lth.rounds import round_networks, train_networks
     from lth.summary import TICKET, arm_stats
@@ -29,12 +30,16 @@ def main() -> None:
         inits = points = [None] * len(tickets)
         finals = [None] * len(tickets)
     networks = round_networks(settings, shape_of(settings), index, tickets, inits, points, finals)
-    results, record = train_networks(settings, load_splits(params.device), networks, index)
+    checkpoint = Checkpoint(pipeline.checkpoint(key), params.checkpoint_every,
+                            {"settings": settings.fingerprint(), "round": index})
+    results, record = train_networks(settings, load_splits(params.device, settings), networks, index,
+                                     checkpoint=checkpoint)
     for net, result in zip(networks, results):
         if net.arm == TICKET:
             artifacts.save_tensors(pipeline.trial_file(pipeline.round_dir(key, "final"), net.trial), "weights",
                                    settings.model, result.state, round=index)
     artifacts.write_json(pipeline.round_metrics(key), record)
+    checkpoint.clear()
     ticket = arm_stats(record, TICKET)
     print(f"{key}: {record['weights_remaining']:.1f}% weights, {len(networks)} networks, ticket test acc "
           f"{100 * ticket['test_acc']:.2f}% (early stop {100 * ticket['early_stop_test_acc']:.2f}%)")
