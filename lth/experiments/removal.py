@@ -78,7 +78,7 @@ def remove_tickets(ticket: Ticket, splits, max_tickets: int = 3, margin: float =
                    duration: Optional[str] = None, eval_every: Optional[str] = None,
                    log: Callable[[str], None] = lambda _: None) -> dict:
     """Remove successive tickets (see the module docstring). Returns the dense result, one entry per ticket
-    (its complement network's and its own results) and `removable`."""
+    (its complement network's and its own results, its mask, whether it matched) and `removable`."""
     from lth.masks import remaining_percent
     from lth.models import build_model
     from lth.rounds import score_round
@@ -124,6 +124,7 @@ def remove_tickets(ticket: Ticket, splits, max_tickets: int = 3, margin: float =
                 start = compose(init, mask, removed_mask, fresh)
                 result = train_one(f"ticket-{j} round {r}", start, mask)
             entry["found"] = result
+        entry["mask"] = {n: m.clone() for n, m in mask.items()}
         entry["matching"] = entry["found"]["early_stop_test_acc"] >= threshold
         entries.append(entry)
         if not entry["matching"]:
