@@ -21,6 +21,7 @@ Nothing here runs in a single-process run: `session()` then hands back a local s
 
 from __future__ import annotations
 
+import atexit
 import os
 import subprocess
 import sys
@@ -164,6 +165,7 @@ class Session:
 
     def __init__(self, world: Optional[World], device: torch.device, mode: str = "data"):
         self.world, self.device, self.mode = world, device, check_mode(mode)
+        self.ready = False  # every rank has its data: the followers are (or will be) listening
 
     @property
     def leader(self) -> bool:
@@ -185,6 +187,7 @@ class Session:
         if any(s != shape[0] for s in shape):
             raise LthError(f"the processes loaded different data: {shape[0]} on rank 0, "
                            f"{next(s for s in shape if s != shape[0])} elsewhere")
+        self.ready = True
         return result
 
     def train_networks(self, settings: Any, splits: Any, networks: list, round_index: int,
@@ -222,8 +225,9 @@ class Session:
             self._train(header["settings"], splits, networks, header["round"], None)
 
     def stop(self) -> None:
-        if self.world is not None and self.leader:
+        if self.world is not None and self.leader and self.ready:
             self._broadcast_object({"op": "stop"})
+            self.ready = False
 
     def _train(self, settings: Any, splits: Any, networks: list, round_index: int,
                progress: Optional[Callable]) -> tuple[list, dict]:
@@ -294,6 +298,31 @@ def session(device: str = "auto", mode: str = "data") -> Iterator[Session]:
             current.stop()
         finally:
             dist.destroy_process_group()
+
+
+def stage_processes(nproc: int, mode: str, device: str, module: str, args: Sequence[str],
+                    load: Callable[[], T]) -> Optional[tuple[Session, T]]:
+    """A DVC training stage's processes (params.yaml `train.distributed: {nproc, mode}`).
+
+    With nproc > 1 outside torchrun, the stage reruns itself as `python -m module args` under torchrun
+    on this machine and None is returned (nothing left to do). Under torchrun, every rank loads the
+    data; the followers train what the leader sends and get None; the leader gets (session, data) and
+    trains with `session.train_networks`. The followers are released when the leader's process exits.
+    """
+    if relaunch(nproc, module, args):
+        return None
+    if world_from_env() is None:
+        from lth.train import resolve_device
+
+        return Session(None, resolve_device(device), mode), load()
+    joined = session(device, mode)
+    current = joined.__enter__()
+    atexit.register(joined.__exit__, None, None, None)
+    data = current.prepare(load)
+    if current.leader:
+        return current, data
+    current.follow(data)
+    return None
 
 
 # --- tensors over the wire --------------------------------------------------------------------------------

@@ -26,6 +26,26 @@ _ROUND_KEY = re.compile(r"^r(\d{2,})$")
 
 
 @dataclass(frozen=True)
+class DistributedParams:
+    """`train.distributed` in params.yaml: how many processes each training stage runs under torchrun
+    on its machine, and how they share a round (lth.distributed.MODES)."""
+
+    nproc: int = 1
+    mode: str = "data"
+
+
+def parse_distributed(raw: Any, where: str) -> DistributedParams:
+    from lth.settings import build_dataclass
+
+    params = build_dataclass(DistributedParams, raw if raw is not None else {}, where)
+    if params.nproc < 1:
+        raise LthError(f"{where}.nproc: must be >= 1, got {params.nproc}")
+    if params.mode not in ("data", "trials"):  # lth.distributed.MODES, without importing torch here
+        raise unknown_choice(f"mode in {where}", params.mode, ("data", "trials"))
+    return params
+
+
+@dataclass(frozen=True)
 class PipelineParams:
     settings: RunSettings
     dataset_dir: str
@@ -33,6 +53,7 @@ class PipelineParams:
     rounds: dict[str, str]  # round -> the round it continues from
     supermask: "SupermaskSettings" = None  # type: ignore[assignment]
     checkpoint_every: str = "2000it"  # mid-round training state of a train stage (not a result: no DVC param)
+    distributed: "DistributedParams" = None  # type: ignore[assignment]  # train.distributed
 
     def previous(self, round_key: str) -> str:
         if round_key not in self.rounds:
@@ -90,6 +111,11 @@ def load_params(path: str | Path = "params.yaml") -> PipelineParams:
     if not isinstance(data, Mapping):
         raise LthError(f"{path}: expected a mapping of settings at the top level")
     run = {k: v for k, v in data.items() if k not in PIPELINE_KEYS}
+    train = run.get("train")
+    distributed = None
+    if isinstance(train, Mapping) and "distributed" in train:  # processes, not results: not a RunSettings field
+        distributed = train["distributed"]
+        run["train"] = {k: v for k, v in train.items() if k != "distributed"}
     settings = from_dict(run, where=str(path))
     dataset_dir = data.get("dataset_dir", "data/datasets")
     device = data.get("device", "auto")
@@ -106,7 +132,8 @@ def load_params(path: str | Path = "params.yaml") -> PipelineParams:
 
     supermask = build_dataclass(SupermaskSettings, data.get("supermask") or {}, f"{path}: supermask").validate()
     return PipelineParams(settings, dataset_dir, device, parse_rounds(data.get("rounds"), f"{path}: rounds"),
-                          supermask, str(Step.parse(checkpoint_every)))
+                          supermask, str(Step.parse(checkpoint_every)),
+                          parse_distributed(distributed, f"{path}: train.distributed"))
 
 
 def rounds_yaml(count: int) -> dict[str, dict[str, str]]:

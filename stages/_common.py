@@ -61,6 +61,17 @@ def model_files(settings):
     return kinds, weights, mask
 
 
+def training_processes(params, module: str, args: list[str], settings, needed: bool = True):
+    """(session, splits) for a training stage, or None when this process has nothing left to do: the
+    stage reran itself under torchrun (params.yaml `train.distributed.nproc` > 1), or this rank followed
+    rank 0's training. `needed=False` keeps a stage that will not train in one process."""
+    from lth.distributed import stage_processes
+
+    nproc = params.distributed.nproc if needed else 1
+    return stage_processes(nproc, params.distributed.mode, params.device, module, args,
+                           lambda: load_splits(params.device, settings))
+
+
 def load_splits(device: str, settings=None):
     """The prepared dataset, on the training device; with `settings`, checked against them (batch size,
     rewind step, model input) before any work."""

@@ -6,7 +6,7 @@ inside its round 0; keeping it a stage of its own means changing `rewind` never 
 
 from __future__ import annotations
 
-from stages._common import load_splits, model_files, run, shape_of
+from stages._common import model_files, run, shape_of, training_processes
 
 
 def main() -> None:
@@ -14,14 +14,19 @@ def main() -> None:
 
     from lth import artifacts, pipeline
     from lth.params import DENSE_ROUND, load_params
-    from lth.rounds import rewind_iteration, round_networks, train_networks
+    from lth.rounds import rewind_iteration, round_networks
+    from lth.steps import Step
 
     params = load_params()
     settings = params.settings
+    processes = training_processes(params, "stages.rewind_point", [], settings,
+                                   needed=Step.parse(settings.rewind) != Step())
+    if processes is None:  # ran under torchrun, or this rank trained what rank 0 sent
+        return
+    session, splits = processes
     _, load_weights, load_mask = model_files(settings)
     trials = range(settings.trials)
     inits = [load_weights(pipeline.trial_file(pipeline.INIT, t)) for t in trials]
-    splits = load_splits(params.device, settings)
     k = rewind_iteration(settings, len(splits.train_x))
     points = inits
     if k > 0:
@@ -30,7 +35,7 @@ def main() -> None:
         masks = [load_mask(pipeline.trial_file(pipeline.round_dir(DENSE_ROUND, "mask"), t)) for t in trials]
         networks = round_networks(short, shape_of(settings), 0, list(zip(inits, masks)), inits, inits,
                                   [None] * len(inits))
-        results, _ = train_networks(short, splits, networks, 0)
+        results, _ = session.train_networks(short, splits, networks, 0)
         points = [r.state for r in results]
     for t, point in zip(trials, points):
         artifacts.save_tensors(pipeline.trial_file(pipeline.REWIND_POINT, t), "weights", settings.model, point,

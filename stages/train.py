@@ -3,19 +3,23 @@ write the tickets' trained weights and the round's metrics."""
 
 from __future__ import annotations
 
-from stages._common import load_splits, model_files, round_argument, run, shape_of
+from stages._common import model_files, round_argument, run, shape_of, training_processes
 
 
 def main() -> None:
     from lth import artifacts, pipeline
     from lth.checkpoint import Checkpoint
     from lth.params import load_params, round_index
-    from lth.rounds import round_networks, train_networks
+    from lth.rounds import round_networks
     from lth.summary import TICKET, arm_stats
 
     key = round_argument(__doc__)
     params = load_params()
     settings = params.settings
+    processes = training_processes(params, "stages.train", ["--round", key], settings)
+    if processes is None:  # ran under torchrun, or this rank trained what rank 0 sent
+        return
+    session, splits = processes
     index = round_index(key)
     _, load_weights, load_mask = model_files(settings)
     trials = range(settings.trials)
@@ -32,8 +36,7 @@ def main() -> None:
     networks = round_networks(settings, shape_of(settings), index, tickets, inits, points, finals)
     checkpoint = Checkpoint(pipeline.checkpoint(key), params.checkpoint_every,
                             {"settings": settings.fingerprint(), "round": index})
-    results, record = train_networks(settings, load_splits(params.device, settings), networks, index,
-                                     checkpoint=checkpoint)
+    results, record = session.train_networks(settings, splits, networks, index, checkpoint=checkpoint)
     for net, result in zip(networks, results):
         if net.arm == TICKET:
             artifacts.save_tensors(pipeline.trial_file(pipeline.round_dir(key, "final"), net.trial), "weights",

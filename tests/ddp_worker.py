@@ -9,27 +9,30 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Callable
 
 import torch
 
 import lth.rounds
-from lth.cli import main
-
-RECORD = Path(os.environ["LTH_RECORD"])
-RANK = int(os.environ.get("RANK", "0"))
-original = lth.rounds.train_networks
 
 
-def recording_train_networks(settings, splits, networks, round_index, progress=None, **options):
-    results, record = original(settings, splits, networks, round_index, progress, **options)
-    for net, result in zip(networks, results):
-        torch.save({"mask": {k: v.clone() for k, v in net.mask.items()}, "state": result.state},
-                   RECORD / f"rank{RANK}-round{round_index}-trial{net.trial}-{net.arm}.pt")
-    return results, record
+def recorder(record: Path, rank: int, train_networks: Callable = lth.rounds.train_networks) -> Callable:
+    """lth.rounds.train_networks that also saves rank<R>-round<N>-trial<T>-<arm>.pt in `record`."""
+    record.mkdir(parents=True, exist_ok=True)
+
+    def recording_train_networks(settings, splits, networks, round_index, progress=None, **options):
+        results, summary = train_networks(settings, splits, networks, round_index, progress, **options)
+        for net, result in zip(networks, results):
+            torch.save({"mask": {k: v.clone() for k, v in net.mask.items()}, "state": result.state},
+                       record / f"rank{rank}-round{round_index}-trial{net.trial}-{net.arm}.pt")
+        return results, summary
+
+    return recording_train_networks
 
 
 if __name__ == "__main__":
-    RECORD.mkdir(parents=True, exist_ok=True)
-    lth.rounds.train_networks = recording_train_networks
+    from lth.cli import main
+
+    lth.rounds.train_networks = recorder(Path(os.environ["LTH_RECORD"]), int(os.environ.get("RANK", "0")))
     sys.argv = ["lth", *sys.argv[1:]]
     main()

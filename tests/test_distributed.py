@@ -22,15 +22,17 @@ ARGS = ["find-ticket", "lenet-300-100", "mnist-5k", "--rounds", "2", "--iteratio
 ROUND1_REMAINING = 100 * (0.8 * (784 * 300 + 300 * 100) + 0.9 * 100 * 10) / (784 * 300 + 300 * 100 + 100 * 10)
 
 
-def launch(tmp_path: Path, name: str, nproc: int, *extra: str) -> subprocess.Popen:
-    """Start tests/ddp_worker.py (the CLI plus a per-rank recorder): under torchrun when nproc > 1."""
+def cli_args(tmp_path: Path, name: str, *extra: str) -> list[str]:
+    return [*ARGS[:3], str(tmp_path / "datasets"), *ARGS[3:], "--out", str(tmp_path / name), *extra]
+
+
+def launch(tmp_path: Path, name: str, *extra: str) -> subprocess.Popen:
+    """tests/ddp_worker.py (the CLI plus a per-rank recorder) under torchrun, 2 processes."""
     env = {key: value for key, value in os.environ.items() if key not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
     env.update(LTH_RECORD=str(tmp_path / name / "record"), PYTHONPATH=f"{REPO}{os.pathsep}{REPO / 'tests'}",
                COLUMNS="200")
-    worker = [str(REPO / "tests" / "ddp_worker.py")]
-    launcher = [str(TORCHRUN), "--standalone", f"--nproc_per_node={nproc}"] if nproc > 1 else [sys.executable]
-    command = [*launcher, *worker, *ARGS[:3], str(tmp_path / "datasets"), *ARGS[3:], "--out", str(tmp_path / name),
-               *extra]
+    command = [str(TORCHRUN), "--standalone", "--nproc_per_node=2", str(REPO / "tests" / "ddp_worker.py"),
+               *cli_args(tmp_path, name, *extra)]
     return subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
 
@@ -63,12 +65,22 @@ def assert_pruned_weights_zero(entry: dict) -> None:
 
 
 @pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun is not installed next to this Python")
-def test_torchrun_two_processes_match_one(tmp_path):
+def test_torchrun_two_processes_match_one(tmp_path, monkeypatch, capsys):
+    import lth.rounds
+    from ddp_worker import recorder
+    from lth.cli import main
     from lth.datasets import load_dataset
 
     load_dataset("mnist-5k", tmp_path / "datasets")  # once, before the processes read it
-    runs = {"single": launch(tmp_path, "single", 1), "data": launch(tmp_path, "data", 2),
-            "trials": launch(tmp_path, "trials", 2, "--distributed-mode", "trials")}
+    runs = {"data": launch(tmp_path, "data"), "trials": launch(tmp_path, "trials", "--distributed-mode", "trials")}
+    # meanwhile the same run in this process, without torchrun
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setattr(lth.rounds, "train_networks", recorder(tmp_path / "single" / "record", 0))
+    monkeypatch.setattr(sys, "argv", ["lth", *cli_args(tmp_path, "single")])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert not exit_info.value.code, capsys.readouterr()
     outputs = {name: finish(process) for name, process in runs.items()}
     assert "2 processes (data)" in outputs["data"] and "2 processes (trials)" in outputs["trials"]
 
@@ -127,3 +139,24 @@ def test_unknown_distributed_mode_is_a_clear_error(tmp_path):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "unknown distributed mode 'ranks'" in result.stderr and "data, trials" in result.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_params_train_distributed(tmp_path):
+    import yaml
+
+    from lth.params import DistributedParams, load_params
+
+    base = yaml.safe_load((REPO / "params.yaml").read_text())
+    plain = load_params(REPO / "params.yaml")
+    assert plain.distributed == DistributedParams(1, "data")
+    base["train"]["distributed"] = {"nproc": 4, "mode": "trials"}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(base))
+    params = load_params(tmp_path / "params.yaml")
+    assert params.distributed == DistributedParams(4, "trials")
+    assert params.settings.fingerprint() == plain.settings.fingerprint()  # processes do not define the results
+    for bad, message in (({"nproc": 0}, "nproc: must be >= 1"), ({"mode": "ranks"}, "unknown mode"),
+                         ({"nprocs": 2}, "did you mean 'nproc'")):
+        base["train"]["distributed"] = bad
+        (tmp_path / "params.yaml").write_text(yaml.safe_dump(base))
+        with pytest.raises(LthError, match=message):
+            load_params(tmp_path / "params.yaml")
