@@ -19,7 +19,7 @@ import yaml
 
 from conftest import tiny_splits
 from lth.errors import LthError
-from lth.settings import RunSettings, TrainSettings, replace
+from lth.settings import RunSettings, TrainSettings
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = TrainSettings(optimizer="adam", lr=1e-3, batch_size=20, duration="12it", eval_every="6it")
@@ -91,8 +91,7 @@ def test_relevance_matches_the_epsilon_rule_by_hand_and_ignores_pruned_weights()
         stab = lambda z: z + eps * torch.where(z >= 0, 1.0, -1.0)  # noqa: E731
         r3 = torch.zeros_like(z3)
         r3[splits.train_y[i]] = z3[splits.train_y[i]]
-        for name, a_in, z, r_out in (("fc3.weight", a2, z3, r3),):
-            expected[name] += a_in[None, :] * w[name] * (r_out / stab(z))[:, None]
+        expected["fc3.weight"] += a2[None, :] * w["fc3.weight"] * (r3 / stab(z3))[:, None]
         r2 = a2 * (w["fc3.weight"].T @ (r3 / stab(z3)))
         expected["fc2.weight"] += a1[None, :] * w["fc2.weight"] * (r2 / stab(z2))[:, None]
         r1 = a1 * (w["fc2.weight"].T @ (r2 / stab(z2)))
@@ -248,7 +247,7 @@ def test_perturbed_forward_adds_noise_only_to_masked_weights_and_never_keeps_it(
     assert "fc3.weight" not in nets.perturbed
 
 
-def test_perturb_experiment_arms(monkeypatch):
+def test_perturb_experiment_arms():
     from lth.experiments.perturb import PerturbSettings, perturb_experiment
     from lth.models import build_model
     from lth.train import train
