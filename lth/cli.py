@@ -175,6 +175,7 @@ def _run_find_ticket(settings, rounds: int, dataset_dir: Path, device: str, out:
 
     # under torchrun (RANK / WORLD_SIZE set) rank 0 runs the rounds below and the other ranks follow
     with session(device, distributed_mode) as processes:
+        processes.check(settings)
         splits = processes.prepare(lambda: load_dataset(settings.dataset, dataset_dir).to(processes.device))
         if processes.leader:
             _lead_find_ticket(settings, rounds, splits, processes, out, quiet, checkpoint_every)

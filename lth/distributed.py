@@ -190,6 +190,12 @@ class Session:
         self.ready = True
         return result
 
+    def check(self, settings: Any) -> None:
+        """Refuse settings these processes cannot train, before anything is written (same on every rank)."""
+        if self.world is not None and self.mode == "data" and settings.train.batch_size % self.size:
+            raise LthError(f"bad batch_size {settings.train.batch_size}: it must split evenly over the "
+                           f"{self.size} processes (or use --distributed-mode trials)")
+
     def train_networks(self, settings: Any, splits: Any, networks: list, round_index: int,
                        progress: Optional[Callable] = None, checkpoint: Any = None) -> tuple[list, dict]:
         """lth.rounds.train_networks, shared with the followers (leader only). Mid-round checkpoints
@@ -198,9 +204,7 @@ class Session:
 
         if self.world is None:
             return train_networks(settings, splits, networks, round_index, progress, checkpoint=checkpoint)
-        if self.mode == "data" and settings.train.batch_size % self.size:
-            raise LthError(f"bad batch_size {settings.train.batch_size}: it must split evenly over the "
-                           f"{self.size} processes (or use mode 'trials')")
+        self.check(settings)
         header = {"op": "train", "settings": settings, "round": round_index,
                   "networks": [(n.trial, n.arm, n.seed, _spec(n.start), _spec(n.mask)) for n in networks]}
         self._broadcast_object(header)

@@ -160,3 +160,14 @@ def test_params_train_distributed(tmp_path):
         (tmp_path / "params.yaml").write_text(yaml.safe_dump(base))
         with pytest.raises(LthError, match=message):
             load_params(tmp_path / "params.yaml")
+
+
+def test_batch_that_does_not_split_over_the_processes_is_refused_up_front():
+    from lth.distributed import Session
+    from lth.settings import defaults_for, replace
+
+    settings = replace(defaults_for("lenet-300-100"), train__batch_size=61)
+    with pytest.raises(LthError, match="bad batch_size 61: it must split evenly over the 2 processes"):
+        Session(World(1, 2, 1), torch.device("cpu"), "data").check(settings)
+    Session(World(1, 2, 1), torch.device("cpu"), "trials").check(settings)  # whole batches per network: fine
+    Session(None, torch.device("cpu"), "data").check(settings)
