@@ -46,6 +46,11 @@ def tiny_project(root: Path, rounds: int = 2) -> Path:
     params["rounds"] = rounds_yaml(rounds)
     params["train"].update(duration="40it", eval_every="10it")
     params["supermask"].update(duration="20it", eval_every="10it")
+    for group in params["experiments"].values():  # the research experiment stages: on the last round, briefly
+        group.update({k: v for k, v in {"round": f"r{rounds:02d}", "duration": "20it", "eval_every": "10it"}.items()
+                      if k in group})
+    params["experiments"]["removal"]["max_tickets"] = 2
+    params["experiments"]["optimizers"].update(rounds=2, variants={"radam-no-warmup": {"optimizer": "radam"}})
     params["device"] = "cpu"
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     sh(root, "git", "init", "-q")
@@ -59,7 +64,8 @@ def tiny_project(root: Path, rounds: int = 2) -> Path:
 def test_pipeline_repro_cache_reuse_and_added_round(tmp_path):
     root = tiny_project(tmp_path / "project")
     first = sh(root, "dvc", "repro")
-    assert {"prepare", "init", "rewind_point", "train_dense", "score@r01", "mask@r01", "rewind@r01", "train@r01",
+    assert {"exp_transfer", "exp_combine", "exp_removal", "exp_optimizers", "exp_perturb",
+            "prepare", "init", "rewind_point", "train_dense", "score@r01", "mask@r01", "rewind@r01", "train@r01",
             "score@r02", "mask@r02", "rewind@r02", "train@r02", "supermask", "summary"} == ran(first)
     for r in ("r00", "r01", "r02"):
         for name in ("start", "mask", "final"):
