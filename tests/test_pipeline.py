@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 import yaml
@@ -66,7 +67,7 @@ def test_pipeline_repro_cache_reuse_and_added_round(tmp_path):
     first = sh(root, "dvc", "repro")
     assert {"exp_transfer", "exp_combine", "exp_removal", "exp_optimizers", "exp_perturb",
             "prepare", "init", "rewind_point", "train_dense", "score@r01", "mask@r01", "rewind@r01", "train@r01",
-            "score@r02", "mask@r02", "rewind@r02", "train@r02", "supermask", "summary"} == ran(first)
+            "score@r02", "mask@r02", "rewind@r02", "train@r02", "supermask", "summary", "report"} == ran(first)
     for r in ("r00", "r01", "r02"):
         for name in ("start", "mask", "final"):
             assert (root / "data" / "rounds" / r / name / "trial-0.pt").is_file(), (r, name)
@@ -124,9 +125,20 @@ def test_pipeline_repro_cache_reuse_and_added_round(tmp_path):
 
     # one more round: only its four stages (and the summary) run
     more = sh(root, "dvc", "exp", "run", "-S", "+rounds.r03.prev=r02")
-    assert ran(more) == {"score@r03", "mask@r03", "rewind@r03", "train@r03", "summary"}
+    assert ran(more) == {"score@r03", "mask@r03", "rewind@r03", "train@r03", "summary", "report"}
     assert "r03" in json.loads((root / "metrics" / "summary.json").read_text())
     assert "Test accuracy vs weights remaining" in sh(root, "dvc", "plots", "show", "--json")
+    assert "Per-layer weights remaining" in sh(root, "dvc", "plots", "show", "--json")
+    assert (root / "report" / "accuracy.png").is_file() and (root / "report" / "masks.png").is_file()
+
+    # the report compares the experiments, read through dvc.api, labelled by the params that differ
+    sh(root, sys.executable, "-m", "lth", "report", "--all-experiments", "--out", "compare")
+    compare = pd.read_csv(root / "compare" / "summary.csv")
+    labels = set(compare["run"])
+    assert any("criterion=movement" in label and "mask1_action=signed_constant" in label for label in labels), labels
+    assert any("criterion=large_final" in label for label in labels), labels
+    assert compare.groupby("run")["round"].max().max() == 3  # the experiment with the added round
+    assert (compare.loc[compare["round"] == 0, "ticket_acc"].nunique()) == 1  # every experiment shares the dense round
 
 
 def test_params_yaml_of_the_project_is_valid_and_declares_20_rounds():
