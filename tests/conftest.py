@@ -5,12 +5,25 @@ from __future__ import annotations
 import os
 import pickle
 import struct
+import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+
+def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    """Run `python -m lth ARGS` in-process; returns (exit code, stdout, stderr)."""
+    from lth.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["lth", *args])
+    monkeypatch.setenv("COLUMNS", "200")
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    out, err = capsys.readouterr()
+    return exit_info.value.code or 0, out, err
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:

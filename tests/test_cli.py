@@ -9,20 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import fake_mnist
-from lth.cli import main
+from conftest import fake_mnist, run_cli
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    """Run `python -m lth ARGS` in-process; returns (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["lth", *args])
-    monkeypatch.setenv("COLUMNS", "200")
-    with pytest.raises(SystemExit) as exit_info:
-        main()
-    out, err = capsys.readouterr()
-    return exit_info.value.code or 0, out, err
 
 
 def test_module_entry_point_help_is_quick_and_lists_commands():

@@ -17,7 +17,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import tiny_splits
+from conftest import run_cli, tiny_splits
 from lth.errors import LthError
 from lth.settings import RunSettings, TrainSettings
 
@@ -297,17 +297,6 @@ def test_optimizer_sweep_runs_each_variant_and_tabulates(tmp_path):
 
 
 # --- CLI -------------------------------------------------------------------------------------------------
-
-
-def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    from lth.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["lth", *args])
-    monkeypatch.setenv("COLUMNS", "200")
-    with pytest.raises(SystemExit) as exit_info:
-        main()
-    out, err = capsys.readouterr()
-    return exit_info.value.code or 0, out, err
 
 
 def test_cli_experiments_end_to_end_on_mnist_5k(tmp_path, monkeypatch, capsys):

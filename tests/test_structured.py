@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
 
 import pytest
 import torch
-from conftest import tiny_splits
+from conftest import run_cli, tiny_splits
 from lth.compact import (
     OffsetConv,
     compact_network,
@@ -29,18 +28,6 @@ from lth.prune import kept_after, next_mask
 from lth.rounds import find_ticket, mask_round
 from lth.settings import RunSettings, defaults_for, replace
 from lth.structured import STRUCTURES, alive_units, structured_next_mask, unit_layers
-
-def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    """`python -m lth ARGS` in-process: (exit code, stdout, stderr)."""
-    from lth.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["lth", *args])
-    monkeypatch.setenv("COLUMNS", "200")
-    with pytest.raises(SystemExit) as exit_info:
-        main()
-    out, err = capsys.readouterr()
-    return exit_info.value.code or 0, out, err
-
 
 RATES = {"conv": 0.3, "fc": 0.3, "output": 0.1}
 SHAPES = {"lenet-300-100": (1, 28, 28), "conv-4": (3, 32, 32), "resnet-20": (3, 32, 32)}
