@@ -134,3 +134,22 @@ def test_cli_report_and_bad_source(tmp_path):
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert "nope" in bad.stderr and "DVC" in bad.stderr
     assert not (tmp_path / "rep2").exists()
+
+
+def test_compaction_results_of_lth_compact_are_tabled(tmp_path):
+    layout = fake_run(tmp_path / "run", rounds=2)
+    cpu = lambda ms: {"latency_ms": ms, "throughput": 1000 / ms, "batch_size": 1, "threads": 1}  # noqa: E731
+    rounds = [{"round": r, "trial": 0, "model": "lenet-test", "pruning": "structured", "weights_remaining": 100 - 40 * r,
+               "test_acc": 0.9, "params": {"dense": 1000, "masked_nonzero": 1000 - 400 * r, "compact": 1000 - 400 * r},
+               "macs": {"dense": 900, "masked_nonzero": 900 - 300 * r, "compact": 900 - 300 * r},
+               "file_bytes": {"dense": 4096, "compact": 4096 - 1024 * r},
+               "check": {"outputs_match": True}, "cpu": {"dense": cpu(2.0), "compact": cpu(2.0 - 0.5 * r)}}
+              for r in range(2)]
+    artifacts.write_json(layout.root / "compact.json", {"dense": {}, "rounds": rounds})
+    make_report([str(layout.root)], tmp_path / "report")
+    table = pd.read_csv(tmp_path / "report" / "compaction.csv").set_index("round")
+    assert table.loc[1, "params_pct"] == pytest.approx(60.0)
+    assert table.loc[1, "macs_pct"] == pytest.approx(100 * 600 / 900)
+    assert table.loc[1, "file_kib"] == pytest.approx(3.0)
+    assert table.loc[1, "speedup"] == pytest.approx(2.0 / 1.5)
+    assert "Compacted networks" in (tmp_path / "report" / "index.html").read_text()

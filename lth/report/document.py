@@ -107,6 +107,13 @@ def build_sections(runs: list["RunData"], folder: Path) -> list[Section]:
             mask_section.images.append(_save(figures.mask_figure(maps, run.label), folder, f"masks{suffix}.png"))
     sections.append(curves)
     sections += layer_sections
+    compaction = tables.compaction_table(runs)
+    if not compaction.empty:
+        compaction.to_csv(folder / "compaction.csv", index=False)
+        sections.append(Section("Compacted networks (`lth compact`)",
+                                "Dead neurons/channels removed: parameters and MACs as % of the dense network, file "
+                                "size, CPU latency per batch (dense vs compact) and whether outputs matched the "
+                                "masked network.", [], compaction, "compaction.csv"))
     if mask_section.images:
         sections.append(mask_section)
     return sections

@@ -31,6 +31,7 @@ class RunData:
     records: list[dict]
     load_mask: MaskLoader = field(repr=False, default=lambda trial, r: None)
     label: str = ""
+    compaction: list[dict] = field(default_factory=list)  # `lth compact` results per round, when it was run
 
     @property
     def model(self) -> str:
@@ -72,7 +73,9 @@ def from_run_dir(path: Path) -> RunData:
     layout = RunLayout(path)
     params = flatten(artifacts.read_json(layout.settings).get("settings", {}))
     records = _records_in(layout.root / "rounds")
-    return RunData(path.name or str(path), params, records, _mask_loader(layout.mask))
+    compacted = layout.root / "compact.json"  # written by `python -m lth compact RUN_DIR`
+    compaction = artifacts.read_json(compacted).get("rounds", []) if compacted.is_file() else []
+    return RunData(path.name or str(path), params, records, _mask_loader(layout.mask), compaction=compaction)
 
 
 def from_workspace(path: Path) -> RunData:

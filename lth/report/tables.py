@@ -82,3 +82,22 @@ def headline_table(arms: "pd.DataFrame") -> "pd.DataFrame":
             row[f"{arm}_acc"] = by_arm.loc[arm, "early_stop_test_acc_mean"]
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def compaction_table(runs: Iterable["RunData"]) -> "pd.DataFrame":
+    """What `lth compact` measured per round: size and CPU speed of the compacted vs the dense network."""
+    import pandas as pd
+
+    rows = []
+    for run in runs:
+        for c in run.compaction:
+            dense_ms, compact_ms = c["cpu"]["dense"]["latency_ms"], c["cpu"]["compact"]["latency_ms"]
+            rows.append({"run": run.label, "round": c["round"], "trial": c["trial"], "pruning": c["pruning"],
+                         "weights_remaining": c["weights_remaining"], "test_acc": c["test_acc"],
+                         "compact_params": c["params"]["compact"],
+                         "params_pct": 100 * c["params"]["compact"] / c["params"]["dense"],
+                         "macs_pct": 100 * c["macs"]["compact"] / c["macs"]["dense"],
+                         "file_kib": c["file_bytes"]["compact"] / 1024,
+                         "dense_ms": dense_ms, "compact_ms": compact_ms, "speedup": dense_ms / compact_ms,
+                         "outputs_match": c["check"]["outputs_match"]})
+    return pd.DataFrame(rows)
