@@ -141,18 +141,22 @@ def from_experiment(repo: str, name: str, rev: str) -> RunData:
                 blob = handle.read()
         except Exception:  # not in the local cache: the report simply has no mask picture for it
             return None
-        return _masks_from_bytes(blob, target)
+        return _masks_from_bytes(blob, f"{target} at {name}")
 
     return RunData(name, params, sorted(records, key=lambda rec: rec["round"]), load_mask)
 
 
 def _masks_from_bytes(blob: bytes, where: str):
+    """A mask file read through dvc.api, verified like any other; errors name the file in the repository."""
     import tempfile
 
     with tempfile.NamedTemporaryFile(suffix=".pt") as handle:
         handle.write(blob)
         handle.flush()
-        return artifacts.load_tensors(handle.name, "mask")
+        try:
+            return artifacts.load_tensors(handle.name, "mask")
+        except LthError as exc:
+            raise LthError(str(exc).replace(handle.name, where)) from None
 
 
 def resolve(sources: Iterable[str], repo: str = ".", all_experiments: bool = False) -> list[RunData]:
