@@ -389,15 +389,7 @@ def capture_cuda_graph(step: Callable[[], None], nets: Networks, optimizer: torc
     replay starts from exactly the state the eager loop would start from.
     """
     saved = [t.detach().clone() for t in nets.tensors()]
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for _ in range(3):
-            step()
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        step()
+    replay = record_cuda_graph(step)
     with torch.no_grad():
         for tensor, value in zip(nets.tensors(), saved):
             tensor.copy_(value)
@@ -406,4 +398,23 @@ def capture_cuda_graph(step: Callable[[], None], nets: Networks, optimizer: torc
                 if isinstance(value, Tensor):
                     value.zero_()
         running.zero_()
+    return replay
+
+
+def record_cuda_graph(step: Callable[[], None], warm_up: int = 3) -> Callable[[], None]:
+    """Run `warm_up` eager steps on a side stream, then record one step into a CUDA graph (CUDA only).
+
+    Kept apart from `capture_cuda_graph` so the rest of the graph path (capturable optimizer, learning
+    rate as a device tensor updated in place, the reset after warm-up, in-place checkpoint restore) can
+    be checked on any device with a stand-in that runs the warm-up steps and returns `step` itself.
+    """
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(warm_up):
+            step()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        step()
     return graph.replay
