@@ -5,6 +5,7 @@ Conv-6 on a CIFAR-shaped random set (3x32x32; only speed is measured). The basel
 LTH code uses: a DataLoader over PIL images with per-sample transforms, one network at a time.
 
     .venv/bin/python benchmarks/batched_speed.py [--networks 1 4 16 32] [--json results.json] [--device cpu]
+        [--precision fp32 bf16]
 """
 
 from __future__ import annotations
@@ -62,26 +63,27 @@ def per_step(run, steps: int) -> float:
     return (times[1] - times[0]) / steps
 
 
-def time_single(name, shape, splits, steps, lr, device) -> float:
+def time_single(name, shape, splits, steps, lr, device, precision="fp32") -> float:
     model = build_model(name, shape, 10, seed=0).to(device)
     mask = {k: v.to(device) for k, v in masks_for(model, 1)[0].items()}
 
     def run(count: int) -> None:
         train(model, mask, splits, TrainSettings(lr=lr, batch_size=60, duration=f"{count}it",
-                                                 eval_every=f"{count}it"), seed=0)
+                                                 eval_every=f"{count}it", precision=precision), seed=0)
         sync(device)
 
     return per_step(run, steps)
 
 
-def time_batched(name, shape, splits, steps, lr, count, device) -> float:
+def time_batched(name, shape, splits, steps, lr, count, device, precision="fp32") -> float:
     model = build_model(name, shape, 10, seed=0)
     state = {k: v.clone() for k, v in model.state_dict().items()}
     masks = masks_for(model, count)
 
     def run(iterations: int) -> None:
         train_batched(model, [state] * count, masks, splits, TrainSettings(lr=lr, batch_size=60,
-                      duration=f"{iterations}it", eval_every=f"{iterations}it"), list(range(count)))
+                      duration=f"{iterations}it", eval_every=f"{iterations}it", precision=precision),
+                      list(range(count)))
         sync(device)
 
     return per_step(run, steps)
@@ -146,6 +148,8 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=list(CASES))
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--steps-scale", type=float, default=1.0, help="multiply the number of timed steps")
+    parser.add_argument("--precision", nargs="+", default=["fp32"], choices=["fp32", "bf16"],
+                        help="train.precision of lth's trainers (the DataLoader baseline stays fp32)")
     parser.add_argument("--json", help="also write the figures here")
     args = parser.parse_args()
 
@@ -153,28 +157,33 @@ def main() -> None:
     where = torch.cuda.get_device_name() if device == "cuda" else f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
     results = {"machine": where, "torch": torch.__version__, "rows": []}
     print(f"# lth training speed on {where} (torch {torch.__version__})\n")
-    print("| model | trainer | networks | steps/s | µs per network-step | vs DataLoader |")
-    print("|---|---|---:|---:|---:|---:|")
+    print("| model | trainer | precision | networks | steps/s | µs per network-step | vs DataLoader |")
+    print("|---|---|---|---:|---:|---:|---:|")
     for name in args.models:
         shape, lr, cpu_steps, gpu_steps = CASES[name]
         steps = max(2, int((gpu_steps if device == "cuda" else cpu_steps) * args.steps_scale))
         splits = load_dataset("mnist-5k", "data/datasets").to(device) if shape[0] == 1 else cifar_like(device=device)
         baseline = time_dataloader(name, shape, splits, steps, lr, device)
-        rows = [("DataLoader + per-sample transforms", 1, baseline), ("lth single-network", 1,
-                time_single(name, shape, splits, steps, lr, device))]
-        for count in args.networks:
-            rows.append(("lth batched", count, time_batched(name, shape, splits, steps, lr, count, device)))
-        for trainer, count, seconds in rows:
+        rows = [("DataLoader + per-sample transforms", "fp32", 1, baseline)]
+        for precision in args.precision:
+            rows.append(("lth single-network", precision, 1,
+                         time_single(name, shape, splits, steps, lr, device, precision)))
+            for count in args.networks:
+                rows.append(("lth batched", precision, count,
+                             time_batched(name, shape, splits, steps, lr, count, device, precision)))
+        for trainer, precision, count, seconds in rows:
             per_network = seconds / count
-            print(f"| {name} | {trainer} | {count} | {1 / seconds:,.1f} | {1e6 * per_network:,.0f} | "
+            print(f"| {name} | {trainer} | {precision} | {count} | {1 / seconds:,.1f} | {1e6 * per_network:,.0f} | "
                   f"{baseline / per_network:.1f}x |")
-            results["rows"].append({"model": name, "trainer": trainer, "networks": count, "seconds_per_step": seconds,
-                                    "us_per_network_step": 1e6 * per_network, "speedup_vs_dataloader": baseline / per_network})
-        single = rows[1][2]
-        for trainer, count, seconds in rows[2:]:
-            if count > 1:
-                print(f"\n{name}: {count} networks batched = {count * single / seconds:.2f}x the throughput of "
-                      f"{count} sequential single-network runs", end="")
+            results["rows"].append({"model": name, "trainer": trainer, "precision": precision, "networks": count,
+                                    "seconds_per_step": seconds, "us_per_network_step": 1e6 * per_network,
+                                    "speedup_vs_dataloader": baseline / per_network})
+        for precision in args.precision:
+            single = next(r[3] for r in rows if r[0] == "lth single-network" and r[1] == precision)
+            for trainer, p, count, seconds in rows:
+                if trainer == "lth batched" and p == precision and count > 1:
+                    print(f"\n{name} ({precision}): {count} networks batched = {count * single / seconds:.2f}x the "
+                          f"throughput of {count} sequential single-network runs", end="")
         print("\n")
     if args.json:
         with open(args.json, "w") as handle:

@@ -105,6 +105,9 @@ def find_ticket(
     warmup: Optional[str] = typer.Option(None, help="Linear learning-rate warmup, a step string ('1000it')."),
     milestones: Optional[str] = typer.Option(None, help="Comma-separated steps where lr is multiplied by gamma."),
     eval_every: Optional[str] = typer.Option(None, help="Evaluate on validation and test every this many steps."),
+    precision: Optional[str] = typer.Option(
+        None, help="fp32 | bf16: bfloat16 autocast for forward and backward (weights, masks and optimizer stay "
+                   "fp32) [default: fp32]."),
     criterion: str = typer.Option("large_final", help="Mask criterion (see `python -m lth list criteria`)."),
     rewind: str = typer.Option("0it", help="Rewind survivors to their value at this step of the dense run."),
     mask1: Optional[str] = typer.Option(
@@ -157,6 +160,7 @@ def find_ticket(
         train__warmup=warmup,
         train__milestones=tuple(m.strip() for m in milestones.split(",") if m.strip()) if milestones is not None else None,
         train__eval_every=eval_every,
+        train__precision=precision,
         **_pruning_changes(pruning),
     )
     rates = _parse_rates(rate)
@@ -194,6 +198,7 @@ def _lead_find_ticket(settings, rounds: int, splits, processes, out: Path, quiet
         f"{len(splits.val_x)} val / {len(splits.test_x)} test), {settings.train.optimizer} lr {settings.train.lr}, "
         f"batch {settings.train.batch_size}, {settings.train.duration} per round, criterion {settings.criterion}, "
         f"{rounds} rounds on {torch_device}"
+        + (f", {settings.train.precision}" if settings.train.precision != "fp32" else "")
         + (f", {settings.trials} trials" if settings.trials > 1 else "")
         + (f", controls {', '.join(settings.controls)}" if settings.controls else "")
         + (f", {processes.size} processes ({processes.mode})" if processes.size > 1 else "")

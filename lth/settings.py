@@ -21,6 +21,7 @@ from lth.steps import Step
 
 PRUNING_METHODS = ("layerwise", "global")
 OPTIMIZER_NAMES = ("adam", "sgd", "radam")
+PRECISIONS = ("fp32", "bf16")  # bf16: forward and backward under bfloat16 autocast; weights and optimizer stay fp32
 RATE_KINDS = ("conv", "fc", "output")
 MAX_TRIALS = 64
 MAX_SEED = 2**62  # derived seeds stay below 2**62; torch generators take at most 2**64 - 1 (we add 1)
@@ -41,6 +42,7 @@ class TrainSettings:
     milestones: tuple[str, ...] = ()
     gamma: float = 0.1
     eval_every: str = "100it"
+    precision: str = "fp32"
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,8 @@ class RunSettings:
         data = _plain(dataclasses.asdict(self))
         if data["pruning"] == "unstructured":  # omitted at its default: older run directories keep their fingerprint
             del data["pruning"]
+        if data["train"]["precision"] == "fp32":  # likewise
+            del data["train"]["precision"]
         return data
 
     def fingerprint(self) -> str:
@@ -99,6 +103,7 @@ class RunSettings:
         _choice("mask-1 action", self.mask1_action, KEPT_ACTIONS)
         _choice("mask-0 action", self.mask0_action, PRUNED_ACTIONS)
         _choice("optimizer", self.train.optimizer, OPTIMIZER_NAMES)
+        _choice("precision", self.train.precision, PRECISIONS)
         _choice("pruning method", self.prune.method, PRUNING_METHODS)
         from lth.structured import GRANULARITIES
 

@@ -14,6 +14,7 @@ exactly at their frozen value (zero, or θ0 for the freezing mask-0 actions) aft
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Mapping, Optional, Protocol, Sequence, Union
@@ -43,6 +44,10 @@ OPTIMIZERS: dict[str, Callable[[list[Tensor], TrainSettings, Lr, bool], torch.op
     "radam": lambda p, s, lr, graph: torch.optim.RAdam(p, lr=lr, weight_decay=s.weight_decay, foreach=True,
                                                        capturable=graph),
 }
+
+# settings.train.precision -> the autocast dtype of forward and backward (None: plain fp32). Weights, gradients
+# and optimizer state stay fp32 either way, so masks and the optimizer's arithmetic are unchanged.
+AUTOCAST_DTYPES: dict[str, Optional[torch.dtype]] = {"fp32": None, "bf16": torch.bfloat16}
 
 ProgressFn = Callable[[int, int, Optional[dict]], None]
 
@@ -110,7 +115,9 @@ class SingleNetwork:
         return [*self.model.parameters(), *self.model.buffers()]
 
     def state(self, i: int) -> dict[str, Tensor]:
-        return {k: v.detach().clone().cpu() for k, v in self.model.state_dict().items()}
+        # saved in the standard layout whatever layout training used (channels_last on CUDA)
+        return {k: v.detach().clone(memory_format=torch.contiguous_format).cpu()
+                for k, v in self.model.state_dict().items()}
 
 
 class DataParallel(Protocol):
@@ -144,6 +151,30 @@ def cuda_graphs_enabled(device: torch.device) -> bool:
     return device.type == "cuda" and os.environ.get("LTH_CUDA_GRAPHS", "1") != "0"
 
 
+def channels_last_wanted(nets: "Networks", device: torch.device) -> bool:
+    """NHWC layout for a convolutional network on CUDA, where cuDNN's fastest (tensor-core) kernels want it.
+
+    Only on the single-network path: vmap's convolution rule folds the stacked networks into channel
+    groups, which has no channels-last form. On the CPU the standard layout stays (results bit-identical
+    to earlier runs, and oneDNN gains little at these sizes).
+    """
+    return (device.type == "cuda" and isinstance(nets, SingleNetwork)
+            and any(isinstance(m, nn.Conv2d) for m in nets.model.modules()))
+
+
+def autocast(device: torch.device, precision: str) -> Callable[[], contextlib.AbstractContextManager]:
+    """A context factory for the forward pass at `precision` ('fp32': no autocast at all).
+
+    The weight-cast cache is off: inside a CUDA graph a cached cast would be recorded once and go stale.
+    """
+    if precision not in AUTOCAST_DTYPES:
+        raise unknown_choice("precision", precision, AUTOCAST_DTYPES)
+    dtype = AUTOCAST_DTYPES[precision]
+    if dtype is None:
+        return contextlib.nullcontext
+    return lambda: torch.autocast(device.type, dtype=dtype, cache_enabled=False)
+
+
 def iterations_per_epoch(num_train: int, batch_size: int) -> int:
     """Full batches per epoch (the last partial batch is dropped, so every step has the same shape)."""
     if batch_size > num_train:
@@ -165,13 +196,19 @@ def lr_factor(iteration: int, warmup: int, milestones: list[int], gamma: float) 
 
 
 @torch.no_grad()
-def evaluate(nets: Networks, x: Tensor, y: Tensor, batch_size: int = 2000) -> tuple[Tensor, Tensor]:
-    """Per-network (mean cross-entropy, accuracy) over a resident dataset, in large batches: (N,) tensors."""
+def evaluate(nets: Networks, x: Tensor, y: Tensor, batch_size: int = 2000,
+             precision: str = "fp32") -> tuple[Tensor, Tensor]:
+    """Per-network (mean cross-entropy, accuracy) over a resident dataset, in large batches: (N,) tensors.
+
+    At the precision the networks train at, so the curve measures the network as trained.
+    """
     nets.set_training(False)
+    cast = autocast(x.device, precision)
     loss = torch.zeros(nets.count, device=x.device, dtype=torch.float64)
     correct = torch.zeros(nets.count, device=x.device, dtype=torch.long)
     for start in range(0, len(x), batch_size):
-        out = nets.shared(x[start : start + batch_size])
+        with cast():
+            out = nets.shared(x[start : start + batch_size]).float()
         target = y[start : start + batch_size].expand(nets.count, -1)
         loss += F.cross_entropy(out.flatten(0, 1), target.flatten(), reduction="none").view(nets.count, -1).sum(1)
         correct += (out.argmax(dim=2) == target).sum(1)
@@ -238,6 +275,10 @@ def run_training(
     if batch % world:
         raise LthError(f"bad batch_size {batch}: it must split evenly over the {world} processes")
     local = batch // world  # this process's share of every batch
+    channels_last = channels_last_wanted(nets, device)
+    if channels_last:
+        nets.model.to(memory_format=torch.channels_last)
+    cast = autocast(device, settings.precision)
     if parallel:
         nets = parallel.wrap(nets)
     total = Step.parse(settings.duration).to_iterations(per_epoch)
@@ -249,7 +290,8 @@ def run_training(
 
     names = list(masks[0])
     weights = [nets.params[name] for name in names]
-    multipliers = [nets.stack([m[name] for m in masks]).to(device=device, dtype=w.dtype)
+    # in the weights' own layout (channels_last or not), so the fused multiplies run at full speed
+    multipliers = [torch.empty_like(w, requires_grad=False).copy_(nets.stack([m[name] for m in masks]))
                    for name, w in zip(names, weights)]
     # Masked-out weights are zero, or with hold_pruned held at their starting values (θ0 for the
     # mask-0 action "freeze_init", ...): after each step w <- w * mask (+ held).
@@ -278,7 +320,10 @@ def run_training(
 
     def step() -> None:
         x = augmented if augmented is not None else splits.train_x[batch_index]
-        logits = nets(x)
+        if channels_last:  # (1, B, C, H, W): the one network sees x[0], made a channels-last batch
+            x = x[0].contiguous(memory_format=torch.channels_last).unsqueeze(0)
+        with cast():
+            logits = nets(x).float()
         losses = F.cross_entropy(logits.flatten(0, 1), splits.train_y[batch_index].flatten(),
                                  reduction="none").view(count, local).mean(1)
         optimizer.zero_grad(set_to_none=False)
@@ -314,9 +359,9 @@ def run_training(
 
     def measure(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         if parallel is None:
-            return evaluate(nets, x, y)
+            return evaluate(nets, x, y, precision=settings.precision)
         share = slice(rank * len(x) // world, (rank + 1) * len(x) // world)
-        loss, acc = evaluate(nets, x[share], y[share])
+        loss, acc = evaluate(nets, x[share], y[share], precision=settings.precision)
         size = len(x[share])
         totals = torch.stack([loss * size, (acc * size).round()])  # summed loss, correct predictions
         parallel.sum_(totals)

@@ -52,3 +52,29 @@ def test_cuda_graph_batched_with_batchnorm_and_augmentation(monkeypatch):
     for a, b in zip(out["1"], out["0"]):
         for name in a.state:
             assert torch.allclose(a.state[name].float(), b.state[name].float(), atol=1e-4), name
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_cuda_graph_conv_net_channels_last_equals_eager(monkeypatch, precision):
+    """One conv net on CUDA trains in channels-last layout inside the graph, in fp32 or under bf16 autocast."""
+    from torch import nn
+
+    from lth import train as trainer
+
+    splits = tiny_splits(n_train=40, n_eval=10, shape=(3, 32, 32)).to("cuda")
+    settings = TrainSettings(optimizer="adam", lr=1e-3, batch_size=10, duration="12it", eval_every="4it",
+                             precision=precision)
+    out = {}
+    for graphs in ("1", "0"):
+        monkeypatch.setenv("LTH_CUDA_GRAPHS", graphs)
+        model = build_model("conv-2", (3, 32, 32), 10, seed=0).to("cuda")
+        mask = {k: v.cuda() for k, v in masked(model).items()}
+        out[graphs] = train(model, mask, splits, settings, seed=0)
+        conv = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+        assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+        for name, m in mask.items():
+            assert (out[graphs].state[name][~m.cpu()] == 0).all()
+    assert trainer.channels_last_wanted(trainer.SingleNetwork(model), torch.device("cuda"))
+    tolerance = dict(rtol=1e-3, atol=1e-4) if precision == "fp32" else dict(rtol=0.05, atol=2e-2)
+    for name, tensor in out["0"].state.items():
+        torch.testing.assert_close(out["1"].state[name], tensor, **tolerance, msg=name)

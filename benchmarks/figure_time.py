@@ -1,0 +1,83 @@
+"""How long Frankle & Carbin's LeNet figure takes here: trials x (ticket + controls) x rounds of IMP.
+
+Runs the real `find_ticket` (all trials and control arms of a round batched, CUDA graphs on a GPU) for
+a few short rounds on mnist-5k, times the dense round and the pruned rounds separately, and projects
+the time of the full figure (default: 5 trials, reinit control, 21 rounds of 50,000 iterations) from
+the measured seconds per iteration. The projection is printed as such, beside what was measured.
+
+    .venv/bin/python benchmarks/figure_time.py [--iterations 2000] [--rounds 3] [--device cuda] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from lth.datasets import load_dataset
+from lth.rounds import SilentReporter, find_ticket
+from lth.settings import defaults_for, replace
+from lth.train import resolve_device
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="lenet-300-100")
+    parser.add_argument("--trials", type=int, default=5)
+    parser.add_argument("--control", nargs="*", default=["reinit"])
+    parser.add_argument("--iterations", type=int, default=2000, help="iterations per measured round")
+    parser.add_argument("--rounds", type=int, default=3, help="measured rounds, the dense one included (>= 2)")
+    parser.add_argument("--figure-rounds", type=int, default=21)
+    parser.add_argument("--figure-iterations", type=int, default=50_000)
+    parser.add_argument("--precision", default="fp32")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--json", help="also write the figures here")
+    args = parser.parse_args()
+    if args.rounds < 2:
+        parser.error("--rounds must be at least 2: the dense round and one pruned round")
+
+    device = resolve_device(args.device)
+    splits = load_dataset("mnist-5k", "data/datasets").to(device)
+    settings = replace(defaults_for(args.model, "mnist-5k"), trials=args.trials, controls=tuple(args.control),
+                       train__duration=f"{args.iterations}it", train__precision=args.precision).validate()
+    networks = args.trials * (1 + len(args.control))
+    with tempfile.TemporaryDirectory() as out:
+        sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+        start = time.perf_counter()
+        find_ticket(settings, 1, Path(out), splits, SilentReporter())  # round 0: the dense tickets only
+        sync()
+        dense = time.perf_counter() - start
+        start = time.perf_counter()
+        find_ticket(settings, args.rounds, Path(out), splits, SilentReporter())  # continues with rounds 1..
+        sync()
+        pruned = (time.perf_counter() - start) / (args.rounds - 1)
+    scale = args.figure_iterations / args.iterations
+    projected = (dense + (args.figure_rounds - 1) * pruned) * scale
+    where = torch.cuda.get_device_name() if device.type == "cuda" else f"{platform.machine()} CPU, " \
+                                                                        f"{torch.get_num_threads()} threads"
+    result = {
+        "machine": where, "torch": torch.__version__, "model": args.model, "precision": args.precision,
+        "trials": args.trials, "controls": args.control, "networks_per_pruned_round": networks,
+        "measured_iterations_per_round": args.iterations, "measured_rounds": args.rounds,
+        "dense_round_seconds": dense, "pruned_round_seconds": pruned,
+        "network_steps_per_second": networks * args.iterations / pruned,
+        "projected_figure_minutes": projected / 60,
+        "figure": f"{args.trials} trials x {1 + len(args.control)} arms x {args.figure_rounds} rounds x "
+                  f"{args.figure_iterations} iterations",
+    }
+    print(f"# {args.model} IMP figure on {where} (torch {torch.__version__}, {args.precision})\n")
+    print(f"measured: dense round ({args.trials} networks, {args.iterations} it) {dense:.1f} s; pruned round "
+          f"({networks} networks, {args.iterations} it) {pruned:.1f} s = {result['network_steps_per_second']:,.0f} "
+          f"network-steps/s (evaluation every 100 it, pruning and rewinding included)")
+    print(f"projected from these: {result['figure']} = {projected / 60:.1f} minutes")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
