@@ -268,6 +268,33 @@ def test_perturb_experiment_arms():
     assert silent["perturbed"]["val_loss"] == results["plain"]["val_loss"]  # zero noise: exactly plain training
     with pytest.raises(LthError, match="unknown noise 'pink'"):
         PerturbSettings(noise="pink").validate()
+
+
+def test_dropout_arm_is_reproducible_whatever_the_global_random_state():
+    """The dropout arm draws from its own seeded generator: two runs (two processes) agree exactly."""
+    from lth.experiments.perturb import DropoutNetwork, PerturbSettings, perturb_experiment
+    from lth.models import build_model
+
+    splits = tiny_splits()
+    init = build_model("lenet-300-100", splits.input_shape, 10, 0).state_dict()
+    settings = dataclasses.replace(FAST, duration="12it", eval_every="6it")
+    runs = []
+    for global_seed in (1, 2):
+        torch.manual_seed(global_seed)  # as if in another process
+        runs.append(perturb_experiment("lenet-300-100", init, splits, settings, PerturbSettings(fraction=0.3), 0))
+    assert runs[0]["dropout"] == runs[1]["dropout"]
+    model = build_model("lenet-300-100", splits.input_shape, 10, 0)
+    nets = DropoutNetwork(model, 0.3, seed=0)
+    hidden = []
+    model.fc1.register_forward_hook(lambda m, i, out: hidden.append(out))
+    model.train()
+    nets(splits.train_x[:60].unsqueeze(0))
+    dropped = (hidden[0] == 0).float().mean().item()
+    assert 0.25 < dropped < 0.35, dropped
+    model.eval()
+    hidden.clear()
+    out = model(splits.train_x[:60])
+    assert (hidden[0] != 0).all(), "no dropout at evaluation"
     with pytest.raises(LthError, match="criterion 'snip' needs data"):
         PerturbSettings(criterion="snip").validate()
 

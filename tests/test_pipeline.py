@@ -33,7 +33,7 @@ def ran(output: str) -> set[str]:
     return set(re.findall(r"Running stage '([^']+)'", output))
 
 
-def tiny_project(root: Path, rounds: int = 2) -> Path:
+def tiny_project(root: Path, rounds: int = 2, **changes) -> Path:
     """A git + DVC clone of the project with a small params.yaml (same pipeline, fewer rounds and steps)."""
     root.mkdir(parents=True)
     for name in ("dvc.yaml", "params.yaml", ".dvcignore", "lth", "stages"):
@@ -53,6 +53,7 @@ def tiny_project(root: Path, rounds: int = 2) -> Path:
     params["experiments"]["removal"]["max_tickets"] = 2
     params["experiments"]["optimizers"].update(rounds=2, variants={"radam-no-warmup": {"optimizer": "radam"}})
     params["device"] = "cpu"
+    params.update(changes)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     sh(root, "git", "init", "-q")
     sh(root, "git", "config", "user.name", "lth tests")
@@ -139,6 +140,46 @@ def test_pipeline_repro_cache_reuse_and_added_round(tmp_path):
     assert any("criterion=large_final" in label for label in labels), labels
     assert compare.groupby("run")["round"].max().max() == 3  # the experiment with the added round
     assert (compare.loc[compare["round"] == 0, "ticket_acc"].nunique()) == 1  # every experiment shares the dense round
+
+
+def test_pipeline_trains_three_trials_and_both_controls_batched(tmp_path):
+    """`trials: 3, controls: [reinit, random-prune]`: every round's 9 networks trained together by the
+    train stages, each trial with its own θ0 and masks, bit-identical to the one-process runner."""
+    root = tiny_project(tmp_path / "project", rounds=2, trials=3, controls=["reinit", "random-prune"])
+    first = sh(root, "dvc", "repro", "summary")
+    assert {"train_dense", "train@r01", "train@r02", "summary"} <= ran(first)
+    from lth import artifacts
+    from lth.artifacts import RunLayout
+    from lth.datasets import load_dataset
+    from lth.rounds import find_ticket
+
+    settings = load_params(root / "params.yaml").settings
+    assert settings.trials == 3 and settings.controls == ("reinit", "random-prune")
+    cli = RunLayout(tmp_path / "cli")
+    find_ticket(settings, 3, cli.root, load_dataset("mnist-5k", tmp_path))
+    for i, r in enumerate(("r00", "r01", "r02")):
+        record = json.loads((root / "metrics" / "rounds" / f"{r}.json").read_text())
+        arms = ["ticket"] if i == 0 else ["ticket", "reinit", "random-prune"]
+        assert sorted((n["trial"], n["arm"]) for n in record["networks"]) == sorted(
+            (t, a) for t in range(3) for a in arms), r
+        masks = []
+        for t in range(3):
+            ours = artifacts.load_tensors(root / "data" / "rounds" / r / "mask" / f"trial-{t}.pt", "mask")
+            theirs = artifacts.load_tensors(cli.mask(t, i), "mask")
+            assert all(torch.equal(ours[k], theirs[k]) for k in ours), (r, t)
+            masks.append(ours)
+            final = artifacts.load_tensors(root / "data" / "rounds" / r / "final" / f"trial-{t}.pt", "weights")
+            assert all(torch.count_nonzero(final[k][~ours[k].bool()]) == 0 for k in ours), (r, t)
+            kept = sum(int(m.sum()) for m in ours.values())
+            expected = {"r00": 266200, "r01": 0.8 * 265200 + 0.9 * 1000, "r02": 0.64 * 265200 + 0.81 * 1000}[r]
+            assert kept == pytest.approx(expected, abs=2), (r, t)
+        if i > 0:
+            assert not torch.equal(masks[0]["fc1.weight"], masks[1]["fc1.weight"]), "each trial its own mask"
+    summary = json.loads((root / "metrics" / "summary.json").read_text())
+    record = json.loads((root / "metrics" / "rounds" / "r02.json").read_text())
+    tickets = [n["test_acc"] for n in record["networks"] if n["arm"] == "ticket"]
+    assert summary["r02"]["test_acc"] == pytest.approx(sum(tickets) / 3)
+    assert {"reinit", "random-prune"} <= set(summary["r02"])
 
 
 def test_params_yaml_of_the_project_is_valid_and_declares_20_rounds():

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from typing import Callable, Mapping, Optional
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lth.errors import LthError, unknown_choice
@@ -137,14 +136,22 @@ class DropoutNetwork(SingleNetwork):
     """One network with dropout (probability p) on the outputs of every hidden Linear/Conv2d layer while training.
 
     Dropping a pre-activation equals dropping the ReLU unit after it (relu(0) = 0, the 1/(1-p) rescale is positive).
+    The units dropped come from the network's own seeded generator (F.dropout would draw from the global one),
+    so the same seed drops the same units in every run and every process.
     """
 
-    def __init__(self, model: nn.Module, p: float):
+    def __init__(self, model: nn.Module, p: float, seed: int):
         super().__init__(model)
+        device = next(model.parameters()).device
+        self.generator = torch.Generator(device=device).manual_seed(derive_seed(seed, "dropout"))
         output = getattr(model, "output_layer", "")
         for name, module in model.named_modules():
             if isinstance(module, (nn.Linear, nn.Conv2d)) and name != output:
-                module.register_forward_hook(lambda m, _i, out: F.dropout(out, p, training=m.training))
+                module.register_forward_hook(lambda m, _i, out: self._drop(out, p) if m.training else out)
+
+    def _drop(self, out: Tensor, p: float) -> Tensor:
+        keep = torch.rand(out.shape, generator=self.generator, device=out.device) >= p
+        return out * keep.to(out.dtype) / (1 - p)
 
 
 ARMS = ("plain", "dropout", "perturbed")
@@ -182,7 +189,7 @@ def perturb_experiment(model_name: str, init: Mapping[str, Tensor], splits, trai
         model.to(device)
         mask = {n: torch.ones_like(p, dtype=torch.bool) for n, p in model.named_parameters()
                 if n in model.prunable_layers()}
-        nets = {"plain": lambda: SingleNetwork(model), "dropout": lambda: DropoutNetwork(model, settings.fraction),
+        nets = {"plain": lambda: SingleNetwork(model), "dropout": lambda: DropoutNetwork(model, settings.fraction, seed),
                 "perturbed": lambda: PerturbedNetwork(model, init, per_epoch, settings, seed)}[arm]()
         with _eager():
             result = run_training(nets, [mask], splits, train_settings, [seed])[0]
