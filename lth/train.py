@@ -326,7 +326,7 @@ def run_training(
             logits = nets(x).float()
         losses = F.cross_entropy(logits.flatten(0, 1), splits.train_y[batch_index].flatten(),
                                  reduction="none").view(count, local).mean(1)
-        optimizer.zero_grad(set_to_none=False)
+        optimizer.zero_grad(set_to_none=not graph)  # a replayed graph needs its gradient tensors kept
         losses.sum().backward()
         with torch.no_grad():
             torch._foreach_mul_([w.grad for w in weights], multipliers)
