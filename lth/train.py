@@ -6,7 +6,8 @@ stacked networks (`lth.batched`, one vmapped step for all trials and control arm
 Why it is fast: no DataLoader and no per-sample transforms (a batch is one index into a resident
 tensor), masks applied with fused foreach multiplies, no host sync per step (running losses stay on
 the device until an evaluation), and on CUDA the whole step (gather, forward, backward, optimizer,
-masks) is captured once as a CUDA graph and replayed.
+masks) is captured once as a CUDA graph and replayed; one conv net trains in channels-last layout there, and
+`train.precision: bf16` runs forward and backward under bfloat16 autocast (weights and optimizer stay fp32).
 Why it is correct: gradients of pruned weights are zeroed before the optimizer step (so Adam's
 moments never see them) and the weights are reset by the mask after it, so pruned weights stay
 exactly at their frozen value (zero, or θ0 for the freezing mask-0 actions) after every step.
@@ -155,8 +156,8 @@ def channels_last_wanted(nets: "Networks", device: torch.device) -> bool:
     """NHWC layout for a convolutional network on CUDA, where cuDNN's fastest (tensor-core) kernels want it.
 
     Only on the single-network path: vmap's convolution rule folds the stacked networks into channel
-    groups, which has no channels-last form. On the CPU the standard layout stays (results bit-identical
-    to earlier runs, and oneDNN gains little at these sizes).
+    groups, which has no channels-last form. On the CPU the standard layout stays, so CPU results stay
+    bit-identical to those of earlier versions.
     """
     return (device.type == "cuda" and isinstance(nets, SingleNetwork)
             and any(isinstance(m, nn.Conv2d) for m in nets.model.modules()))
