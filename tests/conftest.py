@@ -113,6 +113,15 @@ def offline(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(urllib.request, "urlopen", no_network)
 
 
+def random_mask(model, keep: float = 0.5, seed: int = 0):
+    """A seeded random mask over the model's prunable layers, keeping about `keep` of each."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    return {n: torch.rand(p.shape, generator=g) < keep for n, p in model.named_parameters()
+            if n in model.prunable_layers()}
+
+
 def tiny_splits(n_train: int = 120, n_eval: int = 40, shape: tuple[int, int, int] = (1, 28, 28), classes: int = 10,
                 augment: bool = False):
     """A small random dataset (already normalised tensors) for exercising training mechanics quickly."""

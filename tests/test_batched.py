@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import tiny_splits
+from conftest import random_mask, tiny_splits
 from lth import artifacts
 from lth.artifacts import RunLayout
 from lth.batched import train_batched
@@ -14,12 +14,6 @@ from lth.models import build_model
 from lth.rounds import TICKET, find_ticket
 from lth.settings import TrainSettings, defaults_for, replace
 from lth.train import train
-
-
-def random_mask(model, keep, seed):
-    g = torch.Generator().manual_seed(seed)
-    return {n: torch.rand(p.shape, generator=g) < keep for n, p in model.named_parameters()
-            if n in model.prunable_layers()}
 
 
 @pytest.mark.parametrize(

@@ -5,19 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import tiny_splits
+from conftest import random_mask, tiny_splits
 from lth.batched import train_batched
 from lth.models import build_model
 from lth.settings import TrainSettings
 from lth.train import train
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU; CPU runs use the eager loop")
-
-
-def masked(model, keep=0.5):
-    g = torch.Generator().manual_seed(0)
-    return {n: torch.rand(p.shape, generator=g) < keep for n, p in model.named_parameters()
-            if n in model.prunable_layers()}
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "sgd", "radam"])
@@ -29,7 +23,7 @@ def test_cuda_graph_step_equals_eager(monkeypatch, optimizer):
     for graphs in ("1", "0"):
         monkeypatch.setenv("LTH_CUDA_GRAPHS", graphs)
         model = build_model("lenet-300-100", (1, 28, 28), 10, seed=0)
-        mask = masked(model)
+        mask = random_mask(model)
         model.to("cuda")
         results[graphs] = train(model, {k: v.cuda() for k, v in mask.items()}, splits, settings, seed=0)
         for name, m in mask.items():
@@ -43,7 +37,7 @@ def test_cuda_graph_batched_with_batchnorm_and_augmentation(monkeypatch):
     splits = tiny_splits(n_train=40, n_eval=10, shape=(3, 32, 32), augment=True).to("cuda")
     model = build_model("resnet-20", (3, 32, 32), 10, seed=0)
     starts = [build_model("resnet-20", (3, 32, 32), 10, seed=s).state_dict() for s in (0, 1)]
-    masks = [masked(model), masked(model, 0.3)]
+    masks = [random_mask(model), random_mask(model, 0.3)]
     settings = TrainSettings(optimizer="sgd", lr=0.05, momentum=0.9, batch_size=10, duration="8it", eval_every="4it")
     out = {}
     for graphs in ("1", "0"):
@@ -68,7 +62,7 @@ def test_cuda_graph_conv_net_channels_last_equals_eager(monkeypatch, precision):
     for graphs in ("1", "0"):
         monkeypatch.setenv("LTH_CUDA_GRAPHS", graphs)
         model = build_model("conv-2", (3, 32, 32), 10, seed=0).to("cuda")
-        mask = {k: v.cuda() for k, v in masked(model).items()}
+        mask = {k: v.cuda() for k, v in random_mask(model).items()}
         out[graphs] = train(model, mask, splits, settings, seed=0)
         conv = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
         assert conv.weight.is_contiguous(memory_format=torch.channels_last)

@@ -15,7 +15,7 @@ import signal
 import pytest
 import torch
 
-from conftest import tiny_splits
+from conftest import random_mask, tiny_splits
 from lth import train as trainer
 from lth.batched import train_batched
 from lth.interrupt import Interrupted, graceful_stop
@@ -41,12 +41,6 @@ def graph_path(monkeypatch):
     return warm_ups
 
 
-def masked(model, keep, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return {n: torch.rand(p.shape, generator=g) < keep for n, p in model.named_parameters()
-            if n in model.prunable_layers()}
-
-
 SCHEDULED = dict(batch_size=20, duration="24it", eval_every="6it", warmup="5it", milestones=("15it",))
 
 
@@ -68,7 +62,7 @@ def test_graph_path_equals_eager_loop(graph_path, monkeypatch, settings):
                 real = trainer.make_optimizer
                 monkeypatch.setattr(trainer, "make_optimizer", lambda p, s, graph=False: real(p, s, True))
         model = build_model("lenet-300-100", (1, 28, 28), 10, seed=0)
-        mask = masked(model, 0.4)
+        mask = random_mask(model, 0.4)
         out[mode] = trainer.train(model, mask, splits, settings, seed=3, rewind_at=7)
         for name, keep in mask.items():
             assert torch.count_nonzero(out[mode].state[name][~keep]) == 0, f"{mode}: pruned weights of {name} moved"
@@ -105,7 +99,7 @@ def test_graph_path_schedule_moves_the_device_learning_rate(graph_path, monkeypa
         lrs.append(float(groups[0]["lr"]))
 
     model = build_model("lenet-300-100", (1, 28, 28), 10, seed=0)
-    trainer.train(model, masked(model, 0.5), tiny_splits(), settings, seed=0, progress=progress)
+    trainer.train(model, random_mask(model, 0.5), tiny_splits(), settings, seed=0, progress=progress)
     assert isinstance(lr_tensors[0], torch.Tensor) and all(t is lr_tensors[0] for t in lr_tensors), \
         "the schedule must fill the one lr tensor the graph reads, never replace it"
     # lrs[i] is the rate after i steps: linear warm-up over 4 steps, then x0.1 from step 8 on
@@ -117,7 +111,7 @@ def test_graph_path_batched_networks_with_batchnorm_equal_eager(graph_path, monk
     splits = tiny_splits(n_train=24, n_eval=8, shape=(3, 16, 16), augment=True)
     template = build_model("resnet-20", (3, 16, 16), 10, seed=0)
     starts = [build_model("resnet-20", (3, 16, 16), 10, seed=s).state_dict() for s in (0, 1)]
-    masks = [masked(template, 0.5), masked(template, 0.3, seed=1)]
+    masks = [random_mask(template, 0.5), random_mask(template, 0.3, seed=1)]
     settings = TrainSettings(optimizer="sgd", lr=0.05, momentum=0.9, batch_size=8, duration="6it", eval_every="3it")
     graph = train_batched(template, starts, masks, splits, settings, [0, 1])
     monkeypatch.setattr(trainer, "cuda_graphs_enabled", lambda device: False)

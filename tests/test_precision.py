@@ -12,18 +12,12 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import fake_mnist, run_cli, tiny_splits
+from conftest import fake_mnist, random_mask, run_cli, tiny_splits
 from lth import train as trainer
 from lth.batched import train_batched
 from lth.errors import LthError
 from lth.models import build_model
 from lth.settings import RunSettings, TrainSettings, defaults_for, from_dict, replace
-
-
-def masked(model, keep, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return {n: torch.rand(p.shape, generator=g) < keep for n, p in model.named_parameters()
-            if n in model.prunable_layers()}
 
 
 def output_dtypes(model):
@@ -43,7 +37,7 @@ def test_bf16_computes_in_bfloat16_keeps_masks_exact_and_stays_close_to_fp32():
     runs = {}
     for precision in ("fp32", "bf16"):
         model = build_model("lenet-300-100", (1, 28, 28), 10, seed=0)
-        mask = masked(model, 0.3)
+        mask = random_mask(model, 0.3)
         dtypes = output_dtypes(model)
         runs[precision] = trainer.train(model, mask, splits, TrainSettings(**{**SETTINGS.__dict__,
                                                                               "precision": precision}), seed=1)
@@ -83,7 +77,7 @@ def test_bf16_batched_networks_compute_as_single_bf16_networks():
 
     settings = TrainSettings(optimizer="sgd", lr=0.05, momentum=0.9, batch_size=20, duration="12it",
                              eval_every="6it", precision="bf16")
-    masks = [masked(models[0], 0.5, seed=s) for s in (0, 1)]
+    masks = [random_mask(models[0], 0.5, seed=s) for s in (0, 1)]
     together = train_batched(models[0], starts, masks, splits, settings, [0, 1])
     for i, model in enumerate(models):
         alone = trainer.train(model, masks[i], splits, settings, seed=i)
@@ -102,7 +96,7 @@ def test_channels_last_layout_gives_the_standard_layouts_result(monkeypatch):
         monkeypatch.setattr(trainer, "channels_last_wanted",
                             lambda nets, device, on=layout == "nhwc": on and trainer.SingleNetwork is type(nets))
         model = build_model("conv-2", (3, 16, 16), 10, seed=0)
-        mask = masked(model, 0.5)
+        mask = random_mask(model, 0.5)
         conv = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
         formats = []
         conv.register_forward_pre_hook(lambda m, args: formats.append(

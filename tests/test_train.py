@@ -5,16 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import tiny_splits
+from conftest import random_mask, tiny_splits
 from lth.models import build_model
 from lth.settings import TrainSettings
 from lth.train import lr_factor, train
-
-
-def random_mask(model, keep: float = 0.3, seed: int = 0):
-    g = torch.Generator().manual_seed(seed)
-    return {name: torch.rand(p.shape, generator=g) < keep for name, p in model.named_parameters()
-            if name in model.prunable_layers()}
 
 
 @pytest.mark.parametrize(
@@ -33,7 +27,7 @@ def test_pruned_weights_stay_exactly_zero_through_every_step(settings, monkeypat
     splits = tiny_splits()
     model = build_model("lenet-300-100", (1, 28, 28), 10, seed=0)
     theta0 = {k: v.clone() for k, v in model.state_dict().items()}
-    mask = random_mask(model)
+    mask = random_mask(model, keep=0.3)
     params = dict(model.named_parameters())
     checks = []
 
@@ -69,7 +63,7 @@ def test_adam_moments_of_pruned_weights_stay_zero(monkeypatch):
     monkeypatch.setattr(T, "make_optimizer", spy)
     splits = tiny_splits()
     model = build_model("lenet-300-100", (1, 28, 28), 10, seed=0)
-    mask = random_mask(model)
+    mask = random_mask(model, keep=0.3)
     train(model, mask, splits, TrainSettings(batch_size=20, duration="25it"), seed=0)
     names = {id(p): n for n, p in model.named_parameters()}
     checked = 0
