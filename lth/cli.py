@@ -96,9 +96,9 @@ def find_ticket(
     epochs: Optional[int] = typer.Option(None, help="Training length per round in epochs."),
     iterations: Optional[int] = typer.Option(None, help="Training length per round in iterations."),
     duration: Optional[str] = typer.Option(None, help="Training length as a step string: '50ep', '2ep100it'."),
-    batch_size: Optional[int] = typer.Option(None, help="Batch size [default: the model's paper setting]."),
-    lr: Optional[float] = typer.Option(None, help="Learning rate [default: the model's paper setting]."),
-    optimizer: Optional[str] = typer.Option(None, help="adam | sgd | radam [default: the model's]."),
+    batch_size: Optional[int] = typer.Option(None, help="Batch size \\[default: the model's paper setting]."),
+    lr: Optional[float] = typer.Option(None, help="Learning rate \\[default: the model's paper setting]."),
+    optimizer: Optional[str] = typer.Option(None, help="adam | sgd | radam \\[default: the model's]."),
     momentum: Optional[float] = typer.Option(None, help="SGD momentum."),
     nesterov: Optional[bool] = typer.Option(None, "--nesterov/--no-nesterov", help="Nesterov momentum for SGD."),
     weight_decay: Optional[float] = typer.Option(None, help="Weight decay."),
@@ -107,16 +107,16 @@ def find_ticket(
     eval_every: Optional[str] = typer.Option(None, help="Evaluate on validation and test every this many steps."),
     precision: Optional[str] = typer.Option(
         None, help="fp32 | bf16: bfloat16 autocast for forward and backward (weights, masks and optimizer stay "
-                   "fp32) [default: fp32]."),
+                   "fp32) \\[default: fp32]."),
     criterion: str = typer.Option("large_final", help="Mask criterion (see `python -m lth list criteria`)."),
     rewind: str = typer.Option("0it", help="Rewind survivors to their value at this step of the dense run."),
     mask1: Optional[str] = typer.Option(
-        None, help="Mask-1 action on kept weights [default: reset, or rewind when --rewind is set]."
+        None, help="Mask-1 action on kept weights \\[default: reset, or rewind when --rewind is set]."
     ),
     mask0: str = typer.Option("zero", help="Mask-0 action on pruned weights (see `python -m lth list actions`)."),
     pruning: Optional[str] = typer.Option(
         None, help="layerwise | global (single weights) | structured (whole neurons/channels, per layer) | "
-        "unstructured [default: the model's]."
+        "unstructured \\[default: the model's]."
     ),
     rate: Optional[List[str]] = typer.Option(None, help="Pruning rate per round for a layer kind, KIND=FRACTION; repeat."),
     seed: int = typer.Option(0, min=0, help="Seed of θ0, data order and tie-breaking."),
@@ -125,7 +125,7 @@ def find_ticket(
         None, help="Control arm trained beside each ticket from round 1: reinit | random-prune; repeat."
     ),
     device: str = typer.Option("auto", help="auto | cpu | cuda."),
-    out: Optional[Path] = typer.Option(None, help="Run directory [default: runs/<model>-<dataset>-<criterion>-seed<seed>]."),
+    out: Optional[Path] = typer.Option(None, help="Run directory \\[default: runs/<model>-<dataset>-<criterion>-seed<seed>]."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     checkpoint_every: str = typer.Option(
         "2000it", help="Save the training state every this many steps, so an interrupted round resumes "
@@ -279,7 +279,7 @@ def summary_table(records: list[dict]) -> Table:
 def compact(
     path: Path = typer.Argument(..., help="RUN_DIR, RUN_DIR/trial-T or RUN_DIR/trial-T/round-NN of a find-ticket run."),
     dataset_dir: Optional[Path] = typer.Option(
-        None, help="Dataset directory: check outputs and accuracy on the test set [default: a random batch]."
+        None, help="Dataset directory: check outputs and accuracy on the test set \\[default: a random batch]."
     ),
     benchmark: bool = typer.Option(False, "--benchmark/--no-benchmark",
                                    help="Measure CPU latency (1 sample) and throughput of dense vs compact."),
@@ -329,14 +329,14 @@ def learn_supermask(
     weights: str = typer.Option("signed_constant", help="Frozen weights: init (θ0) | signed_constant."),
     lr: float = typer.Option(0.1, help="Adam learning rate of the mask scores."),
     batch_size: int = typer.Option(60, help="Batch size."),
-    epochs: Optional[int] = typer.Option(None, help="Training length in epochs [default: 50]."),
+    epochs: Optional[int] = typer.Option(None, help="Training length in epochs \\[default: 50]."),
     iterations: Optional[int] = typer.Option(None, help="Training length in iterations."),
     duration: Optional[str] = typer.Option(None, help="Training length as a step string."),
     init_prob: float = typer.Option(0.5, help="Initial keep probability sigmoid(score) of every weight."),
     rescale: bool = typer.Option(True, "--rescale/--no-rescale", help="Dynamic weight rescaling per layer."),
     seed: int = typer.Option(0, min=0, help="Seed of θ0, data order and mask sampling."),
     device: str = typer.Option("auto", help="auto | cpu | cuda."),
-    out: Optional[Path] = typer.Option(None, help="Output directory [default: runs/supermask-<model>-<dataset>-seed<seed>]."),
+    out: Optional[Path] = typer.Option(None, help="Output directory \\[default: runs/supermask-<model>-<dataset>-seed<seed>]."),
 ) -> None:
     """Learn a supermask: weights frozen at θ0 (or signed constant), a Bernoulli mask trained by straight-through."""
     from lth import artifacts

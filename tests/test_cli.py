@@ -24,8 +24,10 @@ def test_find_ticket_help(monkeypatch, capsys):
     code, out, _ = run_cli(monkeypatch, capsys, "find-ticket", "--help")
     assert code == 0
     for option in ("--rounds", "--epochs", "--iterations", "--batch-size", "--lr", "--optimizer", "--criterion",
-                   "--rewind", "--pruning", "--seed", "--device", "--out"):
+                   "--rewind", "--pruning", "--seed", "--device", "--out", "--precision"):
         assert option in out, option
+    # bracketed defaults are text, not rich markup that would swallow them
+    assert "[default: the model's paper setting]" in out and "[default: fp32]" in out
 
 
 def test_list_shows_models_datasets_criteria(monkeypatch, capsys):

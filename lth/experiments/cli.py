@@ -56,15 +56,15 @@ def transfer(
     dataset_dir: Path = typer.Argument(..., help="Directory holding (or receiving) the target dataset."),
     round: int = typer.Option(5, "--round", min=1, help=ROUND_HELP),
     trial: int = typer.Option(0, min=0, help="Trial of the run."),
-    optimizer: Optional[str] = typer.Option(None, help="Target optimizer: adam | sgd | radam [default: the run's]."),
-    lr: Optional[float] = typer.Option(None, help="Target learning rate [default: the run's]."),
-    momentum: Optional[float] = typer.Option(None, help="SGD momentum [default: the run's]."),
+    optimizer: Optional[str] = typer.Option(None, help="Target optimizer: adam | sgd | radam \\[default: the run's]."),
+    lr: Optional[float] = typer.Option(None, help="Target learning rate \\[default: the run's]."),
+    momentum: Optional[float] = typer.Option(None, help="SGD momentum \\[default: the run's]."),
     epochs: Optional[int] = typer.Option(None, help="Training length in epochs."),
     iterations: Optional[int] = typer.Option(None, help="Training length in iterations."),
-    duration: Optional[str] = typer.Option(None, help="Training length as a step string [default: the run's]."),
-    eval_every: Optional[str] = typer.Option(None, help="Evaluation cadence, a step string [default: the run's]."),
+    duration: Optional[str] = typer.Option(None, help="Training length as a step string \\[default: the run's]."),
+    eval_every: Optional[str] = typer.Option(None, help="Evaluation cadence, a step string \\[default: the run's]."),
     device: str = typer.Option("auto", help=DEVICE_HELP),
-    out: Optional[Path] = typer.Option(None, help="Results JSON [default: RUN_DIR/experiments/transfer-rNN-DATASET.json]."),
+    out: Optional[Path] = typer.Option(None, help="Results JSON \\[default: RUN_DIR/experiments/transfer-rNN-DATASET.json]."),
 ) -> None:
     """Train a ticket on another dataset and/or optimizer; report ticket vs random re-init vs dense."""
     from lth.experiments.common import arms_table, results_only, ticket_from_run
@@ -88,14 +88,14 @@ def combine(
     run_b: Path = typer.Argument(..., help="Second run directory: same model and dataset, other seed or criterion."),
     dataset_dir: Path = typer.Argument(..., help="Directory holding the runs' dataset."),
     round: int = typer.Option(5, "--round", min=1, help=ROUND_HELP),
-    round_b: Optional[int] = typer.Option(None, min=1, help="Round of the second run [default: --round]."),
-    how: Optional[List[str]] = typer.Option(None, help="union | intersection; repeat [default: both]."),
+    round_b: Optional[int] = typer.Option(None, min=1, help="Round of the second run \\[default: --round]."),
+    how: Optional[List[str]] = typer.Option(None, help="union | intersection; repeat \\[default: both]."),
     epochs: Optional[int] = typer.Option(None, help="Training length in epochs."),
     iterations: Optional[int] = typer.Option(None, help="Training length in iterations."),
-    duration: Optional[str] = typer.Option(None, help="Training length as a step string [default: run A's]."),
-    eval_every: Optional[str] = typer.Option(None, help="Evaluation cadence [default: run A's]."),
+    duration: Optional[str] = typer.Option(None, help="Training length as a step string \\[default: run A's]."),
+    eval_every: Optional[str] = typer.Option(None, help="Evaluation cadence \\[default: run A's]."),
     device: str = typer.Option("auto", help=DEVICE_HELP),
-    out: Optional[Path] = typer.Option(None, help="Results JSON [default: RUN_A/experiments/combine-rNN.json]."),
+    out: Optional[Path] = typer.Option(None, help="Results JSON \\[default: RUN_A/experiments/combine-rNN.json]."),
 ) -> None:
     """Combine two tickets' masks (union, intersection), train from θ0; compare with both parents."""
     from lth.experiments.combine import combine as run
@@ -121,10 +121,10 @@ def removal(
     removed: str = typer.Option("zero", help="Removed ticket weights: zero | reinit (frozen at a fresh draw)."),
     epochs: Optional[int] = typer.Option(None, help="Training length in epochs."),
     iterations: Optional[int] = typer.Option(None, help="Training length in iterations."),
-    duration: Optional[str] = typer.Option(None, help="Training length as a step string [default: the run's]."),
-    eval_every: Optional[str] = typer.Option(None, help="Evaluation cadence [default: the run's]."),
+    duration: Optional[str] = typer.Option(None, help="Training length as a step string \\[default: the run's]."),
+    eval_every: Optional[str] = typer.Option(None, help="Evaluation cadence \\[default: the run's]."),
     device: str = typer.Option("auto", help=DEVICE_HELP),
-    out: Optional[Path] = typer.Option(None, help="Results JSON [default: RUN_DIR/experiments/removal-rNN.json]."),
+    out: Optional[Path] = typer.Option(None, help="Results JSON \\[default: RUN_DIR/experiments/removal-rNN.json]."),
 ) -> None:
     """Remove the ticket, search the remaining weights for another, repeat; count how many still match."""
     from rich.table import Table
@@ -162,11 +162,11 @@ def perturb(
     criterion: str = typer.Option("large_final", help="Weight-only mask criterion recomputed every epoch."),
     epochs: Optional[int] = typer.Option(None, help="Training length in epochs."),
     iterations: Optional[int] = typer.Option(None, help="Training length in iterations."),
-    duration: Optional[str] = typer.Option(None, help="Training length as a step string [default: the model's]."),
+    duration: Optional[str] = typer.Option(None, help="Training length as a step string \\[default: the model's]."),
     eval_every: str = typer.Option("1ep", help="Evaluation cadence."),
     seed: int = typer.Option(0, min=0, help="Seed of θ0, data order and noise."),
     device: str = typer.Option("auto", help=DEVICE_HELP),
-    out: Optional[Path] = typer.Option(None, help="Results JSON [default: runs/perturb-MODEL-DATASET-seedS.json]."),
+    out: Optional[Path] = typer.Option(None, help="Results JSON \\[default: runs/perturb-MODEL-DATASET-seedS.json]."),
 ) -> None:
     """Selective dropout: per-epoch masks whose removed weights get noise; vs plain training and dropout."""
     from lth.experiments.common import with_training
@@ -200,15 +200,15 @@ def optimizers(
     dataset_dir: Path = typer.Argument(..., help="Directory holding (or receiving) the dataset."),
     rounds: int = typer.Option(4, min=1, help="Rounds of IMP per variant."),
     variant: Optional[List[str]] = typer.Option(
-        None, help="radam-no-warmup | adam-no-warmup | adam-warmup | sgd-warmup | adam-rewind; repeat [default: all]."),
+        None, help="radam-no-warmup | adam-no-warmup | adam-warmup | sgd-warmup | adam-rewind; repeat \\[default: all]."),
     criterion: str = typer.Option("large_final", help="Mask criterion."),
     epochs: Optional[int] = typer.Option(None, help="Training length per round in epochs."),
     iterations: Optional[int] = typer.Option(None, help="Training length per round in iterations."),
-    duration: Optional[str] = typer.Option(None, help="Training length per round [default: the model's]."),
+    duration: Optional[str] = typer.Option(None, help="Training length per round \\[default: the model's]."),
     eval_every: Optional[str] = typer.Option(None, help="Evaluation cadence."),
     seed: int = typer.Option(0, min=0, help="Seed (the same θ0 for every variant)."),
     device: str = typer.Option("auto", help=DEVICE_HELP),
-    out: Optional[Path] = typer.Option(None, help="Sweep directory [default: runs/optimizers-MODEL-DATASET-seedS]."),
+    out: Optional[Path] = typer.Option(None, help="Sweep directory \\[default: runs/optimizers-MODEL-DATASET-seedS]."),
 ) -> None:
     """The optimizer / warmup / rewinding sweep: one resumable find-ticket run per variant, one table."""
     from rich.table import Table
