@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from lth.batched import train_batched
 from lth.datasets import Splits, load_dataset
 from lth.models import build_model
-from lth.settings import TrainSettings
+from lth.settings import PRECISIONS, TrainSettings
 from lth.train import train
 
 CASES = {
@@ -42,6 +42,13 @@ def masks_for(model, count: int):
     g = torch.Generator().manual_seed(1)
     return [{n: torch.rand(p.shape, generator=g) < 0.5 for n, p in model.named_parameters()
              if n in model.prunable_layers()} for _ in range(count)]
+
+
+def machine(device: str) -> str:
+    """What the figures were measured on, as the tables print it."""
+    if device == "cuda":
+        return torch.cuda.get_device_name()
+    return f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
 
 
 def sync(device: str) -> None:
@@ -148,13 +155,13 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=list(CASES))
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--steps-scale", type=float, default=1.0, help="multiply the number of timed steps")
-    parser.add_argument("--precision", nargs="+", default=["fp32"], choices=["fp32", "bf16"],
+    parser.add_argument("--precision", nargs="+", default=["fp32"], choices=PRECISIONS,
                         help="train.precision of lth's trainers (the DataLoader baseline stays fp32)")
     parser.add_argument("--json", help="also write the figures here")
     args = parser.parse_args()
 
     device = args.device
-    where = torch.cuda.get_device_name() if device == "cuda" else f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
+    where = machine(device)
     results = {"machine": where, "torch": torch.__version__, "rows": []}
     print(f"# lth training speed on {where} (torch {torch.__version__})\n")
     print("| model | trainer | precision | networks | steps/s | µs per network-step | vs DataLoader |")

@@ -12,16 +12,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
+from batched_speed import machine, sync
 from lth.datasets import load_dataset
 from lth.rounds import SilentReporter, find_ticket
-from lth.settings import defaults_for, replace
+from lth.settings import PRECISIONS, defaults_for, replace
 from lth.train import resolve_device
 
 
@@ -34,7 +34,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="measured rounds, the dense one included (>= 2)")
     parser.add_argument("--figure-rounds", type=int, default=21)
     parser.add_argument("--figure-iterations", type=int, default=50_000)
-    parser.add_argument("--precision", default="fp32")
+    parser.add_argument("--precision", default="fp32", choices=PRECISIONS)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json", help="also write the figures here")
     args = parser.parse_args()
@@ -47,19 +47,17 @@ def main() -> None:
                        train__duration=f"{args.iterations}it", train__precision=args.precision).validate()
     networks = args.trials * (1 + len(args.control))
     with tempfile.TemporaryDirectory() as out:
-        sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
         start = time.perf_counter()
         find_ticket(settings, 1, Path(out), splits, SilentReporter())  # round 0: the dense tickets only
-        sync()
+        sync(device.type)
         dense = time.perf_counter() - start
         start = time.perf_counter()
         find_ticket(settings, args.rounds, Path(out), splits, SilentReporter())  # continues with rounds 1..
-        sync()
+        sync(device.type)
         pruned = (time.perf_counter() - start) / (args.rounds - 1)
     scale = args.figure_iterations / args.iterations
     projected = (dense + (args.figure_rounds - 1) * pruned) * scale
-    where = torch.cuda.get_device_name() if device.type == "cuda" else f"{platform.machine()} CPU, " \
-                                                                        f"{torch.get_num_threads()} threads"
+    where = machine(device.type)
     result = {
         "machine": where, "torch": torch.__version__, "model": args.model, "precision": args.precision,
         "trials": args.trials, "controls": args.control, "networks_per_pruned_round": networks,

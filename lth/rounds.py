@@ -25,7 +25,7 @@ from lth.criteria import get_criterion, score_layers
 from lth.errors import LthError
 from lth.lock import RunLock
 from lth.masks import Mask, kept_counts, ones_mask, remaining_percent, tensor_remaining_percent
-from lth.models import build_model
+from lth.models import build_model, has_convolutions
 from lth.seeds import derive_seed
 from lth.settings import RunSettings, check_data
 from lth.steps import Step
@@ -168,11 +168,11 @@ def _train_networks(
 def batching_pays(model: torch.nn.Module, device: torch.device) -> bool:
     """Whether training a round's networks as one vmapped batch beats training them one after another.
 
-    On a GPU it always does. On a CPU it does for fully connected models (batched matmuls; 4-16 LeNets
-    1.4-1.5x the throughput of sequential runs), but batched convolutions run slower per network than
-    single ones (see benchmarks/batched_speed.py), so conv nets train one network at a time there.
+    On a GPU it always does. On a CPU it does for fully connected models (batched matmuls; 4-32 LeNets
+    1.6-1.8x the throughput of sequential runs in benchmarks/results-cpu.md), but batched convolutions run
+    slower per network than single ones, so conv nets train one network at a time there.
     """
-    return device.type == "cuda" or not any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
+    return device.type == "cuda" or not has_convolutions(model)
 
 
 def network_metrics(mask: Mapping[str, Tensor], result: TrainResult) -> dict:

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from lth import interrupt
 from lth.errors import LthError, unknown_choice
+from lth.models import has_convolutions
 from lth.seeds import derive_seed
 from lth.settings import TrainSettings
 from lth.steps import Step
@@ -159,8 +160,7 @@ def channels_last_wanted(nets: "Networks", device: torch.device) -> bool:
     groups, which has no channels-last form. On the CPU the standard layout stays, so CPU results stay
     bit-identical to those of earlier versions.
     """
-    return (device.type == "cuda" and isinstance(nets, SingleNetwork)
-            and any(isinstance(m, nn.Conv2d) for m in nets.model.modules()))
+    return device.type == "cuda" and isinstance(nets, SingleNetwork) and has_convolutions(nets.model)
 
 
 def autocast(device: torch.device, precision: str) -> Callable[[], contextlib.AbstractContextManager]:

@@ -13,7 +13,7 @@ from typing import Callable, Mapping
 import torch
 
 from lth.errors import LthError, unknown_choice
-from lth.models.base import LAYER_KINDS, PrunableModel
+from lth.models.base import LAYER_KINDS, PrunableModel, has_convolutions
 from lth.models.conv import ConvNet
 from lth.models.lenet import LeNet5, LeNet300100
 from lth.models.resnet import ResNet
@@ -26,6 +26,7 @@ __all__ = [
     "PrunableModel",
     "build_model",
     "get_model_spec",
+    "has_convolutions",
 ]
 
 ModelFactory = Callable[[tuple[int, int, int], int], PrunableModel]

@@ -7,6 +7,11 @@ from torch import nn
 LAYER_KINDS = ("conv", "fc", "output")
 
 
+def has_convolutions(model: nn.Module) -> bool:
+    """Whether the model convolves: such nets batch badly on CPUs and want channels-last layout on GPUs."""
+    return any(isinstance(m, nn.Conv2d) for m in model.modules())
+
+
 class PrunableModel(nn.Module):
     """A model whose Linear/Conv weights are prunable; biases and BatchNorm never are.
 
