@@ -316,7 +316,8 @@ def run_training(
 
     # The step reads its batch from static buffers, so the same code runs eagerly or as a replayed CUDA graph.
     batch_index = torch.zeros((count, local), dtype=torch.long, device=device)
-    augmented = torch.empty((count, local, *splits.input_shape), device=device) if augment_gens else None
+    augmented = (torch.empty((count, local, *splits.input_shape), dtype=splits.train_x.dtype, device=device)
+                 if augment_gens else None)
     running = torch.zeros(count, device=device)
 
     def step() -> None:
@@ -324,7 +325,8 @@ def run_training(
         if channels_last:  # (1, B, C, H, W): the one network sees x[0], made a channels-last batch
             x = x[0].contiguous(memory_format=torch.channels_last).unsqueeze(0)
         with cast():
-            logits = nets(x).float()
+            logits = nets(x)
+        logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # bf16 -> fp32; fp64 stays
         losses = F.cross_entropy(logits.flatten(0, 1), splits.train_y[batch_index].flatten(),
                                  reduction="none").view(count, local).mean(1)
         optimizer.zero_grad(set_to_none=not graph)  # a replayed graph needs its gradient tensors kept

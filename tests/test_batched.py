@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -17,31 +19,37 @@ from lth.train import train
 
 
 @pytest.mark.parametrize(
-    "model_name,shape,settings",
+    "model_name,shape,settings,dtype",
     [
-        ("lenet-300-100", (1, 28, 28), TrainSettings(batch_size=20, duration="2ep", eval_every="5it")),
+        ("lenet-300-100", (1, 28, 28), TrainSettings(batch_size=20, duration="2ep", eval_every="5it"), torch.float32),
         ("lenet-300-100", (1, 28, 28), TrainSettings(optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=1e-3,
                                                       batch_size=20, duration="12it", eval_every="4it",
-                                                      warmup="3it", milestones=("8it",))),
-        # SGD here: Adam divides by sqrt(v), which blows float noise in near-zero gradients up to ±lr
+                                                      warmup="3it", milestones=("8it",)), torch.float32),
+        # In float64. Batched (grouped) and single convolutions round differently; in float32 that 1e-7
+        # noise flipped a ReLU input near zero at step 4 on an AMD EPYC CPU (not on an Intel one), and
+        # one channel of the first conv then differed by 8e-4. In float64 the runs agree to 1e-15.
         ("resnet-20", (3, 16, 16), TrainSettings(optimizer="sgd", lr=0.05, momentum=0.9, batch_size=8,
-                                                  duration="4it", eval_every="2it")),
+                                                  duration="4it", eval_every="2it"), torch.float64),
     ],
-    ids=["lenet-adam", "lenet-sgd-schedule", "resnet-batchnorm-augment"],
+    ids=["lenet-adam", "lenet-sgd-schedule", "resnet-batchnorm-augment-fp64"],
 )
-def test_batched_networks_equal_separate_runs(model_name, shape, settings):
+def test_batched_networks_equal_separate_runs(model_name, shape, settings, dtype):
     splits = tiny_splits(n_train=120 if shape[0] == 1 else 24, n_eval=20, shape=shape, augment=shape[0] == 3)
-    models = [build_model(model_name, shape, 10, seed=s) for s in (0, 1, 2)]
+    splits = dataclasses.replace(splits, train_x=splits.train_x.to(dtype), val_x=splits.val_x.to(dtype),
+                                 test_x=splits.test_x.to(dtype))
+    models = [build_model(model_name, shape, 10, seed=s).to(dtype) for s in (0, 1, 2)]
     starts = [{k: v.clone() for k, v in m.state_dict().items()} for m in models]
     masks = [random_mask(models[0], keep, seed) for keep, seed in ((1.0, 0), (0.5, 1), (0.2, 2))]
     seeds = [0, 7, 7]
     batched = train_batched(models[0], starts, masks, splits, settings, seeds)
     for i in range(3):
-        alone_model = build_model(model_name, shape, 10, seed=0)
+        alone_model = build_model(model_name, shape, 10, seed=0).to(dtype)
         alone_model.load_state_dict(starts[i])
         alone = train(alone_model, masks[i], splits, settings, seeds[i])
+        atol, rtol = (2e-5, 1e-4) if dtype == torch.float32 else (1e-12, 1e-10)
         for name, tensor in alone.state.items():
-            assert torch.allclose(batched[i].state[name].float(), tensor.float(), atol=2e-5, rtol=1e-4), (i, name)
+            assert batched[i].state[name].dtype == tensor.dtype, name
+            assert torch.allclose(batched[i].state[name].double(), tensor.double(), atol=atol, rtol=rtol), (i, name)
         for ours, theirs in zip(batched[i].curve, alone.curve):
             assert ours["iteration"] == theirs["iteration"]
             assert ours["test_acc"] == pytest.approx(theirs["test_acc"], abs=1e-6)
