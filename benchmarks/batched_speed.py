@@ -45,10 +45,27 @@ def masks_for(model, count: int):
 
 
 def machine(device: str) -> str:
-    """What the figures were measured on, as the tables print it."""
+    """What the figures were measured on, as the tables print it (CPU figures differ a lot by model)."""
     if device == "cuda":
         return torch.cuda.get_device_name()
-    return f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
+    return f"{cpu_name()}, {torch.get_num_threads()} threads"
+
+
+def cpu_name() -> str:
+    """The CPU's model name from /proc/cpuinfo where there is one, and whether it has AMX (fast bf16 matmuls)."""
+    name, flags = "", ""
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and not name:
+                    name = value.strip()
+                elif key.strip() == "flags" and not flags:
+                    flags = value
+    except OSError:
+        pass
+    name = f"{name or platform.processor() or 'unknown'} ({platform.machine()} CPU)"
+    return name + (" with AMX" if "amx_bf16" in flags.split() else "")
 
 
 def sync(device: str) -> None:

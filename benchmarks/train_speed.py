@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-
 import torch
 
-from batched_speed import time_dataloader, time_single
+from batched_speed import machine, time_dataloader, time_single
 from lth.datasets import load_dataset
 
 
@@ -29,8 +27,8 @@ def main() -> None:
     shape = (1, 28, 28)
     ours = 1 / time_single("lenet-300-100", shape, splits, args.steps, 1.2e-3, "cpu")
     baseline = 1 / time_dataloader("lenet-300-100", shape, splits, args.steps, 1.2e-3, "cpu")
-    machine = f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, CPU"
-    print(f"LeNet-300-100, batch 60, mnist-5k ({machine})\n")
+    where = f"{machine('cpu')}, torch {torch.__version__}"
+    print(f"LeNet-300-100, batch 60, mnist-5k ({where})\n")
     print("| trainer | steps/s | ms/step |")
     print("|---|---:|---:|")
     print(f"| lth trainer (resident tensors, fused masked Adam) | {ours:,.0f} | {1000 / ours:.2f} |")
@@ -38,7 +36,7 @@ def main() -> None:
     print(f"\nspeed-up: {ours / baseline:.1f}x")
     if args.json:
         with open(args.json, "w") as handle:
-            json.dump({"machine": machine, "steps": args.steps, "lth_steps_per_s": ours,
+            json.dump({"machine": where, "steps": args.steps, "lth_steps_per_s": ours,
                        "dataloader_steps_per_s": baseline, "ratio": ours / baseline}, handle, indent=2)
 
 
