@@ -25,11 +25,29 @@ if TYPE_CHECKING:
     from lth.checkpoint import Checkpoint
 
 
+class WeightFirstLinear(nn.Linear):
+    """nn.Linear computed as (W @ xᵀ)ᵀ: under vmap the weight gradient then comes out of one batched
+    matmul already in the weights' (N, out, in) layout.
+
+    With F.linear, vmap's backward makes it as (N, in, out) and a transposing copy follows: on LeNet
+    with 8 networks on 2 CPU cores that copy was ~20% of the step. Only the stacked template uses this.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() < 2:
+            return super().forward(x)
+        out = torch.matmul(self.weight, x.mT).mT
+        return out if self.bias is None else out + self.bias.to(out.dtype)  # bf16 under autocast, as F.linear
+
+
 class StackedNetworks:
     """N copies of one architecture as stacked parameter/buffer tensors, called through vmap."""
 
     def __init__(self, template: nn.Module, states: Sequence[Mapping[str, Tensor]], device: torch.device):
         self.base = copy.deepcopy(template).to("meta")
+        for module in self.base.modules():
+            if type(module) is nn.Linear:
+                module.__class__ = WeightFirstLinear
         self.count = len(states)
         self.params = {name: torch.stack([s[name] for s in states]).to(device).requires_grad_()
                        for name, _ in template.named_parameters()}
