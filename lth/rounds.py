@@ -168,9 +168,10 @@ def _train_networks(
 def batching_pays(model: torch.nn.Module, device: torch.device) -> bool:
     """Whether training a round's networks as one vmapped batch beats training them one after another.
 
-    On a GPU it always does. On a CPU it does for fully connected models (batched matmuls; 4-32 LeNets
-    1.6-1.8x the throughput of sequential runs in benchmarks/results-cpu.md), but batched convolutions run
-    slower per network than single ones, so conv nets train one network at a time there.
+    On a GPU it always does. On a CPU, fully connected models batch about as fast as sequential runs or
+    faster (4-32 LeNets: 0.97-1.09x on an AMD EPYC; 1.6-1.8x on an Intel CPU with AMX, measured less
+    fairly; see README, Speed), and one pass over the data serves all arms. Batched convolutions run slower per network than single ones, so
+    conv nets train one network at a time there.
     """
     return device.type == "cuda" or not has_convolutions(model)
 
