@@ -1,7 +1,8 @@
 """Steps/s and µs per network-step: single-network trainer, batched trainer at N networks, DataLoader baseline.
 
-All figures come from one run on the machine it runs on, each trainer measured in a fresh process. LeNet-300-100 trains on the mnist-5k digits;
-Conv-6 on a CIFAR-shaped random set (3x32x32; only speed is measured). The baseline is the loop common
+All figures come from one run on the machine it runs on, each trainer measured in a fresh process.
+LeNet-300-100 trains on the mnist-5k digits; Conv-6 on a CIFAR-shaped random set (3x32x32; only speed
+is measured). The baseline is the loop common
 LTH code uses: a DataLoader over PIL images with per-sample transforms, one network at a time.
 
     .venv/bin/python benchmarks/batched_speed.py [--networks 1 4 16 32] [--json results.json] [--device cpu]
@@ -208,12 +209,13 @@ def main() -> None:
     print("| model | trainer | precision | networks | steps/s | µs per network-step | vs DataLoader |")
     print("|---|---|---|---:|---:|---:|---:|")
     for name in args.models:
-        shape, lr, cpu_steps, gpu_steps = CASES[name]
+        _, _, cpu_steps, gpu_steps = CASES[name]
         steps = max(2, int((gpu_steps if device == "cuda" else cpu_steps) * args.steps_scale))
         baseline = in_fresh_process("dataloader", name, steps, device)
         rows = [("DataLoader + per-sample transforms", "fp32", 1, baseline)]
         for precision in args.precision:
-            rows.append(("lth single-network", precision, 1, in_fresh_process("single", name, steps, device, precision)))
+            single = in_fresh_process("single", name, steps, device, precision)
+            rows.append(("lth single-network", precision, 1, single))
             for count in args.networks:
                 rows.append(("lth batched", precision, count,
                              in_fresh_process("batched", name, steps, device, precision, count)))

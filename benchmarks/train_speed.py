@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+
 import torch
 
 from batched_speed import machine, time_dataloader, time_single

@@ -170,8 +170,8 @@ def batching_pays(model: torch.nn.Module, device: torch.device) -> bool:
 
     On a GPU it always does. On a CPU, fully connected models batch about as fast as sequential runs or
     faster (4-32 LeNets: 0.97-1.09x on an AMD EPYC; 1.6-1.8x on an Intel CPU with AMX, measured less
-    fairly; see README, Speed), and one pass over the data serves all arms. Batched convolutions run slower per network than single ones, so
-    conv nets train one network at a time there.
+    fairly; see README, Speed), and one pass over the data serves all arms. Batched convolutions run
+    slower per network than single ones, so conv nets train one network at a time there.
     """
     return device.type == "cuda" or not has_convolutions(model)
 

@@ -126,3 +126,37 @@ def test_bad_trials_and_controls_are_refused():
         small(trials=0).validate()
     with pytest.raises(LthError, match="unknown control 'reinitialise'.*random-prune, reinit"):
         small(controls=("reinitialise",)).validate()
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_weight_first_linear_equals_linear_alone_and_under_vmap(bias):
+    """The stacked template's Linear is the same function as nn.Linear (2-D, 3-D and 1-D inputs), and under
+    vmap each network gets the weight and bias gradients nn.Linear gives it alone."""
+    from torch.func import functional_call, vmap
+
+    from lth.batched import WeightFirstLinear
+
+    torch.manual_seed(0)
+    plain = torch.nn.Linear(7, 5, bias=bias)
+    first = WeightFirstLinear(7, 5, bias=bias)
+    first.load_state_dict(plain.state_dict())
+    for shape in ((4, 7), (3, 4, 7), (7,)):
+        x = torch.randn(shape)
+        assert torch.allclose(first(x), plain(x), atol=1e-6), shape
+
+    stacked = {"weight": torch.randn(3, 5, 7, requires_grad=True)}
+    if bias:
+        stacked["bias"] = torch.randn(3, 5, requires_grad=True)
+    x = torch.randn(3, 4, 7)
+    call = vmap(lambda p, xi: functional_call(first, p, (xi,)))
+    call(stacked, x).square().sum().backward()
+    grad = stacked["weight"].grad
+    for i in range(3):
+        alone = torch.nn.Linear(7, 5, bias=bias)
+        alone.weight.data.copy_(stacked["weight"][i].detach())
+        if bias:
+            alone.bias.data.copy_(stacked["bias"][i].detach())
+        alone(x[i]).square().sum().backward()
+        assert torch.allclose(grad[i], alone.weight.grad, atol=1e-5)
+        if bias:
+            assert torch.allclose(stacked["bias"].grad[i], alone.bias.grad, atol=1e-5)
