@@ -384,6 +384,11 @@ def report(
                   f"{', '.join(p.name for p in files if p.suffix == '.png')})")
 
 
+# Names a researcher types back into commands and params.yaml: never broken across lines, even when
+# the output is not a terminal and rich falls back to 80 columns. Other cells fold rather than end in "…".
+TYPED_COLUMNS = {"name", "dataset", "optimizer", "action"}
+
+
 @app.command("list")
 def list_registry(what: Listing = typer.Argument(Listing.all, help="What to list.")) -> None:
     """List models (with their paper defaults), datasets, mask criteria and mask-1 / mask-0 actions."""
@@ -392,7 +397,7 @@ def list_registry(what: Listing = typer.Argument(Listing.all, help="What to list
 
         table = Table(title="Models")
         for column in ("name", "description", "dataset", "optimizer", "lr", "batch", "duration", "pruning", "rates"):
-            table.add_column(column)
+            table.add_column(column, no_wrap=column in TYPED_COLUMNS, overflow="fold")
         for spec in MODELS.values():
             d = spec.defaults
             rates = ", ".join(f"{k} {v:g}" for k, v in d.rates.items() if v > 0)
@@ -404,7 +409,7 @@ def list_registry(what: Listing = typer.Argument(Listing.all, help="What to list
 
         table = Table(title="Datasets")
         for column in ("name", "description", "input", "classes"):
-            table.add_column(column)
+            table.add_column(column, no_wrap=column in TYPED_COLUMNS, overflow="fold")
         for spec in DATASETS.values():
             table.add_row(spec.name, spec.description, "x".join(map(str, spec.input_shape)), str(spec.num_classes))
         console.print(table)
@@ -412,8 +417,8 @@ def list_registry(what: Listing = typer.Argument(Listing.all, help="What to list
         from lth.criteria import CRITERIA
 
         table = Table(title="Mask criteria")
-        table.add_column("name")
-        table.add_column("description")
+        table.add_column("name", no_wrap=True)
+        table.add_column("description", overflow="fold")
         for crit in CRITERIA.values():
             table.add_row(crit.name, crit.description)
         console.print(table)
@@ -422,7 +427,7 @@ def list_registry(what: Listing = typer.Argument(Listing.all, help="What to list
 
         table = Table(title="Mask-1 actions (kept weights) and mask-0 actions (pruned weights)")
         for column in ("action", "applies to", "description"):
-            table.add_column(column)
+            table.add_column(column, no_wrap=column in TYPED_COLUMNS, overflow="fold")
         for action in KEPT_ACTIONS.values():
             table.add_row(action.name, "kept (--mask1)", action.description)
         for action in PRUNED_ACTIONS.values():

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -35,6 +37,23 @@ def test_list_shows_models_datasets_criteria(monkeypatch, capsys):
     assert code == 0
     for name in ("lenet-300-100", "resnet-20", "vgg-19", "mnist-5k", "cifar-100", "large_final", "movement"):
         assert name in out, name
+
+
+def test_list_piped_at_80_columns_keeps_every_name_whole():
+    """Not a terminal (a pipe, CI, a pytest-xdist worker): rich lays tables out in 80 columns, and the
+    names must still come out whole, to be copied into commands."""
+    from lth.actions import KEPT_ACTIONS, PRUNED_ACTIONS
+    from lth.criteria import CRITERIA
+    from lth.datasets import DATASETS
+    from lth.models import MODELS
+
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    result = subprocess.run([sys.executable, "-m", "lth", "list"], cwd=REPO, capture_output=True, text=True,
+                            env={**env, "COLUMNS": "80"})
+    assert result.returncode == 0, result.stderr
+    assert max(len(line) for line in result.stdout.splitlines()) <= 80
+    for name in [*MODELS, *DATASETS, *CRITERIA, *KEPT_ACTIONS, *PRUNED_ACTIONS]:
+        assert re.search(rf"(^|[\s│|]){re.escape(name)}([\s│|]|$)", result.stdout, re.M), name
 
 
 @pytest.mark.parametrize(
