@@ -22,7 +22,7 @@ find-ticket: $(STAMP)
 	$(PY) -m lth find-ticket lenet-300-100 mnist-5k data/datasets --rounds 20
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2  # two workers: the DVC-pipeline tests are mostly process start-up, so they overlap well
 
 bench: $(STAMP)
 	$(PY) benchmarks/train_speed.py
