@@ -389,15 +389,21 @@ def report(
 TYPED_COLUMNS = {"name", "dataset", "optimizer", "action"}
 
 
+def registry_table(title: str, columns: tuple[str, ...]) -> Table:
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, no_wrap=column in TYPED_COLUMNS, overflow="fold")
+    return table
+
+
 @app.command("list")
 def list_registry(what: Listing = typer.Argument(Listing.all, help="What to list.")) -> None:
     """List models (with their paper defaults), datasets, mask criteria and mask-1 / mask-0 actions."""
     if what in (Listing.all, Listing.models):
         from lth.models import MODELS
 
-        table = Table(title="Models")
-        for column in ("name", "description", "dataset", "optimizer", "lr", "batch", "duration", "pruning", "rates"):
-            table.add_column(column, no_wrap=column in TYPED_COLUMNS, overflow="fold")
+        table = registry_table("Models", ("name", "description", "dataset", "optimizer", "lr", "batch", "duration",
+                                          "pruning", "rates"))
         for spec in MODELS.values():
             d = spec.defaults
             rates = ", ".join(f"{k} {v:g}" for k, v in d.rates.items() if v > 0)
@@ -407,27 +413,22 @@ def list_registry(what: Listing = typer.Argument(Listing.all, help="What to list
     if what in (Listing.all, Listing.datasets):
         from lth.datasets import DATASETS
 
-        table = Table(title="Datasets")
-        for column in ("name", "description", "input", "classes"):
-            table.add_column(column, no_wrap=column in TYPED_COLUMNS, overflow="fold")
+        table = registry_table("Datasets", ("name", "description", "input", "classes"))
         for spec in DATASETS.values():
             table.add_row(spec.name, spec.description, "x".join(map(str, spec.input_shape)), str(spec.num_classes))
         console.print(table)
     if what in (Listing.all, Listing.criteria):
         from lth.criteria import CRITERIA
 
-        table = Table(title="Mask criteria")
-        table.add_column("name", no_wrap=True)
-        table.add_column("description", overflow="fold")
+        table = registry_table("Mask criteria", ("name", "description"))
         for crit in CRITERIA.values():
             table.add_row(crit.name, crit.description)
         console.print(table)
     if what in (Listing.all, Listing.actions):
         from lth.actions import KEPT_ACTIONS, PRUNED_ACTIONS
 
-        table = Table(title="Mask-1 actions (kept weights) and mask-0 actions (pruned weights)")
-        for column in ("action", "applies to", "description"):
-            table.add_column(column, no_wrap=column in TYPED_COLUMNS, overflow="fold")
+        table = registry_table("Mask-1 actions (kept weights) and mask-0 actions (pruned weights)",
+                               ("action", "applies to", "description"))
         for action in KEPT_ACTIONS.values():
             table.add_row(action.name, "kept (--mask1)", action.description)
         for action in PRUNED_ACTIONS.values():

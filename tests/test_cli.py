@@ -47,9 +47,8 @@ def test_list_piped_at_80_columns_keeps_every_name_whole():
     from lth.datasets import DATASETS
     from lth.models import MODELS
 
-    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
     result = subprocess.run([sys.executable, "-m", "lth", "list"], cwd=REPO, capture_output=True, text=True,
-                            env={**env, "COLUMNS": "80"})
+                            env={**os.environ, "COLUMNS": "80"})
     assert result.returncode == 0, result.stderr
     assert max(len(line) for line in result.stdout.splitlines()) <= 80
     for name in [*MODELS, *DATASETS, *CRITERIA, *KEPT_ACTIONS, *PRUNED_ACTIONS]:
