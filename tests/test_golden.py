@@ -1,0 +1,99 @@
+"""Golden equality: a tiny fixed-seed find-ticket run gives the masks and metrics recorded before the
+round engine was rewritten (tests/golden/find_ticket.json).
+
+The run: LeNet-300-100 on mnist-5k, dense round + 2 pruning rounds, 2 trials, both controls (reinit,
+random-prune), 30 iterations per round, CPU. It runs in float64 so the recorded figures do not depend on
+the CPU: in float32 a different CPU rounds matrix products differently (MKL picks kernels by CPU) and a
+near-tie between two weights' magnitudes may flip the mask; in float64 runs on different CPUs agree to
+~1e-15, far below anything a change of logic would move. Masks are compared bit for bit (checksums),
+metrics to 1e-9 relative.
+
+Recorded with the pre-engine code, where `--rounds 3` meant rounds r00..r02; now `rounds=2` means two
+pruning rounds after the dense r00, the same three rounds.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+GOLDEN = Path(__file__).parent / "golden" / "find_ticket.json"
+ROUNDS = ("r00", "r01", "r02")
+TRIALS = 2
+
+
+def golden_settings():
+    from lth.settings import defaults_for, replace
+
+    return replace(defaults_for("lenet-300-100", "mnist-5k"), trials=TRIALS, controls=("reinit", "random-prune"),
+                   train__duration="30it", train__eval_every="10it")
+
+
+def float64_splits(root: Path):
+    from lth.datasets import Splits, load_dataset
+
+    splits = load_dataset("mnist-5k", root)
+    state = splits.state()
+    for key in ("train_x", "val_x", "test_x"):
+        state[key] = state[key].double()
+    return Splits.from_state(state)
+
+
+def run_golden(out: Path) -> dict:
+    """Masks (checksums) and round records of the golden run into `out`."""
+    from lth import artifacts
+    from lth.artifacts import RunLayout
+    from lth.rounds import find_ticket
+
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        records = find_ticket(golden_settings(), len(ROUNDS), out, float64_splits(out / "datasets"))
+    finally:
+        torch.set_default_dtype(before)
+    layout = RunLayout(out)
+    masks = {f"r{r:02d}/trial-{t}": artifacts.tensor_checksum(artifacts.load_tensors(layout.mask(t, r), "mask"))
+             for r in range(len(ROUNDS)) for t in range(TRIALS)}
+    return {"masks": masks, "records": records}
+
+
+def assert_close(ours, golden, where: str = "") -> None:
+    """Equal structure, equal strings/ints/bools, floats to 1e-9 relative (NaN equals NaN)."""
+    if isinstance(golden, dict):
+        assert isinstance(ours, dict) and sorted(ours) == sorted(golden), f"{where}: keys {sorted(ours)}"
+        for key in golden:
+            assert_close(ours[key], golden[key], f"{where}.{key}")
+    elif isinstance(golden, list):
+        assert isinstance(ours, list) and len(ours) == len(golden), f"{where}: length"
+        for i, (a, b) in enumerate(zip(ours, golden)):
+            assert_close(a, b, f"{where}[{i}]")
+    elif isinstance(golden, float) or isinstance(ours, float):
+        if golden is None or ours is None:
+            assert ours is None and golden is None, f"{where}: {ours} != {golden}"
+        elif math.isnan(golden):
+            assert math.isnan(ours), f"{where}: {ours} is not NaN"
+        else:
+            assert ours == pytest.approx(golden, rel=1e-9, abs=1e-12), f"{where}: {ours} != {golden}"
+    else:
+        assert ours == golden, f"{where}: {ours!r} != {golden!r}"
+
+
+def test_find_ticket_reproduces_the_recorded_masks_and_metrics(tmp_path):
+    golden = json.loads(GOLDEN.read_text())
+    ours = json.loads(json.dumps(run_golden(tmp_path / "run")))  # the same JSON round trip as the file
+    assert ours["masks"] == golden["masks"], "masks differ from the recorded ones"
+    assert_close(ours["records"], golden["records"], "records")
+
+
+if __name__ == "__main__":  # regenerate only for a change that is meant to change results, and say so
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        GOLDEN.parent.mkdir(exist_ok=True)
+        GOLDEN.write_text(json.dumps(run_golden(Path(tmp) / "run"), indent=1) + "\n")
+        print(f"wrote {GOLDEN} ({os.path.getsize(GOLDEN)} bytes)")
