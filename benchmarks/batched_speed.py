@@ -21,11 +21,11 @@ from concurrent.futures import ProcessPoolExecutor
 import torch
 import torch.nn.functional as F
 
-from lth.batched import train_batched
+from lth.training.batched import train_batched
 from lth.datasets import Splits, load_dataset
 from lth.models import build_model
-from lth.settings import PRECISIONS, TrainSettings
-from lth.train import train
+from lth.engine.settings import PRECISIONS, TrainSettings
+from lth.training.loop import train
 
 CASES = {
     # model: (input shape, optimizer lr, steps timed on CPU, steps timed on GPU)

@@ -20,9 +20,9 @@ import torch
 
 from batched_speed import machine, sync
 from lth.datasets import load_dataset
-from lth.rounds import SilentReporter, find_ticket
-from lth.settings import PRECISIONS, defaults_for, replace
-from lth.train import resolve_device
+from lth.engine.rounds import SilentReporter, find_ticket
+from lth.engine.settings import PRECISIONS, defaults_for, replace
+from lth.training.loop import resolve_device
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""The command line: parsing and printing only; the work happens in lth.rounds and friends.
+"""The command line: parsing and printing only; the work happens in lth.engine.rounds and friends.
 
 Heavy modules (torch, torchvision, pandas) are imported inside the commands, so `--help` is instant.
 """
@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from lth.errors import LthError
+from lth.core.errors import LthError
 
 app = typer.Typer(
     help="Lottery tickets: find sparse trainable sub-networks (Frankle & Carbin; Zhou et al.).",
@@ -68,7 +68,7 @@ def _duration(duration: Optional[str], epochs: Optional[int], iterations: Option
     return duration
 
 
-# --pruning VALUE -> the settings it changes: the method of single-weight pruning, or the unit (lth.structured).
+# --pruning VALUE -> the settings it changes: the method of single-weight pruning, or the unit (lth.pruning.structured).
 _PRUNING_OPTION: dict[str, dict[str, str]] = {
     "layerwise": {"prune__method": "layerwise"},
     "global": {"prune__method": "global"},
@@ -81,7 +81,7 @@ def _pruning_changes(value: Optional[str]) -> dict[str, str]:
     if value is None:
         return {}
     if value not in _PRUNING_OPTION:
-        from lth.errors import unknown_choice
+        from lth.core.errors import unknown_choice
 
         raise unknown_choice("--pruning", value, _PRUNING_OPTION)
     return _PRUNING_OPTION[value]
@@ -138,8 +138,8 @@ def find_ticket(
 
     Re-running the same command continues after the last finished round.
     """
-    from lth.settings import defaults_for, replace
-    from lth.steps import Step
+    from lth.engine.settings import defaults_for, replace
+    from lth.core.steps import Step
 
     settings = replace(
         defaults_for(model, dataset),
@@ -175,7 +175,7 @@ def find_ticket(
 def _run_find_ticket(settings, rounds: int, dataset_dir: Path, device: str, out: Path, quiet: bool,
                      distributed_mode: str = "data", checkpoint_every: str = "0it") -> None:
     from lth.datasets import load_dataset
-    from lth.distributed import session
+    from lth.training.distributed import session
 
     # under torchrun (RANK / WORLD_SIZE set) rank 0 runs the rounds below and the other ranks follow
     with session(device, distributed_mode) as processes:
@@ -189,8 +189,8 @@ def _run_find_ticket(settings, rounds: int, dataset_dir: Path, device: str, out:
 
 def _lead_find_ticket(settings, rounds: int, splits, processes, out: Path, quiet: bool,
                       checkpoint_every: str = "0it") -> None:
-    from lth.interrupt import graceful_stop
-    from lth.rounds import find_ticket as run
+    from lth.core.interrupt import graceful_stop
+    from lth.engine.rounds import find_ticket as run
 
     torch_device = processes.device
     console.print(
@@ -253,7 +253,7 @@ class _ProgressReporter:
 
 def summary_table(records: list[dict]) -> Table:
     """Round, % weights, the ticket's accuracy (mean [min-max] over trials) and each control's."""
-    from lth.summary import TICKET, arm_stats, arms
+    from lth.engine.summary import TICKET, arm_stats, arms
 
     controls = arms(records)[1:]
     trials = max((arm_stats(r, TICKET)["trials"] for r in records), default=1)
@@ -339,11 +339,11 @@ def learn_supermask(
     out: Optional[Path] = typer.Option(None, help="Output directory \\[default: runs/supermask-<model>-<dataset>-seed<seed>]."),
 ) -> None:
     """Learn a supermask: weights frozen at θ0 (or signed constant), a Bernoulli mask trained by straight-through."""
-    from lth import artifacts
+    from lth.core import files as artifacts
     from lth.datasets import load_dataset
     from lth.models import get_model_spec
-    from lth.supermask import SupermaskSettings, learn_supermask as learn
-    from lth.train import resolve_device
+    from lth.training.supermask import SupermaskSettings, learn_supermask as learn
+    from lth.training.loop import resolve_device
 
     get_model_spec(model)
     settings = SupermaskSettings(weights=weights, lr=lr, batch_size=batch_size,
@@ -418,14 +418,14 @@ def list_registry(what: Listing = typer.Argument(Listing.all, help="What to list
             table.add_row(spec.name, spec.description, "x".join(map(str, spec.input_shape)), str(spec.num_classes))
         console.print(table)
     if what in (Listing.all, Listing.criteria):
-        from lth.criteria import CRITERIA
+        from lth.pruning.criteria import CRITERIA
 
         table = registry_table("Mask criteria", ("name", "description"))
         for crit in CRITERIA.values():
             table.add_row(crit.name, crit.description)
         console.print(table)
     if what in (Listing.all, Listing.actions):
-        from lth.actions import KEPT_ACTIONS, PRUNED_ACTIONS
+        from lth.pruning.actions import KEPT_ACTIONS, PRUNED_ACTIONS
 
         table = registry_table("Mask-1 actions (kept weights) and mask-0 actions (pruned weights)",
                                ("action", "applies to", "description"))
@@ -438,7 +438,7 @@ def list_registry(what: Listing = typer.Argument(Listing.all, help="What to list
 
 def main() -> None:
     """Entry point: LthError becomes one clear line on stderr and exit code 2; Ctrl-C says how to resume."""
-    from lth.interrupt import Interrupted
+    from lth.core.interrupt import Interrupted
 
     try:
         app()

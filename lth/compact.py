@@ -1,6 +1,6 @@
 """Compaction: turn a masked ticket into a physically smaller dense network, and measure what it buys.
 
-A unit (neuron / conv channel, see `lth.structured`) is cut out when it is *dead*:
+A unit (neuron / conv channel, see `lth.pruning.structured`) is cut out when it is *dead*:
 - dead-out: all its outgoing weights (input columns of its consumers, among their surviving rows) are
   zero, so its value never reaches the output (unstructured masks make these by pruning columns);
 - dead-in: all its incoming weights (among surviving input columns) are zero, so its value is a
@@ -28,11 +28,11 @@ from typing import Any, Mapping, Optional
 import torch
 from torch import Tensor, nn
 
-from lth import artifacts
-from lth.errors import LthError
-from lth.masks import apply_mask
+from lth.core import files as artifacts
+from lth.core.errors import LthError
+from lth.core.masks import apply_mask
 from lth.models import PrunableModel, build_model
-from lth.structured import UnitLayer, unit_layers, unit_span
+from lth.pruning.structured import UnitLayer, unit_layers, unit_span
 
 COMPACT_FILE = "compact.pt2"
 COMPACT_METRICS = "compact.json"
@@ -408,7 +408,7 @@ def find_rounds(path: str | Path) -> list[RoundRef]:
 
 def run_settings(run: Path):
     """The RunSettings a run directory was made with."""
-    from lth.settings import from_dict
+    from lth.engine.settings import from_dict
 
     recorded = artifacts.read_json(run / "settings.json")
     if not isinstance(recorded, dict) or not isinstance(recorded.get("settings"), dict):
@@ -423,9 +423,9 @@ def compact_round(ref: RoundRef, splits=None, dense: Optional[dict] = None, run_
     `splits` (the run's dataset) checks outputs and accuracy on the test set; without it a seeded random
     batch checks the outputs. `dense` is `dense_reference(...)` (computed here when not given).
     """
-    from lth.artifacts import RunLayout
+    from lth.core.files import RunLayout
     from lth.datasets import get_dataset_spec
-    from lth.rounds import Shape, describe_model
+    from lth.engine.rounds import Shape, describe_model
 
     settings = run_settings(ref.run)
     if settings.mask0_action != "zero":

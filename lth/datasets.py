@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from lth.errors import LthError, unknown_choice
+from lth.core.errors import LthError, unknown_choice
 
 SPLIT_SEED = 0
 """Seed of the one permutation that decides the validation (and, for mnist-5k, test) hold-out."""

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Callable
 
-from lth.errors import LthError
+from lth.core.errors import LthError
 
 
 def round_argument(description: str) -> str:
@@ -19,7 +19,7 @@ def round_argument(description: str) -> str:
 def run(stage: Callable[[], None]) -> None:
     """Run a stage: a bad value or file, or an interruption (Ctrl-C, SIGTERM: the train stages save their
     state first), is one line on stderr and exit code 2."""
-    from lth.interrupt import Interrupted, graceful_stop
+    from lth.core.interrupt import Interrupted, graceful_stop
 
     try:
         with graceful_stop():
@@ -38,7 +38,7 @@ def run(stage: Callable[[], None]) -> None:
 def shape_of(settings):
     """The model's input shape and class count, from the dataset registry (no data loaded)."""
     from lth.datasets import get_dataset_spec
-    from lth.rounds import Shape
+    from lth.engine.rounds import Shape
 
     spec = get_dataset_spec(settings.dataset)
     return Shape(tuple(spec.input_shape), spec.num_classes)
@@ -46,8 +46,8 @@ def shape_of(settings):
 
 def model_files(settings):
     """Loaders for this model's weights and mask files, verified against its shapes."""
-    from lth import artifacts
-    from lth.rounds import describe_model
+    from lth.core import files as artifacts
+    from lth.engine.rounds import describe_model
 
     kinds, shapes = describe_model(settings, shape_of(settings))
     mask_shapes = {name: shapes[name] for name in kinds}
@@ -65,7 +65,7 @@ def training_processes(params, module: str, args: list[str], settings, needed: b
     """(session, splits) for a training stage, or None when this process has nothing left to do: the
     stage reran itself under torchrun (params.yaml `train.distributed.nproc` > 1), or this rank followed
     rank 0's training. `needed=False` keeps a stage that will not train in one process."""
-    from lth.distributed import stage_processes
+    from lth.training.distributed import stage_processes
 
     nproc = params.distributed.nproc if needed else 1
     return stage_processes(nproc, params.distributed.mode, params.device, module, args,
@@ -75,10 +75,11 @@ def training_processes(params, module: str, args: list[str], settings, needed: b
 def load_splits(device: str, settings=None):
     """The prepared dataset, on the training device; with `settings`, checked against them (batch size,
     rewind step, model input) before any work."""
-    from lth import artifacts, pipeline
+    from lth.core import files as artifacts
+    from lth.engine import layout as pipeline
     from lth.datasets import Splits
-    from lth.settings import check_data
-    from lth.train import resolve_device
+    from lth.engine.settings import check_data
+    from lth.training.loop import resolve_device
 
     splits = Splits.from_state(artifacts.load_torch(pipeline.PREPARED, "prepared dataset"))
     if settings is not None:

@@ -9,7 +9,7 @@ from stages._common import run
 
 
 def main() -> None:
-    from lth import artifacts
+    from lth.core import files as artifacts
     from lth.experiments import EXPERIMENTS, experiment_module
     from lth.experiments.common import metrics_path
 

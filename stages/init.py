@@ -6,9 +6,10 @@ from stages._common import run, shape_of
 
 
 def main() -> None:
-    from lth import artifacts, pipeline
-    from lth.params import DENSE_ROUND, load_params
-    from lth.rounds import initial_state
+    from lth.core import files as artifacts
+    from lth.engine import layout as pipeline
+    from lth.engine.params import DENSE_ROUND, load_params
+    from lth.engine.rounds import initial_state
 
     settings = load_params().settings
     for t in range(settings.trials):

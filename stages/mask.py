@@ -6,10 +6,11 @@ from stages._common import model_files, round_argument, run
 
 
 def main() -> None:
-    from lth import artifacts, pipeline
-    from lth.masks import remaining_percent
-    from lth.params import load_params, round_index
-    from lth.rounds import mask_round
+    from lth.core import files as artifacts
+    from lth.engine import layout as pipeline
+    from lth.core.masks import remaining_percent
+    from lth.engine.params import load_params, round_index
+    from lth.engine.rounds import mask_round
 
     key = round_argument(__doc__)
     params = load_params()

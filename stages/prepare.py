@@ -6,9 +6,10 @@ from stages._common import run
 
 
 def main() -> None:
-    from lth import artifacts, pipeline
+    from lth.core import files as artifacts
+    from lth.engine import layout as pipeline
     from lth.datasets import load_dataset
-    from lth.params import load_params
+    from lth.engine.params import load_params
 
     params = load_params()
     splits = load_dataset(params.settings.dataset, params.dataset_dir)

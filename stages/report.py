@@ -6,7 +6,7 @@ from stages._common import run
 
 
 def main() -> None:
-    from lth import pipeline
+    from lth.engine import layout as pipeline
     from lth.report import make_report
 
     files = make_report(["."], pipeline.REPORT)

@@ -7,9 +7,10 @@ from stages._common import model_files, round_argument, run, shape_of
 
 
 def main() -> None:
-    from lth import artifacts, pipeline
-    from lth.params import load_params, round_index
-    from lth.rounds import rewind_round
+    from lth.core import files as artifacts
+    from lth.engine import layout as pipeline
+    from lth.engine.params import load_params, round_index
+    from lth.engine.rounds import rewind_round
 
     key = round_argument(__doc__)
     params = load_params()

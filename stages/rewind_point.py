@@ -12,10 +12,12 @@ from stages._common import model_files, run, shape_of, training_processes
 def main() -> None:
     import dataclasses
 
-    from lth import artifacts, pipeline
-    from lth.params import DENSE_ROUND, load_params
-    from lth.rounds import rewind_iteration, round_networks
-    from lth.steps import Step
+    from lth.core import files as artifacts
+
+    from lth.engine import layout as pipeline
+    from lth.engine.params import DENSE_ROUND, load_params
+    from lth.engine.rounds import rewind_iteration, round_networks
+    from lth.core.steps import Step
 
     params = load_params()
     settings = params.settings

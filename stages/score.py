@@ -6,10 +6,11 @@ from stages._common import load_splits, model_files, round_argument, run
 
 
 def main() -> None:
-    from lth import artifacts, pipeline
-    from lth.criteria import get_criterion
-    from lth.params import load_params, round_index
-    from lth.rounds import score_round
+    from lth.core import files as artifacts
+    from lth.engine import layout as pipeline
+    from lth.pruning.criteria import get_criterion
+    from lth.engine.params import load_params, round_index
+    from lth.engine.rounds import score_round
 
     key = round_argument(__doc__)
     params = load_params()

@@ -6,9 +6,10 @@ from stages._common import run
 
 
 def main() -> None:
-    from lth import artifacts, pipeline
-    from lth.params import DENSE_ROUND, load_params
-    from lth.summary import dvc_summary, layer_rows, learning_curve_rows, plot_rows
+    from lth.core import files as artifacts
+    from lth.engine import layout as pipeline
+    from lth.engine.params import DENSE_ROUND, load_params
+    from lth.engine.summary import dvc_summary, layer_rows, learning_curve_rows, plot_rows
 
     rounds = [DENSE_ROUND, *load_params().rounds]  # only declared rounds: stale files of removed ones are ignored
     records = [artifacts.read_json(pipeline.round_metrics(r)) for r in rounds]

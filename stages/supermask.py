@@ -6,9 +6,10 @@ from stages._common import load_splits, run
 
 
 def main() -> None:
-    from lth import artifacts, pipeline
-    from lth.params import load_params
-    from lth.supermask import learn_supermask
+    from lth.core import files as artifacts
+    from lth.engine import layout as pipeline
+    from lth.engine.params import load_params
+    from lth.training.supermask import learn_supermask
 
     params = load_params()
     settings = params.settings

@@ -7,11 +7,12 @@ from stages._common import model_files, round_argument, run, shape_of, training_
 
 
 def main() -> None:
-    from lth import artifacts, pipeline
-    from lth.checkpoint import Checkpoint
-    from lth.params import load_params, round_index
-    from lth.rounds import round_networks
-    from lth.summary import TICKET, arm_stats
+    from lth.core import files as artifacts
+    from lth.engine import layout as pipeline
+    from lth.training.checkpoint import Checkpoint
+    from lth.engine.params import load_params, round_index
+    from lth.engine.rounds import round_networks
+    from lth.engine.summary import TICKET, arm_stats
 
     key = round_argument(__doc__)
     params = load_params()

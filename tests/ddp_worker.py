@@ -13,11 +13,11 @@ from typing import Callable
 
 import torch
 
-import lth.rounds
+import lth.engine.rounds
 
 
-def recorder(record: Path, rank: int, train_networks: Callable = lth.rounds.train_networks) -> Callable:
-    """lth.rounds.train_networks that also saves rank<R>-round<N>-trial<T>-<arm>.pt in `record`."""
+def recorder(record: Path, rank: int, train_networks: Callable = lth.engine.rounds.train_networks) -> Callable:
+    """lth.engine.rounds.train_networks that also saves rank<R>-round<N>-trial<T>-<arm>.pt in `record`."""
     record.mkdir(parents=True, exist_ok=True)
 
     def recording_train_networks(settings, splits, networks, round_index, progress=None, **options):
@@ -33,6 +33,6 @@ def recorder(record: Path, rank: int, train_networks: Callable = lth.rounds.trai
 if __name__ == "__main__":
     from lth.cli import main
 
-    lth.rounds.train_networks = recorder(Path(os.environ["LTH_RECORD"]), int(os.environ.get("RANK", "0")))
+    lth.engine.rounds.train_networks = recorder(Path(os.environ["LTH_RECORD"]), int(os.environ.get("RANK", "0")))
     sys.argv = ["lth", *sys.argv[1:]]
     main()

@@ -8,14 +8,14 @@ import pytest
 import torch
 
 from conftest import random_mask, tiny_splits
-from lth import artifacts
-from lth.artifacts import RunLayout
-from lth.batched import train_batched
-from lth.errors import LthError
+from lth.core import files as artifacts
+from lth.core.files import RunLayout
+from lth.training.batched import train_batched
+from lth.core.errors import LthError
 from lth.models import build_model
-from lth.rounds import TICKET, find_ticket
-from lth.settings import TrainSettings, defaults_for, replace
-from lth.train import train
+from lth.engine.rounds import TICKET, find_ticket
+from lth.engine.settings import TrainSettings, defaults_for, replace
+from lth.training.loop import train
 
 
 @pytest.mark.parametrize(
@@ -100,12 +100,12 @@ def test_trials_and_controls_in_the_runner(tmp_path):
 
 
 def test_control_construction():
-    from lth.controls import CONTROLS, ControlInputs
+    from lth.pruning.controls import CONTROLS, ControlInputs
 
     model = build_model("lenet-300-100", (1, 28, 28), 10, seed=0)
     init = {k: v.clone() for k, v in model.state_dict().items()}
     mask = random_mask(model, 0.3, 0)
-    from lth.actions import rewind_state
+    from lth.pruning.actions import rewind_state
 
     inputs = ControlInputs("lenet-300-100", (1, 28, 28), 10, 0, 2, mask,
                            lambda other: rewind_state(init, init, init, other))
@@ -134,7 +134,7 @@ def test_weight_first_linear_equals_linear_alone_and_under_vmap(bias):
     vmap each network gets the weight and bias gradients nn.Linear gives it alone."""
     from torch.func import functional_call, vmap
 
-    from lth.batched import WeightFirstLinear
+    from lth.training.batched import WeightFirstLinear
 
     torch.manual_seed(0)
     plain = torch.nn.Linear(7, 5, bias=bias)

@@ -42,8 +42,8 @@ def test_list_shows_models_datasets_criteria(monkeypatch, capsys):
 def test_list_piped_at_80_columns_keeps_every_name_whole():
     """Not a terminal (a pipe, CI, a pytest-xdist worker): rich lays tables out in 80 columns, and the
     names must still come out whole, to be copied into commands."""
-    from lth.actions import KEPT_ACTIONS, PRUNED_ACTIONS
-    from lth.criteria import CRITERIA
+    from lth.pruning.actions import KEPT_ACTIONS, PRUNED_ACTIONS
+    from lth.pruning.criteria import CRITERIA
     from lth.datasets import DATASETS
     from lth.models import MODELS
 

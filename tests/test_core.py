@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lth.actions import rewind_state
-from lth.criteria import CRITERIA, score_layers
-from lth.errors import LthError
-from lth.prune import kept_after, next_mask
-from lth.settings import RunSettings, defaults_for, from_dict, replace
-from lth.steps import Step
+from lth.pruning.actions import rewind_state
+from lth.pruning.criteria import CRITERIA, score_layers
+from lth.core.errors import LthError
+from lth.pruning.prune import kept_after, next_mask
+from lth.engine.settings import RunSettings, defaults_for, from_dict, replace
+from lth.core.steps import Step
 
 
 # --- steps -------------------------------------------------------------------------------------------------

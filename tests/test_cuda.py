@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from conftest import random_mask, tiny_splits
-from lth.batched import train_batched
+from lth.training.batched import train_batched
 from lth.models import build_model
-from lth.settings import TrainSettings
-from lth.train import train
+from lth.engine.settings import TrainSettings
+from lth.training.loop import train
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU; CPU runs use the eager loop")
 
@@ -53,7 +53,7 @@ def test_cuda_graph_conv_net_channels_last_equals_eager(monkeypatch, precision):
     """One conv net on CUDA trains in channels-last layout inside the graph, in fp32 or under bf16 autocast."""
     from torch import nn
 
-    from lth import train as trainer
+    from lth.training import loop as trainer
 
     splits = tiny_splits(n_train=40, n_eval=10, shape=(3, 32, 32)).to("cuda")
     settings = TrainSettings(optimizer="adam", lr=1e-3, batch_size=10, duration="12it", eval_every="4it",

@@ -23,7 +23,7 @@ from lth.datasets import (
     load_dataset,
     split_indices,
 )
-from lth.errors import LthError
+from lth.core.errors import LthError
 
 from conftest import fake_cifar, fake_mnist
 

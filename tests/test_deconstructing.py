@@ -6,16 +6,16 @@ import pytest
 import torch
 
 from conftest import tiny_splits
-from lth import artifacts
-from lth.actions import KEPT_ACTIONS, PRUNED_ACTIONS, rewind_state
-from lth.artifacts import RunLayout
-from lth.criteria import score_layers
-from lth.errors import LthError
+from lth.core import files as artifacts
+from lth.pruning.actions import KEPT_ACTIONS, PRUNED_ACTIONS, rewind_state
+from lth.core.files import RunLayout
+from lth.pruning.criteria import score_layers
+from lth.core.errors import LthError
 from lth.models import build_model
-from lth.rounds import find_ticket, mask_round
-from lth.settings import TrainSettings, defaults_for, replace
-from lth.supermask import SupermaskSettings, frozen_weights, learn_supermask
-from lth.train import train
+from lth.engine.rounds import find_ticket, mask_round
+from lth.engine.settings import TrainSettings, defaults_for, replace
+from lth.training.supermask import SupermaskSettings, frozen_weights, learn_supermask
+from lth.training.loop import train
 
 INIT = torch.tensor([0.5, -0.4, 0.3, -0.2, 0.1, -0.6])
 REWIND = torch.tensor([0.55, -0.45, 0.35, -0.25, 0.15, -0.65])

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from lth.distributed import World, world_from_env
-from lth.errors import LthError
+from lth.training.distributed import World, world_from_env
+from lth.core.errors import LthError
 
 REPO = Path(__file__).resolve().parents[1]
 TORCHRUN = Path(sys.executable).parent / "torchrun"
@@ -66,7 +66,7 @@ def assert_pruned_weights_zero(entry: dict) -> None:
 
 @pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun is not installed next to this Python")
 def test_torchrun_two_processes_match_one(tmp_path, monkeypatch, capsys):
-    import lth.rounds
+    import lth.engine.rounds
     from ddp_worker import recorder
     from lth.cli import main
     from lth.datasets import load_dataset
@@ -76,7 +76,7 @@ def test_torchrun_two_processes_match_one(tmp_path, monkeypatch, capsys):
     # meanwhile the same run in this process, without torchrun
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
         monkeypatch.delenv(key, raising=False)
-    monkeypatch.setattr(lth.rounds, "train_networks", recorder(tmp_path / "single" / "record", 0))
+    monkeypatch.setattr(lth.engine.rounds, "train_networks", recorder(tmp_path / "single" / "record", 0))
     monkeypatch.setattr(sys, "argv", ["lth", *cli_args(tmp_path, "single")])
     with pytest.raises(SystemExit) as exit_info:
         main()
@@ -144,7 +144,7 @@ def test_unknown_distributed_mode_is_a_clear_error(tmp_path):
 def test_params_train_distributed(tmp_path):
     import yaml
 
-    from lth.params import DistributedParams, load_params
+    from lth.engine.params import DistributedParams, load_params
 
     base = yaml.safe_load((REPO / "params.yaml").read_text())
     plain = load_params(REPO / "params.yaml")
@@ -163,8 +163,8 @@ def test_params_train_distributed(tmp_path):
 
 
 def test_batch_that_does_not_split_over_the_processes_is_refused_up_front():
-    from lth.distributed import Session
-    from lth.settings import defaults_for, replace
+    from lth.training.distributed import Session
+    from lth.engine.settings import defaults_for, replace
 
     settings = replace(defaults_for("lenet-300-100"), train__batch_size=61)
     with pytest.raises(LthError, match="bad batch_size 61: it must split evenly over the 2 processes"):

@@ -18,8 +18,8 @@ import torch
 import yaml
 
 from conftest import run_cli, tiny_splits
-from lth.errors import LthError
-from lth.settings import RunSettings, TrainSettings
+from lth.core.errors import LthError
+from lth.engine.settings import RunSettings, TrainSettings
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = TrainSettings(optimizer="adam", lr=1e-3, batch_size=20, duration="12it", eval_every="6it")
@@ -32,7 +32,7 @@ def tiny_settings(**changes) -> RunSettings:
 @pytest.fixture(scope="module")
 def found(tmp_path_factory):
     """Two tiny find-ticket runs (seeds 0 and 1) of LeNet-300-100 on random 28x28 data, 2 rounds each."""
-    from lth.rounds import find_ticket
+    from lth.engine.rounds import find_ticket
 
     splits = tiny_splits()
     root = tmp_path_factory.mktemp("runs")
@@ -48,7 +48,7 @@ def found(tmp_path_factory):
 def test_relevance_is_conserved_layer_by_layer(model):
     """With zero biases (θ0) and eps -> 0, every layer's weight relevance sums to the true-class logits."""
     from lth.models import build_model
-    from lth.relevance import reference_samples, weight_relevance
+    from lth.pruning.relevance import reference_samples, weight_relevance
 
     splits = tiny_splits()
     net = build_model(model, splits.input_shape, 10, seed=3)
@@ -66,7 +66,7 @@ def test_relevance_is_conserved_layer_by_layer(model):
 def test_relevance_matches_the_epsilon_rule_by_hand_and_ignores_pruned_weights():
     """A 2-layer net: R_ij = a_i w_ij R_j / (z_j + eps sign z_j), computed explicitly."""
     from lth.models import build_model
-    from lth.relevance import reference_samples, weight_relevance
+    from lth.pruning.relevance import reference_samples, weight_relevance
 
     splits = tiny_splits()
     net = build_model("lenet-300-100", splits.input_shape, 10, seed=1)
@@ -102,11 +102,11 @@ def test_relevance_matches_the_epsilon_rule_by_hand_and_ignores_pruned_weights()
 
 
 def test_relevance_criterion_is_registered_and_scores_rounds():
-    from lth.criteria import CRITERIA
+    from lth.pruning.criteria import CRITERIA
     from lth.models import build_model
-    from lth.relevance import weight_relevance
-    from lth.rounds import score_round
-    from lth.seeds import derive_seed
+    from lth.pruning.relevance import weight_relevance
+    from lth.engine.rounds import score_round
+    from lth.core.seeds import derive_seed
 
     assert "relevance" in CRITERIA and CRITERIA["relevance"].gradient_at == "final"
     splits = tiny_splits()
@@ -250,7 +250,7 @@ def test_perturbed_forward_adds_noise_only_to_masked_weights_and_never_keeps_it(
 def test_perturb_experiment_arms():
     from lth.experiments.perturb import PerturbSettings, perturb_experiment
     from lth.models import build_model
-    from lth.train import train
+    from lth.training.loop import train
 
     splits = tiny_splits()
     init = build_model("lenet-300-100", splits.input_shape, 10, 0).state_dict()

@@ -28,7 +28,7 @@ TRIALS = 2
 
 
 def golden_settings():
-    from lth.settings import defaults_for, replace
+    from lth.engine.settings import defaults_for, replace
 
     return replace(defaults_for("lenet-300-100", "mnist-5k"), trials=TRIALS, controls=("reinit", "random-prune"),
                    train__duration="30it", train__eval_every="10it")
@@ -46,9 +46,9 @@ def float64_splits(root: Path):
 
 def run_golden(out: Path) -> dict:
     """Masks (checksums) and round records of the golden run into `out`."""
-    from lth import artifacts
-    from lth.artifacts import RunLayout
-    from lth.rounds import find_ticket
+    from lth.core import files as artifacts
+    from lth.core.files import RunLayout
+    from lth.engine.rounds import find_ticket
 
     before = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)

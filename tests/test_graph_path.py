@@ -16,12 +16,12 @@ import pytest
 import torch
 
 from conftest import random_mask, tiny_splits
-from lth import train as trainer
-from lth.batched import train_batched
-from lth.interrupt import Interrupted, graceful_stop
+from lth.training import loop as trainer
+from lth.training.batched import train_batched
+from lth.core.interrupt import Interrupted, graceful_stop
 from lth.models import build_model
-from lth.rounds import find_ticket
-from lth.settings import TrainSettings, defaults_for, replace
+from lth.engine.rounds import find_ticket
+from lth.engine.settings import TrainSettings, defaults_for, replace
 from test_reliability import SignalAt, same_results
 
 

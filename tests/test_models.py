@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from lth.errors import LthError
+from lth.core.errors import LthError
 from lth.models import MODELS, ModelDefaults, build_model, get_model_spec
 
 MNIST = (1, 28, 28)

@@ -8,8 +8,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lth.errors import LthError
-from lth.params import load_params
+from lth.core.errors import LthError
+from lth.engine.params import load_params
 
 VALID = yaml.safe_load("""
 model: lenet-300-100

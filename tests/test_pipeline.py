@@ -15,8 +15,8 @@ import pytest
 import torch
 import yaml
 
-from lth.errors import LthError
-from lth.params import load_params, parse_rounds, rounds_yaml
+from lth.core.errors import LthError
+from lth.engine.params import load_params, parse_rounds, rounds_yaml
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
@@ -83,10 +83,10 @@ def test_pipeline_repro_cache_reuse_and_added_round(tmp_path):
     assert [n["arm"] for n in record["networks"]] == ["ticket", "reinit", "random-prune"]
 
     # the CLI's one-process runner computes bit-for-bit what the pipeline's stages computed
-    from lth import artifacts
-    from lth.artifacts import RunLayout
+    from lth.core import files as artifacts
+    from lth.core.files import RunLayout
     from lth.datasets import load_dataset
-    from lth.rounds import find_ticket
+    from lth.engine.rounds import find_ticket
 
     cli = RunLayout(tmp_path / "cli")
     find_ticket(load_params(root / "params.yaml").settings, 3, cli.root, load_dataset("mnist-5k", tmp_path))
@@ -148,10 +148,10 @@ def test_pipeline_trains_three_trials_and_both_controls_batched(tmp_path):
     root = tiny_project(tmp_path / "project", rounds=2, trials=3, controls=["reinit", "random-prune"])
     first = sh(root, "dvc", "repro", "summary")
     assert {"train_dense", "train@r01", "train@r02", "summary"} <= ran(first)
-    from lth import artifacts
-    from lth.artifacts import RunLayout
+    from lth.core import files as artifacts
+    from lth.core.files import RunLayout
     from lth.datasets import load_dataset
-    from lth.rounds import find_ticket
+    from lth.engine.rounds import find_ticket
 
     settings = load_params(root / "params.yaml").settings
     assert settings.trials == 3 and settings.controls == ("reinit", "random-prune")

@@ -13,11 +13,11 @@ import torch
 from torch import nn
 
 from conftest import fake_mnist, random_mask, run_cli, tiny_splits
-from lth import train as trainer
-from lth.batched import train_batched
-from lth.errors import LthError
+from lth.training import loop as trainer
+from lth.training.batched import train_batched
+from lth.core.errors import LthError
 from lth.models import build_model
-from lth.settings import RunSettings, TrainSettings, defaults_for, from_dict, replace
+from lth.engine.settings import RunSettings, TrainSettings, defaults_for, from_dict, replace
 
 
 def output_dtypes(model):
@@ -59,7 +59,7 @@ def test_bf16_batched_networks_compute_as_single_bf16_networks():
     """vmapped networks run under the same autocast as one network: the same bf16 logits, and training
     that stays as close to the single runs as bf16 rounding allows (SGD: Adam's 1/sqrt(v) would blow
     the rounding differences of near-zero gradients up to +-lr per step)."""
-    from lth.batched import StackedNetworks
+    from lth.training.batched import StackedNetworks
 
     splits = tiny_splits()
     models = [build_model("lenet-300-100", (1, 28, 28), 10, seed=s) for s in (0, 1)]

@@ -17,14 +17,14 @@ import pytest
 import torch
 
 from conftest import fake_mnist, tiny_splits
-from lth import artifacts
-from lth.artifacts import RunLayout
-from lth.checkpoint import Checkpoint
-from lth.errors import LthError
-from lth.interrupt import Interrupted, graceful_stop
-from lth.lock import LOCK_NAME, RunLock
-from lth.rounds import SilentReporter, find_ticket
-from lth.settings import check_data, defaults_for, from_dict, replace
+from lth.core import files as artifacts
+from lth.core.files import RunLayout
+from lth.training.checkpoint import Checkpoint
+from lth.core.errors import LthError
+from lth.core.interrupt import Interrupted, graceful_stop
+from lth.core.lock import LOCK_NAME, RunLock
+from lth.engine.rounds import SilentReporter, find_ticket
+from lth.engine.settings import check_data, defaults_for, from_dict, replace
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -275,12 +275,12 @@ def test_disk_full_while_checkpointing_keeps_the_previous_checkpoint(tmp_path, m
 
 
 def test_cuda_out_of_memory_suggests_smaller_batch_or_cpu(tmp_path, monkeypatch):
-    import lth.rounds
+    import lth.engine.rounds
 
     def oom(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr(lth.rounds, "train", oom)
+    monkeypatch.setattr(lth.engine.rounds, "train", oom)
     with pytest.raises(LthError, match=r"out of .* memory .*batch size 20: use a smaller --batch-size.*--device cpu"):
         find_ticket(lenet(), 1, tmp_path, tiny_splits())
 

@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 import torch
 
-from lth import artifacts
-from lth.artifacts import RunLayout
-from lth.errors import LthError
+from lth.core import files as artifacts
+from lth.core.files import RunLayout
+from lth.core.errors import LthError
 from lth.report import make_report
 from lth.report.figures import curve_rounds, pixel_map
 from lth.report.sources import from_run_dir

@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from conftest import tiny_splits
-from lth import artifacts
-from lth.artifacts import RunLayout
-from lth.errors import LthError
-from lth.rounds import SilentReporter, find_ticket
-from lth.settings import defaults_for, replace
+from lth.core import files as artifacts
+from lth.core.files import RunLayout
+from lth.core.errors import LthError
+from lth.engine.rounds import SilentReporter, find_ticket
+from lth.engine.settings import defaults_for, replace
 
 
 def lenet_settings(**changes):

@@ -20,14 +20,14 @@ from lth.compact import (
     masked_network,
     plan_units,
 )
-from lth.criteria import score_layers
-from lth.errors import LthError
-from lth.masks import ones_mask
+from lth.pruning.criteria import score_layers
+from lth.core.errors import LthError
+from lth.core.masks import ones_mask
 from lth.models import MODELS, build_model
-from lth.prune import kept_after, next_mask
-from lth.rounds import find_ticket, mask_round
-from lth.settings import RunSettings, defaults_for, replace
-from lth.structured import STRUCTURES, alive_units, structured_next_mask, unit_layers
+from lth.pruning.prune import kept_after, next_mask
+from lth.engine.rounds import find_ticket, mask_round
+from lth.engine.settings import RunSettings, defaults_for, replace
+from lth.pruning.structured import STRUCTURES, alive_units, structured_next_mask, unit_layers
 
 RATES = {"conv": 0.3, "fc": 0.3, "output": 0.1}
 SHAPES = {"lenet-300-100": (1, 28, 28), "conv-4": (3, 32, 32), "resnet-20": (3, 32, 32)}
@@ -266,7 +266,7 @@ def test_compact_refuses_runs_whose_pruned_weights_are_not_zero(tmp_path):
 def test_pruning_is_a_param_the_mask_stage_reads():
     import yaml
 
-    from lth.params import load_params
+    from lth.engine.params import load_params
 
     repo = __import__("pathlib").Path(__file__).resolve().parents[1]
     assert "pruning" in yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]["mask"]["do"]["params"]

@@ -7,8 +7,8 @@ import torch
 
 from conftest import random_mask, tiny_splits
 from lth.models import build_model
-from lth.settings import TrainSettings
-from lth.train import lr_factor, train
+from lth.engine.settings import TrainSettings
+from lth.training.loop import lr_factor, train
 
 
 @pytest.mark.parametrize(
@@ -22,7 +22,7 @@ from lth.train import lr_factor, train
     ids=["adam", "sgd-nesterov", "radam"],
 )
 def test_pruned_weights_stay_exactly_zero_through_every_step(settings, monkeypatch):
-    import lth.train as T
+    import lth.training.loop as T
 
     splits = tiny_splits()
     model = build_model("lenet-300-100", (1, 28, 28), 10, seed=0)
@@ -50,7 +50,7 @@ def test_pruned_weights_stay_exactly_zero_through_every_step(settings, monkeypat
 
 
 def test_adam_moments_of_pruned_weights_stay_zero(monkeypatch):
-    import lth.train as T
+    import lth.training.loop as T
 
     captured = {}
     real = T.make_optimizer

@@ -10,7 +10,7 @@ from __future__ import annotations
 from importlib import import_module
 from types import ModuleType
 
-from lth.errors import unknown_choice
+from lth.core.errors import unknown_choice
 
 EXPERIMENTS: dict[str, str] = {
     "transfer": "a ticket trained on another dataset and/or optimizer, vs random re-init and dense",

@@ -30,13 +30,13 @@ def _length(duration: Optional[str], epochs: Optional[int], iterations: Optional
 
 def _splits(dataset: str, dataset_dir: Path, device: str):
     from lth.datasets import load_dataset
-    from lth.train import resolve_device
+    from lth.training.loop import resolve_device
 
     return load_dataset(dataset, dataset_dir).to(resolve_device(device))
 
 
 def _save(out: Path, payload: dict) -> None:
-    from lth import artifacts
+    from lth.core import files as artifacts
     from lth.cli import console
 
     artifacts.write_json(out, payload)
@@ -171,8 +171,8 @@ def perturb(
     """Selective dropout: per-epoch masks whose removed weights get noise; vs plain training and dropout."""
     from lth.experiments.common import with_training
     from lth.experiments.perturb import PerturbSettings, perturb_experiment
-    from lth.rounds import Shape, initial_state
-    from lth.settings import defaults_for, replace
+    from lth.engine.rounds import Shape, initial_state
+    from lth.engine.settings import defaults_for, replace
 
     settings = with_training(replace(defaults_for(model, dataset), seed=seed),
                              duration=_length(duration, epochs, iterations), eval_every=eval_every)
@@ -215,7 +215,7 @@ def optimizers(
 
     from lth.experiments.common import with_training
     from lth.experiments.optimizers import pick_variants, sweep, tabulate
-    from lth.settings import defaults_for, replace
+    from lth.engine.settings import defaults_for, replace
 
     base = with_training(replace(defaults_for(model, dataset), seed=seed, criterion=criterion),
                          duration=_length(duration, epochs, iterations), eval_every=eval_every)

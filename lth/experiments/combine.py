@@ -13,7 +13,7 @@ from typing import Callable, Mapping, Sequence
 import torch
 from torch import Tensor
 
-from lth.errors import LthError, unknown_choice
+from lth.core.errors import LthError, unknown_choice
 from lth.experiments.common import Arm, Ticket, train_arms, with_training
 
 COMBINATIONS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
@@ -51,7 +51,7 @@ def overlap(a: Mapping[str, Tensor], b: Mapping[str, Tensor]) -> float:
 def combine(parent_a: Ticket, parent_b: Ticket, splits, how: Sequence[str] = ("union", "intersection"),
             duration: str | None = None, eval_every: str | None = None) -> dict:
     """Train each combination of the two parents' masks from parent A's θ0, and both parents as found."""
-    from lth.masks import apply_mask
+    from lth.core.masks import apply_mask
 
     a, b = parent_a.settings, parent_b.settings
     if (a.model, a.dataset) != (b.model, b.dataset):
@@ -81,8 +81,8 @@ def run_stage() -> dict:
     found here, combined and trained."""
     from lth.experiments.common import (experiment_params, prepared_splits, results_only, ticket_from_pipeline,
                                         ticket_from_run)
-    from lth.params import load_params, round_index
-    from lth.rounds import find_ticket
+    from lth.engine.params import load_params, round_index
+    from lth.engine.rounds import find_ticket
 
     params = load_params()
     exp = experiment_params("combine", CombineSettings)

@@ -2,7 +2,7 @@
 
 A ticket comes from either face of the core: a `find-ticket` run directory (`ticket_from_run`) or the
 DVC pipeline's round artifacts `data/rounds/rNN/{start,mask,final}/trial-T.pt` + `data/init/theta0`
-(`ticket_from_pipeline`). Arms are trained by the core's `lth.rounds.train_networks` (batched where
+(`ticket_from_pipeline`). Arms are trained by the core's `lth.engine.rounds.train_networks` (batched where
 that pays, pruned weights held at their starting values), so an experiment trains exactly as a round does.
 """
 
@@ -15,9 +15,9 @@ from typing import Any, Mapping, Optional, Sequence
 
 from torch import Tensor
 
-from lth import artifacts
-from lth.errors import LthError
-from lth.settings import RunSettings
+from lth.core import files as artifacts
+from lth.core.errors import LthError
+from lth.engine.settings import RunSettings
 
 State = dict[str, Tensor]
 RESULT_KEYS = ("weights_remaining", "test_acc", "early_stop_test_acc", "early_stop_iteration", "val_acc",
@@ -48,7 +48,7 @@ class Arm:
 def model_loaders(settings: RunSettings):
     """Loaders of this model's weights and mask files, verified against its shapes."""
     from lth.datasets import get_dataset_spec
-    from lth.rounds import Shape, describe_model
+    from lth.engine.rounds import Shape, describe_model
 
     spec = get_dataset_spec(settings.dataset)
     kinds, shapes = describe_model(settings, Shape(tuple(spec.input_shape), spec.num_classes))
@@ -59,8 +59,8 @@ def model_loaders(settings: RunSettings):
 
 def run_settings(run_dir: str | Path) -> RunSettings:
     """The settings a find-ticket run directory was made with (its settings.json)."""
-    from lth.artifacts import RunLayout
-    from lth.settings import from_dict
+    from lth.core.files import RunLayout
+    from lth.engine.settings import from_dict
 
     layout = RunLayout(run_dir)
     if not layout.settings.is_file():
@@ -70,7 +70,7 @@ def run_settings(run_dir: str | Path) -> RunSettings:
 
 def ticket_from_run(run_dir: str | Path, round_index: int, trial: int = 0) -> Ticket:
     """Round `round_index` of trial `trial` of a find-ticket run; the round must be finished."""
-    from lth.artifacts import RunLayout
+    from lth.core.files import RunLayout
 
     settings = run_settings(run_dir)
     layout = RunLayout(run_dir)
@@ -88,8 +88,8 @@ def ticket_from_run(run_dir: str | Path, round_index: int, trial: int = 0) -> Ti
 
 def ticket_from_pipeline(settings: RunSettings, round_key: str, trial: int = 0) -> Ticket:
     """Round `round_key` (e.g. 'r05') of trial `trial` of the DVC pipeline, from data/rounds and data/init."""
-    from lth import pipeline
-    from lth.params import round_index
+    from lth.engine import layout as pipeline
+    from lth.engine.params import round_index
 
     if not 0 <= trial < settings.trials:
         raise LthError(f"bad trial {trial}: params.yaml has trials 0..{settings.trials - 1}")
@@ -105,7 +105,7 @@ def train_arms(settings: RunSettings, splits, arms: Sequence[Arm], seed: Optiona
 
     Returns arm name -> its results (RESULT_KEYS), learning curve ('curve') and trained weights ('state').
     """
-    from lth.rounds import Network, train_networks
+    from lth.engine.rounds import Network, train_networks
 
     if len({arm.name for arm in arms}) != len(arms):
         raise LthError(f"internal: arm names must be distinct, got {[arm.name for arm in arms]}")
@@ -123,7 +123,7 @@ def results_only(results: Mapping[str, dict]) -> dict[str, dict]:
 
 def with_training(settings: RunSettings, **changes: Any) -> RunSettings:
     """`settings` with training fields changed (None leaves a value), validated."""
-    from lth.settings import replace
+    from lth.engine.settings import replace
 
     return replace(settings, **{f"train__{k}": v for k, v in changes.items()}).validate()
 
@@ -135,7 +135,7 @@ def experiment_params(name: str, cls: type, path: str | Path = "params.yaml") ->
     """The `experiments.<name>` group of params.yaml as the experiment's settings dataclass."""
     import yaml
 
-    from lth.settings import build_dataclass
+    from lth.engine.settings import build_dataclass
 
     data = yaml.safe_load(Path(path).read_text()) or {}
     group = (data.get("experiments") or {}).get(name)
@@ -146,16 +146,16 @@ def experiment_params(name: str, cls: type, path: str | Path = "params.yaml") ->
 
 def prepared_splits(device: str):
     """The pipeline's prepared dataset (data/prepared/splits.pt) on the training device."""
-    from lth import pipeline
+    from lth.engine import layout as pipeline
     from lth.datasets import Splits
-    from lth.train import resolve_device
+    from lth.training.loop import resolve_device
 
     return Splits.from_state(artifacts.load_torch(pipeline.PREPARED, "prepared dataset")).to(resolve_device(device))
 
 
 def metrics_path(name: str) -> Path:
     """metrics/experiments/<name>.json: the experiment stage's DVC metrics."""
-    from lth.pipeline import METRICS
+    from lth.engine.layout import METRICS
 
     return METRICS / "experiments" / f"{name}.json"
 

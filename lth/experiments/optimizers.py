@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Optional
 
-from lth.errors import LthError, unknown_choice
-from lth.settings import RunSettings
+from lth.core.errors import LthError, unknown_choice
+from lth.engine.settings import RunSettings
 
 
 @dataclass(frozen=True)
@@ -29,8 +29,8 @@ class Variant:
     rewind: str = "0it"
 
     def apply(self, settings: RunSettings) -> RunSettings:
-        from lth.settings import replace
-        from lth.steps import Step
+        from lth.engine.settings import replace
+        from lth.core.steps import Step
 
         rewinding = Step.parse(self.rewind) != Step()
         return replace(settings, train__optimizer=self.optimizer, train__lr=self.lr or None,
@@ -57,7 +57,7 @@ class OptimizersSettings:
     variants: dict[str, dict] = field(default_factory=dict)  # name -> Variant fields; empty: DEFAULT_VARIANTS
 
     def parsed_variants(self, where: str = "experiments.optimizers.variants") -> dict[str, Variant]:
-        from lth.settings import build_dataclass
+        from lth.engine.settings import build_dataclass
 
         if not self.variants:
             return dict(DEFAULT_VARIANTS)
@@ -77,7 +77,7 @@ def pick_variants(names: Optional[list[str]]) -> dict[str, Variant]:
 def sweep(base: RunSettings, variants: Mapping[str, Variant], rounds: int, out: str | Path, splits,
           reporter_for: Optional[Callable[[str], object]] = None) -> dict[str, list[dict]]:
     """Run (or resume) IMP for every variant into out/<variant>; variant -> its round records."""
-    from lth.rounds import find_ticket
+    from lth.engine.rounds import find_ticket
 
     if rounds < 1:
         raise LthError(f"bad rounds {rounds}: must be >= 1")
@@ -88,7 +88,7 @@ def sweep(base: RunSettings, variants: Mapping[str, Variant], rounds: int, out: 
 
 def tabulate(records: Mapping[str, list[dict]]) -> dict[str, dict]:
     """variant -> {rNN: ticket early-stop test acc (mean over trials), ..., weights_rNN: % weights}."""
-    from lth.summary import TICKET, arm_stats
+    from lth.engine.summary import TICKET, arm_stats
 
     table: dict[str, dict] = {}
     for name, rounds in records.items():
@@ -104,7 +104,7 @@ def tabulate(records: Mapping[str, list[dict]]) -> dict[str, dict]:
 def run_stage() -> dict:
     """The DVC stage `exp_optimizers`: the pipeline's model, data, seed, criterion and pruning under every variant."""
     from lth.experiments.common import experiment_params, prepared_splits, with_training
-    from lth.params import load_params
+    from lth.engine.params import load_params
 
     params = load_params()
     exp = experiment_params("optimizers", OptimizersSettings)

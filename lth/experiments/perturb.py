@@ -9,7 +9,7 @@ dropout, the perturbation lives in the forward pass only: gradients flow to the 
 (d(w + n)/dw = 1), the optimizer updates them, and evaluation uses the clean network. The first epoch
 is plain (no mask exists yet). The dropout arm drops `fraction` of the hidden units (outputs of every
 Linear/Conv2d layer but the output layer); plain training is the same network, same θ0 and data order.
-All three arms run through the core's training loop (`lth.train.run_training`).
+All three arms run through the core's training loop (`lth.training.loop.run_training`).
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from typing import Callable, Mapping, Optional
 import torch
 from torch import Tensor, nn
 
-from lth.errors import LthError, unknown_choice
-from lth.seeds import derive_seed
-from lth.train import SingleNetwork
+from lth.core.errors import LthError, unknown_choice
+from lth.core.seeds import derive_seed
+from lth.training.loop import SingleNetwork
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ class PerturbSettings:
     eval_every: str = "1ep"
 
     def validate(self) -> "PerturbSettings":
-        from lth.criteria import get_criterion
+        from lth.pruning.criteria import get_criterion
 
         if not 0 < self.fraction < 1:
             raise LthError(f"bad fraction {self.fraction}: must be in (0, 1)")
@@ -99,8 +99,8 @@ class PerturbedNetwork(SingleNetwork):
 
     @torch.no_grad()
     def remask(self, epoch: int) -> None:
-        from lth.criteria import score_layers
-        from lth.prune import next_mask
+        from lth.pruning.criteria import score_layers
+        from lth.pruning.prune import next_mask
 
         names = list(self.kinds)
         current = {n: self.params[n].detach() for n in names}
@@ -176,8 +176,8 @@ def perturb_experiment(model_name: str, init: Mapping[str, Tensor], splits, trai
                        seed: int) -> dict:
     """Train plain, dropout and perturbed copies of the network starting at `init`; arm name -> results."""
     from lth.models import build_model
-    from lth.rounds import network_metrics
-    from lth.train import iterations_per_epoch, run_training
+    from lth.engine.rounds import network_metrics
+    from lth.training.loop import iterations_per_epoch, run_training
 
     settings.validate()
     device = splits.train_x.device
@@ -203,9 +203,9 @@ def perturb_experiment(model_name: str, init: Mapping[str, Tensor], splits, trai
 
 def run_stage() -> dict:
     """The DVC stage `exp_perturb`: the pipeline's θ0 (trial 0) trained three ways on the prepared data."""
-    from lth import pipeline
+    from lth.engine import layout as pipeline
     from lth.experiments.common import experiment_params, model_loaders, prepared_splits, with_training
-    from lth.params import load_params
+    from lth.engine.params import load_params
 
     params = load_params()
     exp = experiment_params("perturb", PerturbSettings).validate()

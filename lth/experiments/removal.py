@@ -19,9 +19,9 @@ from typing import Callable, Mapping, Optional
 import torch
 from torch import Tensor
 
-from lth.errors import LthError, unknown_choice
+from lth.core.errors import LthError, unknown_choice
 from lth.experiments.common import Arm, State, Ticket, train_arms, with_training
-from lth.seeds import derive_seed
+from lth.core.seeds import derive_seed
 
 REMOVED_VALUES = {
     "zero": "removed ticket weights are zero and frozen",
@@ -50,7 +50,7 @@ def shrink(settings, scores: Mapping[str, Tensor], mask: Mapping[str, Tensor], a
     Implemented by handing the core's `next_mask` the available entries of every layer as a flat tensor,
     so the schedule, tie-breaking and global/layerwise choice are the core's own.
     """
-    from lth.prune import next_mask
+    from lth.pruning.prune import next_mask
 
     flat_scores = {n: scores[n][available[n]] for n in mask}
     flat_mask = {n: mask[n][available[n]] for n in mask}
@@ -79,9 +79,9 @@ def remove_tickets(ticket: Ticket, splits, max_tickets: int = 3, margin: float =
                    log: Callable[[str], None] = lambda _: None) -> dict:
     """Remove successive tickets (see the module docstring). Returns the dense result, one entry per ticket
     (its complement network's and its own results, its mask, whether it matched) and `removable`."""
-    from lth.masks import remaining_percent
+    from lth.core.masks import remaining_percent
     from lth.models import build_model
-    from lth.rounds import score_round
+    from lth.engine.rounds import score_round
 
     if removed not in REMOVED_VALUES:
         raise unknown_choice("removed-weights value", removed, REMOVED_VALUES)
@@ -148,7 +148,7 @@ def result_state(result: dict) -> State:
 def run_stage() -> dict:
     """The DVC stage `exp_removal`: remove successive tickets starting from the pipeline's ticket."""
     from lth.experiments.common import experiment_params, prepared_splits, ticket_from_pipeline
-    from lth.params import load_params
+    from lth.engine.params import load_params
 
     params = load_params()
     exp = experiment_params("removal", RemovalSettings)

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import torch
 
-from lth.errors import LthError
+from lth.core.errors import LthError
 from lth.experiments.common import Arm, State, Ticket, train_arms, with_training
-from lth.seeds import derive_seed
+from lth.core.seeds import derive_seed
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ def transfer(ticket: Ticket, dataset: str, splits, optimizer: str | None = None,
     """Train the ticket, a random re-initialisation of its mask, and the dense network (from the source's θ0)
     on `splits` (the target dataset `dataset`, on its device) with the source's training settings changed
     as given. Returns arm name -> results."""
-    from lth.masks import apply_mask
+    from lth.core.masks import apply_mask
     from lth.models import build_model
 
     _, _, classes = check_compatible(ticket.settings.dataset, dataset)
@@ -95,8 +95,8 @@ def run_stage() -> dict:
     """The DVC stage `exp_transfer`: the pipeline's ticket `experiments.transfer.round` on the target."""
     from lth.datasets import load_dataset
     from lth.experiments.common import experiment_params, results_only, ticket_from_pipeline
-    from lth.params import load_params
-    from lth.train import resolve_device
+    from lth.engine.params import load_params
+    from lth.training.loop import resolve_device
 
     params = load_params()
     exp = experiment_params("transfer", TransferSettings)

@@ -12,7 +12,7 @@ from typing import Callable, Mapping
 
 import torch
 
-from lth.errors import LthError, unknown_choice
+from lth.core.errors import LthError, unknown_choice
 from lth.models.base import LAYER_KINDS, PrunableModel, has_convolutions
 from lth.models.conv import ConvNet
 from lth.models.lenet import LeNet5, LeNet300100

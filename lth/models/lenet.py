@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lth.errors import LthError
+from lth.core.errors import LthError
 from lth.models.base import PrunableModel
 
 

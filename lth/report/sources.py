@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Optional
 
-from lth import artifacts
-from lth.errors import LthError
+from lth.core import files as artifacts
+from lth.core.errors import LthError
 
 MaskLoader = Callable[[int, int], Optional[Mapping[str, Any]]]  # (trial, round) -> mask tensors, None if absent
 _ROUND_FILE = re.compile(r"^(?:round-|r)(\d{2,})\.json$")
@@ -68,7 +68,7 @@ def _mask_loader(path_of: Callable[[int, int], Path]) -> MaskLoader:
 
 def from_run_dir(path: Path) -> RunData:
     """A `python -m lth find-ticket --out PATH` directory (finished or still running)."""
-    from lth.artifacts import RunLayout
+    from lth.core.files import RunLayout
 
     layout = RunLayout(path)
     params = flatten(artifacts.read_json(layout.settings).get("settings", {}))
@@ -82,7 +82,7 @@ def from_workspace(path: Path) -> RunData:
     """A DVC pipeline checkout: params.yaml plus metrics/rounds/rNN.json and data/rounds/rNN/mask/trial-T.pt."""
     import yaml
 
-    from lth import pipeline
+    from lth.engine import layout as pipeline
 
     try:
         params = flatten(yaml.safe_load((path / "params.yaml").read_text()) or {})
@@ -123,7 +123,7 @@ def from_experiment(repo: str, name: str, rev: str) -> RunData:
     """One DVC experiment (or git revision): its params and round metrics at its revision, through dvc.api."""
     import dvc.api
 
-    from lth import pipeline
+    from lth.engine import layout as pipeline
 
     params = flatten(dvc.api.params_show(repo=repo, rev=rev))
     records = []

@@ -3,8 +3,8 @@
 A *unit* is a row of a Linear weight (a neuron) or an output channel of a Conv2d weight (a filter).
 A unit's score is the mean of the criterion registry's per-weight scores over its surviving weights
 (for large_final that is its L1 norm / fan-in, for movement its mean movement ...), so every criterion
-of `lth.criteria` works at unit level unchanged. Each round keeps round(n * (1 - rate)^r) of a
-layer's n units, as `lth.prune` does for weights.
+of `lth.pruning.criteria` works at unit level unchanged. Each round keeps round(n * (1 - rate)^r) of a
+layer's n units, as `lth.pruning.prune` does for weights.
 
 Masks keep today's shapes: a pruned unit is a zero row of its layer *and* zero input columns of
 the layers that read it (its consumers), so training, rewinding and the actions need no change, the
@@ -21,10 +21,10 @@ from typing import Callable, Mapping
 import torch
 from torch import Tensor
 
-from lth.errors import LthError, unknown_choice
-from lth.masks import Mask
-from lth.prune import _top_k, kept_after, next_mask
-from lth.seeds import derive_seed
+from lth.core.errors import LthError, unknown_choice
+from lth.core.masks import Mask
+from lth.pruning.prune import _top_k, kept_after, next_mask
+from lth.core.seeds import derive_seed
 
 
 @dataclass(frozen=True)
@@ -167,7 +167,7 @@ GRANULARITIES: dict[str, Granularity] = {
     g.name: g
     for g in [
         Granularity("unstructured", "single weights (Frankle & Carbin's IMP)", _unstructured),
-        Granularity("structured", "whole neurons and conv channels, per layer; see lth.structured",
+        Granularity("structured", "whole neurons and conv channels, per layer; see lth.pruning.structured",
                     structured_next_mask),
     ]
 }

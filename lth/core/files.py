@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-from lth.errors import LthError
+from lth.core.errors import LthError
 
 FORMAT = "lth/1"
 
@@ -200,7 +200,7 @@ class RunLayout:
 
     @property
     def checkpoint(self) -> Path:
-        """The unfinished round's training state (lth.checkpoint); removed once the round is finished."""
+        """The unfinished round's training state (lth.training.checkpoint); removed once the round is finished."""
         return self.root / "checkpoint.pt"
 
     @property

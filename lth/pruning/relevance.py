@@ -66,7 +66,7 @@ def weight_relevance(
 ) -> dict[str, Tensor]:
     """Summed epsilon-LRP relevance of every masked layer's weights at `state` (see the module docstring).
 
-    Same signature as `lth.gradients.mean_gradients`, so a criterion can use either as its evidence;
+    Same signature as `lth.pruning.gradients.mean_gradients`, so a criterion can use either as its evidence;
     `batch_size` only bounds how many samples go through the network at once.
     """
     from lth.models import build_model

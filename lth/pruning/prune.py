@@ -13,8 +13,8 @@ from typing import Mapping
 import torch
 from torch import Tensor
 
-from lth.masks import Mask
-from lth.seeds import derive_seed
+from lth.core.masks import Mask
+from lth.core.seeds import derive_seed
 
 
 def kept_after(total: int, rate: float, round_index: int) -> int:

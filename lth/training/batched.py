@@ -5,7 +5,7 @@ The networks' weights are stacked along a new leading dimension and the model is
 Each network draws its own batches (its own seeded data order) and its loss is its own mean; the
 summed loss gives every network exactly the gradient it would get alone. Adam and SGD act elementwise,
 so one optimizer over the stacked tensors *is* per-network Adam/SGD. The loop itself is
-`lth.train.run_training`, shared with the single-network trainer.
+`lth.training.loop.run_training`, shared with the single-network trainer.
 """
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
-from lth.errors import LthError
-from lth.settings import TrainSettings
-from lth.train import DataParallel, ProgressFn, TrainResult, run_training
+from lth.core.errors import LthError
+from lth.engine.settings import TrainSettings
+from lth.training.loop import DataParallel, ProgressFn, TrainResult, run_training
 
 if TYPE_CHECKING:
-    from lth.checkpoint import Checkpoint
+    from lth.training.checkpoint import Checkpoint
 
 
 class WeightFirstLinear(nn.Linear):
@@ -93,7 +93,7 @@ def train_batched(
 ) -> list[TrainResult]:
     """Train len(starts) networks together; network i starts from starts[i] under masks[i], data order seeds[i].
 
-    Returns one TrainResult per network, as `lth.train.train` would for that network alone.
+    Returns one TrainResult per network, as `lth.training.loop.train` would for that network alone.
     """
     if not (len(starts) == len(masks) == len(seeds)) or not starts:
         raise LthError("train_batched needs one start state, one mask and one seed per network")

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from difflib import get_close_matches
 from typing import Any, Mapping
 
-from lth.errors import LthError, unknown_choice
-from lth.steps import Step
+from lth.core.errors import LthError, unknown_choice
+from lth.core.steps import Step
 
 PRUNING_METHODS = ("layerwise", "global")
 OPTIMIZER_NAMES = ("adam", "sgd", "radam")
@@ -68,11 +68,11 @@ class RunSettings:
     controls: tuple[str, ...] = ()
     train: TrainSettings = field(default_factory=TrainSettings)
     prune: PruneSettings = field(default_factory=PruneSettings)
-    pruning: str = "unstructured"  # what a pruned unit is: one weight, or a whole neuron/channel (lth.structured)
+    pruning: str = "unstructured"  # what a pruned unit is: one weight, or a whole neuron/channel (lth.pruning.structured)
 
     def for_trial(self, trial: int) -> "RunSettings":
         """One trial's settings: its own seed (θ0, data order, tie-breaking), no further trials or controls."""
-        from lth.seeds import trial_seed
+        from lth.core.seeds import trial_seed
 
         return dataclasses.replace(self, seed=trial_seed(self.seed, trial), trials=1, controls=())
 
@@ -91,21 +91,21 @@ class RunSettings:
 
     def validate(self) -> "RunSettings":
         """Check every value against its valid range or registry; raise LthError on the first bad one."""
-        from lth.criteria import CRITERIA
+        from lth.pruning.criteria import CRITERIA
         from lth.datasets import DATASETS
         from lth.models import MODELS
 
         _choice("model", self.model, MODELS)
         _choice("dataset", self.dataset, DATASETS)
         _choice("criterion", self.criterion, CRITERIA)
-        from lth.actions import KEPT_ACTIONS, PRUNED_ACTIONS
+        from lth.pruning.actions import KEPT_ACTIONS, PRUNED_ACTIONS
 
         _choice("mask-1 action", self.mask1_action, KEPT_ACTIONS)
         _choice("mask-0 action", self.mask0_action, PRUNED_ACTIONS)
         _choice("optimizer", self.train.optimizer, OPTIMIZER_NAMES)
         _choice("precision", self.train.precision, PRECISIONS)
         _choice("pruning method", self.prune.method, PRUNING_METHODS)
-        from lth.structured import GRANULARITIES
+        from lth.pruning.structured import GRANULARITIES
 
         _choice("pruning", self.pruning, GRANULARITIES)
         if self.pruning == "structured" and self.prune.method != "layerwise":
@@ -115,7 +115,7 @@ class RunSettings:
             raise LthError(f"bad seed {self.seed}: must be between 0 and {MAX_SEED}")
         if not 1 <= self.trials <= MAX_TRIALS:
             raise LthError(f"bad trials {self.trials}: must be between 1 and {MAX_TRIALS}")
-        from lth.controls import CONTROLS
+        from lth.pruning.controls import CONTROLS
 
         for control in self.controls:
             _choice("control", control, CONTROLS)

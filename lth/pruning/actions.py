@@ -15,7 +15,7 @@ from typing import Callable, Mapping, Optional
 import torch
 from torch import Tensor
 
-from lth.errors import LthError, unknown_choice
+from lth.core.errors import LthError, unknown_choice
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """One run per output directory: a lock file naming its owner, and stale locks of dead processes recognised.
 
 Two runs writing the same run directory would interleave rounds and checkpoints. The lock is a plain
-file `DIR/.lth.lock` holding the owner's pid, host and process start time; a lock whose owner process
+file `DIR/.lth.core.lock` holding the owner's pid, host and process start time; a lock whose owner process
 no longer exists (killed with -9, machine rebooted) is recognised as stale and taken over. The start
 time guards against a recycled pid. Checking and taking the lock happen under an flock on the
 directory itself, so two processes that both find a stale lock cannot both take it.
@@ -17,9 +17,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Optional
 
-from lth.errors import LthError
+from lth.core.errors import LthError
 
-LOCK_NAME = ".lth.lock"
+LOCK_NAME = ".lth.core.lock"
 
 
 def process_start_time(pid: int) -> Optional[str]:
@@ -45,7 +45,7 @@ def pid_alive(pid: int) -> bool:
 
 
 class RunLock:
-    """`with RunLock(out):` — holds `out/.lth.lock` for the duration; refuses if a live process holds it."""
+    """`with RunLock(out):` — holds `out/.lth.core.lock` for the duration; refuses if a live process holds it."""
 
     def __init__(self, directory: str | Path):
         self.directory = Path(directory)

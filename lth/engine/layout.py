@@ -30,7 +30,7 @@ def round_dir(round_key: str, name: str) -> Path:
 
 
 def checkpoint(round_key: str) -> Path:
-    """The unfinished train stage's training state (lth.checkpoint): not a DVC output, removed when it finishes."""
+    """The unfinished train stage's training state (lth.training.checkpoint): not a DVC output, removed when it finishes."""
     return CHECKPOINTS / f"train-{round_key}.pt"
 
 

@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
-from lth.errors import LthError, unknown_choice
-from lth.settings import RunSettings, from_dict
-from lth.steps import Step
+from lth.core.errors import LthError, unknown_choice
+from lth.engine.settings import RunSettings, from_dict
+from lth.core.steps import Step
 
 if TYPE_CHECKING:
-    from lth.supermask import SupermaskSettings
+    from lth.training.supermask import SupermaskSettings
 
 PIPELINE_KEYS = ("dataset_dir", "device", "rounds", "supermask", "experiments",  # experiments: lth.experiments
                  "checkpoint_every")
@@ -28,19 +28,19 @@ _ROUND_KEY = re.compile(r"^r(\d{2,})$")
 @dataclass(frozen=True)
 class DistributedParams:
     """`train.distributed` in params.yaml: how many processes each training stage runs under torchrun
-    on its machine, and how they share a round (lth.distributed.MODES)."""
+    on its machine, and how they share a round (lth.training.distributed.MODES)."""
 
     nproc: int = 1
     mode: str = "data"
 
 
 def parse_distributed(raw: Any, where: str) -> DistributedParams:
-    from lth.settings import build_dataclass
+    from lth.engine.settings import build_dataclass
 
     params = build_dataclass(DistributedParams, raw if raw is not None else {}, where)
     if params.nproc < 1:
         raise LthError(f"{where}.nproc: must be >= 1, got {params.nproc}")
-    if params.mode not in ("data", "trials"):  # lth.distributed.MODES, without importing torch here
+    if params.mode not in ("data", "trials"):  # lth.training.distributed.MODES, without importing torch here
         raise unknown_choice(f"mode in {where}", params.mode, ("data", "trials"))
     return params
 
@@ -127,8 +127,8 @@ def load_params(path: str | Path = "params.yaml") -> PipelineParams:
     if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, (str, int)):
         raise LthError(f"{path}: checkpoint_every must be a step string like '1000it', got {checkpoint_every!r}")
     Step.parse(checkpoint_every)
-    from lth.settings import build_dataclass
-    from lth.supermask import SupermaskSettings
+    from lth.engine.settings import build_dataclass
+    from lth.training.supermask import SupermaskSettings
 
     supermask = build_dataclass(SupermaskSettings, data.get("supermask") or {}, f"{path}: supermask").validate()
     return PipelineParams(settings, dataset_dir, device, parse_rounds(data.get("rounds"), f"{path}: rounds"),

@@ -15,23 +15,25 @@ from typing import Callable, Mapping, Optional, Protocol
 import torch
 from torch import Tensor
 
-from lth import artifacts, interrupt
-from lth.actions import PRUNED_ACTIONS, get_actions, rewind_state
-from lth.artifacts import RunLayout
-from lth.batched import train_batched
-from lth.checkpoint import Checkpoint
-from lth.controls import CONTROLS, ControlInputs
-from lth.criteria import get_criterion, score_layers
-from lth.errors import LthError
-from lth.lock import RunLock
-from lth.masks import Mask, kept_counts, ones_mask, remaining_percent, tensor_remaining_percent
+from lth.core import files as artifacts
+
+from lth.core import interrupt
+from lth.pruning.actions import PRUNED_ACTIONS, get_actions, rewind_state
+from lth.core.files import RunLayout
+from lth.training.batched import train_batched
+from lth.training.checkpoint import Checkpoint
+from lth.pruning.controls import CONTROLS, ControlInputs
+from lth.pruning.criteria import get_criterion, score_layers
+from lth.core.errors import LthError
+from lth.core.lock import RunLock
+from lth.core.masks import Mask, kept_counts, ones_mask, remaining_percent, tensor_remaining_percent
 from lth.models import build_model, has_convolutions
-from lth.seeds import derive_seed
-from lth.settings import RunSettings, check_data
-from lth.steps import Step
-from lth.structured import GRANULARITIES
-from lth.summary import TICKET, write_summary
-from lth.train import DataParallel, ProgressFn, TrainResult, iterations_per_epoch, train
+from lth.core.seeds import derive_seed
+from lth.engine.settings import RunSettings, check_data
+from lth.core.steps import Step
+from lth.pruning.structured import GRANULARITIES
+from lth.engine.summary import TICKET, write_summary
+from lth.training.loop import DataParallel, ProgressFn, TrainResult, iterations_per_epoch, train
 
 State = dict[str, Tensor]
 
@@ -116,11 +118,11 @@ def train_networks(
 ) -> tuple[list[TrainResult], dict]:
     """Train every network of a round (as one batched step where that pays); returns the results
     and the round's record (metrics and learning curve of every network). Pruned weights are held at
-    their starting values, which the mask-0 action chose (0, θ0, ...). With `parallel` (lth.distributed)
+    their starting values, which the mask-0 action chose (0, θ0, ...). With `parallel` (lth.training.distributed)
     every network's batches are split over the processes.
 
     Round 0 also captures the rewind point θk of each network when settings.rewind > 0. With
-    `checkpoint` the training saves its state as it goes and resumes from it (lth.checkpoint). Running
+    `checkpoint` the training saves its state as it goes and resumes from it (lth.training.checkpoint). Running
     out of GPU memory is an LthError that suggests a smaller batch or the CPU.
     """
     try:
@@ -244,7 +246,7 @@ def mask_round(
     With a trainable mask-0 action (reinit_trainable) nothing is ever removed for good: every round
     selects the top (1 - rate) of all weights afresh, so the network keeps changing instead of shrinking.
     """
-    prune = GRANULARITIES[settings.pruning].next_mask  # single weights, or whole units (lth.structured)
+    prune = GRANULARITIES[settings.pruning].next_mask  # single weights, or whole units (lth.pruning.structured)
     if not PRUNED_ACTIONS[settings.mask0_action].frozen:
         everything = {name: torch.ones_like(m) for name, m in mask.items()}
         return prune(scores, everything, kinds, settings.prune.rates, settings.prune.method, 1,
@@ -338,11 +340,11 @@ def find_ticket(
 
     `splits` is the dataset already on the training device. Every input of a round is read back
     from disk, so a resumed run computes exactly what an uninterrupted one does. Returns the round records.
-    `trainer` trains a round's networks (lth.distributed passes one that shares the work with other processes).
+    `trainer` trains a round's networks (lth.training.distributed passes one that shares the work with other processes).
 
     Within a round the training state is saved every `checkpoint_every` steps ('0it': only when
-    interrupted, lth.interrupt) to out/checkpoint.pt, so a resumed round continues where it stopped.
-    The directory is locked (lth.lock) for the run: a second run into it is refused.
+    interrupted, lth.core.interrupt) to out/checkpoint.pt, so a resumed round continues where it stopped.
+    The directory is locked (lth.core.lock) for the run: a second run into it is refused.
     """
     settings.validate()
     check_data(settings, splits.input_shape, splits.num_classes, len(splits.train_x))

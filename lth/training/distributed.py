@@ -16,7 +16,7 @@ Two ways to share a round's training (`mode`):
   alone, exactly as one process would, and the leader gathers the results.
 
 Nothing here runs in a single-process run: `session()` then hands back a local session that calls
-`lth.rounds.train_networks` directly, and no process group is created.
+`lth.engine.rounds.train_networks` directly, and no process group is created.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, TypeVar
 import torch
 from torch import Tensor, nn
 
-from lth.errors import LthError, unknown_choice
+from lth.core.errors import LthError, unknown_choice
 
 T = TypeVar("T")
 
@@ -89,11 +89,11 @@ def relaunch(nproc: int, module: str, args: Sequence[str]) -> bool:
     return True
 
 
-# --- data parallel: DistributedDataParallel over any lth.train.Networks --------------------------------
+# --- data parallel: DistributedDataParallel over any lth.training.loop.Networks --------------------------------
 
 
 class _Replica(nn.Module):
-    """A Module view of lth.train.Networks (one model, or stacked networks called through vmap), so
+    """A Module view of lth.training.loop.Networks (one model, or stacked networks called through vmap), so
     DistributedDataParallel can hook its parameters and broadcast its buffers."""
 
     def __init__(self, nets: Any):
@@ -113,7 +113,7 @@ class _Replica(nn.Module):
 
 
 class DistributedNetworks:
-    """lth.train.Networks whose training forward goes through DDP: backward averages the gradients."""
+    """lth.training.loop.Networks whose training forward goes through DDP: backward averages the gradients."""
 
     def __init__(self, nets: Any, device: torch.device):
         from torch.nn.parallel import DistributedDataParallel
@@ -144,7 +144,7 @@ class DistributedNetworks:
 
 
 class Replicas:
-    """lth.train.DataParallel for this process group."""
+    """lth.training.loop.DataParallel for this process group."""
 
     def __init__(self, world: World, device: torch.device):
         self.rank, self.world, self.device = world.rank, world.size, device
@@ -198,9 +198,9 @@ class Session:
 
     def train_networks(self, settings: Any, splits: Any, networks: list, round_index: int,
                        progress: Optional[Callable] = None, checkpoint: Any = None) -> tuple[list, dict]:
-        """lth.rounds.train_networks, shared with the followers (leader only). Mid-round checkpoints
-        (lth.checkpoint) are kept by a single process only."""
-        from lth.rounds import train_networks
+        """lth.engine.rounds.train_networks, shared with the followers (leader only). Mid-round checkpoints
+        (lth.training.checkpoint) are kept by a single process only."""
+        from lth.engine.rounds import train_networks
 
         if self.world is None:
             return train_networks(settings, splits, networks, round_index, progress, checkpoint=checkpoint)
@@ -215,7 +215,7 @@ class Session:
 
     def follow(self, splits: Any) -> None:
         """Train whatever round the leader sends until it says stop (followers only)."""
-        from lth.rounds import Network
+        from lth.engine.rounds import Network
 
         while True:
             header = self._broadcast_object(None)
@@ -235,7 +235,7 @@ class Session:
 
     def _train(self, settings: Any, splits: Any, networks: list, round_index: int,
                progress: Optional[Callable]) -> tuple[list, dict]:
-        from lth.rounds import round_record, train_networks
+        from lth.engine.rounds import round_record, train_networks
 
         assert self.world is not None
         if self.mode == "data":
@@ -278,7 +278,7 @@ class Session:
 def session(device: str = "auto", mode: str = "data") -> Iterator[Session]:
     """Join the torchrun process group if this process is one of torchrun's (nccl on CUDA, gloo on CPU),
     else a local session. On the way out the leader tells the followers to stop, even after an error."""
-    from lth.train import resolve_device
+    from lth.training.loop import resolve_device
 
     check_mode(mode)
     world = world_from_env()
@@ -316,7 +316,7 @@ def stage_processes(nproc: int, mode: str, device: str, module: str, args: Seque
     if relaunch(nproc, module, args):
         return None
     if world_from_env() is None:
-        from lth.train import resolve_device
+        from lth.training.loop import resolve_device
 
         return Session(None, resolve_device(device), mode), load()
     joined = session(device, mode)

@@ -12,10 +12,10 @@ from typing import Callable, Mapping
 
 from torch import Tensor
 
-from lth.masks import Mask, apply_mask
+from lth.core.masks import Mask, apply_mask
 from lth.models import build_model
-from lth.prune import random_mask_like
-from lth.seeds import derive_seed
+from lth.pruning.prune import random_mask_like
+from lth.core.seeds import derive_seed
 
 State = dict[str, Tensor]
 

@@ -1,7 +1,7 @@
 """The trainer: masked networks, data already on the device as tensors, seeded data order.
 
 One loop trains one network (a plain module call, the fastest path for a single network) or many
-stacked networks (`lth.batched`, one vmapped step for all trials and control arms of a round).
+stacked networks (`lth.training.batched`, one vmapped step for all trials and control arms of a round).
 
 Why it is fast: no DataLoader and no per-sample transforms (a batch is one index into a resident
 tensor), masks applied with fused foreach multiplies, no host sync per step (running losses stay on
@@ -24,15 +24,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lth import interrupt
-from lth.errors import LthError, unknown_choice
+from lth.core import interrupt
+from lth.core.errors import LthError, unknown_choice
 from lth.models import has_convolutions
-from lth.seeds import derive_seed
-from lth.settings import TrainSettings
-from lth.steps import Step
+from lth.core.seeds import derive_seed
+from lth.engine.settings import TrainSettings
+from lth.core.steps import Step
 
 if TYPE_CHECKING:
-    from lth.checkpoint import Checkpoint
+    from lth.training.checkpoint import Checkpoint
 
 Lr = Union[float, Tensor]
 
@@ -123,7 +123,7 @@ class SingleNetwork:
 
 
 class DataParallel(Protocol):
-    """The processes that train the same networks together (`lth.distributed`, under torchrun).
+    """The processes that train the same networks together (`lth.training.distributed`, under torchrun).
 
     Each process takes its share of every batch; `wrap` returns networks whose backward averages the
     gradients over the processes (DistributedDataParallel), so every replica takes the same step.
@@ -254,8 +254,8 @@ def run_training(
 ) -> list[TrainResult]:
     """The training loop shared by one network and many: network i under masks[i], data order seeds[i].
 
-    With `checkpoint` (lth.checkpoint) the loop resumes from a saved state, saves its state every
-    `checkpoint.every` steps, and on a stop request (lth.interrupt: Ctrl-C, SIGTERM) saves it at the
+    With `checkpoint` (lth.training.checkpoint) the loop resumes from a saved state, saves its state every
+    `checkpoint.every` steps, and on a stop request (lth.core.interrupt: Ctrl-C, SIGTERM) saves it at the
     next step boundary and raises Interrupted; a resumed round is bit-identical on the CPU. The only
     per-step cost is a counter check. Processes training together (`parallel`) stop without saving.
 
@@ -370,7 +370,7 @@ def run_training(
         parallel.sum_(totals)
         return totals[0] / max(len(x), 1), totals[1] / max(len(x), 1)
 
-    from lth import checkpoint as saved_state
+    from lth.training import checkpoint as saved_state
 
     loop = dict(nets=nets, optimizer=optimizer, schedule=schedule, order_gens=order_gens, augment_gens=augment_gens,
                 orders=None, iteration=0, running=running, steps_since_eval=0, results=results)

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
-from lth import artifacts
-from lth.errors import LthError
-from lth.steps import Step
+from lth.core import files as artifacts
+from lth.core.errors import LthError
+from lth.core.steps import Step
 
 FORMAT = b"lth-checkpoint/1\n"
 _DIGEST = 64  # hex characters of a SHA-256

@@ -1,7 +1,7 @@
 """Mask criteria (Zhou et al. 2019): pure functions of a layer's initial and final weights -> scores.
 
 Higher score = more worth keeping. Ranking, survivors-only selection and tie-breaking live in
-`lth.prune`; a criterion only says how much each weight is worth.
+`lth.pruning.prune`; a criterion only says how much each weight is worth.
 """
 
 from __future__ import annotations
@@ -25,13 +25,13 @@ class ScoreInputs:
 
 
 def _loss_gradients(*args, **kwargs) -> dict[str, Tensor]:
-    from lth.gradients import mean_gradients  # lazy: only data-dependent criteria need it
+    from lth.pruning.gradients import mean_gradients  # lazy: only data-dependent criteria need it
 
     return mean_gradients(*args, **kwargs)
 
 
 def _lrp_relevance(*args, **kwargs) -> dict[str, Tensor]:
-    from lth.relevance import weight_relevance
+    from lth.pruning.relevance import weight_relevance
 
     return weight_relevance(*args, **kwargs)
 
@@ -111,7 +111,7 @@ CRITERIA: dict[str, Criterion] = {c.name: c for c in _CRITERIA}
 
 
 def get_criterion(name: str) -> Criterion:
-    from lth.errors import unknown_choice
+    from lth.core.errors import unknown_choice
 
     if name not in CRITERIA:
         raise unknown_choice("criterion", name, CRITERIA)

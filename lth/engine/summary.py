@@ -13,9 +13,9 @@ import math
 from statistics import fmean
 from typing import Iterable, Optional
 
-from lth import artifacts
+from lth.core import files as artifacts
 
-TICKET = "ticket"  # the arm name of a trial's ticket; controls are named after lth.controls.CONTROLS
+TICKET = "ticket"  # the arm name of a trial's ticket; controls are named after lth.pruning.controls.CONTROLS
 NETWORK_COLUMNS = [
     "round", "trial", "arm", "weights_remaining", "test_acc", "early_stop_test_acc", "early_stop_iteration",
     "val_acc", "val_loss", "test_loss", "iterations",

@@ -13,7 +13,7 @@ import threading
 from contextlib import contextmanager
 from typing import Iterator, Optional
 
-from lth.errors import LthError
+from lth.core.errors import LthError
 
 HANDLED = (signal.SIGINT, signal.SIGTERM)
 

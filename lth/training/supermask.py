@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.func import functional_call
 
-from lth.errors import LthError, unknown_choice
-from lth.steps import Step
+from lth.core.errors import LthError, unknown_choice
+from lth.core.steps import Step
 
 FROZEN_WEIGHTS = ("init", "signed_constant")
 
@@ -67,7 +67,7 @@ def learn_supermask(
 ) -> dict:
     """Train mask scores over frozen weights; returns metrics and the final (thresholded) mask."""
     from lth.models import build_model
-    from lth.train import iterations_per_epoch
+    from lth.training.loop import iterations_per_epoch
 
     settings.validate()
     device = splits.train_x.device
