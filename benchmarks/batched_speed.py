@@ -24,7 +24,8 @@ import torch.nn.functional as F
 from lth.training.batched import train_batched
 from lth.datasets import Splits, load_dataset
 from lth.models import build_model
-from lth.engine.settings import PRECISIONS, TrainSettings
+from lth.training.precision import PRECISIONS
+from lth.training.settings import TrainSettings
 from lth.training.loop import train
 
 CASES = {

@@ -5,7 +5,7 @@ a few short rounds on mnist-5k, times the dense round and the pruned rounds sepa
 the time of the full figure (default: 5 trials, reinit control, 21 rounds of 50,000 iterations) from
 the measured seconds per iteration. The projection is printed as such, beside what was measured.
 
-    .venv/bin/python benchmarks/figure_time.py [--iterations 2000] [--rounds 3] [--device cuda] [--json out.json]
+    .venv/bin/python benchmarks/figure_time.py [--iterations 2000] [--rounds 2] [--device cuda] [--json out.json]
 """
 
 from __future__ import annotations
@@ -20,9 +20,11 @@ import torch
 
 from batched_speed import machine, sync
 from lth.datasets import load_dataset
-from lth.engine.rounds import SilentReporter, find_ticket
-from lth.engine.settings import PRECISIONS, defaults_for, replace
-from lth.training.loop import resolve_device
+from lth.engine.run import SilentReporter
+from lth.engine.settings import defaults_for, replace
+from lth.steps.rounds import find_ticket
+from lth.training.device import resolve_device
+from lth.training.precision import PRECISIONS
 
 
 def main() -> None:
@@ -31,30 +33,35 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=5)
     parser.add_argument("--control", nargs="*", default=["reinit"])
     parser.add_argument("--iterations", type=int, default=2000, help="iterations per measured round")
-    parser.add_argument("--rounds", type=int, default=3, help="measured rounds, the dense one included (>= 2)")
+    parser.add_argument("--rounds", type=int, default=2, help="measured pruning rounds after the dense one (>= 1)")
     parser.add_argument("--figure-rounds", type=int, default=21)
     parser.add_argument("--figure-iterations", type=int, default=50_000)
     parser.add_argument("--precision", default="fp32", choices=PRECISIONS)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json", help="also write the figures here")
     args = parser.parse_args()
-    if args.rounds < 2:
-        parser.error("--rounds must be at least 2: the dense round and one pruned round")
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1: one pruned round after the dense one")
 
     device = resolve_device(args.device)
     splits = load_dataset("mnist-5k", "data/datasets").to(device)
     settings = replace(defaults_for(args.model, "mnist-5k"), trials=args.trials, controls=tuple(args.control),
                        train__duration=f"{args.iterations}it", train__precision=args.precision).validate()
     networks = args.trials * (1 + len(args.control))
+    class Clock(SilentReporter):
+        """When each round finished (a round: score, mask, rewind and train)."""
+
+        finished: list[float] = []
+
+        def round_finished(self, record: dict, skipped: bool) -> None:
+            sync(device.type)
+            self.finished.append(time.perf_counter())
+
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
-        find_ticket(settings, 1, Path(out), splits, SilentReporter())  # round 0: the dense tickets only
-        sync(device.type)
-        dense = time.perf_counter() - start
-        start = time.perf_counter()
-        find_ticket(settings, args.rounds, Path(out), splits, SilentReporter())  # continues with rounds 1..
-        sync(device.type)
-        pruned = (time.perf_counter() - start) / (args.rounds - 1)
+        find_ticket(settings, args.rounds, Path(out), splits, Clock())
+        dense = Clock.finished[0] - start
+        pruned = (Clock.finished[-1] - Clock.finished[0]) / args.rounds
     scale = args.figure_iterations / args.iterations
     projected = (dense + (args.figure_rounds - 1) * pruned) * scale
     where = machine(device.type)

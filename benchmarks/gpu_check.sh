@@ -30,7 +30,7 @@ tests=${PIPESTATUS[0]}
 timeout 180 "$PY" benchmarks/batched_speed.py --precision fp32 bf16 --json "$OUT/results-gpu.json" 2>&1 \
     | tee "$OUT/results-gpu.md"
 
-timeout 120 "$PY" benchmarks/figure_time.py --device cuda --iterations 2000 --rounds 3 \
+timeout 120 "$PY" benchmarks/figure_time.py --device cuda --iterations 2000 --rounds 2 \
     --json "$OUT/figure-gpu.json" 2>&1 | tee "$OUT/figure-gpu.md"
 
 echo "tests exit status: $tests"

@@ -1,6 +1,7 @@
-"""The command line: parsing and printing only; the work happens in lth.engine.rounds and friends.
+"""The command line: parsing and printing only; the work happens in lth.engine and friends.
 
 Heavy modules (torch, torchvision, pandas) are imported inside the commands, so `--help` is instant.
+Option help comes from the settings' declarations (lth.core.config), so it says what params.yaml says.
 """
 
 from __future__ import annotations
@@ -11,10 +12,13 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from lth.core.errors import LthError
+from lth.core.errors import LthError, unknown_choice
+from lth.experiments.cli import app as experiment_app
+from lth.pruning.prune import GRANULARITIES, METHODS
+from lth.training.settings import DistributedSettings, SupermaskSettings
+from lth.ui import ProgressReporter, console, err_console, registry_table, setting_help, training_length
 
 app = typer.Typer(
     help="Lottery tickets: find sparse trainable sub-networks (Frankle & Carbin; Zhou et al.).",
@@ -22,10 +26,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
-err_console = Console(stderr=True)
-from lth.experiments.cli import app as experiment_app  # noqa: E402  (the research experiments)
-
 app.add_typer(experiment_app, name="experiment")
 
 
@@ -35,10 +35,13 @@ class Listing(str, Enum):
     datasets = "datasets"
     criteria = "criteria"
     actions = "actions"
+    settings = "settings"
 
 
 def _parse_rates(items: Optional[List[str]]) -> Optional[dict[str, float]]:
     """'--rate fc=0.2 --rate output=0.1' -> {'fc': 0.2, 'output': 0.1}."""
+    from lth.models import LAYER_KINDS
+
     if not items:
         return None
     rates: dict[str, float] = {}
@@ -49,31 +52,17 @@ def _parse_rates(items: Optional[List[str]]) -> Optional[dict[str, float]]:
                 raise ValueError
             rates[kind.strip()] = float(value)
         except ValueError:
-            raise LthError(f"bad --rate '{item}': expected KIND=FRACTION, e.g. fc=0.2 (kinds: conv, fc, output)") from None
+            raise LthError(f"bad --rate '{item}': expected KIND=FRACTION, e.g. fc=0.2 "
+                           f"(kinds: {', '.join(LAYER_KINDS)})") from None
     return rates
 
 
-def _duration(duration: Optional[str], epochs: Optional[int], iterations: Optional[int]) -> Optional[str]:
-    given = [d for d in (duration, epochs, iterations) if d is not None]
-    if len(given) > 1:
-        raise LthError("give only one of --duration, --epochs, --iterations")
-    if epochs is not None:
-        if epochs < 1:
-            raise LthError(f"bad --epochs {epochs}: must be >= 1")
-        return f"{epochs}ep"
-    if iterations is not None:
-        if iterations < 1:
-            raise LthError(f"bad --iterations {iterations}: must be >= 1")
-        return f"{iterations}it"
-    return duration
-
-
-# --pruning VALUE -> the settings it changes: the method of single-weight pruning, or the unit (lth.pruning.structured).
+# --pruning VALUE -> the settings it changes: which weights compete (lth.pruning.prune.METHODS), or what a
+# pruned unit is (GRANULARITIES; structured units are ranked within each layer).
 _PRUNING_OPTION: dict[str, dict[str, str]] = {
-    "layerwise": {"prune__method": "layerwise"},
-    "global": {"prune__method": "global"},
-    "unstructured": {"pruning": "unstructured"},
-    "structured": {"pruning": "structured", "prune__method": "layerwise"},
+    **{method: {"prune__method": method} for method in METHODS},
+    **{unit: {"pruning": unit, **({"prune__method": "layerwise"} if unit == "structured" else {})}
+       for unit in GRANULARITIES},
 }
 
 
@@ -81,62 +70,58 @@ def _pruning_changes(value: Optional[str]) -> dict[str, str]:
     if value is None:
         return {}
     if value not in _PRUNING_OPTION:
-        from lth.core.errors import unknown_choice
-
         raise unknown_choice("--pruning", value, _PRUNING_OPTION)
     return _PRUNING_OPTION[value]
 
 
+PAPER = "the model's paper setting"
+
+
 @app.command("find-ticket")
 def find_ticket(
-    model: str = typer.Argument(..., help="Model name (see `python -m lth list models`), e.g. lenet-300-100."),
-    dataset: str = typer.Argument(..., help="Dataset name (see `python -m lth list datasets`), e.g. mnist-5k."),
-    dataset_dir: Path = typer.Argument(..., help="Directory holding (or receiving) the dataset files."),
-    rounds: int = typer.Option(20, min=1, help="Rounds to run; round 0 trains the dense network."),
+    model: str = typer.Argument(..., help=setting_help("model")),
+    dataset: str = typer.Argument(..., help=setting_help("dataset")),
+    dataset_dir: Path = typer.Argument(..., help=setting_help("dataset_dir")),
+    rounds: int = typer.Option(20, min=1, help="Pruning rounds after the dense round r00: --rounds 20 trains "
+                                               "r00..r20."),
     epochs: Optional[int] = typer.Option(None, help="Training length per round in epochs."),
     iterations: Optional[int] = typer.Option(None, help="Training length per round in iterations."),
-    duration: Optional[str] = typer.Option(None, help="Training length as a step string: '50ep', '2ep100it'."),
-    batch_size: Optional[int] = typer.Option(None, help="Batch size \\[default: the model's paper setting]."),
-    lr: Optional[float] = typer.Option(None, help="Learning rate \\[default: the model's paper setting]."),
-    optimizer: Optional[str] = typer.Option(None, help="adam | sgd | radam \\[default: the model's]."),
-    momentum: Optional[float] = typer.Option(None, help="SGD momentum."),
-    nesterov: Optional[bool] = typer.Option(None, "--nesterov/--no-nesterov", help="Nesterov momentum for SGD."),
-    weight_decay: Optional[float] = typer.Option(None, help="Weight decay."),
-    warmup: Optional[str] = typer.Option(None, help="Linear learning-rate warmup, a step string ('1000it')."),
-    milestones: Optional[str] = typer.Option(None, help="Comma-separated steps where lr is multiplied by gamma."),
-    eval_every: Optional[str] = typer.Option(None, help="Evaluate on validation and test every this many steps."),
-    precision: Optional[str] = typer.Option(
-        None, help="fp32 | bf16: bfloat16 autocast for forward and backward (weights, masks and optimizer stay "
-                   "fp32) \\[default: fp32]."),
-    criterion: str = typer.Option("large_final", help="Mask criterion (see `python -m lth list criteria`)."),
-    rewind: str = typer.Option("0it", help="Rewind survivors to their value at this step of the dense run."),
-    mask1: Optional[str] = typer.Option(
-        None, help="Mask-1 action on kept weights \\[default: reset, or rewind when --rewind is set]."
-    ),
-    mask0: str = typer.Option("zero", help="Mask-0 action on pruned weights (see `python -m lth list actions`)."),
+    duration: Optional[str] = typer.Option(None, help=setting_help("train.duration", PAPER)),
+    batch_size: Optional[int] = typer.Option(None, help=setting_help("train.batch_size", PAPER)),
+    lr: Optional[float] = typer.Option(None, help=setting_help("train.lr", PAPER)),
+    optimizer: Optional[str] = typer.Option(None, help=setting_help("train.optimizer", PAPER)),
+    momentum: Optional[float] = typer.Option(None, help=setting_help("train.momentum", PAPER)),
+    nesterov: Optional[bool] = typer.Option(None, "--nesterov/--no-nesterov", help=setting_help("train.nesterov")),
+    weight_decay: Optional[float] = typer.Option(None, help=setting_help("train.weight_decay", PAPER)),
+    warmup: Optional[str] = typer.Option(None, help=setting_help("train.warmup", PAPER)),
+    milestones: Optional[str] = typer.Option(None, help=setting_help("train.milestones", PAPER).replace(
+        "Steps", "Comma-separated steps", 1)),
+    eval_every: Optional[str] = typer.Option(None, help=setting_help("train.eval_every", "100it")),
+    precision: Optional[str] = typer.Option(None, help=setting_help("train.precision", "fp32")),
+    criterion: str = typer.Option("large_final", help=setting_help("criterion")),
+    rewind: str = typer.Option("0it", help=setting_help("rewind")),
+    mask1: Optional[str] = typer.Option(None, help=setting_help("mask1_action",
+                                                                "reset, or rewind when --rewind is set")),
+    mask0: str = typer.Option("zero", help=setting_help("mask0_action")),
     pruning: Optional[str] = typer.Option(
-        None, help="layerwise | global (single weights) | structured (whole neurons/channels, per layer) | "
-        "unstructured \\[default: the model's]."
-    ),
-    rate: Optional[List[str]] = typer.Option(None, help="Pruning rate per round for a layer kind, KIND=FRACTION; repeat."),
-    seed: int = typer.Option(0, min=0, help="Seed of θ0, data order and tie-breaking."),
-    trials: int = typer.Option(1, help="Independent trials (own θ0, data order, masks), trained together."),
-    control: Optional[List[str]] = typer.Option(
-        None, help="Control arm trained beside each ticket from round 1: reinit | random-prune; repeat."
-    ),
-    device: str = typer.Option("auto", help="auto | cpu | cuda."),
-    out: Optional[Path] = typer.Option(None, help="Run directory \\[default: runs/<model>-<dataset>-<criterion>-seed<seed>]."),
+        None, help=f"One of: {' | '.join(_PRUNING_OPTION)}: which weights compete ({', '.join(METHODS)}) or what "
+                   f"a pruned unit is ({', '.join(GRANULARITIES)}; structured is per layer) \\[default: the model's]."),
+    rate: Optional[List[str]] = typer.Option(None, help="Pruning rate per round for a layer kind, KIND=FRACTION; "
+                                                        "repeat."),
+    seed: int = typer.Option(0, min=0, help=setting_help("seed")),
+    trials: int = typer.Option(1, help=setting_help("trials")),
+    control: Optional[List[str]] = typer.Option(None, help=setting_help("controls") + " Repeat for several."),
+    device: str = typer.Option("auto", help=setting_help("device")),
+    out: Optional[Path] = typer.Option(None, help="Run directory "
+                                                  "\\[default: runs/<model>-<dataset>-<criterion>-seed<seed>]."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
-    checkpoint_every: str = typer.Option(
-        "2000it", help="Save the training state every this many steps, so an interrupted round resumes "
-                       "mid-round ('0it': only on Ctrl-C / SIGTERM). Does not change results."),
-    distributed_mode: str = typer.Option(
-        "data", help="Under torchrun: data = every network's batches split over the processes (DDP); "
-                     "trials = the round's networks dealt out to the processes."),
+    checkpoint_every: str = typer.Option("2000it", help=setting_help("checkpoint_every") + " Does not change "
+                                                                                           "results."),
+    distributed_mode: str = typer.Option("data", help="Under torchrun: " + setting_help("mode", of=DistributedSettings)),
 ) -> None:
     """Iterative magnitude pruning: train, prune the lowest-scored weights of each layer, rewind, repeat.
 
-    Re-running the same command continues after the last finished round.
+    Re-running the same command continues after the last finished step.
     """
     from lth.engine.settings import defaults_for, replace
     from lth.core.steps import Step
@@ -153,7 +138,7 @@ def find_ticket(
         train__optimizer=optimizer,
         train__lr=lr,
         train__batch_size=batch_size,
-        train__duration=_duration(duration, epochs, iterations),
+        train__duration=training_length(duration, epochs, iterations),
         train__momentum=momentum,
         train__nesterov=nesterov,
         train__weight_decay=weight_decay,
@@ -179,7 +164,7 @@ def _run_find_ticket(settings, rounds: int, dataset_dir: Path, device: str, out:
 
     # under torchrun (RANK / WORLD_SIZE set) rank 0 runs the rounds below and the other ranks follow
     with session(device, distributed_mode) as processes:
-        processes.check(settings)
+        processes.check(settings.train)
         splits = processes.prepare(lambda: load_dataset(settings.dataset, dataset_dir).to(processes.device))
         if processes.leader:
             _lead_find_ticket(settings, rounds, splits, processes, out, quiet, checkpoint_every)
@@ -189,71 +174,33 @@ def _run_find_ticket(settings, rounds: int, dataset_dir: Path, device: str, out:
 
 def _lead_find_ticket(settings, rounds: int, splits, processes, out: Path, quiet: bool,
                       checkpoint_every: str = "0it") -> None:
+    from lth.engine.layout import Layout
     from lth.core.interrupt import graceful_stop
-    from lth.engine.rounds import find_ticket as run
+    from lth.steps.rounds import find_ticket as run
 
     torch_device = processes.device
     console.print(
         f"[bold]{settings.model}[/] on [bold]{settings.dataset}[/] ({len(splits.train_x)} train / "
         f"{len(splits.val_x)} val / {len(splits.test_x)} test), {settings.train.optimizer} lr {settings.train.lr}, "
         f"batch {settings.train.batch_size}, {settings.train.duration} per round, criterion {settings.criterion}, "
-        f"{rounds} rounds on {torch_device}"
+        f"r00 + {rounds} pruning round{'s' if rounds != 1 else ''} on {torch_device}"
         + (f", {settings.train.precision}" if settings.train.precision != "fp32" else "")
         + (f", {settings.trials} trials" if settings.trials > 1 else "")
         + (f", controls {', '.join(settings.controls)}" if settings.controls else "")
         + (f", {processes.size} processes ({processes.mode})" if processes.size > 1 else "")
         + f" -> {out}"
     )
-    with graceful_stop(), _ProgressReporter(quiet) as reporter:  # Ctrl-C / SIGTERM: save, then exit 130
+    with graceful_stop(), ProgressReporter(quiet) as reporter:  # Ctrl-C / SIGTERM: save, then exit 130
         records = run(settings, rounds, out, splits, reporter, trainer=processes.train_networks,
                       checkpoint_every=checkpoint_every)
     console.print(summary_table(records))
-    console.print(f"summary: {Path(out) / 'summary.csv'}")
-
-
-class _ProgressReporter:
-    """A rich progress bar per round with live loss and accuracy."""
-
-    def __init__(self, quiet: bool):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.quiet = quiet
-        self.bar = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            TextColumn("{task.fields[info]}"), console=console, disable=quiet,
-        )
-        self.task = None
-
-    def __enter__(self) -> "_ProgressReporter":
-        self.bar.__enter__()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.bar.__exit__(*exc)
-
-    def round_started(self, round_index: int, weights_remaining: float, networks: int) -> None:
-        what = f", {networks} networks" if networks > 1 else ""
-        self.task = self.bar.add_task(f"round {round_index:2d} ({weights_remaining:5.1f}% weights{what})", total=None,
-                                      info="")
-
-    def progress(self, iteration: int, total: int, point: Optional[dict]) -> None:
-        if self.task is None:
-            return
-        fields = {}
-        if point is not None:
-            loss = f"val loss {point['val_loss']:.4f}  " if "val_loss" in point else ""
-            fields["info"] = f"{loss}test acc {100 * point['test_acc']:.2f}%"
-        self.bar.update(self.task, completed=iteration, total=total, **fields)
-
-    def round_finished(self, record: dict, skipped: bool) -> None:
-        if skipped:
-            self.bar.console.print(f"round {record['round']:2d}: already finished, skipped")
-        self.task = None
+    console.print(f"every network: {Layout(out).networks_table}")
 
 
 def summary_table(records: list[dict]) -> Table:
     """Round, % weights, the ticket's accuracy (mean [min-max] over trials) and each control's."""
-    from lth.engine.summary import TICKET, arm_stats, arms
+    from lth.engine.records import TICKET
+    from lth.steps.summary import arm_stats, arms
 
     controls = arms(records)[1:]
     trials = max((arm_stats(r, TICKET)["trials"] for r in records), default=1)
@@ -277,7 +224,10 @@ def summary_table(records: list[dict]) -> Table:
 
 @app.command("compact")
 def compact(
-    path: Path = typer.Argument(..., help="RUN_DIR, RUN_DIR/trial-T or RUN_DIR/trial-T/round-NN of a find-ticket run."),
+    root: Path = typer.Argument(..., help="A find-ticket run directory or a DVC workspace."),
+    round: Optional[List[int]] = typer.Option(None, "--round", help="Only this finished round; repeat "
+                                                                     "\\[default: every finished round]."),
+    trial: Optional[List[int]] = typer.Option(None, help="Only this trial; repeat \\[default: every trial]."),
     dataset_dir: Optional[Path] = typer.Option(
         None, help="Dataset directory: check outputs and accuracy on the test set \\[default: a random batch]."
     ),
@@ -288,12 +238,12 @@ def compact(
 ) -> None:
     """Cut dead neurons/channels out of tickets: a smaller dense network (torch.export .pt2) per round.
 
-    Writes compact.pt2 and compact.json (params, MACs, file size, output check[, CPU speed]) into each
-    round directory; load with torch.export.load(path).module().
+    Writes ROOT/data/compact/rNN/trial-T.pt2 and .json (params, MACs, file size, output check[, CPU speed])
+    and ROOT/metrics/compact.json; load a network with torch.export.load(path).module().
     """
     from lth.compact import compact_rounds
 
-    dense, rows = compact_rounds(path, dataset_dir, benchmark, batch_size, threads)
+    dense, rows = compact_rounds(root, round, trial, dataset_dir, benchmark, batch_size, threads)
     console.print(compact_table(dense, rows))
 
 
@@ -323,39 +273,43 @@ def compact_table(dense: dict, rows: list[dict]) -> Table:
 
 @app.command("learn-supermask")
 def learn_supermask(
-    model: str = typer.Argument(..., help="Model name, e.g. lenet-300-100."),
-    dataset: str = typer.Argument(..., help="Dataset name, e.g. mnist-5k."),
-    dataset_dir: Path = typer.Argument(..., help="Directory holding (or receiving) the dataset files."),
-    weights: str = typer.Option("signed_constant", help="Frozen weights: init (θ0) | signed_constant."),
-    lr: float = typer.Option(0.1, help="Adam learning rate of the mask scores."),
-    batch_size: int = typer.Option(60, help="Batch size."),
-    epochs: Optional[int] = typer.Option(None, help="Training length in epochs \\[default: 50]."),
+    model: str = typer.Argument(..., help=setting_help("model")),
+    dataset: str = typer.Argument(..., help=setting_help("dataset")),
+    dataset_dir: Path = typer.Argument(..., help=setting_help("dataset_dir")),
+    weights: str = typer.Option(SupermaskSettings.weights, help=setting_help("weights", of=SupermaskSettings)),
+    lr: float = typer.Option(SupermaskSettings.lr, help=setting_help("lr", of=SupermaskSettings)),
+    batch_size: int = typer.Option(SupermaskSettings.batch_size, help=setting_help("batch_size", of=SupermaskSettings)),
+    epochs: Optional[int] = typer.Option(None, help="Training length in epochs."),
     iterations: Optional[int] = typer.Option(None, help="Training length in iterations."),
-    duration: Optional[str] = typer.Option(None, help="Training length as a step string."),
-    init_prob: float = typer.Option(0.5, help="Initial keep probability sigmoid(score) of every weight."),
-    rescale: bool = typer.Option(True, "--rescale/--no-rescale", help="Dynamic weight rescaling per layer."),
+    duration: Optional[str] = typer.Option(None, help=setting_help("duration", SupermaskSettings.duration,
+                                                                   of=SupermaskSettings)),
+    init_prob: float = typer.Option(SupermaskSettings.init_prob, help=setting_help("init_prob", of=SupermaskSettings)),
+    rescale: bool = typer.Option(SupermaskSettings.rescale, "--rescale/--no-rescale",
+                                 help=setting_help("rescale", of=SupermaskSettings)),
+    eval_every: str = typer.Option(SupermaskSettings.eval_every, help=setting_help("eval_every", of=SupermaskSettings)),
     seed: int = typer.Option(0, min=0, help="Seed of θ0, data order and mask sampling."),
-    device: str = typer.Option("auto", help="auto | cpu | cuda."),
-    out: Optional[Path] = typer.Option(None, help="Output directory \\[default: runs/supermask-<model>-<dataset>-seed<seed>]."),
+    device: str = typer.Option("auto", help=setting_help("device")),
+    out: Optional[Path] = typer.Option(None, help="Output directory "
+                                                  "\\[default: runs/supermask-<model>-<dataset>-seed<seed>]."),
 ) -> None:
     """Learn a supermask: weights frozen at θ0 (or signed constant), a Bernoulli mask trained by straight-through."""
-    from lth.core import files as artifacts
+    from lth.core import files
     from lth.datasets import load_dataset
     from lth.models import get_model_spec
-    from lth.training.supermask import SupermaskSettings, learn_supermask as learn
-    from lth.training.loop import resolve_device
+    from lth.training.device import resolve_device
+    from lth.training.supermask import learn_supermask as learn
 
     get_model_spec(model)
     settings = SupermaskSettings(weights=weights, lr=lr, batch_size=batch_size,
-                                 duration=_duration(duration, epochs, iterations) or "50ep", init_prob=init_prob,
-                                 rescale=rescale).validate()
+                                 duration=training_length(duration, epochs, iterations) or SupermaskSettings.duration,
+                                 init_prob=init_prob, rescale=rescale, eval_every=eval_every).validate()
     splits = load_dataset(dataset, dataset_dir).to(resolve_device(device))
     out = out or Path("runs") / f"supermask-{model}-{dataset}-seed{seed}"
-    with _ProgressReporter(False) as reporter:
+    with ProgressReporter(False) as reporter:
         reporter.round_started(0, 100.0, 1)
         result = learn(model, splits, settings, seed, progress=reporter.progress)
-    artifacts.save_tensors(out / "mask.pt", "mask", model, result["mask"])
-    artifacts.write_json(out / "supermask.json", {**result["metrics"], "curve": result["curve"]})
+    files.save_tensors(out / "mask.pt", "mask", model, result["mask"])
+    files.write_json(out / "supermask.json", {**result["metrics"], "curve": result["curve"]})
     table = Table(title=f"Learned supermask ({settings.weights} weights)")
     for column in ("test acc (sampled mask)", "test acc (p > 0.5)", "% weights (expected)", "% weights (p > 0.5)"):
         table.add_column(column, justify="right")
@@ -379,26 +333,15 @@ def report(
     sparsity, first-layer masks) as index.html + report.md + PNG + CSV; several runs are compared in one plot."""
     from lth.report import make_report
 
-    files = make_report(sources or [], out, repo=repo, all_experiments=all_experiments)
-    console.print(f"report: {out / 'index.html'} ({len(files)} files: "
-                  f"{', '.join(p.name for p in files if p.suffix == '.png')})")
-
-
-# Names a researcher types back into commands and params.yaml: never broken across lines, even when
-# the output is not a terminal and rich falls back to 80 columns. Other cells fold rather than end in "…".
-TYPED_COLUMNS = {"name", "dataset", "optimizer", "action"}
-
-
-def registry_table(title: str, columns: tuple[str, ...]) -> Table:
-    table = Table(title=title)
-    for column in columns:
-        table.add_column(column, no_wrap=column in TYPED_COLUMNS, overflow="fold")
-    return table
+    written = make_report(sources or [], out, repo=repo, all_experiments=all_experiments)
+    console.print(f"report: {out / 'index.html'} ({len(written)} files: "
+                  f"{', '.join(p.name for p in written if p.suffix == '.png')})")
 
 
 @app.command("list")
 def list_registry(what: Listing = typer.Argument(Listing.all, help="What to list.")) -> None:
-    """List models (with their paper defaults), datasets, mask criteria and mask-1 / mask-0 actions."""
+    """List models (with their paper defaults), datasets, mask criteria, mask-1 / mask-0 actions and every
+    setting of params.yaml (type, default, valid values)."""
     if what in (Listing.all, Listing.models):
         from lth.models import MODELS
 
@@ -434,6 +377,28 @@ def list_registry(what: Listing = typer.Argument(Listing.all, help="What to list
         for action in PRUNED_ACTIONS.values():
             table.add_row(action.name, "pruned (--mask0)", action.description)
         console.print(table)
+    if what in (Listing.all, Listing.settings):
+        console.print(settings_table())
+
+
+def settings_table() -> Table:
+    """Every setting of params.yaml, from its declaration: key, type, default, valid values, meaning."""
+    from lth.core.config import describe
+    from lth.engine.params import WorkspaceSettings
+    from lth.engine.settings import RunSettings
+    from lth.training.settings import DistributedSettings
+
+    table = registry_table("Settings (params.yaml; the run's settings.json holds the first group)",
+                           ("setting", "type", "default", "valid values", "meaning"))
+    groups = [describe(RunSettings), describe(DistributedSettings, "train.distributed."),
+              describe(WorkspaceSettings), describe(SupermaskSettings, "supermask.")]
+    for info in (info for group in groups for info in group):
+        names = info.names()
+        valid = " | ".join(names) if names and (info.inline or len(names) <= 4) else (
+            f"{len(names)} (lth list)" if names else "")
+        default = "" if info.default is None else str(info.default)
+        table.add_row(info.key, info.type, default, valid, info.help)
+    return table
 
 
 def main() -> None:

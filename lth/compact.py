@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import copy
 import io
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,14 +27,13 @@ from typing import Any, Mapping, Optional
 import torch
 from torch import Tensor, nn
 
-from lth.core import files as artifacts
+from lth.core import files
 from lth.core.errors import LthError
 from lth.core.masks import apply_mask
-from lth.models import PrunableModel, build_model
+from lth.models import build_model
+from lth.models.base import PrunableModel
 from lth.pruning.structured import UnitLayer, unit_layers, unit_span
 
-COMPACT_FILE = "compact.pt2"
-COMPACT_METRICS = "compact.json"
 RTOL, ATOL = 1e-4, 1e-4  # compaction reorders float sums (folded constants), nothing more
 
 
@@ -365,79 +363,50 @@ def compare_outputs(masked: nn.Module, compact: nn.Module, x: Tensor, y: Optiona
     return result
 
 
-# --- a round directory ---------------------------------------------------------------------------------
-
-_ROUND_DIR = re.compile(r"^round-(\d+)$")
-_TRIAL_DIR = re.compile(r"^trial-(\d+)$")
+# --- the rounds of a run ---------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class RoundRef:
-    run: Path
+    key: str  # 'r03'
     trial: int
-    round: int
 
 
-def find_rounds(path: str | Path) -> list[RoundRef]:
-    """The finished rounds under RUN_DIR, RUN_DIR/trial-T or RUN_DIR/trial-T/round-NN."""
-    path = Path(path)
-    usage = "expected RUN_DIR, RUN_DIR/trial-T or RUN_DIR/trial-T/round-NN of a find-ticket run"
-    if not path.is_dir():
-        raise LthError(f"no such run directory {path}: {usage}")
-    round_match, trial_match = _ROUND_DIR.match(path.name), _TRIAL_DIR.match(path.name)
-    if round_match and _TRIAL_DIR.match(path.parent.name):
-        run, trials = path.parent.parent, [path.parent]
-    elif trial_match:
-        run, trials = path.parent, [path]
-    else:
-        run, trials = path, sorted((p for p in path.glob("trial-*") if _TRIAL_DIR.match(p.name)),
-                                   key=lambda p: int(p.name.split("-")[1]))
-    if not (run / "settings.json").is_file():
-        raise LthError(f"{path} is not in a find-ticket run (no settings.json in {run}): {usage}")
-    refs = []
-    for trial_dir in trials:
-        trial = int(trial_dir.name.split("-")[1])
-        rounds = [path] if round_match else sorted(p for p in trial_dir.glob("round-*") if _ROUND_DIR.match(p.name))
-        for round_dir in rounds:
-            if (round_dir / "final.pt").is_file():
-                refs.append(RoundRef(run, trial, int(_ROUND_DIR.match(round_dir.name).group(1))))
-    if not refs:
-        raise LthError(f"{path} holds no finished round (a round directory with final.pt): {usage}")
-    return refs
+def find_rounds(run, rounds: Optional[list[int]] = None, trials: Optional[list[int]] = None) -> list[RoundRef]:  # noqa: ANN001
+    """The finished rounds of `run` (lth.engine.run.Run), optionally only `rounds` and `trials`."""
+    from lth.engine.params import round_index
+
+    finished = run.finished_rounds()
+    if not finished:
+        raise LthError(f"{run.layout.root} holds no finished round yet: nothing to compact")
+    keys = finished if not rounds else [f"r{r:02d}" for r in rounds]
+    for key in keys:
+        if key not in finished:
+            raise LthError(f"round {key} of {run.layout.root} is not finished; finished rounds: {', '.join(finished)}")
+    chosen = list(run.trials) if not trials else trials
+    for trial in chosen:
+        if trial not in run.trials:
+            raise LthError(f"bad trial {trial}: {run.layout.root} has trials 0..{run.settings.trials - 1}")
+    return [RoundRef(key, trial) for trial in chosen for key in sorted(keys, key=round_index)]
 
 
-def run_settings(run: Path):
-    """The RunSettings a run directory was made with."""
-    from lth.engine.settings import from_dict
-
-    recorded = artifacts.read_json(run / "settings.json")
-    if not isinstance(recorded, dict) or not isinstance(recorded.get("settings"), dict):
-        raise LthError(f"{run / 'settings.json'} holds no settings")
-    return from_dict(recorded["settings"], where=str(run / "settings.json"))
-
-
-def compact_round(ref: RoundRef, splits=None, dense: Optional[dict] = None, run_benchmark: bool = False,
+def compact_round(run, ref: RoundRef, splits=None, dense: Optional[dict] = None, run_benchmark: bool = False,  # noqa: ANN001
                   batch_size: int = 256, threads: int = 1) -> dict:
-    """Compact one trial's ticket after one round: writes compact.pt2 and compact.json into its round directory.
+    """Compact one trial's ticket after one round: writes data/compact/rNN/trial-T.{pt2,json} under the run's root.
 
     `splits` (the run's dataset) checks outputs and accuracy on the test set; without it a seeded random
     batch checks the outputs. `dense` is `dense_reference(...)` (computed here when not given).
     """
-    from lth.core.files import RunLayout
-    from lth.datasets import get_dataset_spec
-    from lth.engine.rounds import Shape, describe_model
+    from lth.engine.params import round_index
 
-    settings = run_settings(ref.run)
+    settings, layout = run.settings, run.layout
     if settings.mask0_action != "zero":
-        raise LthError(f"{ref.run} pruned with mask-0 action '{settings.mask0_action}': its pruned weights are not "
-                       "zero in the trained network, so it has no smaller equivalent; compaction needs mask-0 'zero'")
-    spec = get_dataset_spec(settings.dataset)
-    input_shape, num_classes = tuple(spec.input_shape), spec.num_classes
-    kinds, shapes = describe_model(settings, Shape(input_shape, num_classes))
-    layout = RunLayout(ref.run)
-    final = artifacts.load_tensors(layout.final(ref.trial, ref.round), "weights", settings.model, shapes)
-    mask = artifacts.load_tensors(layout.mask(ref.trial, ref.round), "mask", settings.model,
-                                  {name: shapes[name] for name in kinds})
+        raise LthError(f"{layout.root} pruned with mask-0 action '{settings.mask0_action}': its pruned weights are "
+                       "not zero in the trained network, so it has no smaller equivalent; compaction needs mask-0 'zero'")
+    input_shape, num_classes = run.shape.input_shape, run.shape.num_classes
+    final = run.weights(layout.round_dir(ref.key, "final"), ref.trial)
+    mask = run.mask(layout.round_dir(ref.key, "mask"), ref.trial)
+    where = f"round {ref.key} trial {ref.trial} of {layout.root}"
     masked = masked_network(settings.model, input_shape, num_classes, final, mask)
     compact, units = compact_network(settings.model, masked, input_shape)
 
@@ -447,16 +416,16 @@ def compact_round(ref: RoundRef, splits=None, dense: Optional[dict] = None, run_
         x, y = torch.randn(64, *input_shape, generator=torch.Generator().manual_seed(0)), None
     check = compare_outputs(masked, compact, x, y)
     if not check["outputs_match"]:
-        raise RuntimeError(f"compacting {layout.round_dir(ref.trial, ref.round)} changed the outputs "
-                           f"(max |diff| {check['max_abs_diff']:.3g}): a bug in lth.compact")
+        raise RuntimeError(f"compacting {where} changed the outputs (max |diff| {check['max_abs_diff']:.3g}): "
+                           "a bug in lth.compact")
     data = export_bytes(compact, input_shape)
     exported = compare_outputs(compact, load_exported(data), x[:256])
     if not exported["outputs_match"]:
-        raise RuntimeError(f"the exported program of {layout.round_dir(ref.trial, ref.round)} differs from the "
-                           f"compacted network (max |diff| {exported['max_abs_diff']:.3g})")
+        raise RuntimeError(f"the exported program of {where} differs from the compacted network "
+                           f"(max |diff| {exported['max_abs_diff']:.3g})")
     dense = dense or dense_reference(settings.model, input_shape, num_classes, run_benchmark, batch_size, threads)
     metrics: dict[str, Any] = {
-        "round": ref.round, "trial": ref.trial, "model": settings.model, "pruning": settings.pruning,
+        "round": round_index(ref.key), "trial": ref.trial, "model": settings.model, "pruning": settings.pruning,
         "params": {"dense": dense["params"], "masked_nonzero": count_params(masked, nonzero=True),
                    "compact": count_params(compact)},
         "macs": {"dense": dense["macs"], "masked_nonzero": count_macs(masked, input_shape, nonzero=True),
@@ -465,39 +434,33 @@ def compact_round(ref: RoundRef, splits=None, dense: Optional[dict] = None, run_
         "check": check,
         "units": units,
     }
-    round_json = layout.round_metrics(ref.round)
-    if round_json.is_file():
-        record = artifacts.read_json(round_json)
-        ticket = next((n for n in record.get("networks", []) if n.get("trial") == ref.trial
-                       and n.get("arm") == "ticket"), None)
-        if ticket:
-            metrics["weights_remaining"] = ticket["weights_remaining"]
-            metrics["test_acc"] = ticket["test_acc"]  # final.pt is the end of training
+    ticket = next((n for n in run.record(ref.key).get("networks", []) if n.get("trial") == ref.trial
+                   and n.get("arm") == "ticket"), None)
+    if ticket:
+        metrics["weights_remaining"] = ticket["weights_remaining"]
+        metrics["test_acc"] = ticket["test_acc"]  # the final weights are the end of training
     if run_benchmark:
         metrics["cpu"] = {"dense": dense["cpu"], "compact": benchmark(compact, input_shape, batch_size, threads)}
-    round_dir = layout.round_dir(ref.trial, ref.round)
-    artifacts.atomic_write_bytes(round_dir / COMPACT_FILE, data)
-    artifacts.write_json(round_dir / COMPACT_METRICS, metrics)
+    files.atomic_write_bytes(layout.compact_file(ref.key, ref.trial, "pt2"), data)
+    files.write_json(layout.compact_file(ref.key, ref.trial, "json"), metrics)
     return metrics
 
 
-def compact_rounds(path: str | Path, dataset_dir: Optional[str | Path] = None, run_benchmark: bool = False,
-                   batch_size: int = 256, threads: int = 1) -> tuple[dict, list[dict]]:
-    """Compact every finished round under `path` (see `find_rounds`); returns (dense reference, per-round metrics).
+def compact_rounds(root: str | Path, rounds: Optional[list[int]] = None, trials: Optional[list[int]] = None,
+                   dataset_dir: Optional[str | Path] = None, run_benchmark: bool = False, batch_size: int = 256,
+                   threads: int = 1) -> tuple[dict, list[dict]]:
+    """Compact the finished rounds of a run directory or DVC workspace (all, or `rounds` x `trials`);
+    returns (dense reference, per-round metrics) and writes them to metrics/compact.json under `root`."""
+    from lth.datasets import load_dataset
+    from lth.engine.run import open_results
 
-    Given a whole run directory, the table also goes to RUN_DIR/compact.json.
-    """
-    from lth.datasets import get_dataset_spec, load_dataset
-
-    refs = find_rounds(path)
-    run = refs[0].run
-    settings = run_settings(run)
-    spec = get_dataset_spec(settings.dataset)
+    run = open_results(root)
+    refs = find_rounds(run, rounds, trials)
+    settings = run.settings
     splits = load_dataset(settings.dataset, dataset_dir) if dataset_dir is not None else None
-    dense = dense_reference(settings.model, tuple(spec.input_shape), spec.num_classes, run_benchmark, batch_size,
+    dense = dense_reference(settings.model, run.shape.input_shape, run.shape.num_classes, run_benchmark, batch_size,
                             threads)
-    rows = [compact_round(ref, splits, dense, run_benchmark, batch_size, threads) for ref in refs]
-    if Path(path).resolve() == run.resolve():
-        artifacts.write_json(run / COMPACT_METRICS, {"dense": dense, "rounds": [
-            {k: v for k, v in row.items() if k != "units"} for row in rows]})
+    rows = [compact_round(run, ref, splits, dense, run_benchmark, batch_size, threads) for ref in refs]
+    files.write_json(run.layout.compact_summary, {"dense": dense, "rounds": [
+        {k: v for k, v in row.items() if k != "units"} for row in rows]})
     return dense, rows

@@ -1,10 +1,10 @@
-"""What every stage shares: named arguments, params.yaml, and errors as one line with exit code 2."""
+"""What every stage shares: `--round`, the workspace as a Run, and errors as one line (exit 2)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from typing import Callable
+from typing import Any, Callable
 
 from lth.core.errors import LthError
 
@@ -35,53 +35,8 @@ def run(stage: Callable[[], None]) -> None:
         sys.exit(2)
 
 
-def shape_of(settings):
-    """The model's input shape and class count, from the dataset registry (no data loaded)."""
-    from lth.datasets import get_dataset_spec
-    from lth.engine.rounds import Shape
+def workspace(**options: Any):
+    """The DVC workspace (params.yaml in the current directory) as a Run."""
+    from lth.engine.run import open_workspace
 
-    spec = get_dataset_spec(settings.dataset)
-    return Shape(tuple(spec.input_shape), spec.num_classes)
-
-
-def model_files(settings):
-    """Loaders for this model's weights and mask files, verified against its shapes."""
-    from lth.core import files as artifacts
-    from lth.engine.rounds import describe_model
-
-    kinds, shapes = describe_model(settings, shape_of(settings))
-    mask_shapes = {name: shapes[name] for name in kinds}
-
-    def weights(path):
-        return artifacts.load_tensors(path, "weights", settings.model, shapes)
-
-    def mask(path):
-        return artifacts.load_tensors(path, "mask", settings.model, mask_shapes)
-
-    return kinds, weights, mask
-
-
-def training_processes(params, module: str, args: list[str], settings, needed: bool = True):
-    """(session, splits) for a training stage, or None when this process has nothing left to do: the
-    stage reran itself under torchrun (params.yaml `train.distributed.nproc` > 1), or this rank followed
-    rank 0's training. `needed=False` keeps a stage that will not train in one process."""
-    from lth.training.distributed import stage_processes
-
-    nproc = params.distributed.nproc if needed else 1
-    return stage_processes(nproc, params.distributed.mode, params.device, module, args,
-                           lambda: load_splits(params.device, settings))
-
-
-def load_splits(device: str, settings=None):
-    """The prepared dataset, on the training device; with `settings`, checked against them (batch size,
-    rewind step, model input) before any work."""
-    from lth.core import files as artifacts
-    from lth.engine import layout as pipeline
-    from lth.datasets import Splits
-    from lth.engine.settings import check_data
-    from lth.training.loop import resolve_device
-
-    splits = Splits.from_state(artifacts.load_torch(pipeline.PREPARED, "prepared dataset"))
-    if settings is not None:
-        check_data(settings, splits.input_shape, splits.num_classes, len(splits.train_x))
-    return splits.to(resolve_device(device))
+    return open_workspace(".", **options)

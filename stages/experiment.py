@@ -1,24 +1,24 @@
-"""Stage `exp_<name>`: one research experiment (lth.experiments) on the pipeline's artifacts;
+"""Stage `exp_<name>`: one research experiment (lth.experiments) on the workspace's finished rounds;
 writes metrics/experiments/<name>.json."""
 
 from __future__ import annotations
 
 import argparse
 
-from stages._common import run
+from stages._common import run, workspace
 
 
 def main() -> None:
-    from lth.core import files as artifacts
+    from lth.core import files
     from lth.experiments import EXPERIMENTS, experiment_module
-    from lth.experiments.common import metrics_path
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--name", required=True, help=f"experiment: {', '.join(EXPERIMENTS)}")
     name = parser.parse_args().name
-    metrics = experiment_module(name).run_stage()
-    artifacts.write_json(metrics_path(name), metrics)
-    print(f"{name}: {metrics_path(name)}")
+    ws = workspace()
+    metrics = experiment_module(name).run_stage(ws)
+    files.write_json(ws.layout.experiment_metrics(name), metrics)
+    print(f"{name}: {ws.layout.experiment_metrics(name)}")
 
 
 if __name__ == "__main__":

@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-from stages._common import run, shape_of
+from stages._common import run, workspace
 
 
 def main() -> None:
-    from lth.core import files as artifacts
-    from lth.engine import layout as pipeline
-    from lth.engine.params import DENSE_ROUND, load_params
-    from lth.engine.rounds import initial_state
+    from lth.steps import init
 
-    settings = load_params().settings
-    for t in range(settings.trials):
-        state, mask = initial_state(settings.for_trial(t), shape_of(settings))
-        for directory in (pipeline.INIT, pipeline.round_dir(DENSE_ROUND, "start")):
-            artifacts.save_tensors(pipeline.trial_file(directory, t), "weights", settings.model, state, round=0)
-        artifacts.save_tensors(pipeline.trial_file(pipeline.round_dir(DENSE_ROUND, "mask"), t), "mask",
-                               settings.model, mask, round=0)
+    init.run(workspace())
 
 
 if __name__ == "__main__":

@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-from stages._common import run
+from stages._common import run, workspace
 
 
 def main() -> None:
-    from lth.core import files as artifacts
-    from lth.engine import layout as pipeline
-    from lth.datasets import load_dataset
-    from lth.engine.params import load_params
+    from lth.steps import prepare
 
-    params = load_params()
-    splits = load_dataset(params.settings.dataset, params.dataset_dir)
-    artifacts.save_torch(pipeline.PREPARED, splits.state())
-    print(f"{params.settings.dataset}: {len(splits.train_x)} train / {len(splits.val_x)} val / "
-          f"{len(splits.test_x)} test -> {pipeline.PREPARED}")
+    ws = workspace()
+    print(prepare.run(ws, ws.params.dataset_dir))
 
 
 if __name__ == "__main__":

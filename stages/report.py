@@ -6,11 +6,12 @@ from stages._common import run
 
 
 def main() -> None:
-    from lth.engine import layout as pipeline
+    from lth.engine.layout import Layout
     from lth.report import make_report
 
-    files = make_report(["."], pipeline.REPORT)
-    print(f"report of this workspace -> {pipeline.REPORT / 'index.html'} ({len(files)} files)")
+    out = Layout(".").report
+    written = make_report(["."], out)
+    print(f"report of this workspace -> {out / 'index.html'} ({len(written)} files)")
 
 
 if __name__ == "__main__":

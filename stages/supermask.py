@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-from stages._common import load_splits, run
+from stages._common import run, workspace
 
 
 def main() -> None:
-    from lth.core import files as artifacts
-    from lth.engine import layout as pipeline
-    from lth.engine.params import load_params
+    from lth.core import files
     from lth.training.supermask import learn_supermask
 
-    params = load_params()
-    settings = params.settings
-    result = learn_supermask(settings.model, load_splits(params.device), params.supermask, settings.seed)
-    artifacts.save_tensors(pipeline.SUPERMASK, "mask", settings.model, result["mask"])
-    artifacts.write_json(pipeline.SUPERMASK_METRICS, result["metrics"])
+    ws = workspace()
+    result = learn_supermask(ws.settings.model, ws.data(), ws.params.supermask, ws.settings.seed)
+    files.save_tensors(ws.layout.supermask, "mask", ws.settings.model, result["mask"])
+    files.write_json(ws.layout.supermask_metrics, result["metrics"])
     m = result["metrics"]
     print(f"supermask: test acc {100 * m['test_acc_sampled']:.2f}% with {m['weights_remaining']:.1f}% of weights")
 

@@ -133,3 +133,37 @@ def tiny_splits(n_train: int = 120, n_eval: int = 40, shape: tuple[int, int, int
     make = lambda n: (torch.randn((n, *shape), generator=g), torch.randint(0, classes, (n,), generator=g))  # noqa: E731
     (tx, ty), (vx, vy), (sx, sy) = make(n_train), make(n_eval), make(n_eval)
     return Splits("tiny", tx, ty, vx, vy, sx, sy, classes, augment)
+
+
+class RunFiles:
+    """Test shorthand for a run's files by trial and round number (lth.engine.layout.Layout spells rNN)."""
+
+    def __init__(self, root):
+        from lth.engine.layout import Layout
+
+        self.layout = Layout(Path(root))
+        self.root = self.layout.root
+
+    def _file(self, artifact: str, trial: int, r: int) -> Path:
+        return self.layout.trial_file(self.layout.round_dir(f"r{r:02d}", artifact), trial)
+
+    def mask(self, trial: int, r: int) -> Path:
+        return self._file("mask", trial, r)
+
+    def start(self, trial: int, r: int) -> Path:
+        return self._file("start", trial, r)
+
+    def final(self, trial: int, r: int) -> Path:
+        return self._file("final", trial, r)
+
+    def init(self, trial: int) -> Path:
+        return self.layout.trial_file(self.layout.theta0, trial)
+
+    def rewind(self, trial: int) -> Path:
+        return self.layout.trial_file(self.layout.rewind_point, trial)
+
+    def round_metrics(self, r: int) -> Path:
+        return self.layout.round_metrics(f"r{r:02d}")
+
+    def checkpoint(self, r: int) -> Path:
+        return self.layout.checkpoint(f"r{r:02d}")

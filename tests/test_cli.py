@@ -30,6 +30,42 @@ def test_find_ticket_help(monkeypatch, capsys):
         assert option in out, option
     # bracketed defaults are text, not rich markup that would swallow them
     assert "[default: the model's paper setting]" in out and "[default: fp32]" in out
+    # choices come from the registries, the help text from the settings' declarations
+    from lth.core.config import find
+    from lth.engine.settings import RunSettings
+    from lth.pruning.prune import GRANULARITIES, METHODS
+    from lth.training.optimizers import OPTIMIZERS
+    from lth.training.precision import PRECISIONS
+
+    flat = " ".join(out.replace("│", " ").split())
+    for names in (OPTIMIZERS, PRECISIONS, METHODS, GRANULARITIES):
+        assert " | ".join(names) in flat or all(name in flat for name in names), names
+    assert find(RunSettings, "train.eval_every").help in flat
+
+
+def test_rounds_counts_pruning_rounds_and_must_be_positive(monkeypatch, capsys, tmp_path):
+    for bad in ("0", "-2"):
+        code, _, err = run_cli(monkeypatch, capsys, "find-ticket", "lenet-300-100", "mnist-5k", str(tmp_path),
+                               "--rounds", bad, "--out", str(tmp_path / "run"))
+        assert code == 2 and "--rounds" in err and "Traceback" not in err, err
+        assert not (tmp_path / "run").exists()
+    from lth.core.errors import LthError
+    from lth.engine.settings import defaults_for
+    from lth.steps.rounds import find_ticket
+
+    with pytest.raises(LthError, match="bad rounds 0: the number of pruning rounds after the dense round r00"):
+        find_ticket(defaults_for("lenet-300-100", "mnist-5k"), 0, tmp_path / "lib", None)
+
+
+def test_list_settings_reads_the_declarations(monkeypatch, capsys):
+    from lth.core.config import describe
+    from lth.engine.settings import RunSettings
+
+    code, out, _ = run_cli(monkeypatch, capsys, "list", "settings")
+    assert code == 0
+    for info in describe(RunSettings):
+        assert info.key in out, info.key
+    assert "adam | sgd | radam" in out and "reinit | random-prune" in out
 
 
 def test_list_shows_models_datasets_criteria(monkeypatch, capsys):
@@ -99,11 +135,11 @@ def test_find_ticket_end_to_end_on_idx_files_and_resume(monkeypatch, capsys, tmp
     out = tmp_path / "run"
     args = ["find-ticket", "lenet-300-100", "mnist", str(tmp_path / "data"), "--iterations", "5",
             "--batch-size", "20", "--device", "cpu", "--out", str(out), "--quiet"]
-    code, stdout, _ = run_cli(monkeypatch, capsys, *args, "--rounds", "2")
+    code, stdout, _ = run_cli(monkeypatch, capsys, *args, "--rounds", "1")
     assert code == 0 and "Lottery ticket rounds" in stdout
-    summary = json.loads((out / "summary.json").read_text())
-    assert [round(r["weights_remaining"], 1) for r in summary] == [100.0, 80.0]
-    code, stdout, _ = run_cli(monkeypatch, capsys, *args, "--rounds", "3")
+    summary = json.loads((out / "metrics" / "summary.json").read_text())
+    assert [round(summary[r]["weights_remaining"], 1) for r in ("r00", "r01")] == [100.0, 80.0]
+    code, stdout, _ = run_cli(monkeypatch, capsys, *args, "--rounds", "2")
     assert code == 0 and stdout.count("already finished") == 2
     code, _, err = run_cli(monkeypatch, capsys, *args, "--rounds", "3", "--lr", "0.5")
     assert code == 2 and "other settings" in err and "train.lr" in err

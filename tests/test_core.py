@@ -8,7 +8,8 @@ import torch
 from lth.pruning.actions import rewind_state
 from lth.pruning.criteria import CRITERIA, score_layers
 from lth.core.errors import LthError
-from lth.pruning.prune import kept_after, next_mask
+from lth.pruning.prune import next_mask
+from lth.pruning.ranking import kept_after
 from lth.engine.settings import RunSettings, defaults_for, from_dict, replace
 from lth.core.steps import Step
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import tiny_splits
-from lth.core import files as artifacts
+from conftest import RunFiles, tiny_splits
+from lth.core import files
 from lth.pruning.actions import KEPT_ACTIONS, PRUNED_ACTIONS, rewind_state
-from lth.core.files import RunLayout
 from lth.pruning.criteria import score_layers
 from lth.core.errors import LthError
 from lth.models import build_model
-from lth.engine.rounds import find_ticket, mask_round
+from lth.steps.rounds import find_ticket
+from lth.steps.mask import next_mask as mask_round
 from lth.engine.settings import TrainSettings, defaults_for, replace
 from lth.training.supermask import SupermaskSettings, frozen_weights, learn_supermask
 from lth.training.loop import train
@@ -96,31 +96,31 @@ def small(**changes):
 
 @pytest.mark.parametrize("criterion", ["snip", "grad", "movement", "large_final_same_sign"])
 def test_runner_with_other_criteria_keeps_exact_sparsity(tmp_path, criterion):
-    records = find_ticket(small(criterion=criterion), 3, tmp_path, tiny_splits())
+    records = find_ticket(small(criterion=criterion), 2, tmp_path, tiny_splits())
     assert [round(r["weights_remaining"], 2) for r in records] == [100.0, 80.04, 64.06]
     assert all(0 <= n["supermask_test_acc"] <= 1 for r in records for n in r["networks"])
 
 
 def test_freeze_init_run_keeps_pruned_weights_at_theta0(tmp_path):
-    find_ticket(small(mask0_action="freeze_init"), 2, tmp_path, tiny_splits())
-    layout = RunLayout(tmp_path)
-    init = artifacts.load_tensors(layout.init(0), "weights")
-    final = artifacts.load_tensors(layout.final(0, 1), "weights")
-    mask = artifacts.load_tensors(layout.mask(0, 1), "mask")
+    find_ticket(small(mask0_action="freeze_init"), 1, tmp_path, tiny_splits())
+    layout = RunFiles(tmp_path)
+    init = files.load_tensors(layout.init(0), "weights")
+    final = files.load_tensors(layout.final(0, 1), "weights")
+    mask = files.load_tensors(layout.mask(0, 1), "mask")
     for name, m in mask.items():
         assert torch.equal(final[name][~m], init[name][~m])
 
 
 def test_reinit_trainable_keeps_changing_instead_of_shrinking(tmp_path):
-    records = find_ticket(small(mask0_action="reinit_trainable"), 3, tmp_path, tiny_splits())
+    records = find_ticket(small(mask0_action="reinit_trainable"), 2, tmp_path, tiny_splits())
     assert [round(r["weights_remaining"], 2) for r in records] == [100.0, 80.04, 80.04]
-    layout = RunLayout(tmp_path)
-    final = artifacts.load_tensors(layout.final(0, 1), "weights")
-    start = artifacts.load_tensors(layout.start(0, 1), "weights")
-    mask = artifacts.load_tensors(layout.mask(0, 1), "mask")
+    layout = RunFiles(tmp_path)
+    final = files.load_tensors(layout.final(0, 1), "weights")
+    start = files.load_tensors(layout.start(0, 1), "weights")
+    mask = files.load_tensors(layout.mask(0, 1), "mask")
     assert (final["fc1.weight"][~mask["fc1.weight"]] != start["fc1.weight"][~mask["fc1.weight"]]).any(), \
         "re-initialised weights must be trainable"
-    second = artifacts.load_tensors(layout.mask(0, 2), "mask")
+    second = files.load_tensors(layout.mask(0, 2), "mask")
     assert not torch.equal(second["fc1.weight"], mask["fc1.weight"])
     assert (second["fc1.weight"] & ~mask["fc1.weight"]).any(), "a reselected mask may bring weights back"
 
@@ -147,7 +147,7 @@ def test_supermask_learns_and_reports_sparsity():
     assert 0 <= m["test_acc_sampled"] <= 1 and 0 < m["expected_weights_remaining"] < 100
     assert m["weights_remaining"] == pytest.approx(
         100 * sum(int(v.sum()) for v in result["mask"].values()) / sum(v.numel() for v in result["mask"].values()))
-    assert [p["iteration"] for p in result["curve"]] == [10, 20]
+    assert [p["iteration"] for p in result["curve"]] == [0, 10, 20]  # the training loop's own curve
     model = build_model("lenet-300-100", (1, 28, 28), 10, seed=0)
     state = {k: v.clone() for k, v in model.state_dict().items()}
     constant = frozen_weights(state, ["fc1.weight"], "signed_constant")["fc1.weight"]

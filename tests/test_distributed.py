@@ -16,7 +16,7 @@ from lth.core.errors import LthError
 
 REPO = Path(__file__).resolve().parents[1]
 TORCHRUN = Path(sys.executable).parent / "torchrun"
-ARGS = ["find-ticket", "lenet-300-100", "mnist-5k", "--rounds", "2", "--iterations", "40", "--eval-every", "20it",
+ARGS = ["find-ticket", "lenet-300-100", "mnist-5k", "--rounds", "1", "--iterations", "40", "--eval-every", "20it",
         "--device", "cpu", "--control", "random-prune", "-q"]
 # round 1 keeps 80% of the hidden layers' weights and 90% of the output layer's (the paper's LeNet rates)
 ROUND1_REMAINING = 100 * (0.8 * (784 * 300 + 300 * 100) + 0.9 * 100 * 10) / (784 * 300 + 300 * 100 + 100 * 10)
@@ -54,7 +54,7 @@ def recorded(tmp_path: Path, name: str) -> dict[tuple[int, str], dict]:
 
 
 def ticket_metrics(tmp_path: Path, name: str, round_index: int) -> dict:
-    record = json.loads((tmp_path / name / "rounds" / f"round-{round_index:02d}.json").read_text())
+    record = json.loads((tmp_path / name / "metrics" / "rounds" / f"r{round_index:02d}.json").read_text())
     return {n["arm"]: n for n in record["networks"]}
 
 
@@ -66,7 +66,7 @@ def assert_pruned_weights_zero(entry: dict) -> None:
 
 @pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun is not installed next to this Python")
 def test_torchrun_two_processes_match_one(tmp_path, monkeypatch, capsys):
-    import lth.engine.rounds
+    import lth.training.trainer
     from ddp_worker import recorder
     from lth.cli import main
     from lth.datasets import load_dataset
@@ -76,7 +76,7 @@ def test_torchrun_two_processes_match_one(tmp_path, monkeypatch, capsys):
     # meanwhile the same run in this process, without torchrun
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
         monkeypatch.delenv(key, raising=False)
-    monkeypatch.setattr(lth.engine.rounds, "train_networks", recorder(tmp_path / "single" / "record", 0))
+    monkeypatch.setattr(lth.training.trainer, "train_networks", recorder(tmp_path / "single" / "record", 0))
     monkeypatch.setattr(sys, "argv", ["lth", *cli_args(tmp_path, "single")])
     with pytest.raises(SystemExit) as exit_info:
         main()
@@ -118,7 +118,7 @@ def test_torchrun_two_processes_match_one(tmp_path, monkeypatch, capsys):
             assert on_disk[arm]["test_acc"] == pytest.approx(alone[arm]["test_acc"], abs=0.02), (name, arm)
             assert on_disk[arm]["val_loss"] == pytest.approx(alone[arm]["val_loss"], rel=0.05), (name, arm)
         assert on_disk["ticket"]["test_acc"] > 0.5  # it learned something in 40 steps
-    assert (tmp_path / "data" / "summary.csv").is_file() and (tmp_path / "trials" / "summary.csv").is_file()
+    assert all((tmp_path / name / "metrics" / "networks.csv").is_file() for name in ("data", "trials"))
 
 
 def test_world_from_env():
@@ -144,17 +144,18 @@ def test_unknown_distributed_mode_is_a_clear_error(tmp_path):
 def test_params_train_distributed(tmp_path):
     import yaml
 
-    from lth.engine.params import DistributedParams, load_params
+    from lth.engine.params import load_params
+    from lth.training.settings import DistributedSettings
 
     base = yaml.safe_load((REPO / "params.yaml").read_text())
     plain = load_params(REPO / "params.yaml")
-    assert plain.distributed == DistributedParams(1, "data")
+    assert plain.distributed == DistributedSettings(1, "data")
     base["train"]["distributed"] = {"nproc": 4, "mode": "trials"}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(base))
     params = load_params(tmp_path / "params.yaml")
-    assert params.distributed == DistributedParams(4, "trials")
+    assert params.distributed == DistributedSettings(4, "trials")
     assert params.settings.fingerprint() == plain.settings.fingerprint()  # processes do not define the results
-    for bad, message in (({"nproc": 0}, "nproc: must be >= 1"), ({"mode": "ranks"}, "unknown mode"),
+    for bad, message in (({"nproc": 0}, "nproc: must be >= 1"), ({"mode": "ranks"}, "unknown distributed mode"),
                          ({"nprocs": 2}, "did you mean 'nproc'")):
         base["train"]["distributed"] = bad
         (tmp_path / "params.yaml").write_text(yaml.safe_dump(base))
@@ -168,6 +169,6 @@ def test_batch_that_does_not_split_over_the_processes_is_refused_up_front():
 
     settings = replace(defaults_for("lenet-300-100"), train__batch_size=61)
     with pytest.raises(LthError, match="bad batch_size 61: it must split evenly over the 2 processes"):
-        Session(World(1, 2, 1), torch.device("cpu"), "data").check(settings)
-    Session(World(1, 2, 1), torch.device("cpu"), "trials").check(settings)  # whole batches per network: fine
-    Session(None, torch.device("cpu"), "data").check(settings)
+        Session(World(1, 2, 1), torch.device("cpu"), "data").check(settings.train)
+    Session(World(1, 2, 1), torch.device("cpu"), "trials").check(settings.train)  # whole batches per network: fine
+    Session(None, torch.device("cpu"), "data").check(settings.train)

@@ -29,15 +29,21 @@ def tiny_settings(**changes) -> RunSettings:
     return dataclasses.replace(RunSettings(model="lenet-300-100", dataset="mnist-5k", train=FAST), **changes)
 
 
+def ticket_of(run, r: int, trial: int = 0):
+    from lth.engine.run import open_results
+
+    return open_results(run).ticket(f"r{r:02d}", trial)
+
+
 @pytest.fixture(scope="module")
 def found(tmp_path_factory):
-    """Two tiny find-ticket runs (seeds 0 and 1) of LeNet-300-100 on random 28x28 data, 2 rounds each."""
-    from lth.engine.rounds import find_ticket
+    """Two tiny find-ticket runs (seeds 0 and 1) of LeNet-300-100 on random 28x28 data: r00 and r01."""
+    from lth.steps.rounds import find_ticket
 
     splits = tiny_splits()
     root = tmp_path_factory.mktemp("runs")
     for seed in (0, 1):
-        find_ticket(tiny_settings(seed=seed), 2, root / f"seed{seed}", splits)
+        find_ticket(tiny_settings(seed=seed), 1, root / f"seed{seed}", splits)
     return root, splits
 
 
@@ -105,8 +111,8 @@ def test_relevance_criterion_is_registered_and_scores_rounds():
     from lth.pruning.criteria import CRITERIA
     from lth.models import build_model
     from lth.pruning.relevance import weight_relevance
-    from lth.engine.rounds import score_round
     from lth.core.seeds import derive_seed
+    from lth.steps.score import score_weights as score_round
 
     assert "relevance" in CRITERIA and CRITERIA["relevance"].gradient_at == "final"
     splits = tiny_splits()
@@ -114,7 +120,7 @@ def test_relevance_criterion_is_registered_and_scores_rounds():
     net = build_model("lenet-300-100", splits.input_shape, 10, seed=0)
     state = net.state_dict()
     mask = {n: torch.ones_like(state[n], dtype=torch.bool) for n in net.prunable_layers()}
-    scores = score_round(settings, state, state, mask, 2, start=state, splits=splits)
+    scores = score_round(settings, state, state, mask, 2, state, splits)
     direct = weight_relevance("lenet-300-100", state, mask, splits, FAST.batch_size,
                               derive_seed(settings.seed, "gradients", 2))
     assert all(torch.equal(scores[n], direct[n].float()) for n in mask)
@@ -155,10 +161,9 @@ def test_transfer_reinitialises_a_different_output_layer_and_keeps_pruned_weight
 
 def test_combine_union_and_intersection_against_both_parents(found):
     from lth.experiments.combine import combine, combine_masks, overlap
-    from lth.experiments.common import ticket_from_run
 
     root, splits = found
-    a, b = ticket_from_run(root / "seed0", 1), ticket_from_run(root / "seed1", 1)
+    a, b = ticket_of(root / "seed0", 1), ticket_of(root / "seed1", 1)
     union, inter = combine_masks(a.mask, b.mask, "union"), combine_masks(a.mask, b.mask, "intersection")
     for n in a.mask:
         assert torch.equal(union[n], a.mask[n] | b.mask[n]) and torch.equal(inter[n], a.mask[n] & b.mask[n])
@@ -197,11 +202,10 @@ def test_shrink_prunes_only_inside_the_available_weights():
 
 
 def test_removal_finds_disjoint_successive_tickets(found):
-    from lth.experiments.common import ticket_from_run
     from lth.experiments.removal import metrics, remove_tickets
 
     root, splits = found
-    ticket = ticket_from_run(root / "seed0", 1)
+    ticket = ticket_of(root / "seed0", 1)
     lines: list[str] = []
     out = remove_tickets(ticket, splits, max_tickets=3, margin=0.99, removed="reinit", log=lines.append)
     assert out["removable"] == 3 and [e["ticket"] for e in out["tickets"]] == [1, 2, 3]
@@ -232,11 +236,12 @@ def test_perturbed_forward_adds_noise_only_to_masked_weights_and_never_keeps_it(
     splits = tiny_splits()
     model = build_model("lenet-300-100", splits.input_shape, 10, 0)
     init = {k: v.clone() for k, v in model.state_dict().items()}
-    nets = PerturbedNetwork(model, init, per_epoch=2, settings=PerturbSettings(fraction=0.25), seed=0)
+    nets = PerturbedNetwork(model, init, settings=PerturbSettings(fraction=0.25), seed=0)
     x = splits.train_x[:5][None]
     clean = model(x[0])
     assert torch.equal(nets(x)[0], clean) and torch.equal(nets(x)[0], clean)  # epoch 1: no mask yet
-    noisy = nets(x)[0]  # first call of epoch 2: the mask is computed from the current weights
+    nets.remask(1)  # the EveryEpoch hook at the start of epoch 2: a mask from the current weights
+    noisy = nets(x)[0]
     assert not torch.allclose(noisy, clean)
     for name, where in nets.perturbed.items():
         kind = model.prunable_layers()[name]
@@ -311,11 +316,11 @@ def test_optimizer_sweep_runs_each_variant_and_tabulates(tmp_path):
     assert DEFAULT_VARIANTS["radam-no-warmup"].apply(base).train.optimizer == "radam"
     assert DEFAULT_VARIANTS["sgd-warmup"].apply(base).train.lr == 0.05
     variants = {"radam": Variant("radam"), "rewind": Variant("adam", rewind="3it")}
-    records = sweep(base, variants, 2, tmp_path, tiny_splits())
+    records = sweep(base, variants, 1, tmp_path, tiny_splits())
     table = tabulate(records)
     assert set(table) == set(variants) and set(table["radam"]) == {"r00", "r01", "weights_r00", "weights_r01"}
     assert table["radam"]["r00"] != table["rewind"]["r00"]
-    assert (tmp_path / "rewind" / "trial-0" / "rewind.pt").is_file()
+    assert (tmp_path / "rewind" / "data" / "init" / "rewind_point" / "trial-0.pt").is_file()
     with pytest.raises(LthError, match="unknown variant 'adamw'"):
         pick_variants(["adamw"])
     with pytest.raises(LthError, match="unknown optimizer 'lion'"):
@@ -331,12 +336,12 @@ def test_cli_experiments_end_to_end_on_mnist_5k(tmp_path, monkeypatch, capsys):
     assert code == 0 and all(name in out for name in ("transfer", "combine", "removal", "optimizers", "perturb"))
     run = tmp_path / "run"
     code, _, err = run_cli(monkeypatch, capsys, "find-ticket", "lenet-300-100", "mnist-5k", str(tmp_path), "--rounds",
-                           "2", "--iterations", "20", "--eval-every", "20it", "--out", str(run), "-q")
+                           "1", "--iterations", "20", "--eval-every", "20it", "--out", str(run), "-q")
     assert code == 0, err
     code, out, err = run_cli(monkeypatch, capsys, "experiment", "transfer", str(run), "mnist-5k", str(tmp_path),
                              "--round", "1", "--optimizer", "sgd", "--lr", "0.01", "--iterations", "20")
     assert code == 0, err
-    saved = json.loads((run / "experiments" / "transfer-r01-mnist-5k.json").read_text())
+    saved = json.loads((run / "metrics" / "experiments" / "transfer-r01-mnist-5k.json").read_text())
     assert set(saved["results"]) == {"ticket", "reinit", "dense"} and "ticket" in out and "reinit" in out
     code, out, err = run_cli(monkeypatch, capsys, "experiment", "removal", str(run), str(tmp_path), "--round", "1",
                              "--iterations", "20", "--max-tickets", "2", "--margin", "0.5",
@@ -351,7 +356,7 @@ def test_cli_experiments_end_to_end_on_mnist_5k(tmp_path, monkeypatch, capsys):
     assert not (tmp_path / "never.json").exists()
     code, _, err = run_cli(monkeypatch, capsys, "experiment", "transfer", str(run), "mnist-5k", str(tmp_path),
                            "--round", "4")
-    assert code == 2 and "round 4 of" in err and "finished rounds: 0, 1" in err
+    assert code == 2 and "round r04 of" in err and "finished rounds: r00, r01" in err
     code, _, err = run_cli(monkeypatch, capsys, "experiment", "perturb", "lenet-300-100", "mnist-5k", str(tmp_path),
                            "--noise", "pink")
     assert code == 2 and "unknown noise 'pink'" in err
@@ -370,7 +375,7 @@ def test_dvc_experiment_stages_name_declared_params_and_experiments():
     for name in names:
         stage = stages[f"exp_{name}"]
         assert stage["cmd"] == f"python -m stages.experiment --name {name}"
-        assert f"lth/experiments/{name}.py" in stage["deps"]
+        assert "lth/experiments" in stage["deps"]  # completeness: tests/test_dvc_deps.py
         for key in stage["params"]:
             node = params
             for part in key.split("."):
@@ -393,7 +398,7 @@ def test_experiment_stage_entry_points_on_a_tiny_pipeline_workspace(tmp_path, mo
     exp["transfer"].update(round="r01", duration="12it", eval_every="6it")
     exp["combine"].update(round="r01", criterion_b="relevance")
     exp["removal"].update(round="r01", duration="12it", eval_every="6it", max_tickets=2, margin=0.9)
-    exp["optimizers"].update(rounds=2, duration="12it", eval_every="6it",
+    exp["optimizers"].update(rounds=1, duration="12it", eval_every="6it",
                              variants={"radam-no-warmup": {"optimizer": "radam"}, "adam-rewind": {"rewind": "6it"}})
     exp["perturb"].update(duration="12it", eval_every="12it")  # per-epoch masks: see test_perturb_experiment_arms
     monkeypatch.chdir(tmp_path)

@@ -46,19 +46,19 @@ def float64_splits(root: Path):
 
 def run_golden(out: Path) -> dict:
     """Masks (checksums) and round records of the golden run into `out`."""
-    from lth.core import files as artifacts
-    from lth.core.files import RunLayout
-    from lth.engine.rounds import find_ticket
+    from lth.core import files
+    from lth.engine.layout import Layout
+    from lth.steps.rounds import find_ticket
 
     before = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)
     try:
-        records = find_ticket(golden_settings(), len(ROUNDS), out, float64_splits(out / "datasets"))
+        records = find_ticket(golden_settings(), len(ROUNDS) - 1, out, float64_splits(out / "datasets"))
     finally:
         torch.set_default_dtype(before)
-    layout = RunLayout(out)
-    masks = {f"r{r:02d}/trial-{t}": artifacts.tensor_checksum(artifacts.load_tensors(layout.mask(t, r), "mask"))
-             for r in range(len(ROUNDS)) for t in range(TRIALS)}
+    layout = Layout(out)
+    masks = {f"{key}/trial-{t}": files.tensor_checksum(files.load_tensors(
+        layout.trial_file(layout.round_dir(key, "mask"), t), "mask")) for key in ROUNDS for t in range(TRIALS)}
     return {"masks": masks, "records": records}
 
 

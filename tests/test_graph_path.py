@@ -20,7 +20,7 @@ from lth.training import loop as trainer
 from lth.training.batched import train_batched
 from lth.core.interrupt import Interrupted, graceful_stop
 from lth.models import build_model
-from lth.engine.rounds import find_ticket
+from lth.steps.rounds import find_ticket
 from lth.engine.settings import TrainSettings, defaults_for, replace
 from test_reliability import SignalAt, same_results
 
@@ -63,7 +63,7 @@ def test_graph_path_equals_eager_loop(graph_path, monkeypatch, settings):
                 monkeypatch.setattr(trainer, "make_optimizer", lambda p, s, graph=False: real(p, s, True))
         model = build_model("lenet-300-100", (1, 28, 28), 10, seed=0)
         mask = random_mask(model, 0.4)
-        out[mode] = trainer.train(model, mask, splits, settings, seed=3, rewind_at=7)
+        out[mode] = trainer.train(model, mask, splits, settings, seed=3)
         for name, keep in mask.items():
             assert torch.count_nonzero(out[mode].state[name][~keep]) == 0, f"{mode}: pruned weights of {name} moved"
     assert graph_path == [3], "the graph path ran its warm-up exactly once"
@@ -72,7 +72,6 @@ def test_graph_path_equals_eager_loop(graph_path, monkeypatch, settings):
         # the warm-up steps changed weights and moments; after the reset the two runs must agree
         tolerance = dict(rtol=0, atol=0) if exact else dict(rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(graph.state[name], tensor, **tolerance, msg=name)
-        torch.testing.assert_close(graph.rewind_state[name], eager.rewind_state[name], **tolerance)
     assert [p["iteration"] for p in graph.curve] == [0, 6, 12, 18, 24]
     for a, b in zip(graph.curve, eager.curve):
         assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-5)
@@ -126,8 +125,8 @@ def test_graph_path_resume_restores_in_place_and_matches_an_uninterrupted_run(gr
     settings = replace(defaults_for("lenet-300-100", "mnist-5k"), train__batch_size=20, train__duration="12it",
                        train__eval_every="5it", trials=2, controls=("reinit",))
     splits = tiny_splits()
-    find_ticket(settings, 2, tmp_path / "straight", splits)
+    find_ticket(settings, 1, tmp_path / "straight", splits)
     with graceful_stop(), pytest.raises(Interrupted, match="training state saved"):
-        find_ticket(settings, 2, tmp_path / "resumed", splits, SignalAt(1, 6, signal.SIGINT), checkpoint_every="4it")
-    find_ticket(settings, 2, tmp_path / "resumed", splits, checkpoint_every="4it")
+        find_ticket(settings, 1, tmp_path / "resumed", splits, SignalAt(1, 6, signal.SIGINT), checkpoint_every="4it")
+    find_ticket(settings, 1, tmp_path / "resumed", splits, checkpoint_every="4it")
     same_results(tmp_path / "straight", tmp_path / "resumed", 2, settings.trials)

@@ -51,7 +51,7 @@ def tiny_project(root: Path, rounds: int = 2, **changes) -> Path:
         group.update({k: v for k, v in {"round": f"r{rounds:02d}", "duration": "20it", "eval_every": "10it"}.items()
                       if k in group})
     params["experiments"]["removal"]["max_tickets"] = 2
-    params["experiments"]["optimizers"].update(rounds=2, variants={"radam-no-warmup": {"optimizer": "radam"}})
+    params["experiments"]["optimizers"].update(rounds=1, variants={"radam-no-warmup": {"optimizer": "radam"}})
     params["device"] = "cpu"
     params.update(changes)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -83,17 +83,17 @@ def test_pipeline_repro_cache_reuse_and_added_round(tmp_path):
     assert [n["arm"] for n in record["networks"]] == ["ticket", "reinit", "random-prune"]
 
     # the CLI's one-process runner computes bit-for-bit what the pipeline's stages computed
-    from lth.core import files as artifacts
-    from lth.core.files import RunLayout
+    from conftest import RunFiles
+    from lth.core import files
     from lth.datasets import load_dataset
-    from lth.engine.rounds import find_ticket
+    from lth.steps.rounds import find_ticket
 
-    cli = RunLayout(tmp_path / "cli")
-    find_ticket(load_params(root / "params.yaml").settings, 3, cli.root, load_dataset("mnist-5k", tmp_path))
+    cli = RunFiles(tmp_path / "cli")
+    find_ticket(load_params(root / "params.yaml").settings, 2, cli.root, load_dataset("mnist-5k", tmp_path))
     for i, r in enumerate(("r00", "r01", "r02")):
         for name, kind, path in (("mask", "mask", cli.mask(0, i)), ("final", "weights", cli.final(0, i))):
-            ours = artifacts.load_tensors(root / "data" / "rounds" / r / name / "trial-0.pt", kind)
-            theirs = artifacts.load_tensors(path, kind)
+            ours = files.load_tensors(root / "data" / "rounds" / r / name / "trial-0.pt", kind)
+            theirs = files.load_tensors(path, kind)
             assert all(torch.equal(ours[k], theirs[k]) for k in ours), (r, name)
 
     # nothing changed: nothing runs
@@ -121,7 +121,7 @@ def test_pipeline_repro_cache_reuse_and_added_round(tmp_path):
     # Zhou et al.'s signed constant on top: only the rewind and later stages re-run
     signed = sh(root, "dvc", "exp", "run", "-S", "criterion=movement", "-S", "mask1_action=signed_constant")
     assert {"score@r01", "mask@r01", "train_dense"}.isdisjoint(ran(signed)) and "rewind@r01" in ran(signed)
-    start = artifacts.load_tensors(root / "data" / "rounds" / "r01" / "start" / "trial-0.pt", "weights")
+    start = files.load_tensors(root / "data" / "rounds" / "r01" / "start" / "trial-0.pt", "weights")
     assert start["fc1.weight"][start["fc1.weight"] != 0].abs().unique().numel() == 1
 
     # one more round: only its four stages (and the summary) run
@@ -148,15 +148,15 @@ def test_pipeline_trains_three_trials_and_both_controls_batched(tmp_path):
     root = tiny_project(tmp_path / "project", rounds=2, trials=3, controls=["reinit", "random-prune"])
     first = sh(root, "dvc", "repro", "summary")
     assert {"train_dense", "train@r01", "train@r02", "summary"} <= ran(first)
-    from lth.core import files as artifacts
-    from lth.core.files import RunLayout
+    from conftest import RunFiles
+    from lth.core import files
     from lth.datasets import load_dataset
-    from lth.engine.rounds import find_ticket
+    from lth.steps.rounds import find_ticket
 
     settings = load_params(root / "params.yaml").settings
     assert settings.trials == 3 and settings.controls == ("reinit", "random-prune")
-    cli = RunLayout(tmp_path / "cli")
-    find_ticket(settings, 3, cli.root, load_dataset("mnist-5k", tmp_path))
+    cli = RunFiles(tmp_path / "cli")
+    find_ticket(settings, 2, cli.root, load_dataset("mnist-5k", tmp_path))
     for i, r in enumerate(("r00", "r01", "r02")):
         record = json.loads((root / "metrics" / "rounds" / f"{r}.json").read_text())
         arms = ["ticket"] if i == 0 else ["ticket", "reinit", "random-prune"]
@@ -164,11 +164,11 @@ def test_pipeline_trains_three_trials_and_both_controls_batched(tmp_path):
             (t, a) for t in range(3) for a in arms), r
         masks = []
         for t in range(3):
-            ours = artifacts.load_tensors(root / "data" / "rounds" / r / "mask" / f"trial-{t}.pt", "mask")
-            theirs = artifacts.load_tensors(cli.mask(t, i), "mask")
+            ours = files.load_tensors(root / "data" / "rounds" / r / "mask" / f"trial-{t}.pt", "mask")
+            theirs = files.load_tensors(cli.mask(t, i), "mask")
             assert all(torch.equal(ours[k], theirs[k]) for k in ours), (r, t)
             masks.append(ours)
-            final = artifacts.load_tensors(root / "data" / "rounds" / r / "final" / f"trial-{t}.pt", "weights")
+            final = files.load_tensors(root / "data" / "rounds" / r / "final" / f"trial-{t}.pt", "weights")
             assert all(torch.count_nonzero(final[k][~ours[k].bool()]) == 0 for k in ours), (r, t)
             kept = sum(int(m.sum()) for m in ours.values())
             expected = {"r00": 266200, "r01": 0.8 * 265200 + 0.9 * 1000, "r02": 0.64 * 265200 + 0.81 * 1000}[r]

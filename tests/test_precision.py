@@ -120,9 +120,9 @@ def test_channels_last_only_for_one_conv_network_on_cuda():
     assert not trainer.channels_last_wanted(mlp, cuda)
 
 
-def test_precision_setting_is_validated_and_part_of_the_fingerprint_only_when_not_fp32():
+def test_precision_setting_is_validated_and_part_of_the_fingerprint():
     base = defaults_for("lenet-300-100", "mnist-5k")
-    assert "precision" not in base.to_dict()["train"], "fp32 runs keep the fingerprints they had before"
+    assert base.to_dict()["train"]["precision"] == "fp32"
     bf16 = replace(base, train__precision="bf16").validate()
     assert bf16.fingerprint() != base.fingerprint() and bf16.to_dict()["train"]["precision"] == "bf16"
     assert from_dict(bf16.to_dict()) == bf16 and from_dict(base.to_dict()) == base

@@ -16,14 +16,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import fake_mnist, tiny_splits
-from lth.core import files as artifacts
-from lth.core.files import RunLayout
+from conftest import RunFiles, fake_mnist, tiny_splits
+from lth.core import files
 from lth.training.checkpoint import Checkpoint
 from lth.core.errors import LthError
 from lth.core.interrupt import Interrupted, graceful_stop
 from lth.core.lock import LOCK_NAME, RunLock
-from lth.engine.rounds import SilentReporter, find_ticket
+from lth.steps.rounds import find_ticket
+from lth.engine.run import SilentReporter
 from lth.engine.settings import check_data, defaults_for, from_dict, replace
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,12 +37,12 @@ def lenet(**changes):
 
 def same_results(a: Path, b: Path, rounds: int, trials: int = 1) -> None:
     """Masks, trained weights and round records of two run directories are identical."""
-    la, lb = RunLayout(a), RunLayout(b)
+    la, lb = RunFiles(a), RunFiles(b)
     for r in range(rounds):
         for t in range(trials):
-            for kind, path in (("mask", RunLayout.mask), ("weights", RunLayout.final)):
-                x = artifacts.load_tensors(path(la, t, r), kind)
-                y = artifacts.load_tensors(path(lb, t, r), kind)
+            for kind, path in (("mask", RunFiles.mask), ("weights", RunFiles.final)):
+                x = files.load_tensors(path(la, t, r), kind)
+                y = files.load_tensors(path(lb, t, r), kind)
                 assert all(torch.equal(x[k], y[k]) for k in x), f"round {r} trial {t}: {kind} differ"
         assert json.loads(la.round_metrics(r).read_text()) == json.loads(lb.round_metrics(r).read_text()), r
 
@@ -71,15 +71,15 @@ class SignalAt(SilentReporter):
 ])
 def test_signal_saves_state_mid_round_and_resume_is_bit_identical(tmp_path, signum, settings):
     splits = tiny_splits()
-    find_ticket(settings, 3, tmp_path / "straight", splits)
+    find_ticket(settings, 2, tmp_path / "straight", splits)
     with graceful_stop(), pytest.raises(Interrupted, match=r"at iteration \d+ of 12; training state saved to"):
-        find_ticket(settings, 3, tmp_path / "resumed", splits, SignalAt(1, 6, signum), checkpoint_every="4it")
-    layout = RunLayout(tmp_path / "resumed")
-    assert layout.checkpoint.exists() and not layout.round_metrics(1).exists()
+        find_ticket(settings, 2, tmp_path / "resumed", splits, SignalAt(1, 6, signum), checkpoint_every="4it")
+    layout = RunFiles(tmp_path / "resumed")
+    assert layout.checkpoint(1).exists() and not layout.round_metrics(1).exists()
     assert not (tmp_path / "resumed" / LOCK_NAME).exists(), "lock released on interruption"
-    find_ticket(settings, 3, tmp_path / "resumed", splits, checkpoint_every="4it")
+    find_ticket(settings, 2, tmp_path / "resumed", splits, checkpoint_every="4it")
     same_results(tmp_path / "straight", tmp_path / "resumed", 3, settings.trials)
-    assert not layout.checkpoint.exists(), "checkpoint removed once the round is finished"
+    assert not layout.checkpoint(1).exists(), "checkpoint removed once the round is finished"
 
 
 def test_sequential_networks_resume_per_network(tmp_path):
@@ -87,7 +87,7 @@ def test_sequential_networks_resume_per_network(tmp_path):
     settings = replace(defaults_for("conv-2", "cifar-10"), train__batch_size=10, train__duration="4it",
                        train__eval_every="2it", controls=("random-prune",))
     splits = tiny_splits(n_train=40, n_eval=10, shape=(3, 8, 8))
-    find_ticket(settings, 2, tmp_path / "straight", splits)
+    find_ticket(settings, 1, tmp_path / "straight", splits)
 
     class SecondNetwork(SignalAt):
         calls = 0
@@ -100,17 +100,18 @@ def test_sequential_networks_resume_per_network(tmp_path):
                 signal.raise_signal(signal.SIGINT)
 
     with graceful_stop(), pytest.raises(Interrupted):
-        find_ticket(settings, 2, tmp_path / "resumed", splits, SecondNetwork(1, 0), checkpoint_every="0it")
-    names = sorted(p.name for p in (tmp_path / "resumed").glob("checkpoint-*.pt"))
-    assert names == ["checkpoint-0.pt", "checkpoint-1.pt"]
-    find_ticket(settings, 2, tmp_path / "resumed", splits)
+        find_ticket(settings, 1, tmp_path / "resumed", splits, SecondNetwork(1, 0), checkpoint_every="0it")
+    checkpoints = tmp_path / "resumed" / "data" / "checkpoints"
+    names = sorted(p.name for p in checkpoints.glob("train-r01-*.pt"))
+    assert names == ["train-r01-0.pt", "train-r01-1.pt"]
+    find_ticket(settings, 1, tmp_path / "resumed", splits)
     same_results(tmp_path / "straight", tmp_path / "resumed", 2)
-    assert not list((tmp_path / "resumed").glob("checkpoint*.pt"))
+    assert not list(checkpoints.glob("*.pt"))
 
 
 def _cli(out: Path, data: Path, checkpoint_every: str = "4it") -> list[str]:
     return [sys.executable, "-m", "lth", "find-ticket", "lenet-300-100", "mnist", str(data), "--iterations", "40",
-            "--batch-size", "20", "--eval-every", "10it", "--rounds", "3", "--device", "cpu", "--quiet",
+            "--batch-size", "20", "--eval-every", "10it", "--rounds", "2", "--device", "cpu", "--quiet",
             "--checkpoint-every", checkpoint_every, "--out", str(out)]
 
 
@@ -144,7 +145,7 @@ def test_kill_9_at_random_moments_then_resume_gives_the_uninterrupted_masks(tmp_
     for attempt in range(3):  # three kills into the same directory, each resumed by the next start
         proc = subprocess.Popen(_cli(out, data), cwd=REPO, env=_env(), stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE)
-        _wait_for(out / "trial-0" / "init.pt", proc)
+        _wait_for(RunFiles(out).init(0), proc)
         time.sleep(rng.uniform(0.0, 0.6))
         if proc.poll() is None:
             proc.kill()  # SIGKILL: no handler, no cleanup
@@ -162,7 +163,7 @@ def test_sigint_to_the_cli_exits_cleanly_and_resumes_and_a_second_run_meanwhile_
     proc = subprocess.Popen(_cli(out, data, "2it"), cwd=REPO, env=_env(), stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     try:
-        _wait_for(out / "checkpoint.pt", proc)
+        _wait_for(RunFiles(out).checkpoint(0), proc)
         proc.send_signal(signal.SIGSTOP)  # hold the first run mid-round while a second one starts
         second = subprocess.run(_cli(out, data, "2it"), cwd=REPO, env=_env(), capture_output=True, text=True)
         assert second.returncode == 2 and f"in use by another lth run (pid {proc.pid})" in second.stderr
@@ -186,8 +187,8 @@ def test_sigint_to_the_cli_exits_cleanly_and_resumes_and_a_second_run_meanwhile_
 def test_checkpoint_corruption_truncation_and_foreign_checkpoints_are_clear_errors(tmp_path):
     splits = tiny_splits()
     with graceful_stop(), pytest.raises(Interrupted):
-        find_ticket(lenet(), 2, tmp_path, splits, SignalAt(0, 6), checkpoint_every="0it")
-    path = RunLayout(tmp_path).checkpoint
+        find_ticket(lenet(), 1, tmp_path, splits, SignalAt(0, 6), checkpoint_every="0it")
+    path = RunFiles(tmp_path).checkpoint(0)
     good = path.read_bytes()
     for damaged, message in [
         (good[: len(good) // 2], "corrupted or truncated checkpoint"),
@@ -196,30 +197,30 @@ def test_checkpoint_corruption_truncation_and_foreign_checkpoints_are_clear_erro
     ]:
         path.write_bytes(damaged)
         with pytest.raises(LthError, match=message):
-            find_ticket(lenet(), 2, tmp_path, splits)
+            find_ticket(lenet(), 1, tmp_path, splits)
     path.write_bytes(good)
     other = Checkpoint(path, identity={"settings": "someone-else", "round": 0})
     with pytest.raises(LthError, match="belongs to another run"):
         other.load()
     assert Checkpoint(path, identity={"settings": "x", "round": 5}).load() is None  # an earlier round's: stale
-    find_ticket(lenet(), 2, tmp_path, splits)  # the good checkpoint resumes
-    assert RunLayout(tmp_path).round_metrics(1).exists()
+    find_ticket(lenet(), 1, tmp_path, splits)  # the good checkpoint resumes
+    assert RunFiles(tmp_path).round_metrics(1).exists()
 
 
 def test_bit_flip_in_a_tensor_file_and_files_of_another_run_are_refused(tmp_path):
     splits = tiny_splits()
     find_ticket(lenet(), 1, tmp_path / "a", splits)
     find_ticket(lenet(seed=3), 1, tmp_path / "b", splits)
-    a, b = RunLayout(tmp_path / "a"), RunLayout(tmp_path / "b")
-    data = bytearray(a.final(0, 0).read_bytes())
+    a, b = RunFiles(tmp_path / "a"), RunFiles(tmp_path / "b")
+    data = bytearray(a.final(0, 1).read_bytes())
     middle = len(data) // 2  # inside fc1.weight's bytes: the zip archive itself does not notice
     data[middle] ^= 0x01
-    a.final(0, 0).write_bytes(bytes(data))
+    a.final(0, 1).write_bytes(bytes(data))
     with pytest.raises(LthError, match="do not match the checksum"):
-        artifacts.load_tensors(a.final(0, 0), "weights")
+        files.load_tensors(a.final(0, 1), "weights")
     with pytest.raises(LthError, match="do not match the checksum|corrupted or truncated"):
         find_ticket(lenet(), 2, tmp_path / "a", splits)
-    b.final(0, 0).replace(a.final(0, 0))  # a file copied over from another run
+    b.final(0, 1).replace(a.final(0, 1))  # a file copied over from another run
     with pytest.raises(LthError, match="saved by a run with settings fingerprint"):
         find_ticket(lenet(), 2, tmp_path / "a", splits)
 
@@ -255,32 +256,32 @@ def test_second_run_into_a_locked_directory_is_refused_and_stale_locks_are_taken
 def test_disk_full_while_checkpointing_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     splits = tiny_splits()
     find_ticket(lenet(), 1, tmp_path / "straight", splits)
-    layout = RunLayout(tmp_path / "full")
+    checkpoint = RunFiles(tmp_path / "full").checkpoint(0)
     real_fsync = os.fsync
 
     def fsync(fd):  # the first checkpoint is written; every later one finds the disk full
-        if Path(os.readlink(f"/proc/self/fd/{fd}")).name.startswith(".checkpoint.pt.") and layout.checkpoint.exists():
+        if Path(os.readlink(f"/proc/self/fd/{fd}")).name.startswith(".train-r00.pt.") and checkpoint.exists():
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_fsync(fd)
 
     monkeypatch.setattr(os, "fsync", fsync)
-    with pytest.raises(LthError, match="no space left on the device while writing .*checkpoint.pt.*intact"):
+    with pytest.raises(LthError, match="no space left on the device while writing .*train-r00.pt.*intact"):
         find_ticket(lenet(), 1, tmp_path / "full", splits, checkpoint_every="3it")
     monkeypatch.setattr(os, "fsync", real_fsync)
-    assert not [p for p in layout.root.iterdir() if p.name.endswith(".tmp")], "temp file left behind"
-    saved = Checkpoint(layout.checkpoint).read()  # intact: its checksum matches
+    assert not [p for p in checkpoint.parent.iterdir() if p.name.endswith(".tmp")], "temp file left behind"
+    saved = Checkpoint(checkpoint).read()  # intact: its checksum matches
     assert saved["identity"]["round"] == 0 and saved["state"]["iteration"] == 3
     find_ticket(lenet(), 1, tmp_path / "full", splits, checkpoint_every="3it")
-    same_results(tmp_path / "straight", tmp_path / "full", 1)
+    same_results(tmp_path / "straight", tmp_path / "full", 2)
 
 
 def test_cuda_out_of_memory_suggests_smaller_batch_or_cpu(tmp_path, monkeypatch):
-    import lth.engine.rounds
+    import lth.training.trainer
 
     def oom(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr(lth.engine.rounds, "train", oom)
+    monkeypatch.setattr(lth.training.trainer, "train", oom)
     with pytest.raises(LthError, match=r"out of .* memory .*batch size 20: use a smaller --batch-size.*--device cpu"):
         find_ticket(lenet(), 1, tmp_path, tiny_splits())
 
@@ -320,7 +321,7 @@ def test_stage_interruption_and_bad_files_exit_2_with_one_line(tmp_path, monkeyp
         raise Interrupted("interrupted by SIGTERM at iteration 5 of 10; training state saved to x")
 
     def bad_file():
-        artifacts.load_tensors(tmp_path / "nope.pt", "weights")
+        files.load_tensors(tmp_path / "nope.pt", "weights")
 
     for stage, text in ((interrupted, "rerun `dvc repro` to continue"), (bad_file, "missing weights file")):
         with pytest.raises(SystemExit) as info:

@@ -11,12 +11,12 @@ import pandas as pd
 import pytest
 import torch
 
-from lth.core import files as artifacts
-from lth.core.files import RunLayout
+from conftest import RunFiles
+from lth.core import files
 from lth.core.errors import LthError
 from lth.report import make_report
 from lth.report.figures import curve_rounds, pixel_map
-from lth.report.sources import from_run_dir
+from lth.report.sources import from_results
 
 REPO = Path(__file__).resolve().parents[1]
 LAYERS = {"fc1.weight": (30, 784), "fc2.weight": (10, 30)}
@@ -33,10 +33,10 @@ def _network(trial: int, arm: str, r: int, mask: dict, acc: float) -> dict:
             "layers": {n: {"kept": kept[n], "total": total[n], "remaining": 100 * kept[n] / total[n]} for n in mask}}
 
 
-def fake_run(root: Path, rounds: int, trials: int = 2, criterion: str = "large_final", shift: float = 0.0) -> RunLayout:
+def fake_run(root: Path, rounds: int, trials: int = 2, criterion: str = "large_final", shift: float = 0.0) -> RunFiles:
     """A find-ticket run directory with hand-made masks and accuracies: acc = 0.9 - 0.01 r + 0.02 trial + shift."""
-    layout = RunLayout(root)
-    artifacts.write_json(layout.settings, {"fingerprint": "x", "settings": {
+    layout = RunFiles(root)
+    files.write_json(layout.layout.settings_file, {"fingerprint": "x", "settings": {
         "model": "lenet-test", "dataset": "mnist-5k", "seed": 0, "criterion": criterion, "trials": trials}})
     generator = torch.Generator().manual_seed(0)
     for r in range(rounds):
@@ -44,23 +44,23 @@ def fake_run(root: Path, rounds: int, trials: int = 2, criterion: str = "large_f
         for t in range(trials):
             keep = 0.8 ** r
             mask = {n: torch.rand(s, generator=generator) < keep for n, s in LAYERS.items()}
-            artifacts.save_tensors(layout.mask(t, r), "mask", "lenet-test", mask, round=r)
+            files.save_tensors(layout.mask(t, r), "mask", "lenet-test", mask, round=r)
             acc = 0.9 - 0.01 * r + 0.02 * t + shift
             networks.append(_network(t, "ticket", r, mask, acc))
             if r > 0:
                 networks.append(_network(t, "reinit", r, mask, acc - 0.05))
         remaining = networks[0]["weights_remaining"]
-        artifacts.write_json(layout.round_metrics(r), {"round": r, "weights_remaining": remaining, "networks": networks})
+        files.write_json(layout.round_metrics(r), {"round": r, "weights_remaining": remaining, "networks": networks})
     return layout
 
 
 def test_report_files_html_and_aggregates(tmp_path):
     layout = fake_run(tmp_path / "run", rounds=4)
-    files = {p.name for p in make_report([str(layout.root)], tmp_path / "report")}
+    written = {p.name for p in make_report([str(layout.root)], tmp_path / "report")}
     assert {"index.html", "report.md", "accuracy.png", "early_stop.png", "learning_curves.png", "layers.png",
-            "masks.png", "summary.csv", "arms.csv", "networks.csv", "layers.csv"} <= files
+            "masks.png", "summary.csv", "arms.csv", "networks.csv", "layers.csv"} <= written
     html = (tmp_path / "report" / "index.html").read_text()
-    pngs = sorted(f for f in files if f.endswith(".png"))
+    pngs = sorted(f for f in written if f.endswith(".png"))
     assert sorted(re.findall(r"<img src='([^']+)'", html)) == pngs  # every picture, each once
     for png in pngs:
         assert (tmp_path / "report" / png).read_bytes()[:4] == b"\x89PNG"
@@ -81,7 +81,7 @@ def test_report_files_html_and_aggregates(tmp_path):
     assert pd.isna(summary.loc[0, "reinit_acc"])  # controls start at round 1
 
     layers = pd.read_csv(tmp_path / "report" / "layers.csv")
-    mask = artifacts.load_tensors(layout.mask(0, 3), "mask")
+    mask = files.load_tensors(layout.mask(0, 3), "mask")
     assert layers.loc[layers["round"] == 3, "fc1.weight"].item() == pytest.approx(
         100 * mask["fc1.weight"].sum().item() / mask["fc1.weight"].numel())
 
@@ -100,7 +100,7 @@ def test_partial_run_reports_the_rounds_it_has_and_empty_run_is_an_error(tmp_pat
     layout.round_metrics(2).unlink()  # round 2 still training: its masks exist, its metrics not yet
     make_report([str(layout.root)], tmp_path / "report")
     assert list(pd.read_csv(tmp_path / "report" / "summary.csv")["round"]) == [0, 1]
-    assert curve_rounds(from_run_dir(layout.root)) == [0]  # only the 100% round is near a paper sparsity
+    assert curve_rounds(from_results(layout.root)) == [0]  # only the 100% round is near a paper sparsity
 
     for r in range(2):
         layout.round_metrics(r).unlink()
@@ -118,8 +118,8 @@ def test_several_runs_are_compared_and_labelled_by_what_differs(tmp_path):
     assert set(summary["run"]) == {"criterion=large_final", "criterion=movement"}
     moved = summary[summary["run"] == "criterion=movement"].set_index("round")["ticket_acc"]
     assert moved[1] == pytest.approx(0.91 - 0.01 + 0.03)
-    files = {p.name for p in (tmp_path / "report").iterdir()}
-    assert {"learning_curves-0.png", "learning_curves-1.png", "masks-0.png", "masks-1.png"} <= files
+    written = {p.name for p in (tmp_path / "report").iterdir()}
+    assert {"learning_curves-0.png", "learning_curves-1.png", "masks-0.png", "masks-1.png"} <= written
 
 
 def test_cli_report_and_bad_source(tmp_path):
@@ -145,7 +145,7 @@ def test_compaction_results_of_lth_compact_are_tabled(tmp_path):
                "file_bytes": {"dense": 4096, "compact": 4096 - 1024 * r},
                "check": {"outputs_match": True}, "cpu": {"dense": cpu(2.0), "compact": cpu(2.0 - 0.5 * r)}}
               for r in range(2)]
-    artifacts.write_json(layout.root / "compact.json", {"dense": {}, "rounds": rounds})
+    files.write_json(layout.layout.compact_summary, {"dense": {}, "rounds": rounds})
     make_report([str(layout.root)], tmp_path / "report")
     table = pd.read_csv(tmp_path / "report" / "compaction.csv").set_index("round")
     assert table.loc[1, "params_pct"] == pytest.approx(60.0)

@@ -7,11 +7,11 @@ import json
 import pytest
 import torch
 
-from conftest import tiny_splits
-from lth.core import files as artifacts
-from lth.core.files import RunLayout
+from conftest import RunFiles, tiny_splits
+from lth.core import files
 from lth.core.errors import LthError
-from lth.engine.rounds import SilentReporter, find_ticket
+from lth.steps.rounds import find_ticket
+from lth.engine.run import SilentReporter
 from lth.engine.settings import defaults_for, replace
 
 
@@ -22,12 +22,12 @@ def lenet_settings(**changes):
 
 
 def load(path, kind):
-    return artifacts.load_tensors(path, kind)
+    return files.load_tensors(path, kind)
 
 
 def test_lenet_sparsity_follows_the_paper_schedule_exactly(tmp_path):
-    results = find_ticket(lenet_settings(), 5, tmp_path, tiny_splits())
-    layout = RunLayout(tmp_path)
+    results = find_ticket(lenet_settings(), 4, tmp_path, tiny_splits())
+    layout = RunFiles(tmp_path)
     sizes = {"fc1.weight": (235200, 0.8), "fc2.weight": (30000, 0.8), "fc3.weight": (1000, 0.9)}
     for r in range(5):
         mask = load(layout.mask(0, r), "mask")
@@ -46,16 +46,17 @@ def test_lenet_sparsity_follows_the_paper_schedule_exactly(tmp_path):
         if r:
             previous = load(layout.mask(0, r - 1), "mask")
             assert all(not (mask[k] & ~previous[k]).any() for k in mask), "masks must be nested"
-    own = json.loads(layout.trial_metrics(0, 4).read_text())
+    own = json.loads(layout.round_metrics(4).read_text())
     assert own["round"] == 4 and [n["arm"] for n in own["networks"]] == ["ticket"]
-    summary = json.loads((tmp_path / "summary.json").read_text())
-    assert [row["round"] for row in summary] == [0, 1, 2, 3, 4]
-    assert (tmp_path / "summary.csv").read_text().startswith("round,trial,arm,weights_remaining,test_acc")
+    summary = json.loads((tmp_path / "metrics" / "summary.json").read_text())
+    assert [key for key in summary if key.startswith("r")] == ["r00", "r01", "r02", "r03", "r04"]
+    table = (tmp_path / "metrics" / "networks.csv").read_text()
+    assert table.startswith("round,trial,arm,weights_remaining,test_acc") and len(table.splitlines()) == 6
 
 
 def test_survivors_are_reset_to_theta0(tmp_path):
-    find_ticket(lenet_settings(), 2, tmp_path, tiny_splits())
-    layout = RunLayout(tmp_path)
+    find_ticket(lenet_settings(), 1, tmp_path, tiny_splits())
+    layout = RunFiles(tmp_path)
     init, start, mask = load(layout.init(0), "weights"), load(layout.start(0, 1), "weights"), load(layout.mask(0, 1), "mask")
     for name, tensor in init.items():
         if name in mask:
@@ -67,8 +68,8 @@ def test_survivors_are_reset_to_theta0(tmp_path):
 
 def test_rewinding_to_iteration_k(tmp_path):
     settings = lenet_settings(rewind="4it", mask1_action="rewind")
-    find_ticket(settings, 2, tmp_path, tiny_splits())
-    layout = RunLayout(tmp_path)
+    find_ticket(settings, 1, tmp_path, tiny_splits())
+    layout = RunFiles(tmp_path)
     rewind, init = load(layout.rewind(0), "weights"), load(layout.init(0), "weights")
     start, mask = load(layout.start(0, 1), "weights"), load(layout.mask(0, 1), "mask")
     assert not torch.equal(rewind["fc1.weight"], init["fc1.weight"])
@@ -80,7 +81,7 @@ def test_rewinding_to_iteration_k(tmp_path):
     # θk is what the dense network held after k steps: a 4-iteration dense run ends there
     short = tmp_path / "short"
     find_ticket(replace(settings, rewind="0it", mask1_action="reset", train__duration="4it"), 1, short, tiny_splits())
-    assert torch.equal(load(RunLayout(short).final(0, 0), "weights")["fc1.weight"], rewind["fc1.weight"])
+    assert torch.equal(load(RunFiles(short).final(0, 0), "weights")["fc1.weight"], rewind["fc1.weight"])
 
 
 class Interrupt(SilentReporter):
@@ -99,11 +100,11 @@ class Interrupt(SilentReporter):
 
 def test_resume_after_interruption_equals_uninterrupted_run(tmp_path):
     settings, splits = lenet_settings(), tiny_splits()
-    find_ticket(settings, 4, tmp_path / "straight", splits)
+    find_ticket(settings, 3, tmp_path / "straight", splits)
     with pytest.raises(KeyboardInterrupt):
-        find_ticket(settings, 4, tmp_path / "resumed", splits, reporter=Interrupt(at=2))
-    assert RunLayout(tmp_path / "resumed").round_metrics(1).exists()
-    assert not RunLayout(tmp_path / "resumed").round_metrics(2).exists()
+        find_ticket(settings, 3, tmp_path / "resumed", splits, reporter=Interrupt(at=2))
+    assert RunFiles(tmp_path / "resumed").round_metrics(1).exists()
+    assert not RunFiles(tmp_path / "resumed").round_metrics(2).exists()
 
     class CountingReporter(SilentReporter):
         trained, skipped = [], []
@@ -112,9 +113,9 @@ def test_resume_after_interruption_equals_uninterrupted_run(tmp_path):
             (self.skipped if skipped else self.trained).append(record["round"])
 
     reporter = CountingReporter()
-    find_ticket(settings, 4, tmp_path / "resumed", splits, reporter=reporter)
+    find_ticket(settings, 3, tmp_path / "resumed", splits, reporter=reporter)
     assert reporter.skipped == [0, 1] and reporter.trained == [2, 3]  # finished rounds are never recomputed
-    a, b = RunLayout(tmp_path / "straight"), RunLayout(tmp_path / "resumed")
+    a, b = RunFiles(tmp_path / "straight"), RunFiles(tmp_path / "resumed")
     for r in range(4):
         ma, mb = load(a.mask(0, r), "mask"), load(b.mask(0, r), "mask")
         fa, fb = load(a.final(0, r), "weights"), load(b.final(0, r), "weights")
@@ -125,28 +126,28 @@ def test_resume_after_interruption_equals_uninterrupted_run(tmp_path):
 def test_adding_rounds_continues_and_other_settings_are_refused(tmp_path):
     splits = tiny_splits()
     find_ticket(lenet_settings(), 1, tmp_path, splits)
-    before = RunLayout(tmp_path).final(0, 0).stat().st_mtime_ns
+    before = RunFiles(tmp_path).final(0, 1).stat().st_mtime_ns
     results = find_ticket(lenet_settings(), 2, tmp_path, splits)
-    assert len(results) == 2 and RunLayout(tmp_path).final(0, 0).stat().st_mtime_ns == before
+    assert len(results) == 3 and RunFiles(tmp_path).final(0, 1).stat().st_mtime_ns == before
     with pytest.raises(LthError, match=r"other settings \(train.lr: 0.0012 there, 0.01 now\)"):
         find_ticket(lenet_settings(train__lr=0.01), 3, tmp_path, splits)
 
 
 def test_damaged_or_mismatched_files_are_clear_errors(tmp_path):
     find_ticket(lenet_settings(), 1, tmp_path, tiny_splits())
-    layout = RunLayout(tmp_path)
+    layout = RunFiles(tmp_path)
     shapes = {k: tuple(v.shape) for k, v in load(layout.init(0), "weights").items()}
     with pytest.raises(LthError, match="holds a weights file where a mask file was expected"):
-        artifacts.load_tensors(layout.init(0), "mask")
+        files.load_tensors(layout.init(0), "mask")
     with pytest.raises(LthError, match="belongs to model 'lenet-300-100', not 'conv-2'"):
-        artifacts.load_tensors(layout.init(0), "weights", "conv-2")
+        files.load_tensors(layout.init(0), "weights", "conv-2")
     bad_shapes = dict(shapes, **{"fc1.weight": (10, 10)})
     with pytest.raises(LthError, match=r"fc1.weight has shape \(300, 784\), expected \(10, 10\)"):
-        artifacts.load_tensors(layout.init(0), "weights", "lenet-300-100", bad_shapes)
-    data = layout.final(0, 0).read_bytes()
-    layout.final(0, 0).write_bytes(data[: len(data) // 2])
-    with pytest.raises(LthError, match="corrupted or truncated weights file .*final.pt"):
-        artifacts.load_tensors(layout.final(0, 0), "weights")
+        files.load_tensors(layout.init(0), "weights", "lenet-300-100", bad_shapes)
+    data = layout.final(0, 1).read_bytes()
+    layout.final(0, 1).write_bytes(data[: len(data) // 2])
+    with pytest.raises(LthError, match="corrupted or truncated weights file .*r01/final/trial-0.pt"):
+        files.load_tensors(layout.final(0, 1), "weights")
     # a damaged input of the next round stops the run with that message, never a wrong result
     with pytest.raises(LthError, match="corrupted or truncated"):
         find_ticket(lenet_settings(), 2, tmp_path, tiny_splits())
@@ -154,7 +155,7 @@ def test_damaged_or_mismatched_files_are_clear_errors(tmp_path):
 
 def test_atomic_write_leaves_old_file_when_writing_fails(tmp_path, monkeypatch):
     target = tmp_path / "x.json"
-    artifacts.write_json(target, {"a": 1})
+    files.write_json(target, {"a": 1})
     import os
 
     def boom(*args, **kwargs):
@@ -162,6 +163,6 @@ def test_atomic_write_leaves_old_file_when_writing_fails(tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, "replace", boom)
     with pytest.raises(OSError):
-        artifacts.write_json(target, {"a": 2})
+        files.write_json(target, {"a": 2})
     assert json.loads(target.read_text()) == {"a": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["x.json"], "temp file left behind"

@@ -24,8 +24,10 @@ from lth.pruning.criteria import score_layers
 from lth.core.errors import LthError
 from lth.core.masks import ones_mask
 from lth.models import MODELS, build_model
-from lth.pruning.prune import kept_after, next_mask
-from lth.engine.rounds import find_ticket, mask_round
+from lth.pruning.prune import next_mask
+from lth.pruning.ranking import kept_after
+from lth.steps.rounds import find_ticket
+from lth.steps.mask import next_mask as mask_round
 from lth.engine.settings import RunSettings, defaults_for, replace
 from lth.pruning.structured import STRUCTURES, alive_units, structured_next_mask, unit_layers
 
@@ -112,10 +114,10 @@ def test_structured_masks_are_deterministic_and_respect_the_scores():
     assert alive_units(mask["fc2.weight"]).nonzero().squeeze(1).tolist() == list(range(10))
 
 
-def test_unstructured_mask_round_is_the_old_next_mask_and_keeps_the_fingerprint():
+def test_unstructured_mask_round_is_the_old_next_mask():
     settings = defaults_for("lenet-300-100", "mnist-5k")
-    assert "pruning" not in settings.to_dict()  # old run directories keep their fingerprint
-    assert replace(settings, pruning="structured").to_dict()["pruning"] == "structured"
+    assert settings.to_dict()["pruning"] == "unstructured"
+    assert replace(settings, pruning="structured").fingerprint() != settings.fingerprint()
     model = build_model("lenet-300-100", SHAPES["lenet-300-100"], 10, 0)
     kinds = model.prunable_layers()
     scores = score_layers("large_final", model.state_dict(), model.state_dict(), list(kinds), 3)
@@ -206,10 +208,10 @@ def _settings(**changes) -> RunSettings:
 def test_structured_run_then_compact_the_whole_run(tmp_path, monkeypatch, capsys):
     splits = tiny_splits(n_train=120, n_eval=40)
     out = tmp_path / "run"
-    records = find_ticket(_settings(), 3, out, splits)
+    records = find_ticket(_settings(), 2, out, splits)
     assert [round(r["weights_remaining"], 2) for r in records][0] == 100.0
-    final = torch.load(out / "trial-0/round-02/final.pt", weights_only=True)["tensors"]
-    mask = torch.load(out / "trial-0/round-02/mask.pt", weights_only=True)["tensors"]
+    final = torch.load(out / "data/rounds/r02/final/trial-0.pt", weights_only=True)["tensors"]
+    mask = torch.load(out / "data/rounds/r02/mask/trial-0.pt", weights_only=True)["tensors"]
     assert int(alive_units(mask["fc1.weight"]).sum()) == kept_after(300, 0.2, 2)
     assert not final["fc1.weight"][~mask["fc1.weight"]].any()  # pruned units stayed exactly zero in training
 
@@ -219,15 +221,16 @@ def test_structured_run_then_compact_the_whole_run(tmp_path, monkeypatch, capsys
     assert rows[2]["params"]["compact"] < rows[1]["params"]["compact"] < dense["params"]
     assert rows[2]["macs"]["compact"] < dense["macs"] and rows[2]["file_bytes"]["compact"] < dense["file_bytes"]
     assert rows[2]["cpu"]["compact"]["latency_ms"] > 0 and rows[2]["check"]["outputs_match"]
-    summary = json.loads((out / "compact.json").read_text())
+    summary = json.loads((out / "metrics" / "compact.json").read_text())
     assert [r["round"] for r in summary["rounds"]] == [0, 1, 2]
-    program = torch.export.load(str(out / "trial-0/round-02/compact.pt2")).module()  # plain PyTorch
+    program = torch.export.load(str(out / "data/compact/r02/trial-0.pt2")).module()  # plain PyTorch
     masked = masked_network("lenet-300-100", (1, 28, 28), 10, final, mask)
     with torch.inference_mode():
         assert torch.allclose(program(splits.test_x), masked(splits.test_x), rtol=1e-4, atol=1e-5)
 
-    code, stdout, _ = run_cli(monkeypatch, capsys, "compact", str(out / "trial-0" / "round-01"))
+    code, stdout, _ = run_cli(monkeypatch, capsys, "compact", str(out), "--round", "1", "--trial", "0")
     assert code == 0 and "Compacted tickets" in stdout
+    assert [r["round"] for r in json.loads((out / "metrics" / "compact.json").read_text())["rounds"]] == [1]
 
 
 # --- bad input -----------------------------------------------------------------------------------------
@@ -244,7 +247,7 @@ def test_bad_structured_settings_are_clear_errors():
     "args, message",
     [
         (["find-ticket", "lenet-300-100", "mnist-5k", "d", "--pruning", "structurd"], "did you mean 'structured'"),
-        (["compact", "no/such/run"], "no such run directory no/such/run"),
+        (["compact", "no/such/run"], "no/such/run is neither a find-ticket run directory"),
     ],
 )
 def test_cli_bad_input_exits_2_with_one_line(args, message, monkeypatch, capsys):
@@ -258,7 +261,7 @@ def test_compact_refuses_runs_whose_pruned_weights_are_not_zero(tmp_path):
         compact_rounds(tmp_path / "not-a-run")
     out = tmp_path / "frozen"
     settings = dataclasses.replace(_settings(), pruning="unstructured", mask0_action="freeze_init")
-    find_ticket(settings, 2, out, tiny_splits(n_train=60, n_eval=20))
+    find_ticket(settings, 1, out, tiny_splits(n_train=60, n_eval=20))
     with pytest.raises(LthError, match="mask-0 action 'freeze_init'.*compaction needs mask-0 'zero'"):
         compact_rounds(out)
 

@@ -93,15 +93,31 @@ def test_training_is_seeded_and_learns():
     assert runs[0].early_stop["val_loss"] == min(p["val_loss"] for p in curve)
 
 
-def test_rewind_point_equals_a_run_stopped_there():
+def test_a_run_stopped_at_k_equals_the_first_k_steps_of_a_longer_run():
+    """Why the rewind point θk is its own short training (lth.steps.rewind_point): the state after k steps
+    of the dense run equals a k-step run. Seen here through a hook that snapshots the longer run at step k."""
+    from lth.training.hooks import Hook
+    from lth.training.loop import run_training
+    from lth.training.networks import SingleNetwork
+
+    class Snapshot(Hook):
+        def __init__(self, at):
+            self.at, self.state = at, None
+
+        def after_step(self, loop):
+            if loop.iteration == self.at:
+                self.state = loop.nets.state(0)
+
     splits = tiny_splits()
     build = lambda: build_model("lenet-300-100", (1, 28, 28), 10, seed=0)  # noqa: E731
     model = build()
     mask = random_mask(model, keep=0.5)
-    long = train(model, mask, splits, TrainSettings(batch_size=20, duration="20it"), seed=0, rewind_at=7)
+    snapshot = Snapshot(7)
+    run_training(SingleNetwork(model), [mask], splits, TrainSettings(batch_size=20, duration="20it"), [0],
+                 hooks=[snapshot])
     short = train(build(), mask, splits, TrainSettings(batch_size=20, duration="7it"), seed=0)
     for name in short.state:
-        assert torch.equal(long.rewind_state[name], short.state[name]), name
+        assert torch.equal(snapshot.state[name], short.state[name]), name
 
 
 def test_lr_schedule_warmup_and_milestones():

@@ -1,4 +1,4 @@
-"""Files on disk: atomic writes, verified loads, and the layout of a run directory.
+"""Files on disk: atomic writes and verified loads (where each file lives: lth.engine.layout).
 
 Every tensor file carries what it is ('weights' or 'mask') and which model it belongs to, and is
 checked against the model's shapes when loaded, so a mismatched or damaged file is an error that
@@ -153,60 +153,3 @@ def load_tensors(
                     f"expected {tuple(shape)}"
                 )
     return tensors
-
-
-class RunLayout:
-    """Where each artifact of a find-ticket run lives.
-
-    out/settings.json, out/summary.{csv,json}, out/rounds/round-NN.json (metrics of every network of
-    the round; written last, so its presence marks the round finished), and per trial
-    out/trial-T/{init,rewind}.pt and out/trial-T/round-NN/{start,mask,final}.pt and metrics.json (that
-    trial's networks only).
-    """
-
-    def __init__(self, root: str | Path):
-        self.root = Path(root)
-
-    @property
-    def settings(self) -> Path:
-        return self.root / "settings.json"
-
-    def trial_dir(self, trial: int) -> Path:
-        return self.root / f"trial-{trial}"
-
-    def init(self, trial: int) -> Path:
-        return self.trial_dir(trial) / "init.pt"
-
-    def rewind(self, trial: int) -> Path:
-        return self.trial_dir(trial) / "rewind.pt"
-
-    def round_dir(self, trial: int, r: int) -> Path:
-        return self.trial_dir(trial) / f"round-{r:02d}"
-
-    def start(self, trial: int, r: int) -> Path:
-        return self.round_dir(trial, r) / "start.pt"
-
-    def mask(self, trial: int, r: int) -> Path:
-        return self.round_dir(trial, r) / "mask.pt"
-
-    def final(self, trial: int, r: int) -> Path:
-        return self.round_dir(trial, r) / "final.pt"
-
-    def trial_metrics(self, trial: int, r: int) -> Path:
-        return self.round_dir(trial, r) / "metrics.json"
-
-    def round_metrics(self, r: int) -> Path:
-        return self.root / "rounds" / f"round-{r:02d}.json"
-
-    @property
-    def checkpoint(self) -> Path:
-        """The unfinished round's training state (lth.training.checkpoint); removed once the round is finished."""
-        return self.root / "checkpoint.pt"
-
-    @property
-    def summary_csv(self) -> Path:
-        return self.root / "summary.csv"
-
-    @property
-    def summary_json(self) -> Path:
-        return self.root / "summary.json"

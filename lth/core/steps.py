@@ -44,7 +44,3 @@ class Step:
             return f"{self.epochs}ep{self.iterations}it"
         return f"{self.epochs}ep" if self.epochs else f"{self.iterations}it"
 
-
-def iterations(text: str | int, iterations_per_epoch: int) -> int:
-    """Shorthand: parse a step string and convert it to iterations."""
-    return Step.parse(text).to_iterations(iterations_per_epoch)

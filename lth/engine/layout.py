@@ -1,42 +1,152 @@
-"""Where the DVC pipeline keeps each artifact. The stage scripts in stages/ only read and write these.
+"""Where every artifact of a run lives: one layout, two roots.
 
-Per-trial artifacts of one step are files `trial-T.pt` inside one directory, so each stage has a
-single output per artifact whatever the number of trials.
+The root is either a find-ticket run directory (`--out`) or the DVC workspace (the project root): the
+same names and formats in both, so everything that reads results (report, experiments, compact,
+summary) takes either without knowing which. Per-trial artifacts of one step are files `trial-T.pt`
+inside one directory, so a DVC stage has one output per artifact whatever the number of trials.
+
+    settings.json (run directory) | params.yaml (workspace)      the settings that made the run
+    data/prepared/splits.pt                                      the dataset as tensors (workspace)
+    data/init/theta0/trial-T.pt                                  θ0
+    data/init/rewind_point/trial-T.pt                            θk, the rewind point (θ0 when k = 0)
+    data/rounds/rNN/{scores,mask,start,final}/trial-T.pt         a round's scores, mask, start, trained weights
+    data/checkpoints/train-rNN.pt                                an unfinished round's training state
+    metrics/rounds/rNN.json                                      every network of the round (written last)
+    metrics/summary.json, networks.csv, accuracy.json, learning_curves.json, layer_sparsity.json
+    metrics/experiments/NAME.json, data/experiments/NAME/        research experiments
+    data/supermask/mask.pt, metrics/supermask.json               a learned supermask
+    data/compact/rNN/trial-T.{pt2,json}, metrics/compact.json    compacted tickets (lth compact)
+    report/                                                      lth report
 """
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
-PREPARED = Path("data/prepared/splits.pt")
-INIT = Path("data/init/theta0")
-REWIND_POINT = Path("data/init/rewind_point")
-ROUNDS = Path("data/rounds")
-METRICS = Path("metrics")
-ROUND_METRICS = METRICS / "rounds"
-SUMMARY = METRICS / "summary.json"
-ACCURACY_PLOT = METRICS / "accuracy.json"
-CURVES_PLOT = METRICS / "learning_curves.json"
-LAYERS_PLOT = METRICS / "layer_sparsity.json"
-REPORT = Path("report")
-SUPERMASK = Path("data/supermask/mask.pt")
-CHECKPOINTS = Path("data/checkpoints")
-SUPERMASK_METRICS = METRICS / "supermask.json"
+SETTINGS_FILE = "settings.json"
+PARAMS_FILE = "params.yaml"
+_ROUND_METRICS = re.compile(r"^r(\d{2,})\.json$")
 
 
-def round_dir(round_key: str, name: str) -> Path:
-    """data/rounds/<round>/<name>/, name in start | mask | scores | final."""
-    return ROUNDS / round_key / name
+@dataclass(frozen=True)
+class Layout:
+    """Paths of one run's artifacts under `root`.
 
+    `fingerprint` (run directories) is the settings fingerprint saved into every tensor file and checked
+    when it is read back, so a file of another run is refused; the DVC workspace has none, because DVC
+    already ties each output to the params that made it.
+    """
 
-def checkpoint(round_key: str) -> Path:
-    """The unfinished train stage's training state (lth.training.checkpoint): not a DVC output, removed when it finishes."""
-    return CHECKPOINTS / f"train-{round_key}.pt"
+    root: Path
+    fingerprint: Optional[str] = None
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
 
-def trial_file(directory: Path, trial: int) -> Path:
-    return directory / f"trial-{trial}.pt"
+    # --- settings ----------------------------------------------------------------------------------------
 
+    @property
+    def settings_file(self) -> Path:
+        return self.root / SETTINGS_FILE
 
-def round_metrics(round_key: str) -> Path:
-    return ROUND_METRICS / f"{round_key}.json"
+    @property
+    def params_file(self) -> Path:
+        return self.root / PARAMS_FILE
+
+    @property
+    def is_workspace(self) -> bool:
+        """A DVC workspace (params.yaml) rather than a find-ticket run directory (settings.json)."""
+        return not self.settings_file.is_file() and self.params_file.is_file()
+
+    # --- tensors ------------------------------------------------------------------------------------------
+
+    @property
+    def prepared(self) -> Path:
+        return self.root / "data" / "prepared" / "splits.pt"
+
+    @property
+    def theta0(self) -> Path:
+        return self.root / "data" / "init" / "theta0"
+
+    @property
+    def rewind_point(self) -> Path:
+        return self.root / "data" / "init" / "rewind_point"
+
+    def round_dir(self, key: str, artifact: str) -> Path:
+        """data/rounds/<key>/<artifact>/, artifact in scores | mask | start | final."""
+        return self.root / "data" / "rounds" / key / artifact
+
+    @staticmethod
+    def trial_file(directory: Path, trial: int) -> Path:
+        return directory / f"trial-{trial}.pt"
+
+    def checkpoint(self, key: str) -> Path:
+        """The unfinished train step's training state (lth.training.checkpoint): not a result, removed when done."""
+        return self.root / "data" / "checkpoints" / f"train-{key}.pt"
+
+    # --- metrics ------------------------------------------------------------------------------------------
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics"
+
+    def round_metrics(self, key: str) -> Path:
+        return self.metrics / "rounds" / f"{key}.json"
+
+    def finished_round_keys(self) -> list[str]:
+        """Every round whose metrics are written, in order ('r00', 'r01', ...)."""
+        found = [m.group(1) for p in (self.metrics / "rounds").glob("r*.json") if (m := _ROUND_METRICS.match(p.name))]
+        return [f"r{int(n):02d}" for n in sorted(found, key=int)]
+
+    @property
+    def summary(self) -> Path:
+        return self.metrics / "summary.json"
+
+    @property
+    def networks_table(self) -> Path:
+        """One row per network of every round (pandas-friendly)."""
+        return self.metrics / "networks.csv"
+
+    @property
+    def accuracy_plot(self) -> Path:
+        return self.metrics / "accuracy.json"
+
+    @property
+    def curves_plot(self) -> Path:
+        return self.metrics / "learning_curves.json"
+
+    @property
+    def layers_plot(self) -> Path:
+        return self.metrics / "layer_sparsity.json"
+
+    # --- beyond the rounds --------------------------------------------------------------------------------
+
+    def experiment_metrics(self, name: str) -> Path:
+        return self.metrics / "experiments" / f"{name}.json"
+
+    def experiment_dir(self, name: str) -> Path:
+        """Where an experiment keeps what it computes besides its metrics (e.g. a second ticket's run)."""
+        return self.root / "data" / "experiments" / name
+
+    @property
+    def supermask(self) -> Path:
+        return self.root / "data" / "supermask" / "mask.pt"
+
+    @property
+    def supermask_metrics(self) -> Path:
+        return self.metrics / "supermask.json"
+
+    def compact_file(self, key: str, trial: int, suffix: str) -> Path:
+        """data/compact/<key>/trial-T.<suffix>: a compacted ticket (.pt2) and its measurements (.json)."""
+        return self.root / "data" / "compact" / key / f"trial-{trial}.{suffix}"
+
+    @property
+    def compact_summary(self) -> Path:
+        return self.metrics / "compact.json"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report"

@@ -2,47 +2,43 @@
 
 The round chain is declared, not computed, because DVC templates cannot compute "previous round":
 `rounds: {r01: {prev: r00}, r02: {prev: r01}, ...}`. Round r00 (the dense network) is implicit.
+The research experiments' groups (`experiments.<name>`) are read by each experiment itself.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping
 
-from lth.core.errors import LthError, unknown_choice
-from lth.engine.settings import RunSettings, from_dict
+from lth.core.config import build, check_choices, setting
+from lth.core.errors import LthError
 from lth.core.steps import Step
+from lth.engine.settings import RunSettings, from_dict
+from lth.training.settings import DistributedSettings, SupermaskSettings
 
-if TYPE_CHECKING:
-    from lth.training.supermask import SupermaskSettings
-
-PIPELINE_KEYS = ("dataset_dir", "device", "rounds", "supermask", "experiments",  # experiments: lth.experiments
-                 "checkpoint_every")
-DEVICES = ("auto", "cpu", "cuda")
 DENSE_ROUND = "r00"
 _ROUND_KEY = re.compile(r"^r(\d{2,})$")
 
 
+def _devices():
+    from lth.training.device import DEVICES
+
+    return DEVICES
+
+
 @dataclass(frozen=True)
-class DistributedParams:
-    """`train.distributed` in params.yaml: how many processes each training stage runs under torchrun
-    on its machine, and how they share a round (lth.training.distributed.MODES)."""
+class WorkspaceSettings:
+    """What the pipeline needs beyond the run settings; none of it changes results."""
 
-    nproc: int = 1
-    mode: str = "data"
+    dataset_dir: str = setting("data/datasets", "Directory holding (or receiving) the dataset files.")
+    device: str = setting("auto", "Where training runs.", choices=_devices, inline=True)
+    checkpoint_every: str = setting("2000it", "A train stage saves its state this often, so an interrupted one "
+                                              "resumes mid-round ('0it': only when interrupted).")
 
 
-def parse_distributed(raw: Any, where: str) -> DistributedParams:
-    from lth.engine.settings import build_dataclass
-
-    params = build_dataclass(DistributedParams, raw if raw is not None else {}, where)
-    if params.nproc < 1:
-        raise LthError(f"{where}.nproc: must be >= 1, got {params.nproc}")
-    if params.mode not in ("data", "trials"):  # lth.training.distributed.MODES, without importing torch here
-        raise unknown_choice(f"mode in {where}", params.mode, ("data", "trials"))
-    return params
+PIPELINE_KEYS = ("dataset_dir", "device", "checkpoint_every", "rounds", "supermask", "experiments")
 
 
 @dataclass(frozen=True)
@@ -51,9 +47,9 @@ class PipelineParams:
     dataset_dir: str
     device: str
     rounds: dict[str, str]  # round -> the round it continues from
-    supermask: "SupermaskSettings" = None  # type: ignore[assignment]
-    checkpoint_every: str = "2000it"  # mid-round training state of a train stage (not a result: no DVC param)
-    distributed: "DistributedParams" = None  # type: ignore[assignment]  # train.distributed
+    supermask: SupermaskSettings = field(default_factory=SupermaskSettings)
+    checkpoint_every: str = "2000it"
+    distributed: DistributedSettings = field(default_factory=DistributedSettings)  # train.distributed
 
     def previous(self, round_key: str) -> str:
         if round_key not in self.rounds:
@@ -71,6 +67,7 @@ def round_index(round_key: str) -> int:
 
 
 def round_key(index: int) -> str:
+    """7 -> 'r07'."""
     return f"r{index:02d}"
 
 
@@ -95,8 +92,8 @@ def parse_rounds(raw: Any, where: str = "params.yaml: rounds") -> dict[str, str]
     return dict(sorted(chain.items(), key=lambda kv: round_index(kv[0])))
 
 
-def load_params(path: str | Path = "params.yaml") -> PipelineParams:
-    """Read and validate params.yaml; every problem is an LthError naming the file and the key."""
+def read_yaml(path: str | Path) -> dict:
+    """params.yaml as a mapping; a missing file or bad YAML is an LthError naming the file (and line)."""
     import yaml
 
     path = Path(path)
@@ -110,30 +107,28 @@ def load_params(path: str | Path = "params.yaml") -> PipelineParams:
         raise LthError(f"{path} is not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
     if not isinstance(data, Mapping):
         raise LthError(f"{path}: expected a mapping of settings at the top level")
+    return dict(data)
+
+
+def load_params(path: str | Path = "params.yaml") -> PipelineParams:
+    """Read and validate params.yaml; every problem is an LthError naming the file and the key."""
+    data = read_yaml(path)
     run = {k: v for k, v in data.items() if k not in PIPELINE_KEYS}
     train = run.get("train")
-    distributed = None
+    distributed: Any = {}
     if isinstance(train, Mapping) and "distributed" in train:  # processes, not results: not a RunSettings field
-        distributed = train["distributed"]
+        distributed = train["distributed"] if train["distributed"] is not None else {}
         run["train"] = {k: v for k, v in train.items() if k != "distributed"}
     settings = from_dict(run, where=str(path))
-    dataset_dir = data.get("dataset_dir", "data/datasets")
-    device = data.get("device", "auto")
-    if not isinstance(dataset_dir, str) or not isinstance(device, str):
-        raise LthError(f"{path}: dataset_dir and device must be strings")
-    if device not in DEVICES:
-        raise unknown_choice(f"device in {path}", device, DEVICES)
-    checkpoint_every = data.get("checkpoint_every", PipelineParams.checkpoint_every)
-    if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, (str, int)):
-        raise LthError(f"{path}: checkpoint_every must be a step string like '1000it', got {checkpoint_every!r}")
-    Step.parse(checkpoint_every)
-    from lth.engine.settings import build_dataclass
-    from lth.training.supermask import SupermaskSettings
-
-    supermask = build_dataclass(SupermaskSettings, data.get("supermask") or {}, f"{path}: supermask").validate()
-    return PipelineParams(settings, dataset_dir, device, parse_rounds(data.get("rounds"), f"{path}: rounds"),
-                          supermask, str(Step.parse(checkpoint_every)),
-                          parse_distributed(distributed, f"{path}: train.distributed"))
+    workspace = build(WorkspaceSettings, {k: data[k] for k in ("dataset_dir", "device", "checkpoint_every")
+                                          if k in data}, str(path))
+    check_choices(workspace)
+    checkpoint_every = str(Step.parse(workspace.checkpoint_every))
+    supermask = build(SupermaskSettings, data.get("supermask") or {}, f"{path}: supermask").validate()
+    processes = build(DistributedSettings, distributed, f"{path}: train.distributed").validate(
+        f"{path}: train.distributed")
+    return PipelineParams(settings, workspace.dataset_dir, workspace.device,
+                          parse_rounds(data.get("rounds"), f"{path}: rounds"), supermask, checkpoint_every, processes)
 
 
 def rounds_yaml(count: int) -> dict[str, dict[str, str]]:

@@ -7,22 +7,39 @@ writes metrics/experiments/NAME.json, with its settings under `experiments.NAME`
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from importlib import import_module
 from types import ModuleType
 
 from lth.core.errors import unknown_choice
 
-EXPERIMENTS: dict[str, str] = {
-    "transfer": "a ticket trained on another dataset and/or optimizer, vs random re-init and dense",
-    "combine": "two tickets' masks combined by union or intersection, trained from θ0, vs both parents",
-    "removal": "successive tickets removed from the network until the next one no longer matches",
-    "optimizers": "IMP under RAdam without warmup, Adam/SGD with warmup, and rewinding: one sweep, one table",
-    "perturb": "per-epoch masks whose removed weights are perturbed with noise, vs plain training and dropout",
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    module: str  # imported on demand: each pulls in torch
+    description: str
+
+
+EXPERIMENTS: dict[str, Experiment] = {
+    e.name: e
+    for e in [
+        Experiment("transfer", "lth.experiments.transfer",
+                   "a ticket trained on another dataset and/or optimizer, vs random re-init and dense"),
+        Experiment("combine", "lth.experiments.combine",
+                   "two tickets' masks combined by union or intersection, trained from θ0, vs both parents"),
+        Experiment("removal", "lth.experiments.removal",
+                   "successive tickets removed from the network until the next one no longer matches"),
+        Experiment("optimizers", "lth.experiments.optimizers",
+                   "IMP under RAdam without warmup, Adam/SGD with warmup, and rewinding: one sweep, one table"),
+        Experiment("perturb", "lth.experiments.perturb",
+                   "per-epoch masks whose removed weights are perturbed with noise, vs plain training and dropout"),
+    ]
 }
 
 
 def experiment_module(name: str) -> ModuleType:
-    """The module of experiment `name` (imported on demand: each pulls in torch)."""
+    """The module of experiment `name`."""
     if name not in EXPERIMENTS:
         raise unknown_choice("experiment", name, EXPERIMENTS)
-    return import_module(f"lth.experiments.{name}")
+    return import_module(EXPERIMENTS[name].module)

@@ -1,7 +1,8 @@
 """`python -m lth experiment ...`: the research experiments as commands (parsing and printing only).
 
-Each command reads a finished find-ticket run directory (or builds θ0 from a seed), calls its
-experiment module, prints a table and writes the results as JSON (atomically) to --out.
+Each command reads a finished round of a find-ticket run directory or a DVC workspace (or builds θ0
+from a seed), calls its experiment module, prints a table and writes the results as JSON (atomically)
+to --out. Shared console and option helpers come from lth.ui; this module never imports lth.cli.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from typing import List, Optional
 
 import typer
 
+from lth.ui import console, setting_help, training_length
+
 app = typer.Typer(
     help="Research experiments on found tickets: transfer, combine, removal, optimizers, perturb.",
     no_args_is_help=True,
@@ -19,44 +22,49 @@ app = typer.Typer(
 )
 
 ROUND_HELP = "Round of the run whose ticket is used (must be finished)."
-DEVICE_HELP = "auto | cpu | cuda."
-
-
-def _length(duration: Optional[str], epochs: Optional[int], iterations: Optional[int]) -> Optional[str]:
-    from lth.cli import _duration  # the main CLI's one-of --duration/--epochs/--iterations rule
-
-    return _duration(duration, epochs, iterations)
+RUN_HELP = "A find-ticket run directory or a DVC workspace (the source of the ticket)."
+DEVICE_HELP = setting_help("device")
 
 
 def _splits(dataset: str, dataset_dir: Path, device: str):
     from lth.datasets import load_dataset
-    from lth.training.loop import resolve_device
+    from lth.training.device import resolve_device
 
     return load_dataset(dataset, dataset_dir).to(resolve_device(device))
 
 
-def _save(out: Path, payload: dict) -> None:
-    from lth.core import files as artifacts
-    from lth.cli import console
+def _ticket(run_dir: Path, round_index: int, trial: int = 0):
+    from lth.engine.params import round_key
+    from lth.engine.run import open_results
 
-    artifacts.write_json(out, payload)
+    return open_results(run_dir).ticket(round_key(round_index), trial)
+
+
+def _default_out(run_dir: Path, name: str) -> Path:
+    from lth.engine.layout import Layout
+
+    return Layout(run_dir).experiment_metrics(name)
+
+
+def _save(out: Path, payload: dict) -> None:
+    from lth.core import files
+
+    files.write_json(out, payload)
     console.print(f"results: {out}")
 
 
 def _print(table) -> None:
-    from lth.cli import console
-
     console.print(table)
 
 
 @app.command("transfer")
 def transfer(
-    run_dir: Path = typer.Argument(..., help="A find-ticket run directory (the source of the ticket)."),
+    run_dir: Path = typer.Argument(..., help=RUN_HELP),
     dataset: str = typer.Argument(..., help="Target dataset, same input shape as the source's (e.g. fashion-mnist)."),
     dataset_dir: Path = typer.Argument(..., help="Directory holding (or receiving) the target dataset."),
     round: int = typer.Option(5, "--round", min=1, help=ROUND_HELP),
     trial: int = typer.Option(0, min=0, help="Trial of the run."),
-    optimizer: Optional[str] = typer.Option(None, help="Target optimizer: adam | sgd | radam \\[default: the run's]."),
+    optimizer: Optional[str] = typer.Option(None, help=setting_help("train.optimizer", "the run's")),
     lr: Optional[float] = typer.Option(None, help="Target learning rate \\[default: the run's]."),
     momentum: Optional[float] = typer.Option(None, help="SGD momentum \\[default: the run's]."),
     epochs: Optional[int] = typer.Option(None, help="Training length in epochs."),
@@ -64,28 +72,29 @@ def transfer(
     duration: Optional[str] = typer.Option(None, help="Training length as a step string \\[default: the run's]."),
     eval_every: Optional[str] = typer.Option(None, help="Evaluation cadence, a step string \\[default: the run's]."),
     device: str = typer.Option("auto", help=DEVICE_HELP),
-    out: Optional[Path] = typer.Option(None, help="Results JSON \\[default: RUN_DIR/experiments/transfer-rNN-DATASET.json]."),
+    out: Optional[Path] = typer.Option(
+        None, help="Results JSON \\[default: RUN_DIR/metrics/experiments/transfer-rNN-DATASET.json]."),
 ) -> None:
     """Train a ticket on another dataset and/or optimizer; report ticket vs random re-init vs dense."""
-    from lth.experiments.common import arms_table, results_only, ticket_from_run
+    from lth.experiments.common import arms_table, results_only
     from lth.experiments.transfer import check_compatible, transfer as run
 
-    ticket = ticket_from_run(run_dir, round, trial)
+    ticket = _ticket(run_dir, round, trial)
     check_compatible(ticket.settings.dataset, dataset)
     results = results_only(run(ticket, dataset, _splits(dataset, dataset_dir, device), optimizer, lr, momentum,
-                               _length(duration, epochs, iterations), eval_every))
+                               training_length(duration, epochs, iterations), eval_every))
     source = f"{ticket.settings.dataset}/{ticket.settings.train.optimizer}"
     _print(arms_table(f"Transfer: round {round} ticket of {source} -> {dataset}/{optimizer or ticket.settings.train.optimizer}",
                       results))
-    _save(out or run_dir / "experiments" / f"transfer-r{round:02d}-{dataset}.json",
+    _save(out or _default_out(run_dir, f"transfer-r{round:02d}-{dataset}"),
           {"source": str(run_dir), "round": round, "trial": trial, "dataset": dataset, "optimizer": optimizer,
            "lr": lr, "results": results})
 
 
 @app.command("combine")
 def combine(
-    run_a: Path = typer.Argument(..., help="First find-ticket run directory (its θ0 starts the combinations)."),
-    run_b: Path = typer.Argument(..., help="Second run directory: same model and dataset, other seed or criterion."),
+    run_a: Path = typer.Argument(..., help="First run directory or DVC workspace (its θ0 starts the combinations)."),
+    run_b: Path = typer.Argument(..., help="Second run: same model and dataset, other seed or criterion."),
     dataset_dir: Path = typer.Argument(..., help="Directory holding the runs' dataset."),
     round: int = typer.Option(5, "--round", min=1, help=ROUND_HELP),
     round_b: Optional[int] = typer.Option(None, min=1, help="Round of the second run \\[default: --round]."),
@@ -95,24 +104,24 @@ def combine(
     duration: Optional[str] = typer.Option(None, help="Training length as a step string \\[default: run A's]."),
     eval_every: Optional[str] = typer.Option(None, help="Evaluation cadence \\[default: run A's]."),
     device: str = typer.Option("auto", help=DEVICE_HELP),
-    out: Optional[Path] = typer.Option(None, help="Results JSON \\[default: RUN_A/experiments/combine-rNN.json]."),
+    out: Optional[Path] = typer.Option(None, help="Results JSON \\[default: RUN_A/metrics/experiments/combine-rNN.json]."),
 ) -> None:
     """Combine two tickets' masks (union, intersection), train from θ0; compare with both parents."""
     from lth.experiments.combine import combine as run
-    from lth.experiments.common import arms_table, results_only, ticket_from_run
+    from lth.experiments.common import arms_table, results_only
 
-    parent_a, parent_b = ticket_from_run(run_a, round), ticket_from_run(run_b, round_b or round)
+    parent_a, parent_b = _ticket(run_a, round), _ticket(run_b, round_b or round)
     splits = _splits(parent_a.settings.dataset, dataset_dir, device)
     results = results_only(run(parent_a, parent_b, splits, tuple(how or ("union", "intersection")),
-                               _length(duration, epochs, iterations), eval_every))
+                               training_length(duration, epochs, iterations), eval_every))
     _print(arms_table(f"Combined tickets (round {round}; mask overlap {results['parent-a']['overlap']:.3f})", results))
-    _save(out or run_a / "experiments" / f"combine-r{round:02d}.json",
+    _save(out or _default_out(run_a, f"combine-r{round:02d}"),
           {"run_a": str(run_a), "run_b": str(run_b), "round": round, "round_b": round_b or round, "results": results})
 
 
 @app.command("removal")
 def removal(
-    run_dir: Path = typer.Argument(..., help="A find-ticket run directory."),
+    run_dir: Path = typer.Argument(..., help=RUN_HELP),
     dataset_dir: Path = typer.Argument(..., help="Directory holding the run's dataset."),
     round: int = typer.Option(5, "--round", min=1, help=ROUND_HELP + " Also the rounds of every later search."),
     trial: int = typer.Option(0, min=0, help="Trial of the run."),
@@ -124,18 +133,16 @@ def removal(
     duration: Optional[str] = typer.Option(None, help="Training length as a step string \\[default: the run's]."),
     eval_every: Optional[str] = typer.Option(None, help="Evaluation cadence \\[default: the run's]."),
     device: str = typer.Option("auto", help=DEVICE_HELP),
-    out: Optional[Path] = typer.Option(None, help="Results JSON \\[default: RUN_DIR/experiments/removal-rNN.json]."),
+    out: Optional[Path] = typer.Option(None, help="Results JSON \\[default: RUN_DIR/metrics/experiments/removal-rNN.json]."),
 ) -> None:
     """Remove the ticket, search the remaining weights for another, repeat; count how many still match."""
     from rich.table import Table
 
-    from lth.cli import console
-    from lth.experiments.common import ticket_from_run
     from lth.experiments.removal import metrics, remove_tickets
 
-    ticket = ticket_from_run(run_dir, round, trial)
+    ticket = _ticket(run_dir, round, trial)
     splits = _splits(ticket.settings.dataset, dataset_dir, device)
-    result = remove_tickets(ticket, splits, max_tickets, margin, removed, _length(duration, epochs, iterations),
+    result = remove_tickets(ticket, splits, max_tickets, margin, removed, training_length(duration, epochs, iterations),
                             eval_every, log=lambda line: console.print(f"  {line}", highlight=False))
     table = Table(title=f"Ticket removal (dense {100 * result['dense']['early_stop_test_acc']:.2f}%, "
                         f"margin {100 * margin:.1f} points): {result['removable']} ticket(s) removable")
@@ -147,7 +154,7 @@ def removal(
                       f"{100 * c['early_stop_test_acc']:.2f}" if c else "-", f"{f['weights_remaining']:.2f}",
                       f"{100 * f['early_stop_test_acc']:.2f}", "yes" if entry["matching"] else "no")
     _print(table)
-    _save(out or run_dir / "experiments" / f"removal-r{round:02d}.json",
+    _save(out or _default_out(run_dir, f"removal-r{round:02d}"),
           {"source": str(run_dir), "round": round, "removed": removed, "margin": margin, **metrics(result)})
 
 
@@ -171,14 +178,14 @@ def perturb(
     """Selective dropout: per-epoch masks whose removed weights get noise; vs plain training and dropout."""
     from lth.experiments.common import with_training
     from lth.experiments.perturb import PerturbSettings, perturb_experiment
-    from lth.engine.rounds import Shape, initial_state
     from lth.engine.settings import defaults_for, replace
+    from lth.models import build_model
 
     settings = with_training(replace(defaults_for(model, dataset), seed=seed),
-                             duration=_length(duration, epochs, iterations), eval_every=eval_every)
+                             duration=training_length(duration, epochs, iterations), eval_every=eval_every)
     exp = PerturbSettings(fraction, noise, scale, criterion, settings.train.duration, eval_every).validate()
     splits = _splits(dataset, dataset_dir, device)
-    init, _ = initial_state(settings, Shape(splits.input_shape, splits.num_classes))
+    init = build_model(model, splits.input_shape, splits.num_classes, seed).state_dict()
     results = perturb_experiment(model, init, splits, settings.train, exp, seed)
     from rich.table import Table
 
@@ -198,7 +205,7 @@ def optimizers(
     model: str = typer.Argument(..., help="Model name, e.g. lenet-300-100 or conv-6."),
     dataset: str = typer.Argument(..., help="Dataset name."),
     dataset_dir: Path = typer.Argument(..., help="Directory holding (or receiving) the dataset."),
-    rounds: int = typer.Option(4, min=1, help="Rounds of IMP per variant."),
+    rounds: int = typer.Option(3, min=1, help="Pruning rounds per variant after the dense round r00."),
     variant: Optional[List[str]] = typer.Option(
         None, help="radam-no-warmup | adam-no-warmup | adam-warmup | sgd-warmup | adam-rewind; repeat \\[default: all]."),
     criterion: str = typer.Option("large_final", help="Mask criterion."),
@@ -218,7 +225,7 @@ def optimizers(
     from lth.engine.settings import defaults_for, replace
 
     base = with_training(replace(defaults_for(model, dataset), seed=seed, criterion=criterion),
-                         duration=_length(duration, epochs, iterations), eval_every=eval_every)
+                         duration=training_length(duration, epochs, iterations), eval_every=eval_every)
     chosen = pick_variants(variant)
     out = out or Path("runs") / f"optimizers-{model}-{dataset}-seed{seed}"
     records = sweep(base, chosen, rounds, out, _splits(dataset, dataset_dir, device))

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 import torch
@@ -73,25 +72,21 @@ def parent_b_settings(settings, exp: CombineSettings):
     return dataclasses.replace(settings, seed=exp.seed_b, criterion=exp.criterion_b, trials=1, controls=()).validate()
 
 
-PARENT_B_DIR = Path("data/experiments/combine/parent-b")
+def run_stage(run) -> dict:  # noqa: ANN001 - lth.engine.run.Run of the workspace
+    """The DVC stage `exp_combine`: the workspace's ticket at `experiments.combine.round` and a second ticket
+    found here (into data/experiments/combine/parent-b), combined and trained."""
+    from lth.engine.params import round_index
+    from lth.steps.rounds import find_ticket
+    from lth.engine.run import open_run_dir
+    from lth.experiments.common import experiment_params, results_only
 
-
-def run_stage() -> dict:
-    """The DVC stage `exp_combine`: the pipeline's ticket at `experiments.combine.round` and a second ticket
-    found here, combined and trained."""
-    from lth.experiments.common import (experiment_params, prepared_splits, results_only, ticket_from_pipeline,
-                                        ticket_from_run)
-    from lth.engine.params import load_params, round_index
-    from lth.engine.rounds import find_ticket
-
-    params = load_params()
-    exp = experiment_params("combine", CombineSettings)
+    exp = experiment_params(run, "combine", CombineSettings)
     for name in exp.how:
         if name not in COMBINATIONS:
             raise unknown_choice("combination", name, COMBINATIONS)
-    parent_a = ticket_from_pipeline(params.settings, exp.round)
-    splits = prepared_splits(params.device)
-    r = round_index(exp.round)
-    find_ticket(parent_b_settings(params.settings, exp), r + 1, PARENT_B_DIR, splits)
-    parent_b = ticket_from_run(PARENT_B_DIR, r)
+    parent_a = run.ticket(exp.round)
+    splits = run.data()
+    parent_b_dir = run.layout.experiment_dir("combine") / "parent-b"
+    find_ticket(parent_b_settings(run.settings, exp), round_index(exp.round), parent_b_dir, splits)
+    parent_b = open_run_dir(parent_b_dir).ticket(exp.round)
     return results_only(combine(parent_a, parent_b, splits, exp.how))

@@ -49,19 +49,20 @@ DEFAULT_VARIANTS: dict[str, Variant] = {
 
 @dataclass(frozen=True)
 class OptimizersSettings:
-    """params.yaml `experiments.optimizers`: rounds and training length of every variant, and the variants."""
+    """params.yaml `experiments.optimizers`: pruning rounds (after the dense r00) and training length of every
+    variant, and the variants."""
 
-    rounds: int = 4
+    rounds: int = 3
     duration: str = "5ep"
     eval_every: str = "1ep"
     variants: dict[str, dict] = field(default_factory=dict)  # name -> Variant fields; empty: DEFAULT_VARIANTS
 
     def parsed_variants(self, where: str = "experiments.optimizers.variants") -> dict[str, Variant]:
-        from lth.engine.settings import build_dataclass
+        from lth.core.config import build
 
         if not self.variants:
             return dict(DEFAULT_VARIANTS)
-        return {name: build_dataclass(Variant, spec or {}, f"{where}.{name}") for name, spec in self.variants.items()}
+        return {name: build(Variant, spec or {}, f"{where}.{name}") for name, spec in self.variants.items()}
 
 
 def pick_variants(names: Optional[list[str]]) -> dict[str, Variant]:
@@ -76,8 +77,9 @@ def pick_variants(names: Optional[list[str]]) -> dict[str, Variant]:
 
 def sweep(base: RunSettings, variants: Mapping[str, Variant], rounds: int, out: str | Path, splits,
           reporter_for: Optional[Callable[[str], object]] = None) -> dict[str, list[dict]]:
-    """Run (or resume) IMP for every variant into out/<variant>; variant -> its round records."""
-    from lth.engine.rounds import find_ticket
+    """Run (or resume) IMP for every variant into out/<variant>: the dense round and `rounds` pruning rounds;
+    variant -> its round records."""
+    from lth.steps.rounds import find_ticket
 
     if rounds < 1:
         raise LthError(f"bad rounds {rounds}: must be >= 1")
@@ -88,7 +90,8 @@ def sweep(base: RunSettings, variants: Mapping[str, Variant], rounds: int, out: 
 
 def tabulate(records: Mapping[str, list[dict]]) -> dict[str, dict]:
     """variant -> {rNN: ticket early-stop test acc (mean over trials), ..., weights_rNN: % weights}."""
-    from lth.engine.summary import TICKET, arm_stats
+    from lth.engine.records import TICKET
+    from lth.steps.summary import arm_stats
 
     table: dict[str, dict] = {}
     for name, rounds in records.items():
@@ -101,17 +104,13 @@ def tabulate(records: Mapping[str, list[dict]]) -> dict[str, dict]:
     return table
 
 
-def run_stage() -> dict:
-    """The DVC stage `exp_optimizers`: the pipeline's model, data, seed, criterion and pruning under every variant."""
-    from lth.experiments.common import experiment_params, prepared_splits, with_training
-    from lth.engine.params import load_params
+def run_stage(run) -> dict:  # noqa: ANN001 - lth.engine.run.Run of the workspace
+    """The DVC stage `exp_optimizers`: the workspace's model, data, seed, criterion and pruning under every
+    variant, each a find-ticket run in data/experiments/optimizers/<variant>."""
+    from lth.experiments.common import experiment_params, with_training
 
-    params = load_params()
-    exp = experiment_params("optimizers", OptimizersSettings)
-    base = with_training(dataclasses.replace(params.settings, trials=1, controls=()), duration=exp.duration,
+    exp = experiment_params(run, "optimizers", OptimizersSettings)
+    base = with_training(dataclasses.replace(run.settings, trials=1, controls=()), duration=exp.duration,
                          eval_every=exp.eval_every)
-    records = sweep(base, exp.parsed_variants(), exp.rounds, OPTIMIZERS_DIR, prepared_splits(params.device))
+    records = sweep(base, exp.parsed_variants(), exp.rounds, run.layout.experiment_dir("optimizers"), run.data())
     return tabulate(records)
-
-
-OPTIMIZERS_DIR = Path("data/experiments/optimizers")

@@ -9,14 +9,13 @@ dropout, the perturbation lives in the forward pass only: gradients flow to the 
 (d(w + n)/dw = 1), the optimizer updates them, and evaluation uses the clean network. The first epoch
 is plain (no mask exists yet). The dropout arm drops `fraction` of the hidden units (outputs of every
 Linear/Conv2d layer but the output layer); plain training is the same network, same θ0 and data order.
-All three arms run through the core's training loop (`lth.training.loop.run_training`).
+All three arms run through the core's training loop (`lth.training.loop`): the perturbed network is the
+network it steps, and the per-epoch mask is a hook (`EveryEpoch`) that re-draws it from the weights.
 """
 
 from __future__ import annotations
 
 import math
-import os
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Mapping, Optional
 
@@ -25,7 +24,7 @@ from torch import Tensor, nn
 
 from lth.core.errors import LthError, unknown_choice
 from lth.core.seeds import derive_seed
-from lth.training.loop import SingleNetwork
+from lth.training.networks import SingleNetwork
 
 
 @dataclass(frozen=True)
@@ -83,16 +82,17 @@ def _hidden_rates(fraction: float) -> dict[str, float]:
 
 
 class PerturbedNetwork(SingleNetwork):
-    """One network whose training forward passes perturb the weights the last epoch's mask removed."""
+    """One network whose training forward passes perturb the weights the last epoch's mask removed;
+    `remask(epoch)` (an `EveryEpoch` hook) draws that mask at the start of every epoch after the first."""
 
-    def __init__(self, model: nn.Module, init: Mapping[str, Tensor], per_epoch: int, settings: PerturbSettings,
-                 seed: int):
+    graph_safe = False  # fresh noise every step: a replayed CUDA graph would repeat one draw
+
+    def __init__(self, model: nn.Module, init: Mapping[str, Tensor], settings: PerturbSettings, seed: int):
         super().__init__(model)
-        self.init, self.per_epoch, self.settings, self.seed = init, per_epoch, settings, seed
+        self.init, self.settings, self.seed = init, settings, seed
         self.kinds = model.prunable_layers()  # type: ignore[attr-defined]
         device = next(model.parameters()).device
         self.generator = torch.Generator(device=device).manual_seed(derive_seed(seed, "perturb-noise"))
-        self.calls = 0
         self.perturbed: Optional[dict[str, Tensor]] = None  # name -> bool, True = perturbed this epoch
         self.stds: dict[str, float] = {}
         self.history: list[float] = []  # % of the previous epoch's perturbed weights perturbed again
@@ -118,9 +118,6 @@ class PerturbedNetwork(SingleNetwork):
         self.stds = {n: float(current[n].float().std()) for n in perturbed}
 
     def __call__(self, x: Tensor) -> Tensor:
-        if self.calls and self.calls % self.per_epoch == 0:
-            self.remask(self.calls // self.per_epoch)
-        self.calls += 1
         if self.perturbed is None or self.settings.scale == 0:
             return self.model(x[0]).unsqueeze(0)
         params = dict(self.params)
@@ -140,6 +137,8 @@ class DropoutNetwork(SingleNetwork):
     so the same seed drops the same units in every run and every process.
     """
 
+    graph_safe = False  # a fresh dropout draw every step
+
     def __init__(self, model: nn.Module, p: float, seed: int):
         super().__init__(model)
         device = next(model.parameters()).device
@@ -157,31 +156,16 @@ class DropoutNetwork(SingleNetwork):
 ARMS = ("plain", "dropout", "perturbed")
 
 
-@contextmanager
-def _eager():
-    """No CUDA-graph capture: the perturbed forward keeps per-step Python state (epoch counter, fresh noise),
-    which a replayed graph would freeze; every arm runs eagerly so the three are timed and computed alike."""
-    before = os.environ.get("LTH_CUDA_GRAPHS")
-    os.environ["LTH_CUDA_GRAPHS"] = "0"
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop("LTH_CUDA_GRAPHS", None)
-        else:
-            os.environ["LTH_CUDA_GRAPHS"] = before
-
-
 def perturb_experiment(model_name: str, init: Mapping[str, Tensor], splits, train_settings, settings: PerturbSettings,
                        seed: int) -> dict:
     """Train plain, dropout and perturbed copies of the network starting at `init`; arm name -> results."""
+    from lth.engine.records import network_metrics
     from lth.models import build_model
-    from lth.engine.rounds import network_metrics
-    from lth.training.loop import iterations_per_epoch, run_training
+    from lth.training.hooks import EveryEpoch
+    from lth.training.loop import run_training
 
     settings.validate()
     device = splits.train_x.device
-    per_epoch = iterations_per_epoch(len(splits.train_x), train_settings.batch_size)
     results = {}
     for arm in ARMS:
         model = build_model(model_name, splits.input_shape, splits.num_classes, seed)
@@ -190,9 +174,10 @@ def perturb_experiment(model_name: str, init: Mapping[str, Tensor], splits, trai
         mask = {n: torch.ones_like(p, dtype=torch.bool) for n, p in model.named_parameters()
                 if n in model.prunable_layers()}
         nets = {"plain": lambda: SingleNetwork(model), "dropout": lambda: DropoutNetwork(model, settings.fraction, seed),
-                "perturbed": lambda: PerturbedNetwork(model, init, per_epoch, settings, seed)}[arm]()
-        with _eager():
-            result = run_training(nets, [mask], splits, train_settings, [seed])[0]
+                "perturbed": lambda: PerturbedNetwork(model, init, settings, seed)}[arm]()
+        # every arm eager (no CUDA graph), so the three are computed and timed alike
+        hooks = [EveryEpoch(nets.remask)] if isinstance(nets, PerturbedNetwork) else []
+        result = run_training(nets, [mask], splits, train_settings, [seed], hooks=hooks, cuda_graphs=False)[0]
         metrics = network_metrics(mask, result)
         results[arm] = {k: metrics[k] for k in ("test_acc", "early_stop_test_acc", "early_stop_iteration", "val_acc",
                                                  "val_loss")}
@@ -201,15 +186,11 @@ def perturb_experiment(model_name: str, init: Mapping[str, Tensor], splits, trai
     return results
 
 
-def run_stage() -> dict:
-    """The DVC stage `exp_perturb`: the pipeline's θ0 (trial 0) trained three ways on the prepared data."""
-    from lth.engine import layout as pipeline
-    from lth.experiments.common import experiment_params, model_loaders, prepared_splits, with_training
-    from lth.engine.params import load_params
+def run_stage(run) -> dict:  # noqa: ANN001 - lth.engine.run.Run of the workspace
+    """The DVC stage `exp_perturb`: the workspace's θ0 (trial 0) trained three ways on the prepared data."""
+    from lth.experiments.common import experiment_params, with_training
 
-    params = load_params()
-    exp = experiment_params("perturb", PerturbSettings).validate()
-    settings = with_training(params.settings, duration=exp.duration, eval_every=exp.eval_every)
-    load_weights, _ = model_loaders(settings)
-    init = load_weights(pipeline.trial_file(pipeline.INIT, 0))
-    return perturb_experiment(settings.model, init, prepared_splits(params.device), settings.train, exp, settings.seed)
+    exp = experiment_params(run, "perturb", PerturbSettings).validate()
+    settings = with_training(run.settings, duration=exp.duration, eval_every=exp.eval_every)
+    init = run.weights(run.layout.theta0, 0)
+    return perturb_experiment(settings.model, init, run.data(), settings.train, exp, settings.seed)

@@ -81,7 +81,7 @@ def remove_tickets(ticket: Ticket, splits, max_tickets: int = 3, margin: float =
     (its complement network's and its own results, its mask, whether it matched) and `removable`."""
     from lth.core.masks import remaining_percent
     from lth.models import build_model
-    from lth.engine.rounds import score_round
+    from lth.steps.score import score_weights
 
     if removed not in REMOVED_VALUES:
         raise unknown_choice("removed-weights value", removed, REMOVED_VALUES)
@@ -119,7 +119,7 @@ def remove_tickets(ticket: Ticket, splits, max_tickets: int = 3, margin: float =
             mask, start = available, compose(init, available, removed_mask, fresh)
             entry["complement"] = result = train_one(f"complement-{j}", start, mask)
             for r in range(1, ticket.round + 1):
-                scores = score_round(settings, init, result_state(result), mask, r - 1, start=start, splits=splits)
+                scores = score_weights(settings, init, result_state(result), mask, r - 1, start, splits)
                 mask = shrink(settings, scores, mask, available, kinds, r)
                 start = compose(init, mask, removed_mask, fresh)
                 result = train_one(f"ticket-{j} round {r}", start, mask)
@@ -145,16 +145,14 @@ def result_state(result: dict) -> State:
     return result["state"]
 
 
-def run_stage() -> dict:
-    """The DVC stage `exp_removal`: remove successive tickets starting from the pipeline's ticket."""
-    from lth.experiments.common import experiment_params, prepared_splits, ticket_from_pipeline
-    from lth.engine.params import load_params
+def run_stage(run) -> dict:  # noqa: ANN001 - lth.engine.run.Run of the workspace
+    """The DVC stage `exp_removal`: remove successive tickets starting from the workspace's ticket."""
+    from lth.experiments.common import experiment_params
 
-    params = load_params()
-    exp = experiment_params("removal", RemovalSettings)
-    ticket = ticket_from_pipeline(params.settings, exp.round, exp.trial)
-    out = remove_tickets(ticket, prepared_splits(params.device), exp.max_tickets, exp.margin, exp.removed,
-                         exp.duration, exp.eval_every, log=print)
+    exp = experiment_params(run, "removal", RemovalSettings)
+    ticket = run.ticket(exp.round, exp.trial)
+    out = remove_tickets(ticket, run.data(), exp.max_tickets, exp.margin, exp.removed, exp.duration,
+                         exp.eval_every, log=print)
     return metrics(out)
 
 

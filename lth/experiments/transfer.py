@@ -91,17 +91,15 @@ def transfer(ticket: Ticket, dataset: str, splits, optimizer: str | None = None,
     return train_arms(settings, splits, arms)
 
 
-def run_stage() -> dict:
-    """The DVC stage `exp_transfer`: the pipeline's ticket `experiments.transfer.round` on the target."""
+def run_stage(run) -> dict:  # noqa: ANN001 - lth.engine.run.Run of the workspace
+    """The DVC stage `exp_transfer`: the workspace's ticket `experiments.transfer.round` on the target."""
     from lth.datasets import load_dataset
-    from lth.experiments.common import experiment_params, results_only, ticket_from_pipeline
-    from lth.engine.params import load_params
-    from lth.training.loop import resolve_device
+    from lth.experiments.common import experiment_params, results_only
+    from lth.training.device import resolve_device
 
-    params = load_params()
-    exp = experiment_params("transfer", TransferSettings)
-    ticket = ticket_from_pipeline(params.settings, exp.round, exp.trial)
+    exp = experiment_params(run, "transfer", TransferSettings)
+    ticket = run.ticket(exp.round, exp.trial)
     check_compatible(ticket.settings.dataset, exp.dataset)
-    splits = load_dataset(exp.dataset, params.dataset_dir).to(resolve_device(params.device))
+    splits = load_dataset(exp.dataset, run.params.dataset_dir).to(resolve_device(run.device))
     results = transfer(ticket, exp.dataset, splits, exp.optimizer, exp.lr, exp.momentum, exp.duration, exp.eval_every)
     return results_only(results)

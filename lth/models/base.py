@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from torch import nn
 
-LAYER_KINDS = ("conv", "fc", "output")
-
 
 def has_convolutions(model: nn.Module) -> bool:
     """Whether the model convolves: such nets batch badly on CPUs and want channels-last layout on GPUs."""

@@ -1,87 +1,104 @@
-"""Scores + current mask + rates -> next mask, per layer or globally.
+"""Scores + current mask + rates -> next mask: which weights compete (METHODS) and what a unit is (GRANULARITIES).
 
-Round r keeps round(n * (1 - rate)^r) of a layer's n weights (or of all participating weights,
-for global pruning). Computing the target from the round number, not from the previous count,
-keeps the schedule exact instead of accumulating rounding. Only surviving weights are
-candidates, and ties are broken by a seeded random order so equal scores never favour low indices.
+Round r keeps round(n * (1 - rate)^r) of a layer's n weights (or of all participating weights, for
+global pruning; lth.pruning.ranking). Only surviving weights are candidates.
+
+Torch is imported inside the functions: the registries' names serve help texts and params.yaml
+validation without loading torch.
 """
 
 from __future__ import annotations
 
-from typing import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Mapping
 
-import torch
-from torch import Tensor
-
-from lth.core.masks import Mask
+from lth.core.errors import unknown_choice
 from lth.core.seeds import derive_seed
+from lth.pruning.ranking import kept_after, top_k
+
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor
+
+    from lth.core.masks import Mask
 
 
-def kept_after(total: int, rate: float, round_index: int) -> int:
-    """How many of `total` weights survive `round_index` rounds of pruning at `rate` per round."""
-    return int(round(total * (1.0 - rate) ** round_index))
+def _layerwise(scores, mask, pruned, rates, kinds, round_index, generator) -> dict:  # noqa: ANN001
+    """Each pruned layer keeps its own round(n (1 - rate)^r) best-scored weights."""
+    return {name: top_k(scores[name], mask[name],
+                        min(kept_after(mask[name].numel(), rates[kinds[name]], round_index), int(mask[name].sum())),
+                        generator)
+            for name in pruned}
 
 
-def _top_k(scores: Tensor, alive: Tensor, k: int, generator: torch.Generator) -> Tensor:
-    """Boolean mask of the k best-scored alive entries; ties resolved by a seeded random order."""
-    flat_scores = scores.flatten().float().cpu()
-    flat_alive = alive.flatten().cpu()
-    order = torch.randperm(flat_scores.numel(), generator=generator)
-    shuffled = torch.where(flat_alive, flat_scores, torch.tensor(float("-inf")))[order]
-    ranked = torch.sort(shuffled, descending=True, stable=True).indices
-    keep = torch.zeros_like(flat_alive)
-    keep[order[ranked[:k]]] = True
-    return keep.view(alive.shape).to(alive.device)
+def _global(scores, mask, pruned, rates, kinds, round_index, generator) -> dict:  # noqa: ANN001
+    """All pruned layers' weights compete together for round(N (1 - rate)^r) places."""
+    import torch
+
+    if not pruned:
+        return {}
+    rate = rates[kinds[pruned[0]]]
+    total = sum(mask[n].numel() for n in pruned)
+    alive = int(sum(int(mask[n].sum()) for n in pruned))
+    flat = top_k(torch.cat([scores[n].flatten().float().cpu() for n in pruned]),
+                 torch.cat([mask[n].flatten().cpu() for n in pruned]),
+                 min(kept_after(total, rate, round_index), alive), generator)
+    out, offset = {}, 0
+    for n in pruned:
+        size = mask[n].numel()
+        out[n] = flat[offset : offset + size].view(mask[n].shape).to(mask[n].device)
+        offset += size
+    return out
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    description: str
+    # (scores, mask, pruned layer names, rates, kinds, round, generator) -> new masks of the pruned layers
+    select: Callable[..., dict]
+
+
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in [
+        Method("layerwise", "each layer keeps its own fraction (Frankle & Carbin's LeNet and Conv nets)", _layerwise),
+        Method("global", "all pruned layers compete together (Frankle et al.'s VGG and ResNet)", _global),
+    ]
+}
 
 
 def next_mask(
-    scores: Mapping[str, Tensor],
-    mask: Mapping[str, Tensor],
+    scores: Mapping[str, "Tensor"],
+    mask: Mapping[str, "Tensor"],
     kinds: Mapping[str, str],
     rates: Mapping[str, float],
     method: str,
     round_index: int,
     seed: int,
-) -> Mask:
+) -> "Mask":
     """The mask for round `round_index` (>= 1): prune the lowest-scored survivors of `mask`.
 
     `kinds` maps layer name -> 'conv' | 'fc' | 'output'; `rates` maps kind -> fraction pruned per round.
     Layers whose kind has rate 0 keep their mask unchanged.
     """
+    import torch
+
     if round_index < 1:
         raise ValueError("round 0 is the dense network; pruning starts at round 1")
+    if method not in METHODS:
+        raise unknown_choice("pruning method", method, METHODS)
     generator = torch.Generator().manual_seed(derive_seed(seed, "prune", round_index))
     pruned = [name for name in mask if rates.get(kinds[name], 0.0) > 0]
     new = {name: m.clone() for name, m in mask.items()}
-    if method == "layerwise":
-        for name in pruned:
-            target = min(kept_after(mask[name].numel(), rates[kinds[name]], round_index), int(mask[name].sum()))
-            new[name] = _top_k(scores[name], mask[name], target, generator)
-    elif method == "global":
-        if not pruned:
-            return new
-        rate = rates[kinds[pruned[0]]]
-        total = sum(mask[n].numel() for n in pruned)
-        alive = int(sum(int(mask[n].sum()) for n in pruned))
-        target = min(kept_after(total, rate, round_index), alive)
-        flat = _top_k(
-            torch.cat([scores[n].flatten().float().cpu() for n in pruned]),
-            torch.cat([mask[n].flatten().cpu() for n in pruned]),
-            target,
-            generator,
-        )
-        offset = 0
-        for n in pruned:
-            size = mask[n].numel()
-            new[n] = flat[offset : offset + size].view(mask[n].shape).to(mask[n].device)
-            offset += size
-    else:
-        raise ValueError(f"unknown pruning method {method!r}")
+    new.update(METHODS[method].select(scores, mask, pruned, rates, kinds, round_index, generator))
     return new
 
 
-def random_mask_like(mask: Mapping[str, Tensor], seed: int) -> Mask:
+def random_mask_like(mask: Mapping[str, "Tensor"], seed: int) -> "Mask":
     """A uniformly random mask with exactly the same number of kept weights in every layer as `mask`."""
+    import torch
+
     generator = torch.Generator().manual_seed(seed)
     out: Mask = {}
     for name, m in mask.items():
@@ -89,3 +106,35 @@ def random_mask_like(mask: Mapping[str, Tensor], seed: int) -> Mask:
         keep[torch.randperm(m.numel(), generator=generator)[: int(m.sum())]] = True
         out[name] = keep.view(m.shape).to(m.device)
     return out
+
+
+# --- what one pruned unit is ------------------------------------------------------------------------------
+
+
+def _unstructured(scores, mask, kinds, rates, method, round_index, seed, model) -> "Mask":  # noqa: ANN001
+    return next_mask(scores, mask, kinds, rates, method, round_index, seed)
+
+
+def _structured(scores, mask, kinds, rates, method, round_index, seed, model) -> "Mask":  # noqa: ANN001
+    from lth.pruning.structured import structured_next_mask
+
+    return structured_next_mask(scores, mask, kinds, rates, method, round_index, seed, model)
+
+
+@dataclass(frozen=True)
+class Granularity:
+    """What one pruned unit is; `next_mask(scores, mask, kinds, rates, method, round, seed, model)`."""
+
+    name: str
+    description: str
+    next_mask: Callable[..., "Mask"]
+
+
+GRANULARITIES: dict[str, Granularity] = {
+    g.name: g
+    for g in [
+        Granularity("unstructured", "single weights (Frankle & Carbin's IMP)", _unstructured),
+        Granularity("structured", "whole neurons and conv channels, per layer; see lth.pruning.structured",
+                    _structured),
+    ]
+}

@@ -23,7 +23,7 @@ from torch import Tensor
 
 from lth.core.errors import LthError, unknown_choice
 from lth.core.masks import Mask
-from lth.pruning.prune import _top_k, kept_after, next_mask
+from lth.pruning.ranking import kept_after, top_k
 from lth.core.seeds import derive_seed
 
 
@@ -139,7 +139,7 @@ def structured_next_mask(
         rate = rates.get(kinds[layer.weight], 0.0)
         if rate > 0:
             target = min(kept_after(m.shape[0], rate, round_index), int(alive.sum()))
-            keep = _top_k(unit_scores(scores[layer.weight].cpu(), m.cpu()), alive, target, generator)
+            keep = top_k(unit_scores(scores[layer.weight].cpu(), m.cpu()), alive, target, generator)
         else:
             keep = alive
         keep = keep.to(m.device)
@@ -148,26 +148,3 @@ def structured_next_mask(
             columns = keep.repeat_interleave(unit_span(tuple(m.shape), tuple(mask[consumer].shape)))
             new[consumer] &= _broadcast(columns, 1, mask[consumer].dim())
     return new
-
-
-def _unstructured(scores, mask, kinds, rates, method, round_index, seed, model) -> Mask:  # noqa: ANN001
-    return next_mask(scores, mask, kinds, rates, method, round_index, seed)
-
-
-@dataclass(frozen=True)
-class Granularity:
-    """What one pruned unit is; `next_mask(scores, mask, kinds, rates, method, round, seed, model)`."""
-
-    name: str
-    description: str
-    next_mask: Callable[..., Mask]
-
-
-GRANULARITIES: dict[str, Granularity] = {
-    g.name: g
-    for g in [
-        Granularity("unstructured", "single weights (Frankle & Carbin's IMP)", _unstructured),
-        Granularity("structured", "whole neurons and conv channels, per layer; see lth.pruning.structured",
-                    structured_next_mask),
-    ]
-}

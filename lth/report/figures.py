@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Iterable, Optional, Sequence
 
-from lth.engine.summary import TICKET
+from lth.engine.records import TICKET
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -15,11 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Optional
 
-from lth.core import files as artifacts
+from lth.core import files
 from lth.core.errors import LthError
 
 MaskLoader = Callable[[int, int], Optional[Mapping[str, Any]]]  # (trial, round) -> mask tensors, None if absent
-_ROUND_FILE = re.compile(r"^(?:round-|r)(\d{2,})\.json$")
 
 
 @dataclass
@@ -50,52 +49,31 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def _records_in(directory: Path) -> list[dict]:
-    """Every finished round record in a directory (round-NN.json or rNN.json), by round."""
-    if not directory.is_dir():
-        return []
-    files = [p for p in directory.iterdir() if _ROUND_FILE.match(p.name)]
-    return sorted((artifacts.read_json(p) for p in files), key=lambda record: record["round"])
+def from_results(path: Path) -> RunData:
+    """A find-ticket run directory or a DVC workspace (finished or still running): one layout, one reader.
 
+    Its settings are read as recorded, not validated: a report also reads runs made by other versions."""
+    from lth.engine.layout import Layout
+    from lth.engine.params import read_yaml
 
-def _mask_loader(path_of: Callable[[int, int], Path]) -> MaskLoader:
-    def load(trial: int, r: int):
-        path = path_of(trial, r)
-        return artifacts.load_tensors(path, "mask") if path.is_file() else None
+    layout = Layout(path)
+    if layout.is_workspace:
+        params = flatten(read_yaml(layout.params_file))
+        declared = set(declared_rounds(params))  # stale files of removed rounds are ignored
+        keys = [key for key in layout.finished_round_keys() if key in declared]
+    else:
+        params = flatten(files.read_json(layout.settings_file).get("settings", {}))
+        keys = layout.finished_round_keys()
+    records = [files.read_json(layout.round_metrics(key)) for key in keys]
+    compaction = (files.read_json(layout.compact_summary).get("rounds", [])  # written by `lth compact ROOT`
+                  if layout.compact_summary.is_file() else [])
 
-    return load
+    def load_mask(trial: int, r: int):
+        mask = layout.trial_file(layout.round_dir(f"r{r:02d}", "mask"), trial)
+        return files.load_tensors(mask, "mask") if mask.is_file() else None
 
-
-def from_run_dir(path: Path) -> RunData:
-    """A `python -m lth find-ticket --out PATH` directory (finished or still running)."""
-    from lth.core.files import RunLayout
-
-    layout = RunLayout(path)
-    params = flatten(artifacts.read_json(layout.settings).get("settings", {}))
-    records = _records_in(layout.root / "rounds")
-    compacted = layout.root / "compact.json"  # written by `python -m lth compact RUN_DIR`
-    compaction = artifacts.read_json(compacted).get("rounds", []) if compacted.is_file() else []
-    return RunData(path.name or str(path), params, records, _mask_loader(layout.mask), compaction=compaction)
-
-
-def from_workspace(path: Path) -> RunData:
-    """A DVC pipeline checkout: params.yaml plus metrics/rounds/rNN.json and data/rounds/rNN/mask/trial-T.pt."""
-    import yaml
-
-    from lth.engine import layout as pipeline
-
-    try:
-        params = flatten(yaml.safe_load((path / "params.yaml").read_text()) or {})
-    except (OSError, yaml.YAMLError) as exc:
-        raise LthError(f"cannot read {path / 'params.yaml'}: {exc}") from None
-    declared = {int(key[1:]) for key in declared_rounds(params)}  # stale files of removed rounds are ignored
-    records = [rec for rec in _records_in(path / pipeline.ROUND_METRICS) if rec["round"] in declared]
-
-    def mask_path(trial: int, r: int) -> Path:
-        return path / pipeline.trial_file(pipeline.round_dir(f"r{r:02d}", "mask"), trial)
-
-    name = "workspace" if path.resolve() == Path.cwd().resolve() else path.name
-    return RunData(name, params, records, _mask_loader(mask_path))
+    name = path.resolve().name or str(path)
+    return RunData(name, params, records, load_mask, compaction=compaction)
 
 
 def declared_rounds(params: Mapping[str, Any]) -> list[str]:
@@ -123,19 +101,20 @@ def from_experiment(repo: str, name: str, rev: str) -> RunData:
     """One DVC experiment (or git revision): its params and round metrics at its revision, through dvc.api."""
     import dvc.api
 
-    from lth.engine import layout as pipeline
+    from lth.engine.layout import Layout
 
+    workspace = Layout(Path("."))
     params = flatten(dvc.api.params_show(repo=repo, rev=rev))
     records = []
     for key in declared_rounds(params):
         try:
-            text = dvc.api.read(str(pipeline.round_metrics(key)), repo=repo, rev=rev)
+            text = dvc.api.read(str(workspace.round_metrics(key)), repo=repo, rev=rev)
         except Exception:  # a round not run (yet) at that revision
             continue
         records.append(json.loads(text))
 
     def load_mask(trial: int, r: int):
-        target = str(pipeline.trial_file(pipeline.round_dir(f"r{r:02d}", "mask"), trial))
+        target = str(workspace.trial_file(workspace.round_dir(f"r{r:02d}", "mask"), trial))
         try:
             with dvc.api.open(target, repo=repo, rev=rev, mode="rb") as handle:
                 blob = handle.read()
@@ -154,7 +133,7 @@ def _masks_from_bytes(blob: bytes, where: str):
         handle.write(blob)
         handle.flush()
         try:
-            return artifacts.load_tensors(handle.name, "mask")
+            return files.load_tensors(handle.name, "mask")
         except LthError as exc:
             raise LthError(str(exc).replace(handle.name, where)) from None
 
@@ -165,13 +144,11 @@ def resolve(sources: Iterable[str], repo: str = ".", all_experiments: bool = Fal
     experiments: Optional[dict[str, str]] = None
     for source in sources:
         path = Path(source)
-        if (path / "settings.json").is_file():
-            runs.append(from_run_dir(path))
-        elif (path / "dvc.yaml").is_file():
-            runs.append(from_workspace(path))
+        if (path / "settings.json").is_file() or (path / "params.yaml").is_file():
+            runs.append(from_results(path))
         else:
             what = (f"'{source}' is neither a find-ticket run directory (no settings.json), a DVC workspace "
-                    f"(no dvc.yaml) nor a DVC experiment of '{repo}'")
+                    f"(no params.yaml) nor a DVC experiment of '{repo}'")
             if experiments is None:
                 try:
                     experiments = experiment_names(repo)

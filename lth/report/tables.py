@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Iterable
 
-from lth.engine.summary import NETWORK_COLUMNS, TICKET, layer_rows, network_rows
+from lth.engine.records import TICKET
+from lth.steps.summary import NETWORK_COLUMNS, layer_rows, network_rows
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -47,7 +48,7 @@ def dense_reference(arms: "pd.DataFrame") -> "pd.DataFrame":
 
 
 def layer_frame(runs: Iterable["RunData"]) -> "pd.DataFrame":
-    """Per run, round and layer: weights kept and % remaining (see lth.engine.summary.layer_rows)."""
+    """Per run, round and layer: weights kept and % remaining (see lth.steps.summary.layer_rows)."""
     import pandas as pd
 
     columns = ["round", "weights_remaining", "layer", "kept", "total", "remaining"]

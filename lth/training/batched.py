@@ -5,7 +5,7 @@ The networks' weights are stacked along a new leading dimension and the model is
 Each network draws its own batches (its own seeded data order) and its loss is its own mean; the
 summed loss gives every network exactly the gradient it would get alone. Adam and SGD act elementwise,
 so one optimizer over the stacked tensors *is* per-network Adam/SGD. The loop itself is
-`lth.training.loop.run_training`, shared with the single-network trainer.
+`lth.training.loop`, shared with the single-network trainer.
 """
 
 from __future__ import annotations
@@ -18,8 +18,10 @@ from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
 from lth.core.errors import LthError
-from lth.engine.settings import TrainSettings
-from lth.training.loop import DataParallel, ProgressFn, TrainResult, run_training
+from lth.training.evaluation import TrainResult
+from lth.training.hooks import ProgressFn
+from lth.training.loop import DataParallel, run_training
+from lth.training.settings import TrainSettings
 
 if TYPE_CHECKING:
     from lth.training.checkpoint import Checkpoint
@@ -42,6 +44,8 @@ class WeightFirstLinear(nn.Linear):
 
 class StackedNetworks:
     """N copies of one architecture as stacked parameter/buffer tensors, called through vmap."""
+
+    graph_safe = True
 
     def __init__(self, template: nn.Module, states: Sequence[Mapping[str, Tensor]], device: torch.device):
         self.base = copy.deepcopy(template).to("meta")
@@ -85,7 +89,6 @@ def train_batched(
     splits,
     settings: TrainSettings,
     seeds: Sequence[int],
-    rewind_at: Optional[int] = None,
     progress: Optional[ProgressFn] = None,
     hold_pruned: bool = False,
     parallel: Optional[DataParallel] = None,
@@ -98,4 +101,4 @@ def train_batched(
     if not (len(starts) == len(masks) == len(seeds)) or not starts:
         raise LthError("train_batched needs one start state, one mask and one seed per network")
     nets = StackedNetworks(template, starts, splits.train_x.device)
-    return run_training(nets, masks, splits, settings, seeds, rewind_at, progress, hold_pruned, parallel, checkpoint)
+    return run_training(nets, masks, splits, settings, seeds, progress, hold_pruned, parallel, checkpoint)

@@ -16,11 +16,14 @@ import hashlib
 import io
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
 
-from lth.core import files as artifacts
+from lth.core import files
 from lth.core.errors import LthError
 from lth.core.steps import Step
+
+if TYPE_CHECKING:
+    from lth.training.loop import TrainingLoop
 
 FORMAT = b"lth-checkpoint/1\n"
 _DIGEST = 64  # hex characters of a SHA-256
@@ -45,7 +48,7 @@ class Checkpoint:
         its identity also records their starting weights and masks, so it is never applied to other inputs."""
         digest = hashlib.sha256()
         for start, mask in zip(starts, masks):
-            digest.update(artifacts.tensor_checksum({**{f"start.{k}": v for k, v in start.items()},
+            digest.update(files.tensor_checksum({**{f"start.{k}": v for k, v in start.items()},
                                                      **{f"mask.{k}": v for k, v in mask.items()}}).encode())
         identity = {**self.identity, "inputs": digest.hexdigest()[:32]}
         if index is None:
@@ -60,7 +63,7 @@ class Checkpoint:
         buffer = io.BytesIO()
         torch.save({"identity": self.identity, "state": state}, buffer)
         blob = buffer.getvalue()
-        artifacts.atomic_write_bytes(self.path, FORMAT + hashlib.sha256(blob).hexdigest().encode() + b"\n" + blob)
+        files.atomic_write_bytes(self.path, FORMAT + hashlib.sha256(blob).hexdigest().encode() + b"\n" + blob)
 
     def load(self) -> Optional[dict]:
         """The saved state if there is one for this identity; None when absent or left by an earlier round."""
@@ -108,45 +111,41 @@ class Checkpoint:
 # --- the training loop's state ----------------------------------------------------------------------------
 
 
-def capture(loop: dict) -> dict:
-    """The training loop's state as plain tensors and numbers (what `save` writes).
-
-    `loop` holds the loop's live objects: nets, optimizer, schedule, order_gens, augment_gens, orders
-    (the current epoch's data order, None at an epoch boundary), iteration, running, steps_since_eval, results.
-    """
+def capture(loop: "TrainingLoop") -> dict:
+    """The training loop's state as plain tensors and numbers (what `Checkpoint.save` writes)."""
+    at_boundary = loop.iteration % loop.per_epoch == 0  # the epoch's order is used up: a resumed loop draws the next
     return {
-        "iteration": loop["iteration"],
-        "tensors": [t.detach().cpu().clone() for t in loop["nets"].tensors()],
-        "optimizer": loop["optimizer"].state_dict(),
-        "schedule": loop["schedule"].state_dict(),
-        "order_gens": [g.get_state() for g in loop["order_gens"]],
-        "augment_gens": [g.get_state() for g in loop["augment_gens"]] if loop["augment_gens"] else None,
-        "orders": loop["orders"].cpu() if loop["orders"] is not None else None,
-        "running": loop["running"].detach().cpu().clone(),
-        "steps_since_eval": loop["steps_since_eval"],
-        "curves": [r.curve for r in loop["results"]],
-        "rewind_states": [r.rewind_state for r in loop["results"]],
+        "iteration": loop.iteration,
+        "tensors": [t.detach().cpu().clone() for t in loop.nets.tensors()],
+        "optimizer": loop.optimizer.state_dict(),
+        "schedule": loop.schedule.state_dict(),
+        "order_gens": [g.get_state() for g in loop.order_gens],
+        "augment_gens": [g.get_state() for g in loop.augment_gens] if loop.augment_gens else None,
+        "orders": loop.orders.cpu() if loop.orders is not None and not at_boundary else None,
+        "running": loop.running.detach().cpu().clone(),
+        "steps_since_eval": loop.steps_since_eval,
+        "curves": [r.curve for r in loop.results],
     }
 
 
-def restore(state: dict, loop: dict, path: Path, in_place: bool) -> None:
+def restore(state: dict, loop: "TrainingLoop", path: Path) -> None:
     """Put a captured state back into the loop's live objects.
 
-    `in_place` (the CUDA-graph path) copies into the existing optimizer tensors, whose addresses the
-    captured graph replays; the eager path loads the optimizer state the ordinary way.
+    On the CUDA-graph path (`loop.graph`) the optimizer's tensors are copied into in place, since the
+    captured graph replays their addresses; the eager path loads the optimizer state the ordinary way.
     """
     import torch
 
-    tensors = loop["nets"].tensors()
+    tensors = loop.nets.tensors()
     saved = state["tensors"]
     if len(saved) != len(tensors) or any(tuple(a.shape) != tuple(b.shape) for a, b in zip(saved, tensors)):
         raise LthError(f"checkpoint {path} does not match the networks being trained (other shapes); delete it")
     device = tensors[0].device
-    optimizer, schedule = loop["optimizer"], loop["schedule"]
+    optimizer, schedule = loop.optimizer, loop.schedule
     with torch.no_grad():
         for target, value in zip(tensors, saved):
             target.copy_(value)
-        if in_place:
+        if loop.graph:
             params = [p for group in optimizer.param_groups for p in group["params"]]
             for index, values in state["optimizer"]["state"].items():
                 for key, value in values.items():
@@ -161,13 +160,13 @@ def restore(state: dict, loop: dict, path: Path, in_place: bool) -> None:
                 group["lr"].fill_(float(lr))
             else:
                 group["lr"] = float(lr)
-        loop["running"].copy_(state["running"])
-    for g, s in zip(loop["order_gens"], state["order_gens"]):
+        loop.running.copy_(state["running"])
+    for g, s in zip(loop.order_gens, state["order_gens"]):
         g.set_state(s)
-    for g, s in zip(loop["augment_gens"] or [], state["augment_gens"] or []):
+    for g, s in zip(loop.augment_gens or [], state["augment_gens"] or []):
         g.set_state(s)
-    for result, curve, rewind in zip(loop["results"], state["curves"], state["rewind_states"]):
-        result.curve, result.rewind_state = list(curve), rewind
-    loop["iteration"] = int(state["iteration"])
-    loop["steps_since_eval"] = int(state["steps_since_eval"])
-    loop["orders"] = state["orders"].to(device) if state["orders"] is not None else None
+    for result, curve in zip(loop.results, state["curves"]):
+        result.curve = list(curve)
+    loop.iteration = int(state["iteration"])
+    loop.steps_since_eval = int(state["steps_since_eval"])
+    loop.orders = state["orders"].to(device) if state["orders"] is not None else None

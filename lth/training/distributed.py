@@ -16,7 +16,7 @@ Two ways to share a round's training (`mode`):
   alone, exactly as one process would, and the leader gathers the results.
 
 Nothing here runs in a single-process run: `session()` then hands back a local session that calls
-`lth.engine.rounds.train_networks` directly, and no process group is created.
+`lth.training.trainer.train_networks` directly, and no process group is created.
 """
 
 from __future__ import annotations
@@ -33,13 +33,10 @@ import torch
 from torch import Tensor, nn
 
 from lth.core.errors import LthError, unknown_choice
+from lth.training.settings import DISTRIBUTED_MODES as MODES
 
 T = TypeVar("T")
 
-MODES = {
-    "data": "every network's batches split over the processes (DistributedDataParallel)",
-    "trials": "the round's networks (trials x arms) dealt out to the processes, each trained alone",
-}
 BACKENDS = {"cuda": "nccl", "cpu": "gloo"}
 
 
@@ -89,11 +86,11 @@ def relaunch(nproc: int, module: str, args: Sequence[str]) -> bool:
     return True
 
 
-# --- data parallel: DistributedDataParallel over any lth.training.loop.Networks --------------------------------
+# --- data parallel: DistributedDataParallel over any lth.training.networks.Networks --------------------------------
 
 
 class _Replica(nn.Module):
-    """A Module view of lth.training.loop.Networks (one model, or stacked networks called through vmap), so
+    """A Module view of lth.training.networks.Networks (one model, or stacked networks called through vmap), so
     DistributedDataParallel can hook its parameters and broadcast its buffers."""
 
     def __init__(self, nets: Any):
@@ -113,7 +110,7 @@ class _Replica(nn.Module):
 
 
 class DistributedNetworks:
-    """lth.training.loop.Networks whose training forward goes through DDP: backward averages the gradients."""
+    """lth.training.networks.Networks whose training forward goes through DDP: backward averages the gradients."""
 
     def __init__(self, nets: Any, device: torch.device):
         from torch.nn.parallel import DistributedDataParallel
@@ -190,32 +187,32 @@ class Session:
         self.ready = True
         return result
 
-    def check(self, settings: Any) -> None:
-        """Refuse settings these processes cannot train, before anything is written (same on every rank)."""
-        if self.world is not None and self.mode == "data" and settings.train.batch_size % self.size:
-            raise LthError(f"bad batch_size {settings.train.batch_size}: it must split evenly over the "
+    def check(self, train: Any) -> None:
+        """Refuse training settings these processes cannot train, before anything is written (same on every rank)."""
+        if self.world is not None and self.mode == "data" and train.batch_size % self.size:
+            raise LthError(f"bad batch_size {train.batch_size}: it must split evenly over the "
                            f"{self.size} processes (or use --distributed-mode trials)")
 
-    def train_networks(self, settings: Any, splits: Any, networks: list, round_index: int,
-                       progress: Optional[Callable] = None, checkpoint: Any = None) -> tuple[list, dict]:
-        """lth.engine.rounds.train_networks, shared with the followers (leader only). Mid-round checkpoints
+    def train_networks(self, job: Any, splits: Any, networks: list, progress: Optional[Callable] = None,
+                       checkpoint: Any = None) -> list:
+        """lth.training.trainer.train_networks, shared with the followers (leader only). Mid-round checkpoints
         (lth.training.checkpoint) are kept by a single process only."""
-        from lth.engine.rounds import train_networks
+        from lth.training.trainer import train_networks
 
         if self.world is None:
-            return train_networks(settings, splits, networks, round_index, progress, checkpoint=checkpoint)
-        self.check(settings)
-        header = {"op": "train", "settings": settings, "round": round_index,
+            return train_networks(job, splits, networks, progress, checkpoint=checkpoint)
+        self.check(job.train)
+        header = {"op": "train", "job": job,
                   "networks": [(n.trial, n.arm, n.seed, _spec(n.start), _spec(n.mask)) for n in networks]}
         self._broadcast_object(header)
         for net in networks:
             _broadcast_tensors(net.start, self.device)
             _broadcast_tensors(net.mask, self.device)
-        return self._train(settings, splits, networks, round_index, progress)
+        return self._train(job, splits, networks, progress)
 
     def follow(self, splits: Any) -> None:
-        """Train whatever round the leader sends until it says stop (followers only)."""
-        from lth.engine.rounds import Network
+        """Train whatever the leader sends until it says stop (followers only)."""
+        from lth.training.trainer import Network
 
         while True:
             header = self._broadcast_object(None)
@@ -226,29 +223,26 @@ class Session:
                 start = _broadcast_tensors(_empty(start_spec), self.device)
                 mask = _broadcast_tensors(_empty(mask_spec), self.device)
                 networks.append(Network(trial, arm, seed, start, mask))
-            self._train(header["settings"], splits, networks, header["round"], None)
+            self._train(header["job"], splits, networks, None)
 
     def stop(self) -> None:
         if self.world is not None and self.leader and self.ready:
             self._broadcast_object({"op": "stop"})
             self.ready = False
 
-    def _train(self, settings: Any, splits: Any, networks: list, round_index: int,
-               progress: Optional[Callable]) -> tuple[list, dict]:
-        from lth.engine.rounds import round_record, train_networks
+    def _train(self, job: Any, splits: Any, networks: list, progress: Optional[Callable]) -> list:
+        from lth.training.trainer import train_networks
 
         assert self.world is not None
         if self.mode == "data":
-            return train_networks(settings, splits, networks, round_index, progress,
-                                  parallel=Replicas(self.world, self.device))
+            return train_networks(job, splits, networks, progress, parallel=Replicas(self.world, self.device))
         mine = list(range(self.world.rank, len(networks), self.size))
-        results = train_networks(settings, splits, [networks[i] for i in mine], round_index, progress)[0] if mine else []
+        results = train_networks(job, splits, [networks[i] for i in mine], progress) if mine else []
         gathered = self._gather(list(zip(mine, results)))
         if not self.leader:
-            return [], {}
+            return []
         ordered = dict(pair for part in gathered for pair in part)
-        everything = [ordered[i] for i in range(len(networks))]
-        return everything, round_record(round_index, networks, everything)
+        return [ordered[i] for i in range(len(networks))]
 
     def _broadcast_object(self, obj: Any) -> Any:
         box = [obj]
@@ -278,7 +272,7 @@ class Session:
 def session(device: str = "auto", mode: str = "data") -> Iterator[Session]:
     """Join the torchrun process group if this process is one of torchrun's (nccl on CUDA, gloo on CPU),
     else a local session. On the way out the leader tells the followers to stop, even after an error."""
-    from lth.training.loop import resolve_device
+    from lth.training.device import resolve_device
 
     check_mode(mode)
     world = world_from_env()
@@ -316,7 +310,7 @@ def stage_processes(nproc: int, mode: str, device: str, module: str, args: Seque
     if relaunch(nproc, module, args):
         return None
     if world_from_env() is None:
-        from lth.training.loop import resolve_device
+        from lth.training.device import resolve_device
 
         return Session(None, resolve_device(device), mode), load()
     joined = session(device, mode)

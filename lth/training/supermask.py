@@ -5,52 +5,25 @@ and uses w * m. The sampling has no gradient, so the straight-through estimator 
 m to sigmoid(s) unchanged. The frozen weights are θ0 or Zhou et al.'s signed constant (sign(θ0) x the
 layer's init std). Dynamic weight rescaling multiplies each layer by (its weights / its kept weights) so
 that the layer's output scale does not collapse as the mask thins out.
+
+The scores train in the shared training loop (lth.training.loop): `SupermaskNetwork` is the network it
+steps, whose trainable tensors are the scores; evaluation (with sampled masks) is the loop's own.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Optional, Sequence
 
 import torch
-import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 from torch.func import functional_call
 
-from lth.core.errors import LthError, unknown_choice
-from lth.core.steps import Step
-
-FROZEN_WEIGHTS = ("init", "signed_constant")
-
-
-@dataclass(frozen=True)
-class SupermaskSettings:
-    """How a supermask is learned: which frozen weights, how the scores train, for how long."""
-
-    weights: str = "signed_constant"
-    lr: float = 0.1
-    batch_size: int = 60
-    duration: str = "50ep"
-    init_prob: float = 0.5
-    rescale: bool = True
-    eval_every: str = "1ep"
-
-    def validate(self) -> "SupermaskSettings":
-        if self.weights not in FROZEN_WEIGHTS:
-            raise unknown_choice("supermask weights", self.weights, FROZEN_WEIGHTS)
-        if not self.lr > 0:
-            raise LthError(f"bad supermask lr {self.lr}: must be > 0")
-        if self.batch_size < 1:
-            raise LthError(f"bad supermask batch_size {self.batch_size}: must be >= 1")
-        if not 0 < self.init_prob < 1:
-            raise LthError(f"bad supermask init_prob {self.init_prob}: must be in (0, 1)")
-        for value in (self.duration, self.eval_every):
-            Step.parse(value)
-        return self
+from lth.training.hooks import ProgressFn
+from lth.training.settings import SupermaskSettings, TrainSettings
 
 
 def frozen_weights(state: dict[str, Tensor], prunable: list[str], kind: str) -> dict[str, Tensor]:
-    """θ0 itself, or sign(θ0) x the per-layer std of θ0 on every prunable weight."""
+    """θ0 itself, or sign(θ0) x the per-layer std of θ0 on every prunable weight (SUPERMASK_WEIGHTS)."""
     out = {k: v.clone() for k, v in state.items()}
     if kind == "signed_constant":
         for name in prunable:
@@ -58,93 +31,110 @@ def frozen_weights(state: dict[str, Tensor], prunable: list[str], kind: str) -> 
     return out
 
 
-def learn_supermask(
-    model_name: str,
-    splits,
-    settings: SupermaskSettings,
-    seed: int,
-    progress: Optional[Callable[[int, int, Optional[dict]], None]] = None,
-) -> dict:
-    """Train mask scores over frozen weights; returns metrics and the final (thresholded) mask."""
-    from lth.models import build_model
-    from lth.training.loop import iterations_per_epoch
+class SupermaskNetwork:
+    """One network with frozen weights whose trainable parameters are the mask scores (lth.training.networks)."""
 
-    settings.validate()
-    device = splits.train_x.device
-    model = build_model(model_name, splits.input_shape, splits.num_classes, seed).to(device)
-    prunable = list(model.prunable_layers())
-    weights = frozen_weights({k: v.detach() for k, v in model.state_dict().items()}, prunable, settings.weights)
-    logit = float(torch.logit(torch.tensor(settings.init_prob)))
-    scores = {name: torch.full_like(weights[name], logit, requires_grad=True) for name in prunable}
-    optimizer = torch.optim.Adam(list(scores.values()), lr=settings.lr)
-    generator = torch.Generator(device=device).manual_seed(seed)
-    order_gen = torch.Generator().manual_seed(seed)
-    n = len(splits.train_x)
-    per_epoch = iterations_per_epoch(n, settings.batch_size)
-    total = Step.parse(settings.duration).to_iterations(per_epoch)
-    eval_every = max(1, Step.parse(settings.eval_every).to_iterations(per_epoch))
+    count = 1
+    graph_safe = False  # a fresh Bernoulli draw every step: a replayed CUDA graph would repeat one draw
 
-    def masked_weights(sample: bool) -> dict[str, Tensor]:
-        out = dict(weights)
-        for name, s in scores.items():
+    def __init__(self, model: nn.Module, settings: SupermaskSettings, seed: int):
+        self.model, self.settings = model, settings
+        device = next(model.parameters()).device
+        prunable = list(model.prunable_layers())  # type: ignore[operator]
+        self.weights = frozen_weights({k: v.detach() for k, v in model.state_dict().items()}, prunable,
+                                      settings.weights)
+        logit = float(torch.logit(torch.tensor(settings.init_prob)))
+        self.params = {name: torch.full_like(self.weights[name], logit, requires_grad=True) for name in prunable}
+        self.generator = torch.Generator(device=device).manual_seed(seed)
+
+    def masked_weights(self, sample: bool) -> dict[str, Tensor]:
+        """The frozen weights times a sampled (straight-through) or thresholded (p > 0.5) mask, rescaled."""
+        out = dict(self.weights)
+        for name, s in self.params.items():
             p = torch.sigmoid(s)
             if sample:
-                m = torch.bernoulli(p.detach(), generator=generator)
+                m = torch.bernoulli(p.detach(), generator=self.generator)
                 m = m + p - p.detach()  # straight-through: gradient of m is taken as gradient of p
             else:
                 m = (p > 0.5).to(p.dtype)
-            w = weights[name] * m
-            if settings.rescale:
+            w = self.weights[name] * m
+            if self.settings.rescale:
                 w = w * (m.numel() / m.detach().sum().clamp(min=1.0))
             out[name] = w
         return out
 
-    @torch.no_grad()
-    def accuracy(x: Tensor, y: Tensor, sample: bool) -> float:
-        model.eval()
-        params = masked_weights(sample)
-        correct = sum(int((functional_call(model, params, (x[i : i + 2000],)).argmax(1) == y[i : i + 2000]).sum())
-                      for i in range(0, len(x), 2000))
-        model.train()
-        return correct / max(len(x), 1)
+    def __call__(self, x: Tensor) -> Tensor:
+        return functional_call(self.model, self.masked_weights(True), (x[0],)).unsqueeze(0)
 
-    curve = []
-    model.train()
-    iteration = 0
-    while iteration < total:
-        order = torch.randperm(n, generator=order_gen).to(device)
-        for b in range(per_epoch):
-            idx = order[b * settings.batch_size : (b + 1) * settings.batch_size]
-            loss = F.cross_entropy(functional_call(model, masked_weights(True), (splits.train_x[idx],)),
-                                   splits.train_y[idx])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            iteration += 1
-            if iteration % eval_every == 0 or iteration == total:
-                point = {"iteration": iteration, "train_loss": float(loss.detach()), "val_acc": accuracy(splits.val_x,
-                         splits.val_y, True), "test_acc": accuracy(splits.test_x, splits.test_y, True)}
-                curve.append(point)
-                if progress:
-                    progress(iteration, total, point)
-            if iteration == total:
-                break
+    def shared(self, x: Tensor, sample: bool = True) -> Tensor:
+        return functional_call(self.model, self.masked_weights(sample), (x,)).unsqueeze(0)
+
+    def set_training(self, on: bool) -> None:
+        self.model.train(on)
+
+    def stack(self, tensors: Sequence[Tensor]) -> Tensor:
+        return tensors[0]
+
+    def tensors(self) -> list[Tensor]:
+        return list(self.params.values())
+
+    def state(self, i: int) -> dict[str, Tensor]:
+        return {name: s.detach().cpu().clone() for name, s in self.params.items()}
+
+    def mask(self) -> dict[str, Tensor]:
+        """The final mask: weights whose keep probability is above one half."""
+        return {name: (torch.sigmoid(s.detach()) > 0.5).cpu() for name, s in self.params.items()}
+
+
+def learn_supermask(model_name: str, splits, settings: SupermaskSettings, seed: int,
+                    progress: Optional[ProgressFn] = None) -> dict:
+    """Train mask scores over frozen weights; returns metrics, the learning curve and the final mask."""
+    from lth.models import build_model
+    from lth.training.evaluation import evaluate
+    from lth.training.loop import run_training
+
+    settings.validate()
+    model = build_model(model_name, splits.input_shape, splits.num_classes, seed).to(splits.train_x.device)
+    net = SupermaskNetwork(model, settings, seed)
+    train = TrainSettings(optimizer="adam", lr=settings.lr, batch_size=settings.batch_size,
+                          duration=settings.duration, eval_every=settings.eval_every)
+    result = run_training(net, [{}], splits, train, [seed], progress=progress)[0]
+
+    def accuracy(x: Tensor, y: Tensor, sample: bool) -> float:
+        if sample:
+            return float(evaluate(net, x, y)[1][0])
+        thresholded = _Thresholded(net)
+        return float(evaluate(thresholded, x, y)[1][0])
+
+    mask = net.mask()
+    kept = sum(int(m.sum()) for m in mask.values())
+    total = sum(m.numel() for m in mask.values())
     with torch.no_grad():
-        probs = torch.cat([torch.sigmoid(s).flatten() for s in scores.values()])
-        final_mask = {name: (torch.sigmoid(s) > 0.5).cpu() for name, s in scores.items()}
-    kept = sum(int(m.sum()) for m in final_mask.values())
-    total_weights = sum(m.numel() for m in final_mask.values())
+        expected = float(torch.cat([torch.sigmoid(s).flatten() for s in net.params.values()]).mean())
     return {
         "metrics": {
             "test_acc_sampled": accuracy(splits.test_x, splits.test_y, True),
             "test_acc_thresholded": accuracy(splits.test_x, splits.test_y, False),
             "val_acc_sampled": accuracy(splits.val_x, splits.val_y, True),
-            "expected_weights_remaining": round(100.0 * float(probs.mean()), 4),
-            "weights_remaining": round(100.0 * kept / total_weights, 4),
-            "iterations": total,
+            "expected_weights_remaining": round(100.0 * expected, 4),
+            "weights_remaining": round(100.0 * kept / total, 4),
+            "iterations": result.iterations,
             "weights": settings.weights,
             "rescale": settings.rescale,
         },
-        "curve": curve,
-        "mask": final_mask,
+        "curve": result.curve,
+        "mask": mask,
     }
+
+
+class _Thresholded:
+    """The supermask network evaluated with its thresholded (p > 0.5) mask."""
+
+    def __init__(self, net: SupermaskNetwork):
+        self.net, self.count = net, 1
+
+    def shared(self, x: Tensor) -> Tensor:
+        return self.net.shared(x, sample=False)
+
+    def set_training(self, on: bool) -> None:
+        self.net.set_training(on)

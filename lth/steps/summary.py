@@ -1,8 +1,8 @@
-"""Tables of finished rounds: summary.csv / summary.json for a run, and the DVC metrics and plot data.
+"""Step `summary`: the tables of finished rounds, and the files they go to.
 
-A round record holds one entry per network (trial x arm). Tables here are long (one row per
-network) for analysis, or aggregated over trials (mean, min, max) per round and arm for plots and
-DVC metrics. DVC keys read well in `dvc metrics diff` / `dvc exp show`: `best.test_acc`,
+A round record holds one entry per network (trial x arm). Tables here are long (one row per network,
+metrics/networks.csv) for analysis, or aggregated over trials (mean, min, max) per round and arm for the
+plot data and the DVC metrics. DVC keys read well in `dvc metrics diff` / `dvc exp show`: `best.test_acc`,
 `sparsest_matching.weights_remaining` (the fewest weights at which the ticket still matches the
 dense network's early-stop test accuracy), `r05.test_acc`, `r05.reinit.early_stop_test_acc`.
 """
@@ -10,12 +10,15 @@ dense network's early-stop test accuracy), `r05.test_acc`, `r05.reinit.early_sto
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from statistics import fmean
 from typing import Iterable, Optional
 
-from lth.core import files as artifacts
+from lth.core import files
+from lth.engine.params import DENSE_ROUND
+from lth.engine.records import TICKET
+from lth.engine.run import Run
 
-TICKET = "ticket"  # the arm name of a trial's ticket; controls are named after lth.pruning.controls.CONTROLS
 NETWORK_COLUMNS = [
     "round", "trial", "arm", "weights_remaining", "test_acc", "early_stop_test_acc", "early_stop_iteration",
     "val_acc", "val_loss", "test_loss", "iterations",
@@ -32,16 +35,6 @@ def network_rows(records: Iterable[dict]) -> list[dict]:
         for net in record["networks"]:
             rows.append({c: _finite(record["round"] if c == "round" else net[c]) for c in NETWORK_COLUMNS})
     return rows
-
-
-def write_summary(layout, records: list[dict]) -> None:
-    """summary.csv (pandas) and summary.json for a find-ticket run directory."""
-    import pandas as pd
-
-    rows = network_rows(records)
-    frame = pd.DataFrame(rows, columns=NETWORK_COLUMNS)
-    artifacts.atomic_write_bytes(layout.summary_csv, frame.to_csv(index=False).encode())
-    artifacts.write_json(layout.summary_json, rows)
 
 
 def arm_stats(record: dict, arm: str) -> Optional[dict]:
@@ -140,3 +133,27 @@ def layer_rows(records: Iterable[dict]) -> list[dict]:
 
 def _finite(value):
     return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+# --- the step ------------------------------------------------------------------------------------------
+
+
+def outputs(run: Run) -> list[Path]:
+    layout = run.layout
+    return [layout.summary, layout.networks_table, layout.accuracy_plot, layout.curves_plot, layout.layers_plot]
+
+
+def run(run: Run, keys: list[str] | None = None) -> list[dict]:
+    """Summarises rounds `keys` (default: r00 and every declared round) into metrics/summary.json (headline
+    metrics), metrics/networks.csv and the plot data; returns their records."""
+    import pandas as pd
+
+    layout = run.layout
+    records = [run.record(key) for key in (keys or [DENSE_ROUND, *run.rounds])]
+    files.write_json(layout.summary, dvc_summary(records))
+    frame = pd.DataFrame(network_rows(records), columns=NETWORK_COLUMNS)
+    files.atomic_write_bytes(layout.networks_table, frame.to_csv(index=False).encode())
+    files.write_json(layout.accuracy_plot, plot_rows(records))
+    files.write_json(layout.curves_plot, learning_curve_rows(records))
+    files.write_json(layout.layers_plot, layer_rows(records))
+    return records

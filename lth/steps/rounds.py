@@ -1,0 +1,116 @@
+"""The lottery-ticket procedure in one place: which steps make a round, and find-ticket's resumable runner.
+
+A round rNN (N >= 1) is score -> mask -> rewind -> train: the previous round's trained weights are
+scored by the criterion, the lowest-scored survivors are pruned, the survivors are rewound by the
+mask-1 action (the pruned ones set by the mask-0 action), and the new network is trained beside its
+control arms. Round r00 trains the dense network from θ0 (step init); the rewind point θk is its own
+step. Each step is a module of lth.steps: `find_ticket` chains them in one process, skipping
+every step whose outputs exist, and each DVC stage runs exactly one of them on the workspace.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Optional
+
+from lth.core import files, interrupt
+from lth.core.errors import LthError
+from lth.core.lock import RunLock
+from lth.core.steps import Step
+from lth.engine.layout import Layout
+from lth.engine.params import DENSE_ROUND, round_key
+from lth.engine.run import Reporter, Run, SilentReporter
+from lth.engine.settings import RunSettings, check_data
+from lth.steps import init, mask, rewind, rewind_point, score, summary, train
+
+ROUND_STEPS = (score, mask, rewind, train)  # a pruning round; the dense round r00 only trains
+
+
+def steps_of(key: str) -> tuple:
+    """The step modules of round `key`, in order."""
+    return (train,) if key == DENSE_ROUND else ROUND_STEPS
+
+
+def _done(outputs: list[Path]) -> bool:
+    return all(path.is_file() for path in outputs)
+
+
+def run_round(run: Run, key: str) -> dict:
+    """Round `key`, skipping the steps already done (their outputs exist); returns its record."""
+    for step in steps_of(key):
+        if not _done(step.outputs(run, key)):
+            interrupt.check(f"before step {step.__name__.rsplit('.', 1)[-1]} of round {key}")
+            step.run(run, key)
+    return run.record(key)
+
+
+def find_ticket(
+    settings: RunSettings,
+    rounds: int,
+    out: str | Path,
+    splits,
+    reporter: Optional[Reporter] = None,
+    trainer: Optional[Callable[..., list]] = None,
+    checkpoint_every: str = "0it",
+) -> list[dict]:
+    """The dense round r00 and `rounds` pruning rounds r01..rNN of every trial into the run directory `out`.
+
+    `splits` is the dataset already on the training device. Every step whose outputs exist is skipped and
+    every input of a step is read back from disk, so a resumed run computes exactly what an uninterrupted
+    one does. Returns the round records. `trainer` trains a round's networks (lth.training.distributed
+    passes one that shares the work with other processes). Within a round the training state is saved
+    every `checkpoint_every` steps ('0it': only when interrupted, lth.core.interrupt), so a resumed round
+    continues where it stopped. The directory is locked (lth.core.lock) for the run.
+    """
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+        raise LthError(f"bad rounds {rounds!r}: the number of pruning rounds after the dense round r00 must be "
+                       ">= 1")
+    settings.validate()
+    check_data(settings, splits.input_shape, splits.num_classes, len(splits.train_x))
+    Step.parse(checkpoint_every)
+    layout = Layout(Path(out), settings.fingerprint())
+    keys = [round_key(i) for i in range(1, rounds + 1)]
+    run = Run(settings, layout, keys, checkpoint_every=checkpoint_every, splits=splits, trainer=trainer,
+              reporter=reporter or SilentReporter())
+    with RunLock(layout.root):
+        check_settings_file(layout, settings)
+        for step in (init, rewind_point):
+            if not _done(step.outputs(run)):
+                step.run(run)
+        records = []
+        for key in [DENSE_ROUND, *keys]:
+            finished = layout.round_metrics(key).is_file()
+            if not finished:
+                interrupt.check(f"before round {key}: " + (f"rounds r00-{records[-1]['round']:02d} are finished "
+                                                           "and saved" if records else "nothing trained yet"))
+            record = run.record(key) if finished else run_round(run, key)
+            run.reporter.round_finished(record, skipped=finished)
+            records.append(record)
+        summary.run(run, [DENSE_ROUND, *keys])
+    return records
+
+
+def check_settings_file(layout: Layout, settings: RunSettings) -> None:
+    """Refuse to continue a run directory made with other settings; record ours in a new one."""
+    wanted = {"fingerprint": settings.fingerprint(), "settings": settings.to_dict()}
+    if layout.settings_file.exists():
+        existing = files.read_json(layout.settings_file)
+        if existing.get("fingerprint") != wanted["fingerprint"]:
+            diffs = _differences(existing.get("settings", {}), wanted["settings"])
+            raise LthError(
+                f"{layout.root} holds a run made with other settings ({'; '.join(diffs) or 'unreadable settings'}); "
+                "use another --out or delete that directory"
+            )
+        return
+    files.write_json(layout.settings_file, wanted)
+
+
+def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+    diffs = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            diffs += _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            diffs.append(f"{prefix}{key}: {a!r} there, {b!r} now")
+    return diffs

@@ -1,0 +1,70 @@
+"""Step `train@rNN`: every trial's ticket and, from r01, its control arms, trained together (one batched
+step where that pays); writes the tickets' trained weights and the round's metrics (last: their presence
+marks the round finished). An interrupted step resumes from its mid-round checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lth.core import files
+from lth.engine.params import round_index
+from lth.engine.records import TICKET, round_record
+from lth.engine.run import Run
+from lth.steps.rewind import rewound
+
+
+def outputs(run: Run, key: str) -> list[Path]:
+    layout = run.layout
+    return [*(layout.trial_file(layout.round_dir(key, "final"), t) for t in run.trials), layout.round_metrics(key)]
+
+
+def round_networks(run: Run, key: str) -> list:
+    """Every network of the round: each trial's ticket, then its controls (from round 1: at r00 every arm
+    would be the dense network). Controls are rewound like the ticket, with their own masks."""
+    from lth.pruning.controls import CONTROLS, ControlInputs
+    from lth.training.trainer import Network
+
+    layout, r = run.layout, round_index(key)
+    networks = []
+    for t in run.trials:
+        settings = run.trial_settings(t)
+        mask = run.mask(layout.round_dir(key, "mask"), t)
+        networks.append(Network(t, TICKET, settings.seed, run.weights(layout.round_dir(key, "start"), t), mask))
+        if r == 0 or not run.settings.controls:
+            continue
+        point, init = run.weights(layout.rewind_point, t), run.weights(layout.theta0, t)
+        final = run.weights(layout.round_dir(run.previous(key), "final"), t)
+
+        def rewind(other_mask, settings=settings, point=point, init=init, final=final):  # noqa: ANN001
+            return rewound(settings, run.shape, r, point, init, final, other_mask)
+
+        inputs = ControlInputs(settings.model, run.shape.input_shape, run.shape.num_classes, settings.seed, r, mask,
+                               rewind)
+        for name in run.settings.controls:
+            start, control_mask = CONTROLS[name].make(inputs)
+            networks.append(Network(t, name, settings.seed, start, control_mask))
+    return networks
+
+
+def run(run: Run, key: str) -> dict:
+    """Trains the round; returns its record."""
+    from lth.core.masks import remaining_percent
+    from lth.pruning.actions import PRUNED_ACTIONS
+    from lth.training.checkpoint import Checkpoint
+    from lth.training.trainer import TrainJob, train_networks
+
+    layout, r = run.layout, round_index(key)
+    networks = round_networks(run, key)
+    run.reporter.round_started(r, remaining_percent(networks[0].mask), len(networks))
+    checkpoint = Checkpoint(layout.checkpoint(key), run.checkpoint_every,
+                            {"settings": run.settings.fingerprint(), "round": r})
+    job = TrainJob(run.settings.model, run.settings.train, not PRUNED_ACTIONS[run.settings.mask0_action].frozen)
+    trainer = run.trainer or train_networks
+    results = trainer(job, run.data(), networks, progress=run.reporter.progress, checkpoint=checkpoint)
+    record = round_record(r, networks, results)
+    for net, result in zip(networks, results):
+        if net.arm == TICKET:
+            run.save(layout.trial_file(layout.round_dir(key, "final"), net.trial), "weights", result.state, round=r)
+    files.write_json(layout.round_metrics(key), record)  # written last: marks the round finished
+    checkpoint.clear()
+    return record

@@ -1,0 +1,146 @@
+"""dvc.yaml's code deps are complete: every project file a stage's command imports is a dep of that stage.
+
+A stage whose deps miss a file it runs would keep serving old results after that file changes: the
+worst defect a "reproducible, cached and diffable" pipeline can have. The import closure is found by
+walking the AST of `stages/` and `lth/` from the stage's module: module-level imports and imports
+inside functions alike (DVC cannot know which function runs), relative imports, and string constants
+that name a project module (registries that import their entries on demand, `import_module(...)`).
+Imports under `if TYPE_CHECKING:` never run, so they are not followed.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGES = ("lth", "stages")
+
+
+def project_modules(root: Path = REPO) -> dict[str, Path]:
+    """Dotted module name -> file, for every Python file of the project's packages."""
+    modules = {}
+    for package in PACKAGES:
+        for path in (root / package).rglob("*.py"):
+            parts = list(path.relative_to(root).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            modules[".".join(parts)] = path
+    return modules
+
+
+def _with_packages(name: str, modules: dict[str, Path]) -> set[str]:
+    """`a.b.c` and the packages it is imported through (`a`, `a.b`), those that are project modules."""
+    parts = name.split(".")
+    return {".".join(parts[:i]) for i in range(1, len(parts) + 1) if ".".join(parts[:i]) in modules}
+
+
+def imports_of(name: str, modules: dict[str, Path]) -> set[str]:
+    """The project modules that module `name` imports anywhere in its file."""
+    path = modules[name]
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in _runtime_nodes(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                found |= _with_packages(alias.name, modules)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, *([base] if base else [])])
+            found |= _with_packages(base, modules)
+            for alias in node.names:  # `from lth.steps import train` imports a submodule
+                found |= _with_packages(f"{base}.{alias.name}", modules)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in modules:
+            found |= _with_packages(node.value, modules)  # 'lth.models.lenet' in a registry
+    return found - {name}
+
+
+def _runtime_nodes(tree: ast.AST):
+    """Every node, except those inside `if TYPE_CHECKING:` blocks (annotations only: they never run)."""
+    todo = [tree]
+    while todo:
+        node = todo.pop()
+        yield node
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
+                todo += child.orelse
+            else:
+                todo.append(child)
+
+
+def import_closure(name: str, modules: dict[str, Path]) -> set[Path]:
+    """Every project file that importing `name` may execute."""
+    seen: set[str] = set()
+    todo = list(_with_packages(name, modules))
+    while todo:
+        current = todo.pop()
+        if current not in seen:
+            seen.add(current)
+            todo += imports_of(current, modules)
+    return {modules[m].relative_to(REPO) for m in seen}
+
+
+def stage_module(cmd: str) -> str:
+    match = re.match(r"python -m ([\w.]+)", cmd)
+    assert match, f"stage command '{cmd}' does not run a project module"
+    return match.group(1)
+
+
+def missing_deps(dvc: dict, modules: dict[str, Path]) -> dict[str, list[str]]:
+    """Stage -> the project files its command imports that none of its deps covers (a file or a folder above it)."""
+    missing = {}
+    for stage, spec in dvc["stages"].items():
+        body = spec.get("do", spec)
+        deps = [Path(d) for d in body.get("deps", [])]
+        closure = import_closure(stage_module(body["cmd"]), modules)
+        uncovered = sorted(str(f) for f in closure if not any(f == d or d in f.parents for d in deps))
+        if uncovered:
+            missing[stage] = uncovered
+    return missing
+
+
+def load_dvc() -> dict:
+    return yaml.safe_load((REPO / "dvc.yaml").read_text())
+
+
+def test_every_stage_depends_on_every_file_its_command_imports():
+    modules = project_modules()
+    missing = missing_deps(load_dvc(), modules)
+    report = "; ".join(f"stage {stage} lacks {', '.join(files)}" for stage, files in missing.items())
+    assert not missing, report
+
+
+def test_code_deps_exist():
+    for stage, spec in load_dvc()["stages"].items():
+        for dep in spec.get("do", spec).get("deps", []):
+            if dep.startswith(PACKAGES):
+                assert (REPO / dep).exists(), f"stage {stage}: dep {dep} does not exist"
+
+
+@pytest.mark.parametrize("stage", ["train", "mask", "prepare", "exp_combine"])
+def test_the_check_fails_naming_the_stage_and_file_when_a_dep_is_removed(stage):
+    dvc = load_dvc()
+    mutated = copy.deepcopy(dvc)
+    body = mutated["stages"][stage].get("do", mutated["stages"][stage])
+    code = [d for d in body["deps"] if d.startswith("lth")]
+    removed = code[0]
+    body["deps"].remove(removed)
+    missing = missing_deps(mutated, project_modules())
+    assert stage in missing, f"removing {removed} from {stage} went unnoticed"
+    assert all(f == removed or f.startswith(removed.rstrip("/") + "/") for f in missing[stage]), missing[stage]
+
+
+def test_the_walk_sees_function_level_and_registry_imports():
+    modules = project_modules()
+    closure = {str(p) for p in import_closure("stages.experiment", modules)}
+    assert "lth/experiments/removal.py" in closure  # named in the EXPERIMENTS registry, imported on demand
+    assert "lth/models/resnet.py" in closure  # named in the model registry, imported when built
+    assert "lth/training/loop.py" in closure  # imported inside functions only
+    assert "lth/cli.py" not in closure and "lth/report/document.py" not in closure

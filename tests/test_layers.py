@@ -1,0 +1,107 @@
+"""The package is layered: imports point down only, and no module imports itself back through others.
+
+    cli -> experiments, report, compact -> ui -> steps -> engine -> training, pruning -> models, datasets -> core
+
+A module may import modules of its own package or of a lower layer; packages of one layer never import
+each other. Imports inside functions count (they run too); imports under `if TYPE_CHECKING:` count for
+the layering (a reader follows them) but not for cycles (they never run).
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+
+from test_dvc_deps import REPO, project_modules
+
+LAYERS = {
+    "lth.core": 0,
+    "lth.models": 1, "lth.datasets": 1,
+    "lth.pruning": 2, "lth.training": 2,
+    "lth.engine": 3,
+    "lth.steps": 4,
+    "lth.ui": 5,
+    "lth.experiments": 6, "lth.report": 6, "lth.compact": 6,
+    "lth.cli": 7,
+    "lth.__main__": 8,
+}
+
+
+def unit(module: str) -> str:
+    """The layered unit a module belongs to: its package (lth.pruning) or itself (lth.datasets, lth.cli)."""
+    for name in sorted(LAYERS, key=len, reverse=True):
+        if module == name or module.startswith(name + "."):
+            return name
+    raise AssertionError(f"{module} belongs to no layer: add it to LAYERS")
+
+
+def imports(path, runtime_only: bool) -> set[str]:
+    found = set()
+    todo = [ast.parse(path.read_text())]
+    while todo:
+        node = todo.pop()
+        for child in ast.iter_child_nodes(node):
+            if runtime_only and isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
+                todo += child.orelse
+                continue
+            todo.append(child)
+            if isinstance(child, ast.Import):
+                found |= {alias.name for alias in child.names}
+            elif isinstance(child, ast.ImportFrom) and child.module and not child.level:
+                found.add(child.module)
+                found |= {f"{child.module}.{alias.name}" for alias in child.names}
+            elif isinstance(child, ast.Constant) and isinstance(child.value, str) and child.value.startswith("lth."):
+                found.add(child.value)
+    return found
+
+
+def lth_modules() -> dict:
+    return {name: path for name, path in project_modules().items() if name.startswith("lth.") and name != "lth"}
+
+
+def test_imports_point_down_only():
+    modules = lth_modules()
+    wrong = []
+    for name, path in modules.items():
+        mine = unit(name)
+        for target in imports(path, runtime_only=False):
+            if target not in modules or target == "lth":
+                continue
+            theirs = unit(target)
+            if theirs != mine and LAYERS[theirs] >= LAYERS[mine]:
+                wrong.append(f"{name} imports {target} ({mine} is layer {LAYERS[mine]}, {theirs} {LAYERS[theirs]})")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_no_import_cycles():
+    """Module A imports B imports ... A: none, counting imports inside functions (they run too)."""
+    modules = lth_modules()
+    # a module's own packages are not edges: `from lth.report import figures` in lth.report.document runs
+    # lth/report/__init__.py first by Python's rules, whatever that imports
+    graph = {name: {t for t in imports(path, runtime_only=True)
+                    if t in modules and t != name and not name.startswith(t + ".")}
+             for name, path in modules.items()}
+    state: dict[str, int] = {}
+    cycles = []
+
+    def visit(node: str, stack: list[str]) -> None:
+        state[node] = 1
+        for target in sorted(graph[node]):
+            if state.get(target) == 1:
+                cycles.append(" -> ".join(stack[stack.index(target):] + [target]))
+            elif target not in state:
+                visit(target, stack + [target])
+        state[node] = 2
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [name])
+    assert not cycles, "\n".join(cycles)
+
+
+def test_the_cli_and_its_help_do_not_load_torch():
+    """`lth --help`, `lth list settings` and every option's help text come from torch-free declarations."""
+    code = "import sys, lth.cli; assert 'torch' not in sys.modules, sorted(m for m in sys.modules if 'torch' in m)[:5]"
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
