@@ -19,8 +19,10 @@ def round_argument(description: str) -> str:
 def run(stage: Callable[[], None]) -> None:
     """Run a stage: a bad value or file, or an interruption (Ctrl-C, SIGTERM: the train stages save their
     state first), is one line on stderr and exit code 2."""
+    from lth.core import timing
     from lth.core.interrupt import Interrupted, graceful_stop
 
+    timing.mark("main")
     try:
         with graceful_stop():
             stage()
@@ -33,6 +35,8 @@ def run(stage: Callable[[], None]) -> None:
     except KeyboardInterrupt:
         print("error: interrupted; rerun `dvc repro` to continue (finished stages are kept)", file=sys.stderr)
         sys.exit(2)
+    finally:
+        timing.write_record()  # LTH_PROFILE only (benchmarks/pipeline_profile.py)
 
 
 def workspace(**options: Any):

@@ -157,13 +157,15 @@ class Run:
     def data(self) -> "Splits":
         """The dataset on the training device: the one given, or the prepared file (checked against the settings)."""
         if self.splits is None:
+            from lth.core import timing
             from lth.datasets import Splits
             from lth.engine.settings import check_data
             from lth.training.device import resolve_device
 
-            splits = Splits.from_state(files.load_torch(self.layout.prepared, "prepared dataset"))
-            check_data(self.settings, splits.input_shape, splits.num_classes, len(splits.train_x))
-            self.splits = splits.to(resolve_device(self.device))
+            with timing.timed("data"):
+                splits = Splits.from_state(files.load_torch(self.layout.prepared, "prepared dataset"))
+                check_data(self.settings, splits.input_shape, splits.num_classes, len(splits.train_x))
+                self.splits = splits.to(resolve_device(self.device))
         return self.splits
 
     # --- results -------------------------------------------------------------------------------------------
@@ -190,8 +192,10 @@ class Run:
 
 def open_workspace(root: str | Path = ".", **options: Any) -> Run:
     """The DVC workspace at `root` as a Run, from its params.yaml."""
+    from lth.core import timing
     from lth.engine.params import load_params
 
+    timing.mark("ready")  # a stage has imported what it runs (benchmarks/pipeline_profile.py)
     layout = Layout(Path(root))
     params = load_params(layout.params_file)
     return Run(params.settings, layout, list(params.rounds), params.device, params.checkpoint_every,
