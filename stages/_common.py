@@ -17,8 +17,16 @@ def round_argument(description: str) -> str:
 
 
 def run(stage: Callable[[], None]) -> None:
-    """Run a stage: a bad value or file, or an interruption (Ctrl-C, SIGTERM: the train stages save their
-    state first), is one line on stderr and exit code 2."""
+    """Run a stage (in a fork of the warm server, stages/_warm.py, when one is up): a bad value or file, or an
+    interruption (Ctrl-C, SIGTERM: the train stages save their state first), is one line on stderr and
+    exit code 2."""
+    spec = getattr(sys.modules["__main__"], "__spec__", None)
+    if spec is not None:  # `python -m stages.X`: run in a fork of the warm server when there is one
+        from stages._warm import run_in_server
+
+        status = run_in_server(spec.name)
+        if status is not None:
+            sys.exit(status)
     from lth.core import timing
     from lth.core.interrupt import Interrupted, graceful_stop
 

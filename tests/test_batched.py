@@ -132,34 +132,35 @@ def test_bad_trials_and_controls_are_refused():
 
 
 @pytest.mark.parametrize("bias", [True, False])
-def test_weight_first_linear_equals_linear_alone_and_under_vmap(bias):
-    """The stacked template's Linear is the same function as nn.Linear (2-D, 3-D and 1-D inputs), and under
-    vmap each network gets the weight and bias gradients nn.Linear gives it alone."""
-    from torch.func import functional_call, vmap
-
-    from lth.training.batched import WeightFirstLinear
+def test_input_major_linear_equals_linear_alone_and_when_stacked(bias):
+    """The stacked template's Linear is the same function as nn.Linear (2-D, 3-D and 1-D inputs), and stacked
+    (vmap) each network gets the weight and bias gradients nn.Linear gives it alone."""
+    from lth.training.batched import InputMajorLinear, StackedNetworks
 
     torch.manual_seed(0)
     plain = torch.nn.Linear(7, 5, bias=bias)
-    first = WeightFirstLinear(7, 5, bias=bias)
-    first.load_state_dict(plain.state_dict())
+    stored = torch.nn.Linear(7, 5, bias=bias)
+    stored.__class__ = InputMajorLinear
+    stored.weight = torch.nn.Parameter(plain.weight.detach().mT.clone())  # (in, out)
+    if bias:
+        stored.bias = torch.nn.Parameter(plain.bias.detach().clone())
     for shape in ((4, 7), (3, 4, 7), (7,)):
         x = torch.randn(shape)
-        assert torch.allclose(first(x), plain(x), atol=1e-6), shape
+        assert torch.allclose(stored(x), plain(x), atol=1e-6), shape
 
-    stacked = {"weight": torch.randn(3, 5, 7, requires_grad=True)}
-    if bias:
-        stacked["bias"] = torch.randn(3, 5, requires_grad=True)
+    # stacked networks: states go in and out in the standard layout, gradients come out per network
+    states = [torch.nn.Linear(7, 5, bias=bias).state_dict() for _ in range(3)]
+    nets = StackedNetworks(torch.nn.Linear(7, 5, bias=bias), states, torch.device("cpu"))
+    assert nets.params["weight"].shape == (3, 7, 5) and nets.params["weight"].is_contiguous()
     x = torch.randn(3, 4, 7)
-    call = vmap(lambda p, xi: functional_call(first, p, (xi,)))
-    call(stacked, x).square().sum().backward()
-    grad = stacked["weight"].grad
+    nets(x).square().sum().backward()
+    grad = nets.params["weight"].grad
+    assert grad.shape == (3, 7, 5) and grad.is_contiguous(), "the weight gradient comes out in the stored layout"
     for i in range(3):
+        assert all(torch.equal(nets.state(i)[k], states[i][k]) for k in states[i])
         alone = torch.nn.Linear(7, 5, bias=bias)
-        alone.weight.data.copy_(stacked["weight"][i].detach())
-        if bias:
-            alone.bias.data.copy_(stacked["bias"][i].detach())
+        alone.load_state_dict(states[i])
         alone(x[i]).square().sum().backward()
-        assert torch.allclose(grad[i], alone.weight.grad, atol=1e-5)
+        assert torch.allclose(grad[i].mT, alone.weight.grad, atol=1e-5)
         if bias:
-            assert torch.allclose(stacked["bias"].grad[i], alone.bias.grad, atol=1e-5)
+            assert torch.allclose(nets.params["bias"].grad[i], alone.bias.grad, atol=1e-5)

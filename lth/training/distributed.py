@@ -130,8 +130,8 @@ class DistributedNetworks:
     def set_training(self, on: bool) -> None:
         self.inner.set_training(on)
 
-    def stack(self, tensors: Sequence[Tensor]) -> Tensor:
-        return self.inner.stack(tensors)
+    def stack(self, name: str, tensors: Sequence[Tensor]) -> Tensor:
+        return self.inner.stack(name, tensors)
 
     def tensors(self) -> list[Tensor]:
         return self.inner.tensors()

@@ -8,9 +8,11 @@ Why it is fast: no DataLoader and no per-sample transforms (a batch is one index
 tensor), masks applied with fused foreach multiplies, no host sync per step (running losses stay on
 the device until an evaluation), and on CUDA the whole step (gather, forward, backward, optimizer,
 masks) is captured once as a CUDA graph and replayed (lth.training.graphs).
-Why it is correct: gradients of pruned weights are zeroed before the optimizer step (so Adam's
-moments never see them) and the weights are reset by the mask after it, so pruned weights stay
-exactly at their frozen value (zero, or θ0 for the freezing mask-0 actions) after every step.
+Why it is correct: gradients of pruned weights are zeroed before the optimizer step, so their moments
+stay zero and Adam, RAdam and SGD leave them exactly where they are (a zero gradient with zero moments
+is a zero update, and L2 weight decay of a zero weight is zero). Pruned weights held at non-zero
+values (θ0, for the freezing mask-0 actions) are re-imposed after every step, since weight decay
+would move them. tests/test_train.py checks the pruned weights right after every optimizer step.
 """
 
 from __future__ import annotations
@@ -92,7 +94,7 @@ class TrainingLoop:
         names = list(masks[0])
         self.weights = [self.nets.params[name] for name in names]
         # in the weights' own layout (channels_last or not), so the fused multiplies run at full speed
-        self.multipliers = [torch.empty_like(w, requires_grad=False).copy_(self.nets.stack([m[name] for m in masks]))
+        self.multipliers = [torch.empty_like(w, requires_grad=False).copy_(self.nets.stack(name, [m[name] for m in masks]))
                             for name, w in zip(names, self.weights)]
         # Masked-out weights are zero, or with hold_pruned held at their starting values (θ0 for the
         # mask-0 action "freeze_init", ...): after each step w <- w * mask (+ held).
@@ -151,7 +153,8 @@ class TrainingLoop:
             if self.weights:
                 torch._foreach_mul_([w.grad for w in self.weights], self.multipliers)
             self.optimizer.step()
-            self.apply_masks()
+            if self.hold:  # zero pruned weights stay zero by themselves (see the module docstring)
+                self.apply_masks()
             self.running.add_(losses.detach())
 
     def load_batch(self, b: int) -> None:

@@ -25,7 +25,7 @@ class Networks(Protocol):
 
     def set_training(self, on: bool) -> None: ...
 
-    def stack(self, tensors: Sequence[Tensor]) -> Tensor: ...  # one tensor per network -> the params' layout
+    def stack(self, name: str, tensors: Sequence[Tensor]) -> Tensor: ...  # one per network -> the layout of params[name]
 
     def tensors(self) -> list[Tensor]: ...  # every parameter and buffer
 
@@ -51,7 +51,7 @@ class SingleNetwork:
     def set_training(self, on: bool) -> None:
         self.model.train(on)
 
-    def stack(self, tensors: Sequence[Tensor]) -> Tensor:
+    def stack(self, name: str, tensors: Sequence[Tensor]) -> Tensor:
         return tensors[0]
 
     def tensors(self) -> list[Tensor]:

@@ -72,7 +72,7 @@ class SupermaskNetwork:
     def set_training(self, on: bool) -> None:
         self.model.train(on)
 
-    def stack(self, tensors: Sequence[Tensor]) -> Tensor:
+    def stack(self, name: str, tensors: Sequence[Tensor]) -> Tensor:
         return tensors[0]
 
     def tensors(self) -> list[Tensor]:

@@ -1,0 +1,263 @@
+"""Warm starts for DVC stages: one server process keeps torch imported, each stage runs in a fork of it.
+
+Every DVC stage is a fresh `python -m stages.<name>`, and importing torch costs about 2 s of the few
+seconds most stages take; the default experiment runs ~90 of them. The first stage starts a server
+that imports torch, numpy, yaml and pandas (third-party code only: never lth or stages, so a stage
+always runs the code on disk) and waits on a UNIX socket. A later stage process sends the server its
+working directory, environment, arguments and its stdin/stdout/stderr; the server forks, and the fork
+runs the stage module as `__main__` exactly as `python -m` would, writing to the stage's own streams.
+The stage process waits, forwards Ctrl-C / SIGTERM to the fork and exits with its exit status, so DVC
+sees an ordinary process. A fork whose stage process disappears (kill -9) stops as on SIGTERM.
+
+Whenever anything is unusual (LTH_WARM=0, no server yet, another Python, no fork or UNIX sockets, any
+error before the fork has started) the stage simply runs in its own process. The server exits after
+IDLE_SECONDS without a request. Results are the same either way: the same code runs on the same
+inputs (tests/test_warm.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+IDLE_SECONDS = 120
+PRELOAD = ("numpy", "yaml", "pandas", "torch", "torch.nn.functional", "torch.func")
+_HEADER = struct.Struct("!I")
+_FDS = struct.Struct("3i")
+
+
+def _address() -> Path:
+    """One server per user, Python interpreter, installed torch and version of this file."""
+    import importlib.util
+
+    torch = importlib.util.find_spec("torch")
+    stamp = os.stat(torch.origin).st_mtime_ns if torch and torch.origin else 0
+    blob = f"{sys.executable}|{sys.version}|{stamp}|".encode() + Path(__file__).read_bytes()
+    key = hashlib.sha256(blob).hexdigest()[:16]
+    return Path(os.environ.get("TMPDIR", "/tmp")) / f"lth-warm-{os.getuid()}-{key}.sock"
+
+
+def _send(conn: socket.socket, message: dict) -> None:
+    data = json.dumps(message).encode()
+    conn.sendall(_HEADER.pack(len(data)) + data)
+
+
+def _receive(conn: socket.socket) -> Optional[dict]:
+    head = _exactly(conn, _HEADER.size)
+    body = None if head is None else _exactly(conn, _HEADER.unpack(head)[0])
+    return None if body is None else json.loads(body)
+
+
+def _exactly(conn: socket.socket, size: int) -> Optional[bytes]:
+    data = b""
+    while len(data) < size:
+        chunk = conn.recv(size - len(data))
+        if not chunk:
+            return None
+        data += chunk
+    return data
+
+
+# --- the stage process ----------------------------------------------------------------------------------
+
+
+def run_in_server(module: str) -> Optional[int]:
+    """Run `python -m module` (with this process's argv) in a fork of the warm server and return its exit
+    status; None when it could not be started there (the caller then runs the stage itself)."""
+    if os.environ.get("LTH_WARM", "1") == "0" or not hasattr(os, "fork") or not hasattr(socket, "AF_UNIX"):
+        return None
+    try:
+        address = _address()
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            conn.connect(str(address))
+        except OSError:
+            conn.close()
+            _start_server(address)  # warm for the stages after this one
+            return None
+        with conn:
+            request = {"module": module, "argv": sys.argv, "cwd": os.getcwd(), "env": dict(os.environ),
+                       "path0": os.path.abspath(sys.path[0] or os.getcwd())}
+            data = json.dumps(request).encode()
+            conn.sendmsg([_HEADER.pack(len(data)) + data],
+                         [(socket.SOL_SOCKET, socket.SCM_RIGHTS, _FDS.pack(0, 1, 2))])
+            started = _receive(conn)
+            if not started or "pid" not in started:
+                return None
+            return _wait(conn, int(started["pid"]))
+    except OSError:
+        return None
+
+
+def _wait(conn: socket.socket, pid: int) -> int:
+    """The fork's exit status; SIGINT and SIGTERM sent to this process go on to the fork meanwhile."""
+    def forward(signum: int, frame: object) -> None:
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        done = _receive(conn)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    return 1 if done is None else int(done["status"])  # None: the fork died without reporting (killed)
+
+
+def _start_server(address: Path) -> None:
+    """Start the server in the background, unless another stage is doing so; never waits for it."""
+    starting = address.with_suffix(".starting")
+    try:
+        os.close(os.open(starting, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:
+        if time.time() - starting.stat().st_mtime > 60:
+            starting.unlink(missing_ok=True)  # left by a server that died while starting
+        return
+    env = {k: v for k, v in os.environ.items() if k != "LTH_PROFILE"}
+    env["OPENBLAS_NUM_THREADS"] = "1"  # numpy's BLAS thread pool would make forking unsafe; lth uses torch's
+    subprocess.Popen([sys.executable, "-I", str(Path(__file__).resolve()), "serve", str(address)],
+                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                     start_new_session=True, env=env, cwd="/")
+
+
+# --- the server -----------------------------------------------------------------------------------------
+
+
+def serve(address: Path) -> None:
+    """Import the heavy libraries once, then fork one child per stage; exit after IDLE_SECONDS idle."""
+    starting = address.with_suffix(".starting")
+    try:
+        for name in PRELOAD:
+            __import__(name)
+        if _threads() > 1:
+            return  # a library started worker threads: forking it would be unsafe, so serve nothing
+        signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # forks are reaped by the kernel
+        address.unlink(missing_ok=True)
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        umask = os.umask(0o077)  # the socket is this user's only
+        try:
+            listener.bind(str(address))
+        finally:
+            os.umask(umask)
+        listener.listen(16)
+        listener.settimeout(IDLE_SECONDS)
+        address.with_suffix(".pid").write_text(str(os.getpid()))
+    finally:
+        starting.unlink(missing_ok=True)
+    with listener:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except socket.timeout:
+                break
+            if os.fork() == 0:
+                listener.close()
+                _become_the_stage(conn)  # never returns
+            conn.close()
+    address.unlink(missing_ok=True)
+    address.with_suffix(".pid").unlink(missing_ok=True)
+
+
+def _threads() -> int:
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return 1
+
+
+def _become_the_stage(conn: socket.socket) -> None:
+    """In the fork: take the stage process's streams, directory, environment and argv, run it, report."""
+    status = 1
+    try:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the stage's own subprocesses (torchrun) need waitpid
+        request, fds = _request(conn)
+        for target, fd in enumerate(fds):
+            os.dup2(fd, target)
+            os.close(fd)
+        os.chdir(request["cwd"])
+        os.environ.clear()
+        os.environ.update(request["env"], LTH_WARM="0")  # the stage itself must not ask the server again
+        sys.argv = request["argv"]
+        extra = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+        sys.path[:0] = [request["path0"], *extra]  # as `python -m` in that directory would have it
+        if os.environ.get("OMP_NUM_THREADS", "").isdigit():
+            import torch
+
+            torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+        sys.stdout.reconfigure(line_buffering=True)
+        _send(conn, {"pid": os.getpid()})
+        _stop_when_orphaned(conn)
+        status = _run_module(request["module"])
+    finally:
+        try:
+            _send(conn, {"status": status})
+        except OSError:
+            pass
+        os._exit(status)
+
+
+def _request(conn: socket.socket) -> tuple[dict, list[int]]:
+    """The stage's request and its three stream descriptors (received with the first bytes)."""
+    head, ancillary, _, _ = conn.recvmsg(_HEADER.size, socket.CMSG_SPACE(_FDS.size))
+    fds = [fd for level, kind, payload in ancillary if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS
+           for fd in _FDS.unpack(payload[: _FDS.size])]
+    body = _exactly(conn, _HEADER.unpack(head)[0]) if len(head) == _HEADER.size else None
+    if body is None or len(fds) != 3:
+        raise OSError("incomplete request")
+    return json.loads(body), fds
+
+
+def _run_module(module: str) -> int:
+    """`python -m module` in this process: its exit status, after the exit handlers a plain process runs."""
+    import atexit
+    import runpy
+
+    try:
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
+        status = 0
+    except SystemExit as exc:
+        status = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if exc.code is not None and not isinstance(exc.code, int):
+            print(exc.code, file=sys.stderr)
+    except BaseException:  # noqa: BLE001 - reported as an uncaught exception of a plain process would be
+        import traceback
+
+        traceback.print_exc()
+        status = 1
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    return status
+
+
+def _stop_when_orphaned(conn: socket.socket) -> None:
+    """If the stage process disappears (kill -9), stop this fork as SIGTERM would (train stages save first)."""
+    import threading
+
+    def watch() -> None:
+        try:
+            while conn.recv(1):
+                pass
+        except OSError:
+            pass
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+if __name__ == "__main__" and len(sys.argv) == 3 and sys.argv[1] == "serve":
+    serve(Path(sys.argv[2]))
