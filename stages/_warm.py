@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Optional
 
 IDLE_SECONDS = 120
-PRELOAD = ("numpy", "yaml", "pandas", "torch", "torch.nn.functional", "torch.func")
+PRELOAD = ("numpy", "yaml", "pandas", "torch", "torch.nn.functional", "torch.func", "torch.optim",
+           "torch._dynamo")  # the optimizers import torch._dynamo on first use: ~2 s
 _HEADER = struct.Struct("!I")
 _FDS = struct.Struct("3i")
 

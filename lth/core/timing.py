@@ -35,13 +35,13 @@ def timed(phase: str) -> Iterator[None]:
 
 
 def process_start() -> Optional[float]:
-    """When the kernel started this process (wall-clock seconds; Linux), or None."""
+    """When the kernel started this process (wall-clock seconds, to a clock tick; Linux), or None."""
     try:
         ticks = int(open("/proc/self/stat").read().rsplit(")", 1)[1].split()[19])
-        boot = next(float(line.split()[1]) for line in open("/proc/stat") if line.startswith("btime"))
-    except (OSError, ValueError, IndexError, StopIteration):
+        uptime = float(open("/proc/uptime").read().split()[0])
+    except (OSError, ValueError, IndexError):
         return None
-    return boot + ticks / os.sysconf("SC_CLK_TCK")
+    return time.time() - (uptime - ticks / os.sysconf("SC_CLK_TCK"))
 
 
 def write_record() -> None:

@@ -7,6 +7,7 @@ inside one directory, so a DVC stage has one output per artifact whatever the nu
 
     settings.json (run directory) | params.yaml (workspace)      the settings that made the run
     data/prepared/splits.pt                                      the dataset as tensors (workspace)
+    data/code/stages.NAME.txt                                    what code each stage runs (workspace)
     data/init/theta0/trial-T.pt                                  θ0
     data/init/rewind_point/trial-T.pt                            θk, the rewind point (θ0 when k = 0)
     data/rounds/rNN/{scores,mask,start,final}/trial-T.pt         a round's scores, mask, start, trained weights
@@ -150,3 +151,7 @@ class Layout:
     @property
     def report(self) -> Path:
         return self.root / "report"
+
+    def code_fingerprint(self, module: str) -> Path:
+        """data/code/<module>.txt: the fingerprint of the code a stage module runs (stages/code.py; workspace)."""
+        return self.root / "data" / "code" / f"{module}.txt"
