@@ -15,6 +15,7 @@ import argparse
 import json
 import multiprocessing
 import platform
+import statistics
 import time
 from concurrent.futures import ProcessPoolExecutor
 
@@ -200,6 +201,9 @@ def main() -> None:
     parser.add_argument("--steps-scale", type=float, default=1.0, help="multiply the number of timed steps")
     parser.add_argument("--precision", nargs="+", default=["fp32"], choices=PRECISIONS,
                         help="train.precision of lth's trainers (the DataLoader baseline stays fp32)")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="measure every trainer this many times, interleaved, and keep the median: a shared "
+                             "CPU drifts by tens of percent over minutes")
     parser.add_argument("--json", help="also write the figures here")
     args = parser.parse_args()
 
@@ -212,14 +216,18 @@ def main() -> None:
     for name in args.models:
         _, _, cpu_steps, gpu_steps = CASES[name]
         steps = max(2, int((gpu_steps if device == "cuda" else cpu_steps) * args.steps_scale))
-        baseline = in_fresh_process("dataloader", name, steps, device)
-        rows = [("DataLoader + per-sample transforms", "fp32", 1, baseline)]
+        jobs = [("DataLoader + per-sample transforms", "fp32", 1, ("dataloader", name, steps, device))]
         for precision in args.precision:
-            single = in_fresh_process("single", name, steps, device, precision)
-            rows.append(("lth single-network", precision, 1, single))
-            for count in args.networks:
-                rows.append(("lth batched", precision, count,
-                             in_fresh_process("batched", name, steps, device, precision, count)))
+            jobs.append(("lth single-network", precision, 1, ("single", name, steps, device, precision)))
+            jobs += [("lth batched", precision, count, ("batched", name, steps, device, precision, count))
+                     for count in args.networks]
+        times: list[list[float]] = [[] for _ in jobs]
+        for _ in range(args.repeats):  # interleaved, so a slow minute of the machine hits every trainer alike
+            for job, measured in zip(jobs, times):
+                measured.append(in_fresh_process(*job[3]))
+        rows = [(trainer, precision, count, statistics.median(measured))
+                for (trainer, precision, count, _), measured in zip(jobs, times)]
+        baseline = rows[0][3]
         for trainer, precision, count, seconds in rows:
             per_network = seconds / count
             print(f"| {name} | {trainer} | {precision} | {count} | {1 / seconds:,.1f} | {1e6 * per_network:,.0f} | "

@@ -17,6 +17,9 @@ class PrunableModel(nn.Module):
     """
 
     output_layer: str = ""
+    # A plain multilayer perceptron spells its layers here: flatten, then these Linear layers with a ReLU
+    # between each two (lth.training.batched trains stacked copies of it with batched matmuls, no vmap).
+    mlp_layers: tuple[str, ...] = ()
 
     def prunable_layers(self) -> dict[str, str]:
         """Map each prunable parameter name (e.g. 'fc1.weight') to its kind: 'conv', 'fc' or 'output'."""

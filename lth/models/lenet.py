@@ -32,6 +32,7 @@ class LeNet300100(PrunableModel):
     """Fully connected 300-100 network; the input image is flattened, so any (C, H, W) works."""
 
     output_layer = "fc3"
+    mlp_layers = ("fc1", "fc2", "fc3")
 
     def __init__(self, input_shape: tuple[int, int, int], num_classes: int) -> None:
         super().__init__()

@@ -1,7 +1,8 @@
 """Many same-shaped masked networks trained in one step: trials and control arms of a round together.
 
-The networks' weights are stacked along a new leading dimension and the model is evaluated with
-`torch.func.vmap(functional_call)`, so one step runs batched matmuls/convolutions for all networks.
+The networks' weights are stacked along a new leading dimension; a multilayer perceptron runs one
+batched matmul per layer (`StackedMLP`), any other model is evaluated with
+`torch.func.vmap(functional_call)` (`StackedNetworks`), so one step computes every network at once.
 Each network draws its own batches (its own seeded data order) and its loss is its own mean; the
 summed loss gives every network exactly the gradient it would get alone. Adam and SGD act elementwise,
 so one optimizer over the stacked tensors *is* per-network Adam/SGD. The loop itself is
@@ -90,6 +91,60 @@ class StackedNetworks:
         return out
 
 
+class StackedMLP:
+    """N copies of a multilayer perceptron (`PrunableModel.mlp_layers`) as stacked tensors, called with one
+    batched matmul per layer (`torch.baddbmm`, the bias added inside it), no vmap.
+
+    Weights are stored input-major, (N, in, out): the forward is h @ W and the weight gradient hᵀ @ dY,
+    both single batched matmuls in the stored layout. A few percent to a fifth faster than vmap for the
+    small LeNets on a CPU, where the step is as much dispatch as arithmetic. Same interface and results
+    as `StackedNetworks` (tests/test_batched.py).
+    """
+
+    graph_safe = True
+
+    def __init__(self, template: nn.Module, states: Sequence[Mapping[str, Tensor]], device: torch.device):
+        self.layers = tuple(template.mlp_layers)  # type: ignore[attr-defined]
+        self.weights = {f"{layer}.weight" for layer in self.layers}
+        self.count = len(states)
+        self.params = {name: self.stack(name, [s[name] for s in states]).to(device).requires_grad_()
+                       for name, _ in template.named_parameters()}
+
+    def _forward(self, h: Tensor) -> Tensor:
+        last = len(self.layers) - 1
+        for i, layer in enumerate(self.layers):
+            weight, bias = self.params[f"{layer}.weight"], self.params[f"{layer}.bias"]
+            h = torch.baddbmm(bias.unsqueeze(1).to(h.dtype), h, weight.to(h.dtype))
+            if i < last:
+                h = torch.relu(h)
+        return h
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return self._forward(x.flatten(2))
+
+    def shared(self, x: Tensor) -> Tensor:
+        return self._forward(x.flatten(1).expand(self.count, -1, -1))
+
+    def set_training(self, on: bool) -> None:
+        pass  # no dropout, no batch norm
+
+    def stack(self, name: str, tensors: Sequence[Tensor]) -> Tensor:
+        stacked = torch.stack(list(tensors))
+        return stacked.mT.contiguous() if name in self.weights else stacked
+
+    def tensors(self) -> list[Tensor]:
+        return list(self.params.values())
+
+    def state(self, i: int) -> dict[str, Tensor]:
+        return {k: (v[i].mT if k in self.weights else v[i]).detach().contiguous().cpu() for k, v in self.params.items()}
+
+
+def stacked(template: nn.Module, states: Sequence[Mapping[str, Tensor]], device: torch.device):
+    """The fastest stacked form of `template`: batched matmuls for an MLP, vmap for anything else."""
+    plain_mlp = getattr(template, "mlp_layers", ()) and not list(template.buffers())
+    return (StackedMLP if plain_mlp else StackedNetworks)(template, states, device)
+
+
 def train_batched(
     template: nn.Module,
     starts: Sequence[Mapping[str, Tensor]],
@@ -108,5 +163,5 @@ def train_batched(
     """
     if not (len(starts) == len(masks) == len(seeds)) or not starts:
         raise LthError("train_batched needs one start state, one mask and one seed per network")
-    nets = StackedNetworks(template, starts, splits.train_x.device)
+    nets = stacked(template, starts, splits.train_x.device)
     return run_training(nets, masks, splits, settings, seeds, progress, hold_pruned, parallel, checkpoint)
