@@ -15,11 +15,12 @@ $(STAMP): requirements.txt pyproject.toml
 
 # The default experiment as a DVC pipeline (LeNet-300-100 on mnist-5k, 20 rounds), offline.
 run: $(STAMP)
+	$(PY) -m lth check-params  # a clear error for a bad params.yaml before DVC's own
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" dvc repro
 
-# The same experiment in one process, without DVC.
+# The default experiment's rounds in one process, without DVC (no experiments, supermask or report).
 find-ticket: $(STAMP)
-	$(PY) -m lth find-ticket lenet-300-100 mnist-5k data/datasets --rounds 20
+	$(PY) -m lth find-ticket lenet-300-100 mnist-5k data/datasets --rounds 20 --control reinit --control random-prune
 
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2  # two workers: the DVC-pipeline tests are mostly process start-up, so they overlap well

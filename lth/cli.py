@@ -21,7 +21,8 @@ from lth.training.settings import DistributedSettings, SupermaskSettings
 from lth.ui import ProgressReporter, console, err_console, registry_table, setting_help, training_length
 
 app = typer.Typer(
-    help="Lottery tickets: find sparse trainable sub-networks (Frankle & Carbin; Zhou et al.).",
+    help="Lottery tickets: find sparse trainable sub-networks (Frankle & Carbin; Zhou et al.). "
+         "An unexpected error is one line; set LTH_DEBUG=1 to see its traceback.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -57,6 +58,43 @@ def _parse_rates(items: Optional[List[str]]) -> Optional[dict[str, float]]:
     return rates
 
 
+@app.command("exp-table")
+def exp_table(
+    repo: str = typer.Option(".", help="The DVC repository whose experiments to show."),
+    csv: bool = typer.Option(False, "--csv", help="Print CSV instead of a table."),
+) -> None:
+    """The DVC experiments side by side, narrow enough for 80 columns: the params that differ between them,
+    the best ticket and the sparsest ticket still matching the dense network (test accuracy at early stop,
+    % of weights), and the last round. `dvc exp show` shows everything, hundreds of columns wide."""
+    from lth.report.experiments import experiment_frame
+
+    frame = experiment_frame(repo)
+    if csv:
+        console.print(frame.to_csv(index=False), end="", highlight=False, soft_wrap=True)
+        return
+    table = Table(title=f"DVC experiments of {repo}")
+    for column in frame.columns:
+        table.add_column(column, justify="left" if column in ("experiment", "params that differ") else "right",
+                         overflow="fold", no_wrap=column not in ("experiment", "params that differ"))
+    for row in frame.itertuples(index=False):
+        table.add_row(*("-" if value is None else str(value) for value in row))
+    console.print(table)
+
+
+@app.command("check-params")
+def check_params(path: Path = typer.Argument(Path("params.yaml"), help="The params file to check.")) -> None:
+    """Check params.yaml the way every stage will, before `dvc repro`: DVC's own errors about params (such as
+    'failed to resolve stages.score.foreach') name neither the file nor the expected form."""
+    from lth.engine.params import load_params
+
+    params = load_params(path)
+    settings = params.settings
+    rounds = len(params.rounds)
+    console.print(f"{path} is valid: {settings.model} on {settings.dataset}, r00 + {rounds} pruning "
+                  f"round{'s' if rounds != 1 else ''}, {settings.trials} trial{'s' if settings.trials != 1 else ''}"
+                  + (f", controls {', '.join(settings.controls)}" if settings.controls else ""), highlight=False)
+
+
 # --pruning VALUE -> the settings it changes: which weights compete (lth.pruning.prune.METHODS), or what a
 # pruned unit is (GRANULARITIES; structured units are ranked within each layer).
 _PRUNING_OPTION: dict[str, dict[str, str]] = {
@@ -82,8 +120,8 @@ def find_ticket(
     model: str = typer.Argument(..., help=setting_help("model")),
     dataset: str = typer.Argument(..., help=setting_help("dataset")),
     dataset_dir: Path = typer.Argument(..., help=setting_help("dataset_dir")),
-    rounds: int = typer.Option(20, min=1, help="Pruning rounds after the dense round r00: --rounds 20 trains "
-                                               "r00..r20."),
+    rounds: int = typer.Option(20, help="Pruning rounds after the dense round r00 (>= 1): --rounds 20 trains "
+                                        "r00..r20."),
     epochs: Optional[int] = typer.Option(None, help="Training length per round in epochs."),
     iterations: Optional[int] = typer.Option(None, help="Training length per round in iterations."),
     duration: Optional[str] = typer.Option(None, help=setting_help("train.duration", PAPER)),
@@ -91,7 +129,7 @@ def find_ticket(
     lr: Optional[float] = typer.Option(None, help=setting_help("train.lr", PAPER)),
     optimizer: Optional[str] = typer.Option(None, help=setting_help("train.optimizer", PAPER)),
     momentum: Optional[float] = typer.Option(None, help=setting_help("train.momentum", PAPER)),
-    nesterov: Optional[bool] = typer.Option(None, "--nesterov/--no-nesterov", help=setting_help("train.nesterov")),
+    nesterov: bool = typer.Option(False, "--nesterov", help=setting_help("train.nesterov")),
     weight_decay: Optional[float] = typer.Option(None, help=setting_help("train.weight_decay", PAPER)),
     warmup: Optional[str] = typer.Option(None, help=setting_help("train.warmup", PAPER)),
     milestones: Optional[str] = typer.Option(None, help=setting_help("train.milestones", PAPER).replace(
@@ -108,13 +146,15 @@ def find_ticket(
                    f"a pruned unit is ({', '.join(GRANULARITIES)}; structured is per layer) \\[default: the model's]."),
     rate: Optional[List[str]] = typer.Option(None, help="Pruning rate per round for a layer kind, KIND=FRACTION; "
                                                         "repeat."),
-    seed: int = typer.Option(0, min=0, help=setting_help("seed")),
+    seed: int = typer.Option(0, help=setting_help("seed")),
     trials: int = typer.Option(1, help=setting_help("trials")),
     control: Optional[List[str]] = typer.Option(None, help=setting_help("controls") + " Repeat for several."),
     device: str = typer.Option("auto", help=setting_help("device")),
     out: Optional[Path] = typer.Option(None, help="Run directory "
                                                   "\\[default: runs/<model>-<dataset>-<criterion>-seed<seed>]."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or progress lines."),
+    progress_every: float = typer.Option(30.0, help="Seconds between progress lines when the output is not a "
+                                                    "terminal (a pipe or a log file)."),
     checkpoint_every: str = typer.Option("2000it", help=setting_help("checkpoint_every") + " Does not change "
                                                                                            "results."),
     distributed_mode: str = typer.Option("data", help="Under torchrun: " + setting_help("mode", of=DistributedSettings)),
@@ -140,7 +180,7 @@ def find_ticket(
         train__batch_size=batch_size,
         train__duration=training_length(duration, epochs, iterations),
         train__momentum=momentum,
-        train__nesterov=nesterov,
+        train__nesterov=nesterov or None,
         train__weight_decay=weight_decay,
         train__warmup=warmup,
         train__milestones=tuple(m.strip() for m in milestones.split(",") if m.strip()) if milestones is not None else None,
@@ -154,11 +194,14 @@ def find_ticket(
     settings.validate()
     out = out or Path("runs") / f"{model}-{dataset}-{criterion}-seed{seed}"
     Step.parse(checkpoint_every)
-    _run_find_ticket(settings, rounds, dataset_dir, device, out, quiet, distributed_mode, checkpoint_every)
+    if rounds < 1:
+        raise LthError(f"bad --rounds {rounds}: the number of pruning rounds after the dense round r00 must be >= 1")
+    _run_find_ticket(settings, rounds, dataset_dir, device, out, quiet, distributed_mode, checkpoint_every,
+                     progress_every)
 
 
 def _run_find_ticket(settings, rounds: int, dataset_dir: Path, device: str, out: Path, quiet: bool,
-                     distributed_mode: str = "data", checkpoint_every: str = "0it") -> None:
+                     distributed_mode: str = "data", checkpoint_every: str = "0it", progress_every: float = 30.0) -> None:
     from lth.datasets import load_dataset
     from lth.training.distributed import session
 
@@ -167,13 +210,13 @@ def _run_find_ticket(settings, rounds: int, dataset_dir: Path, device: str, out:
         processes.check(settings.train)
         splits = processes.prepare(lambda: load_dataset(settings.dataset, dataset_dir).to(processes.device))
         if processes.leader:
-            _lead_find_ticket(settings, rounds, splits, processes, out, quiet, checkpoint_every)
+            _lead_find_ticket(settings, rounds, splits, processes, out, quiet, checkpoint_every, progress_every)
         else:
             processes.follow(splits)
 
 
 def _lead_find_ticket(settings, rounds: int, splits, processes, out: Path, quiet: bool,
-                      checkpoint_every: str = "0it") -> None:
+                      checkpoint_every: str = "0it", progress_every: float = 30.0) -> None:
     from lth.engine.layout import Layout
     from lth.core.interrupt import graceful_stop
     from lth.steps.rounds import find_ticket as run
@@ -190,7 +233,7 @@ def _lead_find_ticket(settings, rounds: int, splits, processes, out: Path, quiet
         + (f", {processes.size} processes ({processes.mode})" if processes.size > 1 else "")
         + f" -> {out}"
     )
-    with graceful_stop(), ProgressReporter(quiet) as reporter:  # Ctrl-C / SIGTERM: save, then exit 130
+    with graceful_stop(), ProgressReporter(quiet, progress_every) as reporter:  # Ctrl-C / SIGTERM: save, then exit 130
         records = run(settings, rounds, out, splits, reporter, trainer=processes.train_networks,
                       checkpoint_every=checkpoint_every)
     console.print(summary_table(records))
@@ -245,29 +288,35 @@ def compact(
 
     dense, rows = compact_rounds(root, round, trial, dataset_dir, benchmark, batch_size, threads)
     console.print(compact_table(dense, rows))
+    if benchmark:
+        console.print(speed_table(rows))
 
 
 def compact_table(dense: dict, rows: list[dict]) -> Table:
-    """Per round: accuracy, weights, and what compaction buys in parameters, MACs, file size and CPU time."""
+    """Per round: accuracy, weights, and what compaction buys in parameters, MACs and file size."""
     table = Table(title=f"Compacted tickets (dense: {dense['params']:,} params, {dense['macs']:,} MACs, "
                         f"{dense['file_bytes'] / 1024:.0f} KiB)")
-    columns = ["trial", "round", "% weights", "test acc", "params", "% dense", "MACs %", "KiB"]
-    if "cpu" in dense:
-        columns += ["ms dense", "ms", "/s dense", "/s", "speedup"]
-    for column in columns:
-        table.add_column(column, justify="right")
+    for column in ("trial", "round", "% weights", "test acc", "params", "% dense", "MACs %", "KiB"):
+        table.add_column(column, justify="right", no_wrap=True)  # numbers stay whole; the title folds
     for row in rows:
         acc = row["check"].get("compact_test_acc", row.get("test_acc"))
-        cells = [str(row["trial"]), str(row["round"]), f"{row.get('weights_remaining', float('nan')):.1f}",
-                 "-" if acc is None else f"{100 * acc:.2f}", f"{row['params']['compact']:,}",
-                 f"{100 * row['params']['compact'] / row['params']['dense']:.1f}",
-                 f"{100 * row['macs']['compact'] / row['macs']['dense']:.1f}",
-                 f"{row['file_bytes']['compact'] / 1024:.0f}"]
-        if "cpu" in row:
-            d, c = row["cpu"]["dense"], row["cpu"]["compact"]
-            cells += [f"{d['latency_ms']:.3f}", f"{c['latency_ms']:.3f}", f"{d['throughput']:,.0f}",
-                      f"{c['throughput']:,.0f}", f"{d['latency_ms'] / c['latency_ms']:.2f}x"]
-        table.add_row(*cells)
+        table.add_row(str(row["trial"]), str(row["round"]), f"{row.get('weights_remaining', float('nan')):.1f}",
+                      "-" if acc is None else f"{100 * acc:.2f}", f"{row['params']['compact']:,}",
+                      f"{100 * row['params']['compact'] / row['params']['dense']:.1f}",
+                      f"{100 * row['macs']['compact'] / row['macs']['dense']:.1f}",
+                      f"{row['file_bytes']['compact'] / 1024:.0f}")
+    return table
+
+
+def speed_table(rows: list[dict]) -> Table:
+    """Per round (`--benchmark`): CPU latency of one sample and throughput, dense vs compact."""
+    table = Table(title="CPU speed, dense vs compact")
+    for column in ("trial", "round", "ms dense", "ms", "/s dense", "/s", "speedup"):
+        table.add_column(column, justify="right", no_wrap=True)
+    for row in rows:
+        d, c = row["cpu"]["dense"], row["cpu"]["compact"]
+        table.add_row(str(row["trial"]), str(row["round"]), f"{d['latency_ms']:.3f}", f"{c['latency_ms']:.3f}",
+                      f"{d['throughput']:,.0f}", f"{c['throughput']:,.0f}", f"{d['latency_ms'] / c['latency_ms']:.2f}x")
     return table
 
 
@@ -306,7 +355,7 @@ def learn_supermask(
     splits = load_dataset(dataset, dataset_dir).to(resolve_device(device))
     out = out or Path("runs") / f"supermask-{model}-{dataset}-seed{seed}"
     with ProgressReporter(False) as reporter:
-        reporter.round_started(0, 100.0, 1)
+        reporter.begin(f"supermask ({settings.weights})")
         result = learn(model, splits, settings, seed, progress=reporter.progress)
     files.save_tensors(out / "mask.pt", "mask", model, result["mask"])
     files.write_json(out / "supermask.json", {**result["metrics"], "curve": result["curve"]})
@@ -345,13 +394,12 @@ def list_registry(what: Listing = typer.Argument(Listing.all, help="What to list
     if what in (Listing.all, Listing.models):
         from lth.models import MODELS
 
-        table = registry_table("Models", ("name", "description", "dataset", "optimizer", "lr", "batch", "duration",
-                                          "pruning", "rates"))
+        table = registry_table("Models", ("name", "description", "paper defaults"))
         for spec in MODELS.values():
             d = spec.defaults
             rates = ", ".join(f"{k} {v:g}" for k, v in d.rates.items() if v > 0)
-            table.add_row(spec.name, spec.description, d.dataset, d.optimizer, f"{d.lr:g}", str(d.batch_size),
-                          d.duration, d.pruning, rates)
+            table.add_row(spec.name, spec.description, f"{d.dataset}; {d.optimizer} lr {d.lr:g}, batch {d.batch_size}, "
+                                                       f"{d.duration}; {d.pruning} {rates}")
         console.print(table)
     if what in (Listing.all, Listing.datasets):
         from lth.datasets import DATASETS
@@ -388,21 +436,24 @@ def settings_table() -> Table:
     from lth.engine.settings import RunSettings
     from lth.training.settings import DistributedSettings
 
-    table = registry_table("Settings (params.yaml; the run's settings.json holds the first group)",
-                           ("setting", "type", "default", "valid values", "meaning"))
+    table = registry_table("Settings of params.yaml (a run's settings.json holds those down to `pruning`)",
+                           ("setting", "default", "meaning"))
     groups = [describe(RunSettings), describe(DistributedSettings, "train.distributed."),
               describe(WorkspaceSettings), describe(SupermaskSettings, "supermask.")]
     for info in (info for group in groups for info in group):
         names = info.names()
-        valid = " | ".join(names) if names and (info.inline or len(names) <= 4) else (
-            f"{len(names)} (lth list)" if names else "")
+        valid = f" One of: {' | '.join(names)}." if names and (info.inline or len(names) <= 4) else ""
         default = "" if info.default is None else str(info.default)
-        table.add_row(info.key, info.type, default, valid, info.help)
+        table.add_row(info.key, default, f"{info.help}{valid} ({info.type})")
     return table
 
 
 def main() -> None:
-    """Entry point: LthError becomes one clear line on stderr and exit code 2; Ctrl-C says how to resume."""
+    """Entry point: LthError becomes one clear line on stderr and exit code 2; Ctrl-C says how to resume; any
+    other exception is one `error:` line too (exit 2), its traceback shown only with LTH_DEBUG=1."""
+    import os
+
+    from lth.core.errors import DEBUG_VARIABLE, describe_unexpected
     from lth.core.interrupt import Interrupted
 
     try:
@@ -416,3 +467,8 @@ def main() -> None:
     except KeyboardInterrupt:
         err_console.print("interrupted: finished rounds are saved; rerun the same command to resume", highlight=False)
         sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - the user gets one line; LTH_DEBUG=1 shows the traceback
+        if os.environ.get(DEBUG_VARIABLE, "") not in ("", "0"):
+            raise
+        err_console.print(f"[bold red]error:[/] {describe_unexpected(exc)}", highlight=False, soft_wrap=True)
+        sys.exit(2)

@@ -369,6 +369,8 @@ def load_dataset(name: str, root: str | Path) -> Splits:
     Checks the result against the registry, so a wrong or corrupt file fails here with a clear message.
     """
     spec = get_dataset_spec(name)
+    if Path(root).exists() and not Path(root).is_dir():  # also for mnist-5k, which reads no files from it
+        raise LthError(f"dataset root '{root}' exists but is not a directory")
     splits = spec.load(Path(root))
     if splits.input_shape != spec.input_shape:
         raise LthError(f"dataset '{name}': images are {splits.input_shape}, expected {spec.input_shape}")

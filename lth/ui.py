@@ -53,17 +53,26 @@ def training_length(duration: Optional[str], epochs: Optional[int], iterations: 
 
 
 class ProgressReporter:
-    """A rich progress bar per round with live loss and accuracy (lth.engine.run.Reporter)."""
+    """Progress of each round (lth.engine.run.Reporter): a live bar in a terminal, a plain line every
+    `every` seconds otherwise (a pipe, a log file, CI), so a long round shows progress in logs too.
 
-    def __init__(self, quiet: bool):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    In a terminal the bar is the part that shrinks: the iteration count, the time spent and left, and the
+    last evaluation stay whole at 80 columns.
+    """
 
-        self.quiet = quiet
+    def __init__(self, quiet: bool, every: float = 30.0):
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                   TimeRemainingColumn)
+
+        self.quiet, self.every = quiet, every
+        self.live = console.is_terminal and not quiet
         self.bar = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            TextColumn("{task.fields[info]}"), console=console, disable=quiet,
+            TextColumn("{task.description}"), BarColumn(bar_width=None), MofNCompleteColumn(),
+            TimeElapsedColumn(), TextColumn("<"), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
+            console=console, disable=not self.live, expand=True,
         )
         self.task = None
+        self.label, self.info, self.whose, self.last_line, self.started = "", "", "", 0.0, 0.0
 
     def __enter__(self) -> "ProgressReporter":
         self.bar.__enter__()
@@ -72,23 +81,39 @@ class ProgressReporter:
     def __exit__(self, *exc) -> None:
         self.bar.__exit__(*exc)
 
+    def begin(self, label: str) -> None:
+        """A new stretch of training, named `label`."""
+        import time
+
+        self.label, self.info, self.started, self.last_line = label, "", time.monotonic(), time.monotonic()
+        self.task = self.bar.add_task(label, total=None, info="")
+
     def round_started(self, round_index: int, weights_remaining: float, networks: int) -> None:
-        what = f", {networks} networks" if networks > 1 else ""
-        self.task = self.bar.add_task(f"round {round_index:2d} ({weights_remaining:5.1f}% weights{what})", total=None,
-                                      info="")
+        what = f" x{networks}" if networks > 1 else ""
+        self.begin(f"r{round_index:02d} {weights_remaining:.1f}%{what}")
+        self.whose = "t0 " if networks > 1 else ""  # the evaluation shown is trial 0's ticket's
 
     def progress(self, iteration: int, total: int, point: Optional[dict]) -> None:
+        import time
+
         if self.task is None:
             return
-        fields = {}
-        if point is not None:
-            loss = f"val loss {point['val_loss']:.4f}  " if "val_loss" in point else ""
-            fields["info"] = f"{loss}test acc {100 * point['test_acc']:.2f}%"
-        self.bar.update(self.task, completed=iteration, total=total, **fields)
+        if point is not None:  # the first network's (trial 0's ticket's) last evaluation
+            loss = f"loss {point['val_loss']:.3f} " if "val_loss" in point else ""
+            self.info = f"{self.whose}{loss}acc {100 * point['test_acc']:.1f}%"
+        self.bar.update(self.task, completed=iteration, total=total, info=self.info)
+        now = time.monotonic()
+        if not self.live and not self.quiet and (now - self.last_line >= self.every or iteration == total):
+            self.last_line = now
+            spent = now - self.started
+            left = spent / iteration * (total - iteration) if iteration else float("nan")
+            console.print(f"{self.label}: it {iteration}/{total} ({100 * iteration / max(total, 1):.0f}%), "
+                          f"{spent:.0f} s, ~{left:.0f} s left" + (f", {self.info}" if self.info else ""),
+                          highlight=False, soft_wrap=True)
 
     def round_finished(self, record: dict, skipped: bool) -> None:
         if skipped:
-            self.bar.console.print(f"round {record['round']:2d}: already finished, skipped")
+            self.bar.console.print(f"round {record['round']:2d}: already finished, skipped", highlight=False)
         self.task = None
 
 

@@ -17,9 +17,9 @@ def round_argument(description: str) -> str:
 
 
 def run(stage: Callable[[], None]) -> None:
-    """Run a stage (in a fork of the warm server, stages/_warm.py, when one is up): a bad value or file, or an
-    interruption (Ctrl-C, SIGTERM: the train stages save their state first), is one line on stderr and
-    exit code 2."""
+    """Run a stage (in a fork of the warm server, stages/_warm.py, when one is up): a bad value or file, an
+    interruption (Ctrl-C, SIGTERM: the train stages save their state first) or any unexpected error is one
+    line on stderr and exit code 2 (LTH_DEBUG=1 shows an unexpected error's traceback)."""
     spec = getattr(sys.modules["__main__"], "__spec__", None)
     if spec is not None:  # `python -m stages.X`: run in a fork of the warm server when there is one
         from stages._warm import run_in_server
@@ -42,6 +42,15 @@ def run(stage: Callable[[], None]) -> None:
         sys.exit(2)
     except KeyboardInterrupt:
         print("error: interrupted; rerun `dvc repro` to continue (finished stages are kept)", file=sys.stderr)
+        sys.exit(2)
+    except Exception as exc:  # noqa: BLE001 - one line; LTH_DEBUG=1 shows the traceback
+        import os
+
+        from lth.core.errors import DEBUG_VARIABLE, describe_unexpected
+
+        if os.environ.get(DEBUG_VARIABLE, "") not in ("", "0"):
+            raise
+        print(f"error: {describe_unexpected(exc)}", file=sys.stderr)
         sys.exit(2)
     finally:
         timing.write_record()  # LTH_PROFILE only (benchmarks/pipeline_profile.py)

@@ -375,7 +375,7 @@ def test_dvc_experiment_stages_name_declared_params_and_experiments():
     for name in names:
         stage = stages[f"exp_{name}"]
         assert stage["cmd"] == f"python -m stages.experiment --name {name}"
-        assert "lth/experiments" in stage["deps"]  # completeness: tests/test_dvc_deps.py
+        assert "data/code/stages.experiment.txt" in stage["deps"]  # its code: tests/test_dvc_deps.py
         for key in stage["params"]:
             node = params
             for part in key.split("."):

@@ -63,7 +63,8 @@ def run_golden(out: Path) -> dict:
 
 
 def assert_close(ours, golden, where: str = "") -> None:
-    """Equal structure, equal strings/ints/bools, floats to 1e-9 relative (NaN equals NaN)."""
+    """Equal structure, equal strings/ints/bools, floats to 1e-9 relative. The recording wrote a loss with
+    no step behind it as NaN, metrics JSON now writes null (strict JSON): the two are equal here."""
     if isinstance(golden, dict):
         assert isinstance(ours, dict) and sorted(ours) == sorted(golden), f"{where}: keys {sorted(ours)}"
         for key in golden:
@@ -74,9 +75,10 @@ def assert_close(ours, golden, where: str = "") -> None:
             assert_close(a, b, f"{where}[{i}]")
     elif isinstance(golden, float) or isinstance(ours, float):
         if golden is None or ours is None:
-            assert ours is None and golden is None, f"{where}: {ours} != {golden}"
+            assert (ours is None or math.isnan(ours)) and (golden is None or math.isnan(golden)), \
+                f"{where}: {ours} != {golden}"
         elif math.isnan(golden):
-            assert math.isnan(ours), f"{where}: {ours} is not NaN"
+            assert ours is None or math.isnan(ours), f"{where}: {ours} is not NaN or null"
         else:
             assert ours == pytest.approx(golden, rel=1e-9, abs=1e-12), f"{where}: {ours} != {golden}"
     else:

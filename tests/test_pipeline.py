@@ -67,15 +67,17 @@ def test_pipeline_repro_cache_reuse_and_added_round(tmp_path):
     root = tiny_project(tmp_path / "project")
     first = sh(root, "dvc", "repro")
     assert {"exp_transfer", "exp_combine", "exp_removal", "exp_optimizers", "exp_perturb",
-            "prepare", "init", "rewind_point", "train_dense", "score@r01", "mask@r01", "rewind@r01", "train@r01",
+            "code", "prepare", "init", "rewind_point", "train_dense", "score@r01", "mask@r01", "rewind@r01", "train@r01",
             "score@r02", "mask@r02", "rewind@r02", "train@r02", "supermask", "summary", "report"} == ran(first)
     for r in ("r00", "r01", "r02"):
         for name in ("start", "mask", "final"):
             assert (root / "data" / "rounds" / r / name / "trial-0.pt").is_file(), (r, name)
         assert json.loads((root / "metrics" / "rounds" / f"{r}.json").read_text())["round"] == int(r[1:])
-    summary = json.loads((root / "metrics" / "summary.json").read_text())
+    headline = json.loads((root / "metrics" / "summary.json").read_text())
+    assert set(headline) == {"best", "sparsest_matching", "dense", "last"} and headline["last"]["round"] == 2
+    summary = json.loads((root / "metrics" / "per_round.json").read_text())
     assert summary["r01"]["weights_remaining"] == pytest.approx(100 * (0.8 * 265200 + 900) / 266200, abs=1e-3)
-    assert {"best", "sparsest_matching", "r00", "r01", "r02"} <= set(summary)
+    assert {"r00", "r01", "r02"} == set(summary)
     assert {"reinit", "random-prune"} <= set(summary["r01"]) and "reinit" not in summary["r00"]
     supermask = json.loads((root / "metrics" / "supermask.json").read_text())
     assert 0 < supermask["weights_remaining"] < 100 and 0 <= supermask["test_acc_sampled"] <= 1
@@ -112,11 +114,12 @@ def test_pipeline_repro_cache_reuse_and_added_round(tmp_path):
     for r, before in baseline_masks.items():
         assert mask_file(r).read_bytes() != before, f"{r}: same mask for movement"
     diff = json.loads(sh(root, "dvc", "metrics", "diff", "--json"))
-    changed = diff["metrics/summary.json"]
+    changed = diff["metrics/per_round.json"]
     assert any(key.startswith(("r01.", "r02.")) for key in changed), changed
     assert not any(key.startswith("r00.") for key in changed), "the dense round must not change"
+    assert not any(key.startswith("dense.") for key in diff.get("metrics/summary.json", {})), "nor the headline's"
     text = sh(root, "dvc", "metrics", "diff")
-    assert "metrics/summary.json" in text and "r01.test_loss" in text
+    assert "metrics/per_round.json" in text and "r01.test_loss" in text
 
     # Zhou et al.'s signed constant on top: only the rewind and later stages re-run
     signed = sh(root, "dvc", "exp", "run", "-S", "criterion=movement", "-S", "mask1_action=signed_constant")
@@ -127,10 +130,19 @@ def test_pipeline_repro_cache_reuse_and_added_round(tmp_path):
     # one more round: only its four stages (and the summary) run
     more = sh(root, "dvc", "exp", "run", "-S", "+rounds.r03.prev=r02")
     assert ran(more) == {"score@r03", "mask@r03", "rewind@r03", "train@r03", "summary", "report"}
-    assert "r03" in json.loads((root / "metrics" / "summary.json").read_text())
+    assert "r03" in json.loads((root / "metrics" / "per_round.json").read_text())
     assert "Test accuracy vs weights remaining" in sh(root, "dvc", "plots", "show", "--json")
     assert "Per-layer weights remaining" in sh(root, "dvc", "plots", "show", "--json")
     assert (root / "report" / "accuracy.png").is_file() and (root / "report" / "masks.png").is_file()
+
+    # the experiments side by side in 80 columns, piped as into a log
+    table = subprocess.run([sys.executable, "-m", "lth", "exp-table"], cwd=root, capture_output=True, text=True,
+                           env={**ENV, "COLUMNS": "80"})
+    assert table.returncode == 0, table.stderr
+    assert max(len(line) for line in table.stdout.splitlines()) <= 80
+    flat = " ".join(table.stdout.replace("│", " ").split())
+    assert "mask1_action=signed_constant" in flat.replace(" ", "") and "rounds=3" in flat.replace(" ", "")
+    assert re.search(r"\d+\.\d% @ \d+\.\d%", table.stdout) and "r03" in table.stdout
 
     # the report compares the experiments, read through dvc.api, labelled by the params that differ
     sh(root, sys.executable, "-m", "lth", "report", "--all-experiments", "--out", "compare")
@@ -175,7 +187,7 @@ def test_pipeline_trains_three_trials_and_both_controls_batched(tmp_path):
             assert kept == pytest.approx(expected, abs=2), (r, t)
         if i > 0:
             assert not torch.equal(masks[0]["fc1.weight"], masks[1]["fc1.weight"]), "each trial its own mask"
-    summary = json.loads((root / "metrics" / "summary.json").read_text())
+    summary = json.loads((root / "metrics" / "per_round.json").read_text())
     record = json.loads((root / "metrics" / "rounds" / "r02.json").read_text())
     tickets = [n["test_acc"] for n in record["networks"] if n["arm"] == "ticket"]
     assert summary["r02"]["test_acc"] == pytest.approx(sum(tickets) / 3)
@@ -199,6 +211,9 @@ def test_params_yaml_of_the_project_is_valid_and_declares_20_rounds():
         ("rounds: {r01: {prev: r00}, r03: {prev: r01}}\n", "r03: prev must be r02"),
         ("rounds: {r02: {prev: r01}}\n", "previous round 'r01' is not declared"),
         ("rounds: {round1: {prev: r00}}\n", "bad round name 'round1'"),
+        ("rounds: 5\n", "rounds: 5 is not a chain of rounds; DVC's foreach needs each round declared"),
+        ("rounds: {r01: {prev: r00}}\nexperiments: {removal: {round: r05}}\n",
+         "experiments.removal.round is 'r05', which is not a declared round; declared: r00, r01"),
     ],
 )
 def test_malformed_params_are_clear_errors(tmp_path, text, message):

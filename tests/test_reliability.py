@@ -297,6 +297,7 @@ def test_cuda_out_of_memory_suggests_smaller_batch_or_cpu(tmp_path, monkeypatch)
     ({"seed": 2**70}, "bad seed"),
     ({"rewind": "2ep", "mask1_action": "rewind", "train": {"duration": "1ep"}}, "beyond the training length"),
     ({"prune": {"method": "global", "rates": {"conv": 0.1, "fc": 0.2}}}, "global pruning needs one rate"),
+    ({"mask1_action": "rewind"}, "mask1_action 'rewind' with rewind step 0it is the same as 'reset'"),
 ])
 def test_inconsistent_or_malformed_settings_are_refused(data, message):
     with pytest.raises(LthError, match=message):
@@ -309,9 +310,16 @@ def test_checks_against_the_data_run_before_any_work(tmp_path):
         find_ticket(settings, 1, tmp_path / "a", tiny_splits())
     with pytest.raises(LthError, match="batch_size 500: larger than the 120 training examples"):
         find_ticket(lenet(train__batch_size=500), 1, tmp_path / "b", tiny_splits())
+    with pytest.raises(LthError, match=r"warmup '30it' \(30 iterations\) is longer than the training length '12it'"):
+        find_ticket(lenet(train__warmup="30it"), 1, tmp_path / "c", tiny_splits())
+    with pytest.raises(LthError, match="dataset root .* exists but is not a directory"):
+        from lth.datasets import load_dataset
+
+        (tmp_path / "file").write_text("x")
+        load_dataset("mnist-5k", tmp_path / "file")
     with pytest.raises(LthError, match=r"model 'vgg-19' does not fit .* 1x4x4 images"):
         check_data(replace(defaults_for("vgg-19"), train__batch_size=10), (1, 4, 4), 10, 100)
-    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    assert not any((tmp_path / name).exists() for name in ("a", "b", "c"))
 
 
 def test_stage_interruption_and_bad_files_exit_2_with_one_line(tmp_path, monkeypatch, capsys):

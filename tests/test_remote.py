@@ -53,6 +53,6 @@ def test_second_clone_reruns_nothing_after_pulling_the_run_cache(tmp_path):
     sh(b, "git", "rm", "-q", "dvc.lock")
     sh(b, "rm", "-rf", "data")
     replay = sh(b, "dvc", "repro", "prepare", "init")
-    assert ran(replay) == set() and restored(replay) == {"prepare", "init"}, replay
+    assert ran(replay) == set() and restored(replay) == {"code", "prepare", "init"}, replay
     theta0 = "data/init/theta0/trial-0.pt"
     assert (b / theta0).read_bytes() == (a / theta0).read_bytes()

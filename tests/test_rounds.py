@@ -48,8 +48,9 @@ def test_lenet_sparsity_follows_the_paper_schedule_exactly(tmp_path):
             assert all(not (mask[k] & ~previous[k]).any() for k in mask), "masks must be nested"
     own = json.loads(layout.round_metrics(4).read_text())
     assert own["round"] == 4 and [n["arm"] for n in own["networks"]] == ["ticket"]
-    summary = json.loads((tmp_path / "metrics" / "summary.json").read_text())
-    assert [key for key in summary if key.startswith("r")] == ["r00", "r01", "r02", "r03", "r04"]
+    summary = json.loads((tmp_path / "metrics" / "per_round.json").read_text())
+    assert list(summary) == ["r00", "r01", "r02", "r03", "r04"]
+    assert json.loads((tmp_path / "metrics" / "summary.json").read_text())["last"]["round"] == 4
     table = (tmp_path / "metrics" / "networks.csv").read_text()
     assert table.startswith("round,trial,arm,weights_remaining,test_acc") and len(table.splitlines()) == 6
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from difflib import get_close_matches
+from pathlib import Path
 from typing import Iterable
 
 
@@ -18,6 +19,20 @@ class LthError(Exception):
         if not text.isprintable():
             text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
         super().__init__(text, *args)
+
+
+DEBUG_VARIABLE = "LTH_DEBUG"  # set to 1 to see the traceback of an unexpected error
+
+
+def describe_unexpected(exc: BaseException) -> str:
+    """One line for an error nobody anticipated: what it is, where, and how to see more."""
+    import traceback
+
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" (in {Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
+    message = " ".join(str(exc).split()) or "no message"
+    return (f"unexpected {type(exc).__name__}: {message}{where}; this is a bug in lth or an environment problem: "
+            f"rerun with {DEBUG_VARIABLE}=1 for the traceback")
 
 
 def unknown_choice(what: str, value: object, choices: Iterable[str]) -> LthError:

@@ -13,6 +13,7 @@ import errno
 import hashlib
 import io
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -65,7 +66,19 @@ def _fsync_directory(directory: Path) -> None:
 
 
 def write_json(path: str | Path, payload: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(payload, indent=2, sort_keys=False) + "\n").encode())
+    """Strict JSON, atomically: a NaN or infinity (a loss before any step, a diverged run) is written as null,
+    which every JSON parser reads (bare NaN is not JSON)."""
+    atomic_write_bytes(path, (json.dumps(_finite(payload), indent=2, sort_keys=False, allow_nan=False) + "\n").encode())
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 def read_json(path: str | Path) -> Any:

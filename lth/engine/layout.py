@@ -13,7 +13,7 @@ inside one directory, so a DVC stage has one output per artifact whatever the nu
     data/rounds/rNN/{scores,mask,start,final}/trial-T.pt         a round's scores, mask, start, trained weights
     data/checkpoints/train-rNN.pt                                an unfinished round's training state
     metrics/rounds/rNN.json                                      every network of the round (written last)
-    metrics/summary.json, networks.csv, accuracy.json, learning_curves.json, layer_sparsity.json
+    metrics/summary.json, per_round.json, networks.csv, accuracy.json, learning_curves.json, layer_sparsity.json
     metrics/experiments/NAME.json, data/experiments/NAME/        research experiments
     data/supermask/mask.pt, metrics/supermask.json               a learned supermask
     data/compact/rNN/trial-T.{pt2,json}, metrics/compact.json    compacted tickets (lth compact)
@@ -105,6 +105,11 @@ class Layout:
     @property
     def summary(self) -> Path:
         return self.metrics / "summary.json"
+
+    @property
+    def round_summary(self) -> Path:
+        """Every round's ticket and control metrics (the headline is `summary`)."""
+        return self.metrics / "per_round.json"
 
     @property
     def networks_table(self) -> Path:

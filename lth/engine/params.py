@@ -75,6 +75,9 @@ def parse_rounds(raw: Any, where: str = "params.yaml: rounds") -> dict[str, str]
     """Validate the chain: every round continues from the round just before it, back to r00."""
     if raw is None:
         return {}
+    if isinstance(raw, int) and not isinstance(raw, bool) and raw > 0:
+        raise LthError(f"{where}: {raw} is not a chain of rounds; DVC's foreach needs each round declared: "
+                       f"rounds: {{r01: {{prev: r00}}, ..., {round_key(raw)}: {{prev: {round_key(raw - 1)}}}}}")
     if not isinstance(raw, Mapping):
         raise LthError(f"{where}: expected a mapping like {{r01: {{prev: r00}}}}, got {raw!r}")
     chain: dict[str, str] = {}
@@ -112,6 +115,7 @@ def read_yaml(path: str | Path) -> dict:
 
 def load_params(path: str | Path = "params.yaml") -> PipelineParams:
     """Read and validate params.yaml; every problem is an LthError naming the file and the key."""
+    path = Path(path)
     data = read_yaml(path)
     run = {k: v for k, v in data.items() if k not in PIPELINE_KEYS}
     train = run.get("train")
@@ -127,8 +131,20 @@ def load_params(path: str | Path = "params.yaml") -> PipelineParams:
     supermask = build(SupermaskSettings, data.get("supermask") or {}, f"{path}: supermask").validate()
     processes = build(DistributedSettings, distributed, f"{path}: train.distributed").validate(
         f"{path}: train.distributed")
-    return PipelineParams(settings, workspace.dataset_dir, workspace.device,
-                          parse_rounds(data.get("rounds"), f"{path}: rounds"), supermask, checkpoint_every, processes)
+    rounds = parse_rounds(data.get("rounds"), f"{path}: rounds")
+    check_experiment_rounds(data.get("experiments"), [DENSE_ROUND, *rounds], path)
+    return PipelineParams(settings, workspace.dataset_dir, workspace.device, rounds, supermask, checkpoint_every,
+                          processes)
+
+
+def check_experiment_rounds(experiments: Any, declared: list[str], path: Path) -> None:
+    """Every `experiments.<name>.round` names a declared round (a shortened chain must not leave one behind)."""
+    if not isinstance(experiments, Mapping):
+        return
+    for name, group in experiments.items():
+        if isinstance(group, Mapping) and "round" in group and str(group["round"]) not in declared:
+            raise LthError(f"{path}: experiments.{name}.round is {group['round']!r}, which is not a declared round; "
+                           f"declared: {', '.join(declared)}")
 
 
 def rounds_yaml(count: int) -> dict[str, dict[str, str]]:

@@ -122,6 +122,9 @@ class RunSettings:
                 f"rewind step '{self.rewind}' has no effect with mask1_action '{self.mask1_action}': "
                 "set mask1_action to 'rewind' (CLI: --mask1 rewind) or the rewind step to 0it"
             )
+        if self.mask1_action == "rewind" and rewind == Step():
+            raise LthError("mask1_action 'rewind' with rewind step 0it is the same as 'reset': give the rewind step "
+                           "(e.g. rewind: 1ep; CLI: --rewind 1ep, which also picks the rewind action)")
         if rewind != duration and rewind.epochs >= duration.epochs and rewind.iterations >= duration.iterations:
             raise LthError(f"rewind step '{self.rewind}' is beyond the training length '{self.train.duration}'")
         self.prune.validate()
@@ -183,6 +186,10 @@ def check_data(settings: RunSettings, input_shape: tuple[int, ...], num_classes:
         raise LthError(f"rewind step '{settings.rewind}' ({rewind} iterations) is beyond the training length "
                        f"'{t.duration}' ({total} iterations at batch size {t.batch_size} on {num_train} examples)")
     check_model_fits(settings.model, tuple(input_shape), num_classes, settings.dataset)
+    warmup = Step.parse(t.warmup).to_iterations(per_epoch)
+    if warmup > total:
+        raise LthError(f"warmup '{t.warmup}' ({warmup} iterations) is longer than the training length "
+                       f"'{t.duration}' ({total} iterations): the learning rate would never reach {t.lr}")
 
 
 def check_model_fits(model: str, input_shape: tuple[int, ...], num_classes: int, dataset: str = "the dataset") -> None:

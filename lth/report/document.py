@@ -88,6 +88,7 @@ def build_sections(runs: list["RunData"], folder: Path) -> list[Section]:
     curves = Section("Learning curves", "Test accuracy during training at selected sparsities: ticket solid, "
                                         "reinit control dashed.")
     layer_sections = []
+    missing: list[str] = []
     mask_section = Section("Which pixels the ticket still reads",
                            "First layer: number of kept connections from each input pixel (trial 0).")
     for i, run in enumerate(runs):
@@ -105,6 +106,8 @@ def build_sections(runs: list["RunData"], folder: Path) -> list[Section]:
         maps = _mask_maps(run)
         if maps:
             mask_section.images.append(_save(figures.mask_figure(maps, run.label), folder, f"masks{suffix}.png"))
+        elif run.records and run.load_mask(0, run.records[0]["round"]) is None:
+            missing.append(run.label)
     sections.append(curves)
     sections += layer_sections
     compaction = tables.compaction_table(runs)
@@ -114,7 +117,10 @@ def build_sections(runs: list["RunData"], folder: Path) -> list[Section]:
                                 "Dead neurons/channels removed: parameters and MACs as % of the dense network, file "
                                 "size, CPU latency per batch (dense vs compact) and whether outputs matched the "
                                 "masked network.", [], compaction, "compaction.csv"))
-    if mask_section.images:
+    if missing:  # a fresh clone has the metrics (git) but not the masks (DVC): say so, do not just leave it out
+        mask_section.text += (f" No masks found for {', '.join(missing)}: their mask files are not here "
+                              "(a fresh clone: `dvc pull` or `dvc repro` brings them).")
+    if mask_section.images or missing:
         sections.append(mask_section)
     return sections
 

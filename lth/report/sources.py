@@ -81,20 +81,20 @@ def declared_rounds(params: Mapping[str, Any]) -> list[str]:
     return ["r00", *sorted(k.split(".")[1] for k in params if re.fullmatch(r"rounds\.r\d{2,}\.prev", k))]
 
 
-def experiment_names(repo: str) -> dict[str, str]:
-    """Every DVC experiment of `repo` (and its baseline): name -> revision, via `dvc.api.exp_show`."""
+def experiment_rows(repo: str) -> list[dict]:
+    """`dvc.api.exp_show` of `repo`: one flat row (params and metrics) per experiment, baseline and workspace."""
     import dvc.api
 
     try:
-        rows = dvc.api.exp_show(repo=repo)
+        return dvc.api.exp_show(repo=repo)
     except Exception as exc:  # dvc raises its own types for "not a DVC repo", "not a git repo", ...
         raise LthError(f"cannot list DVC experiments in '{repo}': {exc}") from None
-    names: dict[str, str] = {}
-    for row in rows:
-        if row.get("rev") == "workspace":
-            continue
-        names[row.get("Experiment") or row["rev"]] = row["rev"]
-    return names
+
+
+def experiment_names(repo: str) -> dict[str, str]:
+    """Every DVC experiment of `repo` (and its baseline): name -> revision."""
+    return {row.get("Experiment") or row["rev"]: row["rev"] for row in experiment_rows(repo)
+            if row.get("rev") != "workspace"}
 
 
 def from_experiment(repo: str, name: str, rev: str) -> RunData:

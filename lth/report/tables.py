@@ -92,13 +92,15 @@ def compaction_table(runs: Iterable["RunData"]) -> "pd.DataFrame":
     rows = []
     for run in runs:
         for c in run.compaction:
-            dense_ms, compact_ms = c["cpu"]["dense"]["latency_ms"], c["cpu"]["compact"]["latency_ms"]
-            rows.append({"run": run.label, "round": c["round"], "trial": c["trial"], "pruning": c["pruning"],
-                         "weights_remaining": c["weights_remaining"], "test_acc": c["test_acc"],
-                         "compact_params": c["params"]["compact"],
-                         "params_pct": 100 * c["params"]["compact"] / c["params"]["dense"],
-                         "macs_pct": 100 * c["macs"]["compact"] / c["macs"]["dense"],
-                         "file_kib": c["file_bytes"]["compact"] / 1024,
-                         "dense_ms": dense_ms, "compact_ms": compact_ms, "speedup": dense_ms / compact_ms,
-                         "outputs_match": c["check"]["outputs_match"]})
+            row = {"run": run.label, "round": c["round"], "trial": c["trial"], "pruning": c["pruning"],
+                   "weights_remaining": c.get("weights_remaining"), "test_acc": c.get("test_acc"),
+                   "compact_params": c["params"]["compact"],
+                   "params_pct": 100 * c["params"]["compact"] / c["params"]["dense"],
+                   "macs_pct": 100 * c["macs"]["compact"] / c["macs"]["dense"],
+                   "file_kib": c["file_bytes"]["compact"] / 1024,
+                   "outputs_match": c["check"]["outputs_match"]}
+            if "cpu" in c:  # timed only with `lth compact --benchmark`
+                dense_ms, compact_ms = c["cpu"]["dense"]["latency_ms"], c["cpu"]["compact"]["latency_ms"]
+                row.update(dense_ms=dense_ms, compact_ms=compact_ms, speedup=dense_ms / compact_ms)
+            rows.append(row)
     return pd.DataFrame(rows)

@@ -65,6 +65,8 @@ def find_ticket(
     if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
         raise LthError(f"bad rounds {rounds!r}: the number of pruning rounds after the dense round r00 must be "
                        ">= 1")
+    if Path(out).exists() and not Path(out).is_dir():
+        raise LthError(f"the run directory {out} is a file; give --out a directory (new or of this run)")
     settings.validate()
     check_data(settings, splits.input_shape, splits.num_classes, len(splits.train_x))
     Step.parse(checkpoint_every)

@@ -2,9 +2,11 @@
 
 A round record holds one entry per network (trial x arm). Tables here are long (one row per network,
 metrics/networks.csv) for analysis, or aggregated over trials (mean, min, max) per round and arm for the
-plot data and the DVC metrics. DVC keys read well in `dvc metrics diff` / `dvc exp show`: `best.test_acc`,
-`sparsest_matching.weights_remaining` (the fewest weights at which the ticket still matches the
-dense network's early-stop test accuracy), `r05.test_acc`, `r05.reinit.early_stop_test_acc`.
+plot data and the DVC metrics: the headline (metrics/summary.json: `best.test_acc`,
+`sparsest_matching.weights_remaining`, the fewest weights at which the ticket still matches the dense
+network's early-stop test accuracy, `dense.*`, `last.*`) apart from the per-round detail
+(metrics/per_round.json: `r05.test_acc`, `r05.reinit.early_stop_test_acc`), so tables of the
+headline stay narrow.
 """
 
 from __future__ import annotations
@@ -57,8 +59,9 @@ def arms(records: Iterable[dict]) -> list[str]:
     return [TICKET] + sorted(found - {TICKET})
 
 
-def dvc_summary(records: Iterable[dict]) -> dict:
-    """Nested metrics for DVC: headline keys first (leftmost in `dvc exp show`), then per round."""
+def headline_metrics(records: Iterable[dict]) -> dict:
+    """What `dvc metrics show` and `dvc exp show` should show first: the best ticket, the sparsest ticket
+    still matching the dense network, the dense network and the last round (ticket means over trials)."""
     records = sorted(records, key=lambda r: r["round"])
     tickets = [(r["round"], arm_stats(r, TICKET)) for r in records]
     summary: dict = {}
@@ -69,19 +72,28 @@ def dvc_summary(records: Iterable[dict]) -> dict:
         if dense is not None:
             matching = [rt for rt in tickets if rt[1]["early_stop_test_acc"] >= dense["early_stop_test_acc"]]
             summary["sparsest_matching"] = _headline(*min(matching, key=lambda rt: rt[1]["weights_remaining"]))
-    for record in records:
+            summary["dense"] = _headline(0, dense)
+        summary["last"] = _headline(*tickets[-1])
+    return summary
+
+
+def round_metrics(records: Iterable[dict]) -> dict:
+    """Every round's ticket (mean over trials) and controls, for `dvc metrics diff` round by round."""
+    metrics: dict = {}
+    for record in sorted(records, key=lambda r: r["round"]):
         ticket = arm_stats(record, TICKET)
         entry = {k: _finite(ticket[k]) for k in DVC_ROUND_KEYS}
         for arm in arms([record])[1:]:
             stats = arm_stats(record, arm)
             entry[arm] = {k: _finite(stats[k]) for k in DVC_CONTROL_KEYS}
-        summary[f"r{record['round']:02d}"] = entry
-    return summary
+        metrics[f"r{record['round']:02d}"] = entry
+    return metrics
 
 
 def _headline(round_index: int, stats: dict) -> dict:
+    """A round in three numbers: which, how sparse, how accurate (at early stop; the rest is in per_round.json)."""
     return {"round": round_index, "weights_remaining": stats["weights_remaining"],
-            "test_acc": _finite(stats["early_stop_test_acc"]), "early_stop_iteration": stats["early_stop_iteration"]}
+            "test_acc": _finite(stats["early_stop_test_acc"])}
 
 
 def plot_rows(records: Iterable[dict], controls: Iterable[str] = ("reinit", "random-prune")) -> list[dict]:
@@ -140,17 +152,19 @@ def _finite(value):
 
 def outputs(run: Run) -> list[Path]:
     layout = run.layout
-    return [layout.summary, layout.networks_table, layout.accuracy_plot, layout.curves_plot, layout.layers_plot]
+    return [layout.summary, layout.round_summary, layout.networks_table, layout.accuracy_plot, layout.curves_plot,
+            layout.layers_plot]
 
 
 def run(run: Run, keys: list[str] | None = None) -> list[dict]:
     """Summarises rounds `keys` (default: r00 and every declared round) into metrics/summary.json (headline
-    metrics), metrics/networks.csv and the plot data; returns their records."""
+    metrics), metrics/per_round.json, metrics/networks.csv and the plot data; returns their records."""
     import pandas as pd
 
     layout = run.layout
     records = [run.record(key) for key in (keys or [DENSE_ROUND, *run.rounds])]
-    files.write_json(layout.summary, dvc_summary(records))
+    files.write_json(layout.summary, headline_metrics(records))
+    files.write_json(layout.round_summary, round_metrics(records))
     frame = pd.DataFrame(network_rows(records), columns=NETWORK_COLUMNS)
     files.atomic_write_bytes(layout.networks_table, frame.to_csv(index=False).encode())
     files.write_json(layout.accuracy_plot, plot_rows(records))

@@ -1,0 +1,52 @@
+"""DVC experiments side by side in a few columns: what `lth exp-table` prints.
+
+`dvc exp show` lists every param and metric, hundreds of columns; a researcher comparing experiments
+wants the params that differ and the headline of each (metrics/summary.json).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from lth.report.sources import experiment_rows, flatten
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+_ROUND = re.compile(r"^rounds\.(r\d{2,})\.prev$")
+
+
+def _percent(acc: object, weights: object) -> str | None:
+    if not isinstance(acc, (int, float)) or not isinstance(weights, (int, float)):
+        return None
+    return f"{100 * acc:.1f}% @ {weights:.1f}%"
+
+
+def experiment_frame(repo: str = ".") -> "pd.DataFrame":
+    """One row per experiment (baseline and workspace included): its name, the params that differ between
+    the rows, the best and the sparsest matching ticket (test accuracy at early stop @ % weights), the last round."""
+    import pandas as pd
+    import yaml
+
+    params_file = Path(repo) / "params.yaml"
+    known = set(flatten(yaml.safe_load(params_file.read_text()) or {})) if params_file.is_file() else set()
+    rows = experiment_rows(repo)
+    keys = sorted({k for row in rows for k in row if k in known or _ROUND.match(k)})
+    rounds = [sum(1 for k in row if _ROUND.match(k) and row[k] is not None) for row in rows]
+    differing = [k for k in keys if not _ROUND.match(k) and len({repr(row.get(k)) for row in rows}) > 1]
+    out = []
+    for row, count in zip(rows, rounds):
+        changed = [f"{k}={row.get(k)}" for k in differing]
+        if len(set(rounds)) > 1:
+            changed.append(f"rounds={count}")
+        out.append({
+            "experiment": row.get("Experiment") or row.get("rev"),
+            "params that differ": ", ".join(changed) or "-",
+            "best": _percent(row.get("best.test_acc"), row.get("best.weights_remaining")),
+            "sparsest matching": _percent(row.get("sparsest_matching.test_acc"),
+                                          row.get("sparsest_matching.weights_remaining")),
+            "last round": f"r{int(row['last.round']):02d}" if isinstance(row.get("last.round"), (int, float)) else None,
+        })
+    return pd.DataFrame(out, columns=["experiment", "params that differ", "best", "sparsest matching", "last round"])
