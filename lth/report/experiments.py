@@ -34,7 +34,9 @@ def experiment_frame(repo: str = ".") -> "pd.DataFrame":
     known = set(flatten(yaml.safe_load(params_file.read_text()) or {})) if params_file.is_file() else set()
     rows = experiment_rows(repo)
     keys = sorted({k for row in rows for k in row if k in known or _ROUND.match(k)})
-    rounds = [sum(1 for k in row if _ROUND.match(k) and row[k] is not None) for row in rows]
+    # a round an experiment does not declare shows up as a missing value ('-', '' or None, by DVC version)
+    rounds = [sum(1 for k in row if _ROUND.match(k) and isinstance(row[k], str) and row[k].startswith("r"))
+              for row in rows]
     differing = [k for k in keys if not _ROUND.match(k) and len({repr(row.get(k)) for row in rows}) > 1]
     out = []
     for row, count in zip(rows, rounds):
