@@ -28,7 +28,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 KINDS = ("prepare", "init", "rewind_point", "train", "score", "mask", "rewind", "supermask", "summary", "report",
-         "experiments")
+         "experiments", "prune_at_init")
 
 
 def kind_of(argv: list[str]) -> str:

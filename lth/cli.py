@@ -16,6 +16,7 @@ from rich.table import Table
 
 from lth.core.errors import LthError, unknown_choice
 from lth.experiments.cli import app as experiment_app
+from lth.pruning.at_init import CONTROLS as AT_INIT_CONTROLS, METHODS as AT_INIT_METHODS, PruneAtInitSettings
 from lth.pruning.prune import GRANULARITIES, METHODS
 from lth.training.settings import DistributedSettings, SupermaskSettings
 from lth.ui import ProgressReporter, console, err_console, registry_table, setting_help, training_length
@@ -369,6 +370,59 @@ def learn_supermask(
     console.print(f"mask and metrics: {out}")
 
 
+@app.command("prune-at-init")
+def prune_at_init(
+    model: str = typer.Argument(..., help=setting_help("model")),
+    dataset: str = typer.Argument(..., help=setting_help("dataset")),
+    dataset_dir: Path = typer.Argument(..., help=setting_help("dataset_dir")),
+    method: Optional[List[str]] = typer.Option(None, help=f"Method: {' | '.join(AT_INIT_METHODS)}; repeat for several "
+                                                    "\\[default: all]."),
+    remaining: Optional[List[str]] = typer.Option(None, help="Weights kept, e.g. 5% or 3.5%; repeat for several "
+                                                             "\\[default: 10%]."),
+    control: Optional[List[str]] = typer.Option(None, help="Sanity control trained beside the method: "
+                                                           f"{' | '.join(AT_INIT_CONTROLS)} or none; repeat "
+                                                           "\\[default: shuffle, reinit]."),
+    synflow_rounds: int = typer.Option(PruneAtInitSettings.synflow_rounds,
+                                       help=setting_help("synflow_rounds", of=PruneAtInitSettings)),
+    trials: int = typer.Option(1, help=setting_help("trials")),
+    epochs: Optional[int] = typer.Option(None, help="Training length in epochs."),
+    iterations: Optional[int] = typer.Option(None, help="Training length in iterations."),
+    duration: Optional[str] = typer.Option(None, help=setting_help("train.duration", PAPER)),
+    seed: int = typer.Option(0, help=setting_help("seed")),
+    device: str = typer.Option("auto", help=setting_help("device")),
+    out: Optional[Path] = typer.Option(None, help="Output directory: results in OUT/metrics/prune_at_init/"
+                                                  "METHOD.json \\[default: a folder of runs/ named by model, "
+                                                  "dataset and seed]."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or progress lines."),
+) -> None:
+    """Prune θ0 in one shot (SNIP, GraSP, SynFlow, magnitude, random), then train it beside its sanity controls.
+
+    Re-running the same command keeps finished results. Compare with IMP: lth report IMP_RUN OUT.
+    """
+    from lth.datasets import load_dataset
+    from lth.engine.settings import defaults_for, replace
+    from lth.experiments.prune_at_init import results_table, run_methods
+    from lth.pruning.at_init import parse_remaining
+    from lth.training.device import resolve_device
+
+    controls = [c for c in (control or ["shuffle", "reinit"]) if c != "none"]
+    exp = PruneAtInitSettings(methods=tuple(method or PruneAtInitSettings.methods), controls=tuple(controls),
+                              synflow_rounds=synflow_rounds).validate("prune-at-init --method/--control")
+    fractions = [parse_remaining(text) for text in remaining or ["10%"]]
+    settings = replace(defaults_for(model, dataset), seed=seed, trials=trials,
+                       train__duration=training_length(duration, epochs, iterations)).validate()
+    out = out or Path("runs") / f"prune-at-init-{model}-{dataset}-seed{seed}"
+    splits = load_dataset(settings.dataset, dataset_dir).to(resolve_device(device))
+    console.print(f"[bold]{model}[/] on [bold]{dataset}[/], {settings.train.duration} of training, "
+                  f"{', '.join(exp.methods)} at {', '.join(f'{100 * f:g}%' for f in fractions)}"
+                  + (f", controls {', '.join(controls)}" if controls else "")
+                  + (f", {trials} trials" if trials > 1 else "") + f" -> {out}")
+    with ProgressReporter(quiet) as reporter:
+        results = run_methods(settings, splits, exp.methods, fractions, controls, synflow_rounds, out, reporter)
+    console.print(results_table(results))
+    console.print(f"results: {out}/metrics/prune_at_init")
+
+
 @app.command("report")
 def report(
     sources: Optional[List[str]] = typer.Argument(
@@ -439,7 +493,8 @@ def settings_table() -> Table:
     table = registry_table("Settings of params.yaml (a run's settings.json holds those down to `pruning`)",
                            ("setting", "default", "meaning"))
     groups = [describe(RunSettings), describe(DistributedSettings, "train.distributed."),
-              describe(WorkspaceSettings), describe(SupermaskSettings, "supermask.")]
+              describe(WorkspaceSettings), describe(SupermaskSettings, "supermask."),
+              describe(PruneAtInitSettings, "prune_at_init.")]
     for info in (info for group in groups for info in group):
         names = info.names()
         valid = f" One of: {' | '.join(names)}." if names and (info.inline or len(names) <= 4) else ""

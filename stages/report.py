@@ -1,4 +1,5 @@
-"""Stage `report`: report/index.html, report.md, PNGs and CSVs of this workspace's declared rounds."""
+"""Stage `report`: report/index.html, report.md, PNGs and CSVs of this workspace's declared rounds and its
+pruning-at-init methods (metrics/prune_at_init)."""
 
 from __future__ import annotations
 

@@ -53,6 +53,7 @@ def tiny_project(root: Path, rounds: int = 2, **changes) -> Path:
                       if k in group})
     params["experiments"]["removal"]["max_tickets"] = 2
     params["experiments"]["optimizers"].update(rounds=1, variants={"radam-no-warmup": {"optimizer": "radam"}})
+    params["prune_at_init"].update(methods=["snip", "synflow"], synflow_rounds=10)
     params["device"] = "cpu"
     params.update(changes)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -69,7 +70,8 @@ def test_pipeline_repro_cache_reuse_and_added_round(tmp_path):
     first = sh(root, "dvc", "repro")
     assert {"exp_transfer", "exp_combine", "exp_removal", "exp_optimizers", "exp_perturb",
             "code", "prepare", "init", "rewind_point", "train_dense", "score@r01", "mask@r01", "rewind@r01", "train@r01",
-            "score@r02", "mask@r02", "rewind@r02", "train@r02", "supermask", "summary", "report"} == ran(first)
+            "score@r02", "mask@r02", "rewind@r02", "train@r02", "supermask", "summary", "report",
+            "prune_at_init@snip", "prune_at_init@synflow"} == ran(first)
     for r in ("r00", "r01", "r02"):
         for name in ("start", "mask", "final"):
             assert (root / "data" / "rounds" / r / name / "trial-0.pt").is_file(), (r, name)
@@ -154,6 +156,18 @@ def test_pipeline_repro_cache_reuse_and_added_round(tmp_path):
     assert any("criterion=large_final" in label for label in labels), labels
     assert compare.groupby("run")["round"].max().max() == 3  # the experiment with the added round
     assert (compare.loc[compare["round"] == 0, "ticket_acc"].nunique()) == 1  # every experiment shares the dense round
+
+    # pruning at init to another target: only its stages (and the report, which shows them) run
+    sparser = sh(root, "dvc", "exp", "run", "-S", "prune_at_init.remaining=2%")
+    assert ran(sparser) == {"prune_at_init@snip", "prune_at_init@synflow", "report"}
+    for method in ("snip", "synflow"):
+        result = json.loads((root / "metrics" / "prune_at_init" / f"{method}.json").read_text())["results"][0]
+        assert result["weights_remaining"] == pytest.approx(2, abs=1e-3)
+        assert [n["arm"] for n in result["networks"]] == ["ticket", "shuffle", "reinit"]
+    diff = json.loads(sh(root, "dvc", "metrics", "diff", "--json"))["metrics/prune_at_init/snip.json"]
+    assert diff["headline.2%.weights_remaining"]["new"] == pytest.approx(2, abs=1e-3)
+    assert {"headline.2%.ticket_acc", "headline.2%.shuffle_acc", "headline.2%.reinit_acc"} <= set(diff)
+    assert (root / "report" / "prune_at_init.png").is_file()
 
 
 def test_pipeline_trains_three_trials_and_both_controls_batched(tmp_path):

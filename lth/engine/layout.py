@@ -15,6 +15,7 @@ inside one directory, so a DVC stage has one output per artifact whatever the nu
     metrics/rounds/rNN.json                                      every network of the round (written last)
     metrics/summary.json, per_round.json, networks.csv, accuracy.json, learning_curves.json, layer_sparsity.json
     metrics/experiments/NAME.json, data/experiments/NAME/        research experiments
+    metrics/prune_at_init/METHOD.json                            pruning at initialization, trained
     data/supermask/mask.pt, metrics/supermask.json               a learned supermask
     data/compact/rNN/trial-T.{pt2,json}, metrics/compact.json    compacted tickets (lth compact)
     report/                                                      lth report
@@ -132,6 +133,15 @@ class Layout:
 
     def experiment_metrics(self, name: str) -> Path:
         return self.metrics / "experiments" / f"{name}.json"
+
+    @property
+    def at_init_dir(self) -> Path:
+        """metrics/prune_at_init/: pruning at initialization, one JSON per method."""
+        return self.metrics / "prune_at_init"
+
+    def at_init_metrics(self, method: str) -> Path:
+        """metrics/prune_at_init/<method>.json: a pruning-at-init method trained beside its controls."""
+        return self.at_init_dir / f"{method}.json"
 
     def experiment_dir(self, name: str) -> Path:
         """Where an experiment keeps what it computes besides its metrics (e.g. a second ticket's run)."""

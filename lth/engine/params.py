@@ -16,6 +16,7 @@ from lth.core.config import build, check_choices, setting
 from lth.core.errors import LthError
 from lth.core.steps import Step
 from lth.engine.settings import RunSettings, from_dict
+from lth.pruning.at_init import load_settings as load_at_init_settings
 from lth.training.settings import DistributedSettings, SupermaskSettings
 
 DENSE_ROUND = "r00"
@@ -38,7 +39,7 @@ class WorkspaceSettings:
                                               "resumes mid-round ('0it': only when interrupted).")
 
 
-PIPELINE_KEYS = ("dataset_dir", "device", "checkpoint_every", "rounds", "supermask", "experiments")
+PIPELINE_KEYS = ("dataset_dir", "device", "checkpoint_every", "rounds", "supermask", "experiments", "prune_at_init")
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,8 @@ def load_params(path: str | Path = "params.yaml") -> PipelineParams:
         f"{path}: train.distributed")
     rounds = parse_rounds(data.get("rounds"), f"{path}: rounds")
     check_experiment_rounds(data.get("experiments"), [DENSE_ROUND, *rounds], path)
+    if "prune_at_init" in data:
+        load_at_init_settings(data["prune_at_init"], f"{path}: prune_at_init")
     return PipelineParams(settings, workspace.dataset_dir, workspace.device, rounds, supermask, checkpoint_every,
                           processes)
 

@@ -68,6 +68,33 @@ def _mask_maps(run: "RunData") -> list[tuple[str, object]]:
 
 def build_sections(runs: list["RunData"], folder: Path) -> list[Section]:
     """Compute every table and draw every picture into `folder`; return the report's sections in order."""
+    imp_runs = [run for run in runs if run.records]
+    sections = _round_sections(imp_runs, folder) if imp_runs else []
+    if any(run.at_init for run in runs):
+        sections.append(_at_init_section(runs, imp_runs, folder))
+    return sections
+
+
+def _at_init_section(runs: list["RunData"], imp_runs: list["RunData"], folder: Path) -> Section:
+    """Pruning at initialization next to IMP: one figure, and a table at matched sparsity."""
+    import pandas as pd
+
+    at_init = tables.at_init_frame(runs)
+    arms = tables.arm_frame(tables.network_frame(imp_runs)) if imp_runs else pd.DataFrame()
+    matched = tables.matched_sparsity_table(at_init, arms)
+    at_init.to_csv(folder / "prune_at_init.csv", index=False)
+    matched.to_csv(folder / "matched_sparsity.csv", index=False)
+    return Section("Pruning at initialization vs IMP",
+                   "Early-stop test accuracy (mean over trials). Each method's mask, then its controls "
+                   "(Frankle et al. 2021): shuffle = the mask permuted within each layer, reinit = the mask on "
+                   "fresh weights, invert = the lowest-scored weights. IMP columns: the ticket of the IMP round "
+                   "nearest in % weights. Emptied layers: layer collapse.",
+                   [_save(figures.at_init_figure(at_init, arms), folder, "prune_at_init.png")], matched,
+                   "matched_sparsity.csv")
+
+
+def _round_sections(runs: list["RunData"], folder: Path) -> list[Section]:
+    """The sections of runs with rounds (IMP): accuracy and early stop vs sparsity, curves, layers, masks."""
     networks = tables.network_frame(runs)
     arms = tables.arm_frame(networks)
     dense = tables.dense_reference(arms)
@@ -125,8 +152,16 @@ def build_sections(runs: list["RunData"], folder: Path) -> list[Section]:
     return sections
 
 
+def _contents(run: "RunData") -> str:
+    """'21 rounds, 15 pruning-at-init results' (what a source brought)."""
+    parts = [f"{len(run.records)} rounds"] if run.records or not run.at_init else []
+    if run.at_init:
+        parts.append(f"{len(run.at_init)} pruning-at-init result{'s' if len(run.at_init) != 1 else ''}")
+    return ", ".join(parts)
+
+
 def _markdown(runs: list["RunData"], sections: list[Section]) -> str:
-    lines = ["# Lottery-ticket report", "", "Runs: " + "; ".join(f"**{r.label}** ({len(r.records)} rounds)"
+    lines = ["# Lottery-ticket report", "", "Runs: " + "; ".join(f"**{r.label}** ({_contents(r)})"
                                                               for r in runs), ""]
     for section in sections:
         lines += [f"## {section.title}", "", section.text, ""]
@@ -143,7 +178,7 @@ def _html(runs: list["RunData"], sections: list[Section]) -> str:
              "img{max-width:100%;display:block;margin:0.5em 0}table{border-collapse:collapse;font-size:12px}"
              "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}</style></head><body>",
              "<h1>Lottery-ticket report</h1><ul>"]
-    parts += [f"<li><b>{html.escape(r.label)}</b>: {len(r.records)} finished rounds</li>" for r in runs]
+    parts += [f"<li><b>{html.escape(r.label)}</b>: {html.escape(_contents(r))}</li>" for r in runs]
     parts.append("</ul>")
     for section in sections:
         parts.append(f"<h2>{html.escape(section.title)}</h2><p>{html.escape(section.text)}</p>")

@@ -214,3 +214,41 @@ def mask_figure(maps: list[tuple[str, object]], title: str) -> "Figure":
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+AT_INIT_STYLE = {TICKET: ("-", "o"), "shuffle": ("--", "s"), "reinit": (":", "^"), "invert": ("-.", "v")}
+
+
+def at_init_figure(at_init: "pd.DataFrame", arms: "pd.DataFrame") -> "Figure":
+    """Pruning at initialization vs IMP: early-stop test accuracy vs % weights remaining. Each method a color,
+    its mask solid and its controls dashed (shuffle), dotted (reinit), dash-dot (invert); IMP runs in black/grey."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(11, 5))
+    methods = list(dict.fromkeys(at_init["method"]))
+    at_init_runs = list(dict.fromkeys(at_init["run"]))
+    for run in at_init_runs:
+        for i, method in enumerate(methods):
+            for arm, (style, marker) in AT_INIT_STYLE.items():
+                rows = at_init[(at_init["run"] == run) & (at_init["method"] == method) & (at_init["arm"] == arm)]
+                if rows.empty:
+                    continue
+                rows = rows.sort_values("weights_remaining", ascending=False)
+                label = method if arm == TICKET else f"{method} · {arm}"
+                ax.plot(rows["weights_remaining"], rows["acc_mean"], style, marker=marker, markersize=4,
+                        color=f"C{i % 10}", label=label if len(at_init_runs) == 1 else f"{run} · {label}")
+    imp = arms[arms["arm"] == TICKET] if not arms.empty else arms
+    for j, run in enumerate(dict.fromkeys(imp["run"]) if not imp.empty else []):
+        rows = imp[imp["run"] == run].sort_values("round")
+        ax.plot(rows["weights_remaining"], rows["early_stop_test_acc_mean"], "-", marker=".", linewidth=2,
+                color=("black", "dimgrey", "silver")[j % 3], label=_short(f"IMP: {run}"))
+    weights = list(at_init["weights_remaining"]) + (list(imp["weights_remaining"]) if not imp.empty else [])
+    _weights_axis(ax, weights)
+    ax.set_ylabel("test accuracy at early stop (mean over trials)")
+    ax.set_title("Pruning at initialization vs iterative magnitude pruning")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    fig.tight_layout()
+    return fig
+
+
+def _short(label: str, width: int = 40) -> str:
+    return label if len(label) <= width else label[:width - 1] + "…"

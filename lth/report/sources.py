@@ -31,6 +31,7 @@ class RunData:
     load_mask: MaskLoader = field(repr=False, default=lambda trial, r: None)
     label: str = ""
     compaction: list[dict] = field(default_factory=list)  # `lth compact` results per round, when it was run
+    at_init: list[dict] = field(default_factory=list)  # pruning-at-init results (method, target, networks)
 
     @property
     def model(self) -> str:
@@ -50,20 +51,27 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def from_results(path: Path) -> RunData:
-    """A find-ticket run directory or a DVC workspace (finished or still running): one layout, one reader.
+    """A find-ticket run directory, a DVC workspace or a prune-at-init output (finished or still running):
+    one layout, one reader.
 
     Its settings are read as recorded, not validated: a report also reads runs made by other versions."""
     from lth.engine.layout import Layout
     from lth.engine.params import read_yaml
 
     layout = Layout(path)
+    at_init = {p.stem: files.read_json(p) for p in sorted(layout.at_init_dir.glob("*.json"))}
     if layout.is_workspace:
         params = flatten(read_yaml(layout.params_file))
         declared = set(declared_rounds(params))  # stale files of removed rounds are ignored
         keys = [key for key in layout.finished_round_keys() if key in declared]
-    else:
+        methods = params.get("prune_at_init.methods") or ()
+        at_init = {m: payload for m, payload in at_init.items() if m in methods}
+    elif layout.settings_file.is_file():
         params = flatten(files.read_json(layout.settings_file).get("settings", {}))
         keys = layout.finished_round_keys()
+    else:  # only `lth prune-at-init` results: their settings are recorded beside them
+        params = flatten(next(iter(at_init.values()), {}).get("run", {}).get("settings", {}))
+        keys = []
     records = [files.read_json(layout.round_metrics(key)) for key in keys]
     compaction = (files.read_json(layout.compact_summary).get("rounds", [])  # written by `lth compact ROOT`
                   if layout.compact_summary.is_file() else [])
@@ -73,7 +81,15 @@ def from_results(path: Path) -> RunData:
         return files.load_tensors(mask, "mask") if mask.is_file() else None
 
     name = path.resolve().name or str(path)
-    return RunData(name, params, records, load_mask, compaction=compaction)
+    return RunData(name, params, records, load_mask, compaction=compaction,
+                   at_init=[result for payload in at_init.values() for result in payload.get("results", [])])
+
+
+def is_at_init_output(path: Path) -> bool:
+    """A folder written by `lth prune-at-init --out` (it has no settings.json or params.yaml)."""
+    from lth.engine.layout import Layout
+
+    return any(Layout(path).at_init_dir.glob("*.json"))
 
 
 def declared_rounds(params: Mapping[str, Any]) -> list[str]:
@@ -112,6 +128,13 @@ def from_experiment(repo: str, name: str, rev: str) -> RunData:
         except Exception:  # a round not run (yet) at that revision
             continue
         records.append(json.loads(text))
+    at_init = []
+    for method in params.get("prune_at_init.methods") or ():
+        try:
+            text = dvc.api.read(str(workspace.at_init_metrics(method)), repo=repo, rev=rev)
+        except Exception:  # not run at that revision
+            continue
+        at_init += json.loads(text).get("results", [])
 
     def load_mask(trial: int, r: int):
         target = str(workspace.trial_file(workspace.round_dir(f"r{r:02d}", "mask"), trial))
@@ -122,7 +145,7 @@ def from_experiment(repo: str, name: str, rev: str) -> RunData:
             return None
         return _masks_from_bytes(blob, f"{target} at {name}")
 
-    return RunData(name, params, sorted(records, key=lambda rec: rec["round"]), load_mask)
+    return RunData(name, params, sorted(records, key=lambda rec: rec["round"]), load_mask, at_init=at_init)
 
 
 def _masks_from_bytes(blob: bytes, where: str):
@@ -139,16 +162,18 @@ def _masks_from_bytes(blob: bytes, where: str):
 
 
 def resolve(sources: Iterable[str], repo: str = ".", all_experiments: bool = False) -> list[RunData]:
-    """Turn command-line sources into runs: a path is a run directory or a DVC workspace, else a DVC experiment."""
+    """Turn command-line sources into runs: a path is a run directory, a DVC workspace or a prune-at-init output,
+    else a DVC experiment."""
     runs: list[RunData] = []
     experiments: Optional[dict[str, str]] = None
     for source in sources:
         path = Path(source)
-        if (path / "settings.json").is_file() or (path / "params.yaml").is_file():
+        if (path / "settings.json").is_file() or (path / "params.yaml").is_file() or is_at_init_output(path):
             runs.append(from_results(path))
         else:
             what = (f"'{source}' is neither a find-ticket run directory (no settings.json), a DVC workspace "
-                    f"(no params.yaml) nor a DVC experiment of '{repo}'")
+                    f"(no params.yaml), a prune-at-init output (no metrics/prune_at_init/) nor a DVC experiment "
+                    f"of '{repo}'")
             if experiments is None:
                 try:
                     experiments = experiment_names(repo)
@@ -165,8 +190,8 @@ def resolve(sources: Iterable[str], repo: str = ".", all_experiments: bool = Fal
         raise LthError("nothing to report: give a run directory, a DVC workspace or experiment names "
                        "(or --all-experiments)")
     for run in runs:
-        if not run.records:
-            raise LthError(f"'{run.name}' has no finished round yet: nothing to report")
+        if not run.records and not run.at_init:
+            raise LthError(f"'{run.name}' has no finished round (nor pruning-at-init result) yet: nothing to report")
     label_runs(runs)
     return runs
 
@@ -174,7 +199,9 @@ def resolve(sources: Iterable[str], repo: str = ".", all_experiments: bool = Fal
 def label_runs(runs: list[RunData]) -> None:
     """Label each run by the params that differ between the runs ('criterion=movement, seed=1')."""
     keys = sorted({k for run in runs for k in run.params})
-    differing = [k for k in keys if len({_hashable(run.params.get(k)) for run in runs}) > 1]
+    shared = [k for k in keys if all(k in run.params for run in runs)]  # a key only some sources have is no label
+    differing = [k for k in shared if len({_hashable(run.params.get(k)) for run in runs}) > 1] or [
+        k for k in keys if len({_hashable(run.params.get(k)) for run in runs}) > 1]
     differing = [k for k in differing if not k.startswith("rounds.")] or differing
     labels = [", ".join(f"{k}={_show(run.params.get(k))}" for k in differing) for run in runs]
     distinct = len(runs) > 1 and all(labels) and len(set(labels)) == len(runs)

@@ -104,3 +104,58 @@ def compaction_table(runs: Iterable["RunData"]) -> "pd.DataFrame":
                 row.update(dense_ms=dense_ms, compact_ms=compact_ms, speedup=dense_ms / compact_ms)
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+def at_init_frame(runs: Iterable["RunData"]) -> "pd.DataFrame":
+    """Pruning at init, per run, method, target and arm: weights remaining and early-stop test accuracy
+    (mean, min, max over trials), and the layers the method emptied."""
+    import pandas as pd
+
+    rows = []
+    for run in runs:
+        for result in run.at_init:
+            emptied = sorted({layer for layers in result.get("collapsed_layers", {}).values() for layer in layers})
+            for arm in dict.fromkeys(n["arm"] for n in result["networks"]):
+                nets = [n for n in result["networks"] if n["arm"] == arm]
+                accs = [n["early_stop_test_acc"] for n in nets]
+                rows.append({"run": run.label, "method": result["method"],
+                             "remaining_target": result["remaining_target"], "arm": arm,
+                             "weights_remaining": nets[0]["weights_remaining"], "trials": len(nets),
+                             "acc_mean": sum(accs) / len(accs), "acc_min": min(accs), "acc_max": max(accs),
+                             "emptied_layers": ", ".join(emptied)})
+    return pd.DataFrame(rows, columns=["run", "method", "remaining_target", "arm", "weights_remaining", "trials",
+                                       "acc_mean", "acc_min", "acc_max", "emptied_layers"])
+
+
+def nearest_round(tickets: "pd.DataFrame", weights: float) -> "pd.Series":
+    """The IMP round whose % weights remaining is closest to `weights` (by ratio: 1.2% is nearer 1% than 0.5%)."""
+    import numpy as np
+
+    distance = (np.log(tickets["weights_remaining"]) - np.log(weights)).abs()
+    return tickets.loc[distance.idxmin()]
+
+
+def matched_sparsity_table(at_init: "pd.DataFrame", arms: "pd.DataFrame") -> "pd.DataFrame":
+    """A row per pruning-at-init method and target: each arm's accuracy (mean over trials) next to each IMP run's
+    ticket at its nearest round (its % weights shown, since IMP's sparsities are 0.8^k, not the target)."""
+    import pandas as pd
+
+    imp_runs = list(dict.fromkeys(arms["run"])) if not arms.empty else []
+    rows = []
+    for (run, method, target), group in at_init.groupby(["run", "method", "remaining_target"], sort=False):
+        by_arm = group.set_index("arm")
+        row = {"run": run, "method": method, "weights_remaining": by_arm.loc[TICKET, "weights_remaining"],
+               "method_acc": by_arm.loc[TICKET, "acc_mean"]}
+        row.update({f"{arm}_acc": by_arm.loc[arm, "acc_mean"] for arm in by_arm.index if arm != TICKET})
+        for imp in imp_runs:
+            tickets = arms[(arms["run"] == imp) & (arms["arm"] == TICKET)]
+            nearest = nearest_round(tickets, row["weights_remaining"])
+            prefix = "imp" if len(imp_runs) == 1 else f"{imp}: imp"
+            row[f"{prefix}_weights"] = nearest["weights_remaining"]
+            row[f"{prefix}_acc"] = nearest["early_stop_test_acc_mean"]
+        row["emptied_layers"] = by_arm.loc[TICKET, "emptied_layers"]
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    if not frame.empty and frame["run"].nunique() == 1:
+        frame = frame.drop(columns="run")
+    return frame

@@ -1,0 +1,27 @@
+"""Stage `prune_at_init@<method>`: θ0 pruned by one method (SNIP, GraSP, SynFlow, magnitude, random), trained
+beside its sanity controls; writes metrics/prune_at_init/<method>.json."""
+
+from __future__ import annotations
+
+import argparse
+
+from stages._common import run, workspace
+
+
+def main() -> None:
+    from lth.core import files
+    from lth.experiments.prune_at_init import stage_result
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--method", required=True, help="a method under prune_at_init.methods in params.yaml")
+    method = parser.parse_args().method
+    ws = workspace()
+    result = stage_result(ws, method)
+    files.write_json(ws.layout.at_init_metrics(method), result)
+    ticket = next(n for n in result["results"][0]["networks"] if n["arm"] == "ticket")
+    print(f"{method}: {ticket['weights_remaining']:.2f}% weights, test acc {100 * ticket['early_stop_test_acc']:.2f}% "
+          f"(early stop)")
+
+
+if __name__ == "__main__":
+    run(main)
