@@ -46,6 +46,7 @@ def tiny(params: dict) -> dict:
     for group in params["experiments"].values():
         group.update({k: v for k, v in {"round": "r03", "duration": "1ep", "eval_every": "20it"}.items() if k in group})
     params["experiments"]["optimizers"]["rounds"] = 1
+    params["experiments"]["stability"].update(rewinds=["0it", "20it"], points=10)
     for variant in params["experiments"]["optimizers"]["variants"].values():  # warmup/rewind within 1 epoch
         variant.update({k: "20it" for k in ("warmup", "rewind") if k in variant})
     return params

@@ -401,6 +401,7 @@ def test_experiment_stage_entry_points_on_a_tiny_pipeline_workspace(tmp_path, mo
     exp["optimizers"].update(rounds=1, duration="12it", eval_every="6it",
                              variants={"radam-no-warmup": {"optimizer": "radam"}, "adam-rewind": {"rewind": "6it"}})
     exp["perturb"].update(duration="12it", eval_every="12it")  # per-epoch masks: see test_perturb_experiment_arms
+    exp["stability"].update(round="r01", rewinds=["0it", "6it"], points=4, duration="12it", eval_every="6it")
     monkeypatch.chdir(tmp_path)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
@@ -414,7 +415,7 @@ def test_experiment_stage_entry_points_on_a_tiny_pipeline_workspace(tmp_path, mo
     stage(train_stage, "--round", "r00")
     for module in (score, mask_stage, rewind, train_stage):
         stage(module, "--round", "r01")
-    for name in ("transfer", "combine", "removal", "optimizers", "perturb"):
+    for name in ("transfer", "combine", "removal", "optimizers", "perturb", "stability"):
         stage(experiment, "--name", name)
         assert (tmp_path / "metrics" / "experiments" / f"{name}.json").is_file(), name
     read = lambda name: json.loads((tmp_path / "metrics" / "experiments" / f"{name}.json").read_text())  # noqa: E731
@@ -426,3 +427,4 @@ def test_experiment_stage_entry_points_on_a_tiny_pipeline_workspace(tmp_path, mo
     assert read("removal")["removable"] == 2 and set(read("removal")) >= {"dense", "t1", "t2"}
     assert set(read("optimizers")) == {"radam-no-warmup", "adam-rewind"}
     assert set(read("perturb")) == {"plain", "dropout", "perturbed"}
+    assert read("stability")["round"] == 1 and [r["rewind"] for r in read("stability")["rewinds"]] == ["0it", "6it"]

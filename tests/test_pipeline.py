@@ -54,6 +54,7 @@ def tiny_project(root: Path, rounds: int = 2, **changes) -> Path:
     params["experiments"]["removal"]["max_tickets"] = 2
     params["experiments"]["optimizers"].update(rounds=1, variants={"radam-no-warmup": {"optimizer": "radam"}})
     params["prune_at_init"].update(methods=["snip", "synflow"], synflow_rounds=10)
+    params["experiments"]["stability"].update(rewinds=["0it", "20it"], points=5)
     params["device"] = "cpu"
     params.update(changes)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -68,7 +69,7 @@ def tiny_project(root: Path, rounds: int = 2, **changes) -> Path:
 def test_pipeline_repro_cache_reuse_and_added_round(tmp_path):
     root = tiny_project(tmp_path / "project")
     first = sh(root, "dvc", "repro")
-    assert {"exp_transfer", "exp_combine", "exp_removal", "exp_optimizers", "exp_perturb",
+    assert {"exp_transfer", "exp_combine", "exp_removal", "exp_optimizers", "exp_perturb", "exp_stability",
             "code", "prepare", "init", "rewind_point", "train_dense", "score@r01", "mask@r01", "rewind@r01", "train@r01",
             "score@r02", "mask@r02", "rewind@r02", "train@r02", "supermask", "summary", "report",
             "prune_at_init@snip", "prune_at_init@synflow"} == ran(first)

@@ -34,6 +34,8 @@ EXPERIMENTS: dict[str, Experiment] = {
                    "IMP under RAdam without warmup, Adam/SGD with warmup, and rewinding: one sweep, one table"),
         Experiment("perturb", "lth.experiments.perturb",
                    "per-epoch masks whose removed weights are perturbed with noise, vs plain training and dropout"),
+        Experiment("stability", "lth.experiments.stability",
+                   "linear mode connectivity: the error barrier between two copies trained from one rewind point"),
     ]
 }
 

@@ -15,7 +15,7 @@ import typer
 from lth.ui import console, setting_help, training_length
 
 app = typer.Typer(
-    help="Research experiments on found tickets: transfer, combine, removal, optimizers, perturb.",
+    help="Research experiments on found tickets: transfer, combine, removal, optimizers, perturb, stability.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -240,3 +240,50 @@ def optimizers(
         table.add_row(name, *(f"{100 * row[key]:.2f}" for key in keys))
     _print(table)
     _save(out / "sweep.json", {"variants": {k: v.__dict__ for k, v in chosen.items()}, "table": table_data})
+
+
+@app.command("stability")
+def stability(
+    run_dir: Path = typer.Argument(..., help=RUN_HELP),
+    dataset_dir: Path = typer.Argument(..., help="Directory holding the run's dataset."),
+    round: int = typer.Option(..., "--round", min=0, help=ROUND_HELP),
+    trial: int = typer.Option(0, min=0, help="Trial of the run."),
+    rewind: Optional[List[str]] = typer.Option(
+        None, help="Rewind point k, a step string (0it, 100it, 2ep); repeat \\[default: the run's own]."),
+    pair: str = typer.Option("data-order", help="data-order (SGD noise, the paper's test) | init (the contrast)."),
+    points: int = typer.Option(30, help="Points on the line between the copies, both ends included (>= 3)."),
+    epochs: Optional[int] = typer.Option(None, help="Training length in epochs."),
+    iterations: Optional[int] = typer.Option(None, help="Training length in iterations."),
+    duration: Optional[str] = typer.Option(None, help="Training length as a step string \\[default: the run's]."),
+    eval_every: Optional[str] = typer.Option(None, help="Evaluation cadence \\[default: the run's]."),
+    device: str = typer.Option("auto", help=DEVICE_HELP),
+    out: Optional[Path] = typer.Option(None, help="Results JSON \\[default: stability-rNN.json in RUN_DIR's "
+                                                  "metrics/experiments/]."),
+) -> None:
+    """Instability analysis: two copies of the ticket from the same rewound weights, trained with different
+    data orders; the error barrier on the line between them (< 2 points: linearly connected)."""
+    from rich.table import Table
+
+    from lth.core.masks import remaining_percent
+    from lth.core.steps import Step
+    from lth.experiments.stability import OWN, THRESHOLD, check, instability
+
+    check(pair, points)
+    for point in rewind or []:
+        Step.parse(point)  # a bad step string is a clear error before any training
+    ticket = _ticket(run_dir, round, trial)
+    splits = _splits(ticket.settings.dataset, dataset_dir, device)
+    rewinds = instability(ticket, splits, rewind or [OWN], pair, points, training_length(duration, epochs, iterations),
+                          eval_every)
+    remaining = remaining_percent(ticket.mask)
+    table = Table(title=f"Instability, round {round} ({remaining:.2f}% weights), pair {pair}: error barrier in "
+                        f"points (< {THRESHOLD:g}: stable)")
+    for column in ("rewind", "barrier", "error at ends", "max error", "stable"):
+        table.add_column(column, justify="right")
+    for r in rewinds:
+        table.add_row(r["rewind"], f"{r['barrier']:.2f}", f"{r['test_error'][0]:.2f} / {r['test_error'][-1]:.2f}",
+                      f"{max(r['test_error']):.2f}", "yes" if r["barrier"] < THRESHOLD else "no")
+    _print(table)
+    _save(out or _default_out(run_dir, f"stability-r{round:02d}"),
+          {"source": str(run_dir), "round": round, "trial": trial, "weights_remaining": float(f"{remaining:.4f}"), "pair": pair,
+           "threshold": THRESHOLD, "rewinds": rewinds})

@@ -72,6 +72,16 @@ def build_sections(runs: list["RunData"], folder: Path) -> list[Section]:
     sections = _round_sections(imp_runs, folder) if imp_runs else []
     if any(run.at_init for run in runs):
         sections.append(_at_init_section(runs, imp_runs, folder))
+    if any(run.stability for run in runs):
+        frame = tables.stability_frame(runs)
+        frame.to_csv(folder / "stability.csv", index=False)
+        sections.append(Section(
+            "Instability (linear mode connectivity)",
+            "Two copies of a round's ticket trained from the same rewound weights θk with different data orders "
+            "(pair data-order; init: two initialisations). The barrier is the highest test error on the line "
+            "between them minus the mean of its ends, in percentage points; below 2 the copies are linearly "
+            "connected, i.e. stable to SGD noise (Frankle et al. 2020).",
+            [_save(figures.stability_figure(frame), folder, "stability.png")], frame, "stability.csv"))
     return sections
 
 
@@ -157,6 +167,8 @@ def _contents(run: "RunData") -> str:
     parts = [f"{len(run.records)} rounds"] if run.records or not run.at_init else []
     if run.at_init:
         parts.append(f"{len(run.at_init)} pruning-at-init result{'s' if len(run.at_init) != 1 else ''}")
+    if run.stability:
+        parts.append(f"{len(run.stability)} instability analys{'es' if len(run.stability) != 1 else 'is'}")
     return ", ".join(parts)
 
 

@@ -250,5 +250,32 @@ def at_init_figure(at_init: "pd.DataFrame", arms: "pd.DataFrame") -> "Figure":
     return fig
 
 
+def stability_figure(frame: "pd.DataFrame", threshold: float = 2.0) -> "Figure":
+    """Instability: error barrier vs rewind iteration, a line per sparsity (and run and pair), with the
+    threshold under which two copies count as linearly connected (Frankle et al. 2020)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    groups = frame.groupby(["run", "pair", "weights_remaining"], sort=False)
+    for i, ((run, pair, weights), rows) in enumerate(groups):
+        rows = rows.sort_values("rewind_iteration")
+        label = f"{weights:.1f}% weights" + (f", {pair}" if frame["pair"].nunique() > 1 else "")
+        if frame["run"].nunique() > 1:
+            label = f"{run} · {label}"
+        ax.plot(rows["rewind_iteration"], rows["barrier"], "-o", markersize=4, color=f"C{i % 10}", label=_short(label))
+    ax.axhline(threshold, color="grey", linestyle="--", linewidth=1, label=f"{threshold:g}-point threshold")
+    iterations = sorted(set(frame["rewind_iteration"]))
+    positive = [i for i in iterations if i > 0]
+    if positive:  # rewind points spread over orders of magnitude (0, 100, 500, 2000): log beyond the first
+        ax.set_xscale("symlog", linthresh=min(positive))
+    ax.set_xticks(iterations)
+    ax.set_xticklabels([str(i) for i in iterations])
+    ax.set_xlabel("rewind iteration k")
+    ax.set_ylabel("error barrier (percentage points)")
+    ax.set_title("Instability: test error barrier between two copies")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def _short(label: str, width: int = 40) -> str:
     return label if len(label) <= width else label[:width - 1] + "…"

@@ -32,6 +32,7 @@ class RunData:
     label: str = ""
     compaction: list[dict] = field(default_factory=list)  # `lth compact` results per round, when it was run
     at_init: list[dict] = field(default_factory=list)  # pruning-at-init results (method, target, networks)
+    stability: list[dict] = field(default_factory=list)  # instability analyses (lth.experiments.stability), per round
 
     @property
     def model(self) -> str:
@@ -80,9 +81,11 @@ def from_results(path: Path) -> RunData:
         mask = layout.trial_file(layout.round_dir(f"r{r:02d}", "mask"), trial)
         return files.load_tensors(mask, "mask") if mask.is_file() else None
 
+    stability = [files.read_json(p) for p in sorted(layout.experiment_metrics("stability").parent.glob("stability*.json"))]
     name = path.resolve().name or str(path)
     return RunData(name, params, records, load_mask, compaction=compaction,
-                   at_init=[result for payload in at_init.values() for result in payload.get("results", [])])
+                   at_init=[result for payload in at_init.values() for result in payload.get("results", [])],
+                   stability=[s for s in stability if isinstance(s, dict) and "rewinds" in s])
 
 
 def is_at_init_output(path: Path) -> bool:
@@ -135,6 +138,12 @@ def from_experiment(repo: str, name: str, rev: str) -> RunData:
         except Exception:  # not run at that revision
             continue
         at_init += json.loads(text).get("results", [])
+    stability = []
+    if "experiments.stability.round" in params:
+        try:
+            stability = [json.loads(dvc.api.read(str(workspace.experiment_metrics("stability")), repo=repo, rev=rev))]
+        except Exception:  # not run at that revision
+            pass
 
     def load_mask(trial: int, r: int):
         target = str(workspace.trial_file(workspace.round_dir(f"r{r:02d}", "mask"), trial))
@@ -145,7 +154,8 @@ def from_experiment(repo: str, name: str, rev: str) -> RunData:
             return None
         return _masks_from_bytes(blob, f"{target} at {name}")
 
-    return RunData(name, params, sorted(records, key=lambda rec: rec["round"]), load_mask, at_init=at_init)
+    return RunData(name, params, sorted(records, key=lambda rec: rec["round"]), load_mask, at_init=at_init,
+                   stability=stability)
 
 
 def _masks_from_bytes(blob: bytes, where: str):
@@ -197,7 +207,13 @@ def resolve(sources: Iterable[str], repo: str = ".", all_experiments: bool = Fal
 
 
 def label_runs(runs: list[RunData]) -> None:
-    """Label each run by the params that differ between the runs ('criterion=movement, seed=1')."""
+    """Label each run by the params that differ between the runs ('criterion=movement, seed=1'); beside a
+    prune-at-init output, whose params say nothing of IMP, every source is labelled by its folder's name."""
+    names = [run.name for run in runs]
+    if len(runs) > 1 and any(not run.records for run in runs) and len(set(names)) == len(runs):
+        for run in runs:
+            run.label = run.name
+        return
     keys = sorted({k for run in runs for k in run.params})
     shared = [k for k in keys if all(k in run.params for run in runs)]  # a key only some sources have is no label
     differing = [k for k in shared if len({_hashable(run.params.get(k)) for run in runs}) > 1] or [

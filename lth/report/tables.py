@@ -127,6 +127,19 @@ def at_init_frame(runs: Iterable["RunData"]) -> "pd.DataFrame":
                                        "acc_mean", "acc_min", "acc_max", "emptied_layers"])
 
 
+def stability_frame(runs: Iterable["RunData"]) -> "pd.DataFrame":
+    """Instability analyses, a row per run, round, pair and rewind point: the error barrier (percentage
+    points) and the two copies' test accuracies."""
+    import pandas as pd
+
+    rows = [{"run": run.label, "round": s["round"], "weights_remaining": s["weights_remaining"], "pair": s["pair"],
+             "rewind": r["rewind"], "rewind_iteration": r.get("rewind_iteration"), "barrier": r["barrier"],
+             "copy_1_acc": r["endpoints_test_acc"][0], "copy_2_acc": r["endpoints_test_acc"][1]}
+            for run in runs for s in run.stability for r in s["rewinds"]]
+    return pd.DataFrame(rows, columns=["run", "round", "weights_remaining", "pair", "rewind", "rewind_iteration",
+                                       "barrier", "copy_1_acc", "copy_2_acc"])
+
+
 def nearest_round(tickets: "pd.DataFrame", weights: float) -> "pd.Series":
     """The IMP round whose % weights remaining is closest to `weights` (by ratio: 1.2% is nearer 1% than 0.5%)."""
     import numpy as np
