@@ -152,7 +152,7 @@ def find_ticket(
     control: Optional[List[str]] = typer.Option(None, help=setting_help("controls") + " Repeat for several."),
     device: str = typer.Option("auto", help=setting_help("device")),
     out: Optional[Path] = typer.Option(None, help="Run directory "
-                                                  "\\[default: runs/<model>-<dataset>-<criterion>-seed<seed>]."),
+                                                  "\\[default: MODEL-DATASET-CRITERION-seedN under runs/]."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or progress lines."),
     progress_every: float = typer.Option(30.0, help="Seconds between progress lines when the output is not a "
                                                     "terminal (a pipe or a log file)."),
@@ -340,7 +340,7 @@ def learn_supermask(
     seed: int = typer.Option(0, min=0, help="Seed of θ0, data order and mask sampling."),
     device: str = typer.Option("auto", help=setting_help("device")),
     out: Optional[Path] = typer.Option(None, help="Output directory "
-                                                  "\\[default: runs/supermask-<model>-<dataset>-seed<seed>]."),
+                                                  "\\[default: a folder of runs/ named by model, dataset and seed]."),
 ) -> None:
     """Learn a supermask: weights frozen at θ0 (or signed constant), a Bernoulli mask trained by straight-through."""
     from lth.core import files

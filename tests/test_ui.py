@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -86,3 +88,23 @@ def test_metrics_json_is_strict_json(tmp_path):
     text = (tmp_path / "m.json").read_text()
     assert "NaN" not in text and "Infinity" not in text
     assert json.loads(text) == {"loss": None, "inf": None, "ok": [1.5]}
+
+
+COMMANDS = ["find-ticket", "prune-at-init", "learn-supermask", "report", "compact", "exp-table", "check-params",
+            "list", "experiment transfer", "experiment combine", "experiment removal", "experiment perturb",
+            "experiment optimizers", "experiment stability"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_help_fits_80_columns_without_cutting_a_word(command, monkeypatch, capsys):
+    """Rich cuts a word longer than its column with '…' (a path default, say): help must fold instead."""
+    from lth.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["lth", *command.split(), "--help"])
+    monkeypatch.setenv("COLUMNS", "80")
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    out = capsys.readouterr().out
+    assert exit_info.value.code in (0, None) and "Usage" in out
+    assert "…" not in out, [line for line in out.splitlines() if "…" in line]
+    assert max(len(line) for line in out.splitlines()) <= 80

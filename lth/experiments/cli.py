@@ -73,7 +73,8 @@ def transfer(
     eval_every: Optional[str] = typer.Option(None, help="Evaluation cadence, a step string \\[default: the run's]."),
     device: str = typer.Option("auto", help=DEVICE_HELP),
     out: Optional[Path] = typer.Option(
-        None, help="Results JSON \\[default: RUN_DIR/metrics/experiments/transfer-rNN-DATASET.json]."),
+        None, help="Results JSON \\[default: transfer-rNN-DATASET.json in RUN_DIR's "
+                    "metrics/experiments/]."),
 ) -> None:
     """Train a ticket on another dataset and/or optimizer; report ticket vs random re-init vs dense."""
     from lth.experiments.common import arms_table, results_only
@@ -104,7 +105,8 @@ def combine(
     duration: Optional[str] = typer.Option(None, help="Training length as a step string \\[default: run A's]."),
     eval_every: Optional[str] = typer.Option(None, help="Evaluation cadence \\[default: run A's]."),
     device: str = typer.Option("auto", help=DEVICE_HELP),
-    out: Optional[Path] = typer.Option(None, help="Results JSON \\[default: RUN_A/metrics/experiments/combine-rNN.json]."),
+    out: Optional[Path] = typer.Option(None, help="Results JSON \\[default: combine-rNN.json in "
+                                                  "RUN_A's metrics/experiments/]."),
 ) -> None:
     """Combine two tickets' masks (union, intersection), train from θ0; compare with both parents."""
     from lth.experiments.combine import combine as run
@@ -133,7 +135,8 @@ def removal(
     duration: Optional[str] = typer.Option(None, help="Training length as a step string \\[default: the run's]."),
     eval_every: Optional[str] = typer.Option(None, help="Evaluation cadence \\[default: the run's]."),
     device: str = typer.Option("auto", help=DEVICE_HELP),
-    out: Optional[Path] = typer.Option(None, help="Results JSON \\[default: RUN_DIR/metrics/experiments/removal-rNN.json]."),
+    out: Optional[Path] = typer.Option(None, help="Results JSON \\[default: removal-rNN.json in "
+                                                  "RUN_DIR's metrics/experiments/]."),
 ) -> None:
     """Remove the ticket, search the remaining weights for another, repeat; count how many still match."""
     from rich.table import Table
@@ -173,7 +176,8 @@ def perturb(
     eval_every: str = typer.Option("1ep", help="Evaluation cadence."),
     seed: int = typer.Option(0, min=0, help="Seed of θ0, data order and noise."),
     device: str = typer.Option("auto", help=DEVICE_HELP),
-    out: Optional[Path] = typer.Option(None, help="Results JSON \\[default: runs/perturb-MODEL-DATASET-seedS.json]."),
+    out: Optional[Path] = typer.Option(None, help="Results JSON \\[default: perturb-MODEL-DATASET-seedS.json "
+                                                  "under runs/]."),
 ) -> None:
     """Selective dropout: per-epoch masks whose removed weights get noise; vs plain training and dropout."""
     from lth.experiments.common import with_training
@@ -215,7 +219,8 @@ def optimizers(
     eval_every: Optional[str] = typer.Option(None, help="Evaluation cadence."),
     seed: int = typer.Option(0, min=0, help="Seed (the same θ0 for every variant)."),
     device: str = typer.Option("auto", help=DEVICE_HELP),
-    out: Optional[Path] = typer.Option(None, help="Sweep directory \\[default: runs/optimizers-MODEL-DATASET-seedS]."),
+    out: Optional[Path] = typer.Option(None, help="Sweep directory \\[default: optimizers-MODEL-DATASET-seedS "
+                                                  "under runs/]."),
 ) -> None:
     """The optimizer / warmup / rewinding sweep: one resumable find-ticket run per variant, one table."""
     from rich.table import Table
