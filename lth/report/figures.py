@@ -270,6 +270,7 @@ def stability_figure(frame: "pd.DataFrame", threshold: float = 2.0) -> "Figure":
     ax.set_xticks(iterations)
     ax.set_xticklabels([str(i) for i in iterations])
     ax.set_xlabel("rewind iteration k")
+    ax.set_ylim(bottom=0)
     ax.set_ylabel("error barrier (percentage points)")
     ax.set_title("Instability: test error barrier between two copies")
     ax.legend(fontsize=8)

@@ -121,7 +121,7 @@ def at_init_frame(runs: Iterable["RunData"]) -> "pd.DataFrame":
                 rows.append({"run": run.label, "method": result["method"],
                              "remaining_target": result["remaining_target"], "arm": arm,
                              "weights_remaining": nets[0]["weights_remaining"], "trials": len(nets),
-                             "acc_mean": sum(accs) / len(accs), "acc_min": min(accs), "acc_max": max(accs),
+                             "acc_mean": round(sum(accs) / len(accs), 6), "acc_min": min(accs), "acc_max": max(accs),
                              "emptied_layers": ", ".join(emptied)})
     return pd.DataFrame(rows, columns=["run", "method", "remaining_target", "arm", "weights_remaining", "trials",
                                        "acc_mean", "acc_min", "acc_max", "emptied_layers"])
