@@ -56,6 +56,11 @@ def prune_and_train(settings: RunSettings, splits, method: str, remaining: float
             "collapsed_layers": {k: v for k, v in collapsed.items() if v}, **record}
 
 
+def emptied_layers(result: dict) -> list[str]:
+    """The layers the method emptied in any network of a result (its `collapsed_layers`, per trial and arm)."""
+    return sorted({layer for layers in result["collapsed_layers"].values() for layer in layers})
+
+
 def headline(results: Sequence[dict]) -> dict:
     """Per target ("10%"), the weights remaining and each arm's early-stop test accuracy (mean over trials):
     what `dvc metrics show/diff` can display (it does not look inside the `results` list)."""
@@ -68,7 +73,7 @@ def headline(results: Sequence[dict]) -> dict:
             "weights_remaining": result["weights_remaining"],
             **{f"{arm}_acc": round(fmean(n["early_stop_test_acc"] for n in result["networks"] if n["arm"] == arm), 6)
                for arm in arms},
-            "emptied_layers": len({layer for layers in result["collapsed_layers"].values() for layer in layers})}
+            "emptied_layers": len(emptied_layers(result))}
     return out
 
 
@@ -101,7 +106,7 @@ def results_table(results: Sequence[dict]):
         for arm in (TICKET, *arms):
             accs = [n["early_stop_test_acc"] for n in result["networks"] if n["arm"] == arm]
             row.append(f"{100 * fmean(accs):.2f}" if accs else "")
-        emptied = sorted({layer for layers in result["collapsed_layers"].values() for layer in layers})
+        emptied = emptied_layers(result)
         table.add_row(*row, ", ".join(emptied) or "-")
     return table
 

@@ -73,16 +73,20 @@ def build_sections(runs: list["RunData"], folder: Path) -> list[Section]:
     if any(run.at_init for run in runs):
         sections.append(_at_init_section(runs, imp_runs, folder))
     if any(run.stability for run in runs):
-        frame = tables.stability_frame(runs)
-        frame.to_csv(folder / "stability.csv", index=False)
-        sections.append(Section(
-            "Instability (linear mode connectivity)",
-            "Two copies of a round's ticket trained from the same rewound weights θk with different data orders "
-            "(pair data-order; init: two initialisations). The barrier is the highest test error on the line "
-            "between them minus the mean of its ends, in percentage points; below 2 the copies are linearly "
-            "connected, i.e. stable to SGD noise (Frankle et al. 2020).",
-            [_save(figures.stability_figure(frame), folder, "stability.png")], frame, "stability.csv"))
+        sections.append(_stability_section(runs, folder))
     return sections
+
+
+def _stability_section(runs: list["RunData"], folder: Path) -> Section:
+    """Instability analyses: the error barrier vs the rewind point, and its table."""
+    frame = tables.stability_frame(runs)
+    frame.to_csv(folder / "stability.csv", index=False)
+    return Section("Instability (linear mode connectivity)",
+                   "Two copies of a round's ticket trained from the same rewound weights θk with different data "
+                   "orders (pair data-order; init: two initialisations). The barrier is the highest test error on "
+                   "the line between them minus the mean of its ends, in percentage points; below 2 the copies are "
+                   "linearly connected, i.e. stable to SGD noise (Frankle et al. 2020).",
+                   [_save(figures.stability_figure(frame), folder, "stability.png")], frame, "stability.csv")
 
 
 def _at_init_section(runs: list["RunData"], imp_runs: list["RunData"], folder: Path) -> Section:
