@@ -93,7 +93,9 @@ def check_params(path: Path = typer.Argument(Path("params.yaml"), help="The para
     rounds = len(params.rounds)
     console.print(f"{path} is valid: {settings.model} on {settings.dataset}, r00 + {rounds} pruning "
                   f"round{'s' if rounds != 1 else ''}, {settings.trials} trial{'s' if settings.trials != 1 else ''}"
-                  + (f", controls {', '.join(settings.controls)}" if settings.controls else ""), highlight=False)
+                  + (f", controls {', '.join(settings.controls)}" if settings.controls else "")
+        + (f", one shot to {100 * settings.prune.target:g}%" if settings.prune.schedule == "oneshot" else "")
+        + (f", early-bird (distance < {settings.prune.early_bird_distance:g})" if settings.prune.early_bird else ""), highlight=False)
 
 
 # --pruning VALUE -> the settings it changes: which weights compete (lth.pruning.prune.METHODS), or what a
@@ -121,8 +123,8 @@ def find_ticket(
     model: str = typer.Argument(..., help=setting_help("model")),
     dataset: str = typer.Argument(..., help=setting_help("dataset")),
     dataset_dir: Path = typer.Argument(..., help=setting_help("dataset_dir")),
-    rounds: int = typer.Option(20, help="Pruning rounds after the dense round r00 (>= 1): --rounds 20 trains "
-                                        "r00..r20."),
+    rounds: Optional[int] = typer.Option(None, help="Pruning rounds after the dense round r00 (>= 1): --rounds 20 "
+                                                   "trains r00..r20 \\[default: 20; 1 with --schedule oneshot]."),
     epochs: Optional[int] = typer.Option(None, help="Training length per round in epochs."),
     iterations: Optional[int] = typer.Option(None, help="Training length per round in iterations."),
     duration: Optional[str] = typer.Option(None, help=setting_help("train.duration", PAPER)),
@@ -147,6 +149,11 @@ def find_ticket(
                    f"a pruned unit is ({', '.join(GRANULARITIES)}; structured is per layer) \\[default: the model's]."),
     rate: Optional[List[str]] = typer.Option(None, help="Pruning rate per round for a layer kind, KIND=FRACTION; "
                                                         "repeat."),
+    schedule: str = typer.Option("iterative", help=setting_help("prune.schedule")),
+    target_remaining: str = typer.Option("5%", help="Weights remaining after the one-shot prune (--schedule "
+                                                    "oneshot), e.g. 5% or 3.5%."),
+    early_bird: bool = typer.Option(False, "--early-bird", help=setting_help("prune.early_bird")),
+    early_bird_distance: float = typer.Option(0.1, help=setting_help("prune.early_bird_distance")),
     seed: int = typer.Option(0, help=setting_help("seed")),
     trials: int = typer.Option(1, help=setting_help("trials")),
     control: Optional[List[str]] = typer.Option(None, help=setting_help("controls") + " Repeat for several."),
@@ -166,6 +173,7 @@ def find_ticket(
     """
     from lth.engine.settings import defaults_for, replace
     from lth.core.steps import Step
+    from lth.pruning.at_init import parse_remaining
 
     settings = replace(
         defaults_for(model, dataset),
@@ -187,6 +195,10 @@ def find_ticket(
         train__milestones=tuple(m.strip() for m in milestones.split(",") if m.strip()) if milestones is not None else None,
         train__eval_every=eval_every,
         train__precision=precision,
+        prune__schedule=schedule,
+        prune__target=parse_remaining(target_remaining) if schedule == "oneshot" else None,
+        prune__early_bird=early_bird,
+        prune__early_bird_distance=early_bird_distance,
         **_pruning_changes(pruning),
     )
     rates = _parse_rates(rate)
@@ -195,8 +207,11 @@ def find_ticket(
     settings.validate()
     out = out or Path("runs") / f"{model}-{dataset}-{criterion}-seed{seed}"
     Step.parse(checkpoint_every)
+    rounds = rounds if rounds is not None else (1 if schedule == "oneshot" else 20)
     if rounds < 1:
         raise LthError(f"bad --rounds {rounds}: the number of pruning rounds after the dense round r00 must be >= 1")
+    if schedule == "oneshot" and rounds != 1:
+        raise LthError(f"bad --rounds {rounds}: the one-shot schedule prunes once (r01); leave --rounds out")
     _run_find_ticket(settings, rounds, dataset_dir, device, out, quiet, distributed_mode, checkpoint_every,
                      progress_every)
 
@@ -231,6 +246,8 @@ def _lead_find_ticket(settings, rounds: int, splits, processes, out: Path, quiet
         + (f", {settings.train.precision}" if settings.train.precision != "fp32" else "")
         + (f", {settings.trials} trials" if settings.trials > 1 else "")
         + (f", controls {', '.join(settings.controls)}" if settings.controls else "")
+        + (f", one shot to {100 * settings.prune.target:g}%" if settings.prune.schedule == "oneshot" else "")
+        + (f", early-bird (distance < {settings.prune.early_bird_distance:g})" if settings.prune.early_bird else "")
         + (f", {processes.size} processes ({processes.mode})" if processes.size > 1 else "")
         + f" -> {out}"
     )
@@ -238,7 +255,20 @@ def _lead_find_ticket(settings, rounds: int, splits, processes, out: Path, quiet
         records = run(settings, rounds, out, splits, reporter, trainer=processes.train_networks,
                       checkpoint_every=checkpoint_every)
     console.print(summary_table(records))
+    console.print(compute_line(records))
     console.print(f"every network: {Layout(out).networks_table}")
+
+
+def compute_line(records: list[dict]) -> str:
+    """The training spent to reach the last round's ticket (trial 0; controls excluded)."""
+    from lth.engine.records import compute_to_ticket
+
+    last = [row for row in compute_to_ticket(records) if row["trial"] == 0][-1]
+    seconds = f", {last['to_ticket_seconds']:.0f} s" if last["to_ticket_seconds"] is not None else ""
+    stops = sum(row["stopped_early"] for row in compute_to_ticket(records) if row["trial"] == 0)
+    early = f"; {stops} round{'s' if stops != 1 else ''} stopped early (early-bird)" if stops else ""
+    return (f"compute to the r{last['round']:02d} ticket: {last['to_ticket_iterations']:,} training steps{seconds} "
+            f"({last['total_iterations']:,} with its own training){early}")
 
 
 def summary_table(records: list[dict]) -> Table:

@@ -70,7 +70,7 @@ def test_pipeline_repro_cache_reuse_and_added_round(tmp_path):
     root = tiny_project(tmp_path / "project")
     first = sh(root, "dvc", "repro")
     assert {"exp_transfer", "exp_combine", "exp_removal", "exp_optimizers", "exp_perturb", "exp_stability",
-            "code", "prepare", "init", "rewind_point", "train_dense", "score@r01", "mask@r01", "rewind@r01", "train@r01",
+            "code", "prepare", "init", "rewind_point", "early_bird", "train_dense", "score@r01", "mask@r01", "rewind@r01", "train@r01",
             "score@r02", "mask@r02", "rewind@r02", "train@r02", "supermask", "summary", "report",
             "prune_at_init@snip", "prune_at_init@synflow"} == ran(first)
     for r in ("r00", "r01", "r02"):
@@ -169,6 +169,15 @@ def test_pipeline_repro_cache_reuse_and_added_round(tmp_path):
     assert diff["headline.2%.weights_remaining"]["new"] == pytest.approx(2, abs=1e-3)
     assert {"headline.2%.ticket_acc", "headline.2%.shuffle_acc", "headline.2%.reinit_acc"} <= set(diff)
     assert (root / "report" / "prune_at_init.png").is_file()
+
+    # early-bird on: every train stage reruns, the dense round included (its checks now draw masks); a new
+    # criterion reached the dense round above only through data/early_bird.json, which stayed unchanged
+    early = sh(root, "dvc", "exp", "run", "-S", "prune.early_bird=true")
+    assert {"early_bird", "train_dense", "train@r01", "train@r02", "train@r03"} <= ran(early)
+    dense = json.loads((root / "metrics" / "rounds" / "r00.json").read_text())["networks"][0]
+    assert dense["early_bird"]["distances"], dense["early_bird"]
+    compute = json.loads((root / "metrics" / "per_round.json").read_text())["r03"]["compute"]
+    assert compute["to_ticket_iterations"] < compute["total_iterations"]
 
 
 def test_pipeline_trains_three_trials_and_both_controls_batched(tmp_path):

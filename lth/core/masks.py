@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Optional
 
 import torch
 from torch import Tensor
@@ -51,3 +51,23 @@ def apply_mask(state: dict[str, Tensor], mask: Mapping[str, Tensor]) -> dict[str
     for name, m in mask.items():
         out[name] = state[name] * m.to(state[name].dtype)
     return out
+
+
+def mask_distance(a: Mapping[str, Tensor], b: Mapping[str, Tensor],
+                  within: Optional[Mapping[str, Tensor]] = None) -> float:
+    """Normalised Hamming distance of two masks: the fraction of positions where they differ, counting only
+    the positions kept by `within` (default: all), e.g. the weights that could still be pruned this round.
+
+    0 for identical masks, 1 for complementary ones (You et al. 2020's early-bird distance).
+    """
+    differ = total = 0
+    for name, m in a.items():
+        diff = m.bool() ^ b[name].bool()
+        if within is not None:
+            room = within[name].bool()
+            diff, size = diff & room, int(room.sum())
+        else:
+            size = diff.numel()
+        differ += int(diff.sum())
+        total += size
+    return differ / total if total else 0.0

@@ -133,6 +133,9 @@ def load_params(path: str | Path = "params.yaml") -> PipelineParams:
     processes = build(DistributedSettings, distributed, f"{path}: train.distributed").validate(
         f"{path}: train.distributed")
     rounds = parse_rounds(data.get("rounds"), f"{path}: rounds")
+    if settings.prune.schedule == "oneshot" and list(rounds) != ["r01"]:
+        raise LthError(f"{path}: prune.schedule oneshot prunes once, so declare one round: "
+                       f"rounds: {{r01: {{prev: r00}}}} (declared: {', '.join(rounds) or 'none'})")
     check_experiment_rounds(data.get("experiments"), [DENSE_ROUND, *rounds], path)
     if "prune_at_init" in data:
         load_at_init_settings(data["prune_at_init"], f"{path}: prune_at_init")

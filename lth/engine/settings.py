@@ -109,6 +109,8 @@ class RunSettings:
         if self.pruning == "structured" and self.prune.method != "layerwise":
             raise LthError(f"structured pruning ranks units within each layer: set prune.method to layerwise, "
                            f"not '{self.prune.method}' (CLI: --pruning structured implies layerwise)")
+        if self.pruning == "structured" and self.prune.schedule == "oneshot":
+            raise LthError("the one-shot schedule prunes single weights: use pruning 'unstructured' with it")
         if not 0 <= self.seed <= MAX_SEED:
             raise LthError(f"bad seed {self.seed}: must be between 0 and {MAX_SEED}")
         if not 1 <= self.trials <= MAX_TRIALS:

@@ -10,7 +10,7 @@ validation without loading torch.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Mapping
+from typing import TYPE_CHECKING, Callable, Mapping, Optional
 
 from lth.core.errors import unknown_choice
 from lth.core.seeds import derive_seed
@@ -23,26 +23,22 @@ if TYPE_CHECKING:
     from lth.core.masks import Mask
 
 
-def _layerwise(scores, mask, pruned, rates, kinds, round_index, generator) -> dict:  # noqa: ANN001
-    """Each pruned layer keeps its own round(n (1 - rate)^r) best-scored weights."""
-    return {name: top_k(scores[name], mask[name],
-                        min(kept_after(mask[name].numel(), rates[kinds[name]], round_index), int(mask[name].sum())),
-                        generator)
+def _layerwise(scores, mask, pruned, keep, generator) -> dict:  # noqa: ANN001
+    """Each pruned layer keeps its own keep[name] best-scored weights."""
+    return {name: top_k(scores[name], mask[name], min(keep[name], int(mask[name].sum())), generator)
             for name in pruned}
 
 
-def _global(scores, mask, pruned, rates, kinds, round_index, generator) -> dict:  # noqa: ANN001
-    """All pruned layers' weights compete together for round(N (1 - rate)^r) places."""
+def _global(scores, mask, pruned, keep, generator) -> dict:  # noqa: ANN001
+    """All pruned layers' weights compete together for sum(keep) places."""
     import torch
 
     if not pruned:
         return {}
-    rate = rates[kinds[pruned[0]]]
-    total = sum(mask[n].numel() for n in pruned)
     alive = int(sum(int(mask[n].sum()) for n in pruned))
     flat = top_k(torch.cat([scores[n].flatten().float().cpu() for n in pruned]),
                  torch.cat([mask[n].flatten().cpu() for n in pruned]),
-                 min(kept_after(total, rate, round_index), alive), generator)
+                 min(sum(keep[n] for n in pruned), alive), generator)
     out, offset = {}, 0
     for n in pruned:
         size = mask[n].numel()
@@ -55,15 +51,30 @@ def _global(scores, mask, pruned, rates, kinds, round_index, generator) -> dict:
 class Method:
     name: str
     description: str
-    # (scores, mask, pruned layer names, rates, kinds, round, generator) -> new masks of the pruned layers
+    # (scores, mask, pruned layer names, how many each keeps, generator) -> new masks of the pruned layers
     select: Callable[..., dict]
+    # (layer sizes of the pruned layers, their rates, round) -> how many each keeps after the round
+    counts: Callable[..., dict]
+
+
+def _layerwise_counts(sizes, rates, round_index) -> dict:  # noqa: ANN001
+    return {name: kept_after(n, rates[name], round_index) for name, n in sizes.items()}
+
+
+def _global_counts(sizes, rates, round_index) -> dict:  # noqa: ANN001
+    """One count for all pruned layers together (set on the first; the selection uses the sum)."""
+    names = list(sizes)
+    total = kept_after(sum(sizes.values()), rates[names[0]], round_index) if names else 0
+    return {name: total if i == 0 else 0 for i, name in enumerate(names)}
 
 
 METHODS: dict[str, Method] = {
     m.name: m
     for m in [
-        Method("layerwise", "each layer keeps its own fraction (Frankle & Carbin's LeNet and Conv nets)", _layerwise),
-        Method("global", "all pruned layers compete together (Frankle et al.'s VGG and ResNet)", _global),
+        Method("layerwise", "each layer keeps its own fraction (Frankle & Carbin's LeNet and Conv nets)", _layerwise,
+               _layerwise_counts),
+        Method("global", "all pruned layers compete together (Frankle et al.'s VGG and ResNet)", _global,
+               _global_counts),
     ]
 }
 
@@ -76,11 +87,13 @@ def next_mask(
     method: str,
     round_index: int,
     seed: int,
+    keep: Optional[Mapping[str, int]] = None,
 ) -> "Mask":
     """The mask for round `round_index` (>= 1): prune the lowest-scored survivors of `mask`.
 
     `kinds` maps layer name -> 'conv' | 'fc' | 'output'; `rates` maps kind -> fraction pruned per round.
-    Layers whose kind has rate 0 keep their mask unchanged.
+    Layers whose kind has rate 0 keep their mask unchanged. `keep` (layer -> count; for global pruning
+    only its sum counts) replaces the schedule's counts (lth.pruning.schedule's one-shot).
     """
     import torch
 
@@ -91,7 +104,10 @@ def next_mask(
     generator = torch.Generator().manual_seed(derive_seed(seed, "prune", round_index))
     pruned = [name for name in mask if rates.get(kinds[name], 0.0) > 0]
     new = {name: m.clone() for name, m in mask.items()}
-    new.update(METHODS[method].select(scores, mask, pruned, rates, kinds, round_index, generator))
+    if keep is None:
+        keep = METHODS[method].counts({n: mask[n].numel() for n in pruned}, {n: rates[kinds[n]] for n in pruned},
+                                      round_index)
+    new.update(METHODS[method].select(scores, mask, pruned, keep, generator))
     return new
 
 
@@ -111,8 +127,8 @@ def random_mask_like(mask: Mapping[str, "Tensor"], seed: int) -> "Mask":
 # --- what one pruned unit is ------------------------------------------------------------------------------
 
 
-def _unstructured(scores, mask, kinds, rates, method, round_index, seed, model) -> "Mask":  # noqa: ANN001
-    return next_mask(scores, mask, kinds, rates, method, round_index, seed)
+def _unstructured(scores, mask, kinds, rates, method, round_index, seed, model, keep=None) -> "Mask":  # noqa: ANN001
+    return next_mask(scores, mask, kinds, rates, method, round_index, seed, keep)
 
 
 def _structured(scores, mask, kinds, rates, method, round_index, seed, model) -> "Mask":  # noqa: ANN001

@@ -18,15 +18,29 @@ def _methods():
     return METHODS
 
 
+def _schedules():
+    from lth.pruning.schedule import SCHEDULES
+
+    return SCHEDULES
+
+
 @dataclass(frozen=True)
 class PruneSettings:
-    """Per layer or globally, and the fraction of each kind of layer's survivors removed per round."""
+    """Per layer or globally, how much of each kind of layer goes per round (or in one shot), and when a round's
+    training may stop early (early-bird)."""
 
     method: str = setting("layerwise", "Which weights compete for survival.", choices=_methods,
                           label="pruning method", inline=True)
     rates: dict[str, float] = setting(
         help="Fraction of the surviving weights removed per round, per layer kind (conv, fc, output).",
         default_factory=lambda: {"conv": 0.1, "fc": 0.2, "output": 0.1})
+    schedule: str = setting("iterative", "How far each round prunes.", choices=_schedules, inline=True)
+    target: float = setting(0.05, "Fraction of all prunable weights the one-shot schedule keeps (0.05: 5%).")
+    early_bird: bool = setting(False, "Stop a round's training once the mask it would give has settled "
+                                      "(You et al. 2020's early-bird tickets).")
+    early_bird_distance: float = setting(0.1, "Early-bird: the mask has settled when its normalised Hamming "
+                                              "distance to the previous check's stays below this for 5 checks "
+                                              "(one per train.eval_every).")
 
     def validate(self) -> "PruneSettings":
         check_choices(self)
@@ -36,6 +50,12 @@ class PruneSettings:
         for kind, rate in self.rates.items():
             if not 0 <= rate < 1:
                 raise LthError(f"bad pruning rate {kind}={rate}: must be in [0, 1)")
+        if not 0 < self.target < 1:
+            raise LthError(f"bad target {self.target!r}: the fraction of weights one-shot pruning keeps must be in "
+                           "(0, 1), e.g. 0.05 for 5%")
+        if not 0 < self.early_bird_distance <= 1:
+            raise LthError(f"bad early_bird_distance {self.early_bird_distance!r}: a normalised Hamming distance, "
+                           "in (0, 1]")
         if self.method == "global":
             distinct = {r for r in self.rates.values() if r > 0}
             if len(distinct) > 1:

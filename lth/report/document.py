@@ -70,11 +70,27 @@ def build_sections(runs: list["RunData"], folder: Path) -> list[Section]:
     """Compute every table and draw every picture into `folder`; return the report's sections in order."""
     imp_runs = [run for run in runs if run.records]
     sections = _round_sections(imp_runs, folder) if imp_runs else []
+    if imp_runs:
+        sections.append(_compute_section(imp_runs, folder))
     if any(run.at_init for run in runs):
         sections.append(_at_init_section(runs, imp_runs, folder))
     if any(run.stability for run in runs):
         sections.append(_stability_section(runs, folder))
     return sections
+
+
+def _compute_section(runs: list["RunData"], folder: Path) -> Section:
+    """Compute-to-ticket: accuracy vs training steps spent, every run on one plot, and a matched-sparsity table."""
+    frame = tables.compute_frame(runs)
+    matched = tables.compute_matched_table(frame)
+    frame.to_csv(folder / "compute.csv", index=False)
+    matched.to_csv(folder / "compute_matched.csv", index=False)
+    return Section("Accuracy vs training compute",
+                   "Each round's ticket (mean over trials): its early-stop test accuracy against the training steps "
+                   "spent on it and on every round before it (control arms excluded; seconds are each network's "
+                   "share of its round's wall time). Early-bird rounds count the steps they trained. The table "
+                   "puts the runs side by side at the sparsities of the run with the fewest rounds.",
+                   [_save(figures.compute_figure(frame), folder, "compute.png")], matched, "compute_matched.csv")
 
 
 def _stability_section(runs: list["RunData"], folder: Path) -> Section:

@@ -280,3 +280,34 @@ def stability_figure(frame: "pd.DataFrame", threshold: float = 2.0) -> "Figure":
 
 def _short(label: str, width: int = 40) -> str:
     return label if len(label) <= width else label[:width - 1] + "…"
+
+
+def compute_figure(frame: "pd.DataFrame") -> "Figure":
+    """Test accuracy vs the training compute spent to reach a ticket and train it (every run a line: IMP,
+    early-bird, one-shot ...); each point a round, labelled with its % weights; hollow: the round's training
+    stopped early (early-bird), so its accuracy is the one at the stop."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(9, 5))
+    for i, ((run, schedule), rows) in enumerate(frame.groupby(["run", "schedule"], sort=False)):
+        rows = rows.sort_values("round")
+        color = f"C{i % 10}"
+        label = schedule if frame["run"].nunique() == frame["schedule"].nunique() else f"{schedule} · {run}"
+        ax.plot(rows["total_iterations"], rows["early_stop_test_acc"], "-", color=color, label=_short(label, 60))
+        stopped = rows["stopped_early"].astype(bool)
+        ax.scatter(rows.loc[~stopped, "total_iterations"], rows.loc[~stopped, "early_stop_test_acc"], color=color, s=16)
+        ax.scatter(rows.loc[stopped, "total_iterations"], rows.loc[stopped, "early_stop_test_acc"], s=16,
+                   facecolors="none", edgecolors=color)
+        step = max(1, len(rows) // 5)
+        for j, (_, row) in enumerate(rows.iterrows()):
+            if j % step == 0 or j == len(rows) - 1:
+                ax.annotate(f"{row['weights_remaining']:.1f}%", (row["total_iterations"], row["early_stop_test_acc"]),
+                            textcoords="offset points", xytext=(3, 4), fontsize=7, color=color)
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda value, _: f"{value:,.0f}"))
+    ax.xaxis.set_minor_formatter(plt.NullFormatter())
+    ax.set_xlabel("training steps spent on the ticket and the rounds before it (controls excluded)")
+    ax.set_ylabel("test accuracy at early stop (mean over trials)")
+    ax.set_title("Accuracy vs training compute (labels: % weights remaining)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

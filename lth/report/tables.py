@@ -172,3 +172,52 @@ def matched_sparsity_table(at_init: "pd.DataFrame", arms: "pd.DataFrame") -> "pd
     if not frame.empty and frame["run"].nunique() == 1:
         frame = frame.drop(columns="run")
     return frame
+
+
+def compute_frame(runs: Iterable["RunData"]) -> "pd.DataFrame":
+    """Compute-to-ticket per run and round, mean over trials (lth.engine.records.compute_to_ticket): the ticket's
+    early-stop test accuracy beside the training steps and seconds spent to reach it and to train it."""
+    import pandas as pd
+
+    from lth.engine.records import compute_to_ticket
+
+    columns = ["round", "weights_remaining", "early_stop_test_acc", "iterations", "to_ticket_iterations",
+               "total_iterations", "to_ticket_seconds", "total_seconds", "stopped_early"]
+    frames = [pd.DataFrame(compute_to_ticket(run.records), columns=["trial", *columns])
+              .assign(run=run.label, schedule=schedule_name(run.params)) for run in runs if run.records]
+    if not frames:
+        return pd.DataFrame(columns=["run", "schedule", *columns])
+    rows = pd.concat(frames, ignore_index=True)
+    frame = rows.groupby(["run", "schedule", "round"], sort=False).agg(
+        {c: ("any" if c == "stopped_early" else "first" if c == "weights_remaining" else "mean")
+         for c in columns[1:]}).reset_index()
+    return frame[["run", "schedule", *columns]].round({"early_stop_test_acc": 6, "to_ticket_seconds": 3,
+                                                       "total_seconds": 3})
+
+
+def schedule_name(params: dict) -> str:
+    """How a run found its tickets, in a word: 'one-shot', 'early-bird' or 'IMP' (the iterative default), from
+    its flat params ('prune.schedule')."""
+    early = " + early-bird" if params.get("prune.early_bird") else ""
+    if params.get("prune.schedule") == "oneshot":
+        return "one-shot" + early
+    return "early-bird" if early else "IMP"
+
+
+def compute_matched_table(frame: "pd.DataFrame", tolerance: float = 1.25) -> "pd.DataFrame":
+    """Runs side by side at matched sparsity: the sparsities of the run with the fewest pruning rounds (a
+    one-shot run: its one ticket), and every other run's round nearest to each (by ratio, within `tolerance`)."""
+    import numpy as np
+    import pandas as pd
+
+    pruned = frame[frame["round"] > 0]
+    if pruned.empty:
+        return pd.DataFrame(columns=["weights_target", *frame.columns])
+    fewest = pruned.groupby("run", sort=False)["round"].count().idxmin()
+    rows = []
+    for weights in pruned[pruned["run"] == fewest]["weights_remaining"]:
+        for run, group in pruned.groupby("run", sort=False):
+            distance = (np.log(group["weights_remaining"]) - np.log(weights)).abs()
+            if distance.min() <= np.log(tolerance):
+                rows.append({"weights_target": weights, **group.loc[distance.idxmin()].to_dict()})
+    return pd.DataFrame(rows, columns=["weights_target", *frame.columns])

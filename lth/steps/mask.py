@@ -22,19 +22,35 @@ def next_mask(settings: RunSettings, scores: Mapping, mask: Mapping, kinds: Mapp
 
     With a trainable mask-0 action (reinit_trainable) nothing is ever removed for good: every round
     selects the top (1 - rate) of all weights afresh, so the network keeps changing instead of shrinking.
+    The one-shot schedule (lth.pruning.schedule) prunes the dense mask straight to its target in round 1.
     """
     import torch
 
     from lth.pruning.actions import PRUNED_ACTIONS
     from lth.pruning.prune import GRANULARITIES
+    from lth.pruning.schedule import oneshot_keep
 
     prune = GRANULARITIES[settings.pruning].next_mask
     rates, method = settings.prune.rates, settings.prune.method
+    keep = {}  # the iterative schedule's counts are the pruning function's own
+    if settings.prune.schedule == "oneshot":
+        check_oneshot_round(next_round)
+        keep["keep"] = oneshot_keep({n: m.numel() for n, m in mask.items()}, kinds, rates, method,
+                                    settings.prune.target)
     if not PRUNED_ACTIONS[settings.mask0_action].frozen:
         everything = {name: torch.ones_like(m) for name, m in mask.items()}
         return prune(scores, everything, kinds, rates, method, 1, derive_seed(settings.seed, "reselect", next_round),
-                     settings.model)
-    return prune(scores, mask, kinds, rates, method, next_round, settings.seed, settings.model)
+                     settings.model, **keep)
+    return prune(scores, mask, kinds, rates, method, next_round, settings.seed, settings.model, **keep)
+
+
+def check_oneshot_round(round_index: int) -> None:
+    """The one-shot schedule has one pruning round (r01)."""
+    from lth.core.errors import LthError
+
+    if round_index != 1:
+        raise LthError(f"the one-shot schedule prunes once, in round r01; round r{round_index:02d} was asked for: "
+                       "run 1 pruning round (--rounds 1; params.yaml: rounds: {r01: {prev: r00}})")
 
 
 def run(run: Run, key: str) -> float:

@@ -22,6 +22,7 @@ from lth.engine.params import DENSE_ROUND, round_key
 from lth.engine.run import Reporter, Run, SilentReporter
 from lth.engine.settings import RunSettings, check_data
 from lth.steps import init, mask, rewind, rewind_point, score, summary, train
+from lth.steps.mask import check_oneshot_round
 
 ROUND_STEPS = (score, mask, rewind, train)  # a pruning round; the dense round r00 only trains
 
@@ -68,6 +69,8 @@ def find_ticket(
     if Path(out).exists() and not Path(out).is_dir():
         raise LthError(f"the run directory {out} is a file; give --out a directory (new or of this run)")
     settings.validate()
+    if settings.prune.schedule == "oneshot":
+        check_oneshot_round(rounds)
     check_data(settings, splits.input_shape, splits.num_classes, len(splits.train_x))
     Step.parse(checkpoint_every)
     layout = Layout(Path(out), settings.fingerprint())

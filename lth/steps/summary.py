@@ -18,7 +18,7 @@ from typing import Iterable, Optional
 
 from lth.core import files
 from lth.engine.params import DENSE_ROUND
-from lth.engine.records import TICKET
+from lth.engine.records import TICKET, compute_to_ticket
 from lth.engine.run import Run
 
 NETWORK_COLUMNS = [
@@ -28,6 +28,7 @@ NETWORK_COLUMNS = [
 DVC_ROUND_KEYS = ("weights_remaining", "test_acc", "test_loss", "early_stop_test_acc", "early_stop_iteration")
 DVC_CONTROL_KEYS = ("test_acc", "early_stop_test_acc")
 STAT_KEYS = ("test_acc", "test_loss", "early_stop_test_acc", "early_stop_iteration")
+COMPUTE_KEYS = ("to_ticket_iterations", "total_iterations")  # not the seconds: `dvc metrics diff` shows results
 
 
 def network_rows(records: Iterable[dict]) -> list[dict]:
@@ -78,16 +79,30 @@ def headline_metrics(records: Iterable[dict]) -> dict:
 
 
 def round_metrics(records: Iterable[dict]) -> dict:
-    """Every round's ticket (mean over trials) and controls, for `dvc metrics diff` round by round."""
+    """Every round's ticket (mean over trials), its compute-to-ticket and its controls, for `dvc metrics diff`
+    round by round."""
+    records = sorted(records, key=lambda r: r["round"])
+    compute = compute_to_ticket(records)
     metrics: dict = {}
-    for record in sorted(records, key=lambda r: r["round"]):
+    for record in records:
         ticket = arm_stats(record, TICKET)
         entry = {k: _finite(ticket[k]) for k in DVC_ROUND_KEYS}
+        entry["compute"] = _mean_compute([row for row in compute if row["round"] == record["round"]])
         for arm in arms([record])[1:]:
             stats = arm_stats(record, arm)
             entry[arm] = {k: _finite(stats[k]) for k in DVC_CONTROL_KEYS}
         metrics[f"r{record['round']:02d}"] = entry
     return metrics
+
+
+def _mean_compute(rows: list[dict]) -> dict:
+    """Compute-to-ticket of a round in training steps, mean over trials (lth.engine.records.compute_to_ticket;
+    the wall seconds are in the round records and the report)."""
+    out = {}
+    for key in COMPUTE_KEYS:
+        values = [row[key] for row in rows if row[key] is not None]
+        out[key] = round(fmean(values), 3) if values and len(values) == len(rows) else None
+    return out
 
 
 def _headline(round_index: int, stats: dict) -> dict:

@@ -1,15 +1,18 @@
 """Step `train@rNN`: every trial's ticket and, from r01, its control arms, trained together (one batched
 step where that pays); writes the tickets' trained weights and the round's metrics (last: their presence
-marks the round finished). An interrupted step resumes from its mid-round checkpoint."""
+marks the round finished). An interrupted step resumes from its mid-round checkpoint. With early-bird
+(lth.steps.early_bird) a ticket and its arms stop once its next mask has settled."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from lth.core import files
 from lth.engine.params import round_index
 from lth.engine.records import TICKET, round_record
 from lth.engine.run import Run
+from lth.steps.early_bird import watch_round
 from lth.steps.rewind import rewound
 
 
@@ -60,8 +63,15 @@ def run(run: Run, key: str) -> dict:
                             {"settings": run.settings.fingerprint(), "round": r})
     job = TrainJob(run.settings.model, run.settings.train, not PRUNED_ACTIONS[run.settings.mask0_action].frozen)
     trainer = run.trainer or train_networks
-    results = trainer(job, run.data(), networks, progress=run.reporter.progress, checkpoint=checkpoint)
-    record = round_record(r, networks, results)
+    early_bird = watch_round(run, key, networks)
+    hooks = {"hooks_for": early_bird.hooks_for} if early_bird else {}
+    began = time.perf_counter()
+    results = trainer(job, run.data(), networks, progress=run.reporter.progress, checkpoint=checkpoint, **hooks)
+    record = round_record(r, networks, results, seconds=time.perf_counter() - began)
+    if early_bird:
+        for entry in record["networks"]:
+            if entry["arm"] == TICKET:
+                entry["early_bird"] = early_bird.record(entry["trial"])
     for net, result in zip(networks, results):
         if net.arm == TICKET:
             run.save(layout.trial_file(layout.round_dir(key, "final"), net.trial), "weights", result.state, round=r)

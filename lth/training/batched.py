@@ -20,7 +20,7 @@ from torch.func import functional_call, vmap
 
 from lth.core.errors import LthError
 from lth.training.evaluation import TrainResult
-from lth.training.hooks import ProgressFn
+from lth.training.hooks import Hook, ProgressFn
 from lth.training.loop import DataParallel, run_training
 from lth.training.settings import TrainSettings
 
@@ -156,6 +156,7 @@ def train_batched(
     hold_pruned: bool = False,
     parallel: Optional[DataParallel] = None,
     checkpoint: Optional["Checkpoint"] = None,
+    hooks: Sequence[Hook] = (),
 ) -> list[TrainResult]:
     """Train len(starts) networks together; network i starts from starts[i] under masks[i], data order seeds[i].
 
@@ -164,4 +165,4 @@ def train_batched(
     if not (len(starts) == len(masks) == len(seeds)) or not starts:
         raise LthError("train_batched needs one start state, one mask and one seed per network")
     nets = stacked(template, starts, splits.train_x.device)
-    return run_training(nets, masks, splits, settings, seeds, progress, hold_pruned, parallel, checkpoint)
+    return run_training(nets, masks, splits, settings, seeds, progress, hold_pruned, parallel, checkpoint, hooks)

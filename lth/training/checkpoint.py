@@ -125,6 +125,8 @@ def capture(loop: "TrainingLoop") -> dict:
         "running": loop.running.detach().cpu().clone(),
         "steps_since_eval": loop.steps_since_eval,
         "curves": [r.curve for r in loop.results],
+        "stopped": [[i, iteration, state] for i, (iteration, state) in sorted(loop.stopped.items())],
+        "extras": loop.extras,
     }
 
 
@@ -167,6 +169,8 @@ def restore(state: dict, loop: "TrainingLoop", path: Path) -> None:
         g.set_state(s)
     for result, curve in zip(loop.results, state["curves"]):
         result.curve = list(curve)
+    loop.stopped = {int(i): (int(iteration), saved_state) for i, iteration, saved_state in state.get("stopped", [])}
+    loop.extras = dict(state.get("extras", {}))
     loop.iteration = int(state["iteration"])
     loop.steps_since_eval = int(state["steps_since_eval"])
     loop.orders = state["orders"].to(device) if state["orders"] is not None else None

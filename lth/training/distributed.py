@@ -194,13 +194,16 @@ class Session:
                            f"{self.size} processes (or use --distributed-mode trials)")
 
     def train_networks(self, job: Any, splits: Any, networks: list, progress: Optional[Callable] = None,
-                       checkpoint: Any = None) -> list:
+                       checkpoint: Any = None, hooks_for: Optional[Callable] = None) -> list:
         """lth.training.trainer.train_networks, shared with the followers (leader only). Mid-round checkpoints
-        (lth.training.checkpoint) are kept by a single process only."""
+        (lth.training.checkpoint) are kept by a single process only; hooks that change the training (early-bird
+        stops) run in a single process only."""
         from lth.training.trainer import train_networks
 
         if self.world is None:
-            return train_networks(job, splits, networks, progress, checkpoint=checkpoint)
+            return train_networks(job, splits, networks, progress, checkpoint=checkpoint, hooks_for=hooks_for)
+        if hooks_for is not None and any(hooks_for(range(len(networks)))):
+            raise LthError("early-bird stops are not supported under torchrun yet: run without torchrun")
         self.check(job.train)
         header = {"op": "train", "job": job,
                   "networks": [(n.trial, n.arm, n.seed, _spec(n.start), _spec(n.mask)) for n in networks]}

@@ -86,7 +86,9 @@ class Evaluation(Hook):
             running.div_(loop.parallel.world)
         train_loss = (running / steps).tolist() if steps else [float("nan")] * loop.count
         columns = zip(train_loss, val_loss.tolist(), val_acc.tolist(), test_loss.tolist(), test_acc.tolist())
-        for result, (tl, vl, va, sl, sa) in zip(loop.results, columns):
+        for i, (result, (tl, vl, va, sl, sa)) in enumerate(zip(loop.results, columns)):
+            if i in loop.stopped:  # its training ended earlier (an early-bird ticket): its curve ends there
+                continue
             result.curve.append(dict(iteration=loop.iteration, train_loss=tl, val_loss=vl, val_acc=va,
                                      test_loss=sl, test_acc=sa))
         running.zero_()

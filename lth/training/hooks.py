@@ -81,10 +81,10 @@ class Checkpointing(Hook):
         if state is not None:
             saved_state.restore(state, loop, self.checkpoint.path)
             loop.resumed = True
-            self.finished_before = loop.iteration >= loop.total
+            self.finished_before = loop.finished
 
     def after_step(self, loop: "TrainingLoop") -> None:
-        if loop.iteration == loop.total:
+        if loop.finished:
             return
         stop = interrupt.STOP.signal
         if stop is not None or (self.every and loop.iteration % self.every == 0):

@@ -128,6 +128,20 @@ class TrainingLoop:
         self.steps_since_eval = 0
         self.orders: Optional[Tensor] = None  # the current epoch's data order; None at an epoch boundary
         self.resumed = False  # a checkpoint was restored (lth.training.hooks.Checkpointing)
+        # Networks a hook has stopped (early-bird tickets): index -> (iteration, state then). They keep stepping
+        # with the others (a stacked step cannot leave one out) but their results are frozen at the stop.
+        self.stopped: dict[int, tuple[int, dict[str, Tensor]]] = {}
+        self.extras: dict = {}  # hooks' own state, saved and restored with mid-round checkpoints
+
+    def stop_network(self, i: int) -> None:
+        """Network i's training ends here: its result is its state and curve at this iteration; the loop ends
+        once every network has stopped."""
+        if i not in self.stopped:
+            self.stopped[i] = (self.iteration, {k: v.detach().clone() for k, v in self.nets.state(i).items()})
+
+    @property
+    def finished(self) -> bool:
+        return self.iteration >= self.total or len(self.stopped) == self.count
 
     def apply_masks(self) -> None:
         if not self.weights:  # nothing pruned here (e.g. a supermask's scores)
@@ -174,7 +188,7 @@ class TrainingLoop:
             hook.resume(self)
         for hook in hooks:
             hook.start(self)
-        while self.iteration < self.total:
+        while not self.finished:
             if self.orders is None:  # a new epoch (a resumed one continues the order it saved)
                 for hook in hooks:
                     hook.epoch_start(self, self.iteration // self.per_epoch)
@@ -187,7 +201,7 @@ class TrainingLoop:
                 self.iteration += 1
                 for hook in hooks:
                     hook.after_step(self)
-                if self.iteration == self.total:
+                if self.finished:
                     break
                 if interrupt.STOP.signal is not None:  # a Checkpointing hook saved the state and raised already
                     raise interrupt.Interrupted(f"interrupted by {interrupt.STOP.name()} at iteration "
@@ -197,8 +211,9 @@ class TrainingLoop:
         for hook in hooks:
             hook.end(self)
         for i, result in enumerate(self.results):
-            result.state = self.nets.state(i)
-            result.iterations = self.total
+            result.iterations, result.state = self.stopped.get(i, (self.total, None))
+            if result.state is None:
+                result.state = self.nets.state(i)
         return self.results
 
 
@@ -238,6 +253,7 @@ def train(
     hold_pruned: bool = False,
     parallel: Optional[DataParallel] = None,
     checkpoint: Optional["Checkpoint"] = None,
+    hooks: Sequence[Hook] = (),
 ) -> TrainResult:
     """Train `model` (already on its device, holding the round's starting weights) under `mask`.
 
@@ -245,4 +261,4 @@ def train(
     Pruned weights are zero, or with `hold_pruned` frozen at their starting values.
     """
     return run_training(SingleNetwork(model), [mask], splits, settings, [seed], progress, hold_pruned, parallel,
-                        checkpoint)[0]
+                        checkpoint, hooks)[0]

@@ -9,7 +9,7 @@ same signature and shares the work with other processes.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Mapping, Optional
+from typing import Callable, Mapping, Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -20,7 +20,7 @@ from lth.models.base import has_convolutions
 from lth.training.batched import train_batched
 from lth.training.checkpoint import Checkpoint
 from lth.training.evaluation import TrainResult
-from lth.training.hooks import ProgressFn
+from lth.training.hooks import Hook, ProgressFn
 from lth.training.loop import DataParallel, train
 from lth.training.settings import TrainSettings
 
@@ -47,6 +47,9 @@ class TrainJob:
 
 
 Trainer = Callable[..., list[TrainResult]]  # train_networks' signature
+# Given the indices (into the networks list) of the networks one training loop trains together (all of them
+# when batched, one when they train one after another), the extra hooks that loop runs (lth.training.hooks).
+HooksFor = Callable[[Sequence[int]], Sequence[Hook]]
 
 
 def batching_pays(model: torch.nn.Module, device: torch.device) -> bool:
@@ -66,6 +69,7 @@ def train_networks(
     progress: Optional[ProgressFn] = None,
     parallel: Optional[DataParallel] = None,
     checkpoint: Optional[Checkpoint] = None,
+    hooks_for: Optional[HooksFor] = None,
 ) -> list[TrainResult]:
     """Train every network (as one batched step where that pays); one result per network, in order.
 
@@ -74,7 +78,7 @@ def train_networks(
     Running out of GPU memory is an LthError that suggests a smaller batch or the CPU.
     """
     try:
-        return _train(job, splits, networks, progress, parallel, checkpoint)
+        return _train(job, splits, networks, progress, parallel, checkpoint, hooks_for or (lambda indices: ()))
     except torch.OutOfMemoryError:
         raise LthError(
             f"out of {splits.train_x.device.type.upper()} memory training {len(networks)} network(s) of "
@@ -84,7 +88,7 @@ def train_networks(
 
 
 def _train(job: TrainJob, splits, networks: list[Network], progress: Optional[ProgressFn],
-           parallel: Optional[DataParallel], checkpoint: Optional[Checkpoint]) -> list[TrainResult]:
+           parallel: Optional[DataParallel], checkpoint: Optional[Checkpoint], hooks_for: HooksFor) -> list[TrainResult]:
     device = splits.train_x.device
     template = build_model(job.model, splits.input_shape, splits.num_classes, 0)
     masks = [{name: torch.ones_like(m) for name, m in n.mask.items()} if job.trainable_pruned else n.mask
@@ -93,7 +97,7 @@ def _train(job: TrainJob, splits, networks: list[Network], progress: Optional[Pr
         own = checkpoint.for_networks([n.start for n in networks], masks) if checkpoint else None
         return train_batched(template, [n.start for n in networks], masks, splits, job.train,
                              [n.seed for n in networks], progress=progress, hold_pruned=True, parallel=parallel,
-                             checkpoint=own)
+                             checkpoint=own, hooks=hooks_for(range(len(networks))))
     results = []
     for i, (net, net_mask) in enumerate(zip(networks, masks)):
         template.load_state_dict(dict(net.start))
@@ -101,5 +105,5 @@ def _train(job: TrainJob, splits, networks: list[Network], progress: Optional[Pr
         mask = {name: m.to(device) for name, m in net_mask.items()}
         own = checkpoint.for_networks([net.start], [net_mask], i if len(networks) > 1 else None) if checkpoint else None
         results.append(train(template, mask, splits, job.train, net.seed, progress=progress, hold_pruned=True,
-                             parallel=parallel, checkpoint=own))
+                             parallel=parallel, checkpoint=own, hooks=hooks_for([i])))
     return results
