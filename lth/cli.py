@@ -279,9 +279,10 @@ def summary_table(records: list[dict]) -> Table:
     controls = arms(records)[1:]
     trials = max((arm_stats(r, TICKET)["trials"] for r in records), default=1)
     span = lambda s, k: f" [{100 * s[k + '_min']:.1f}-{100 * s[k + '_max']:.1f}]" if trials > 1 else ""  # noqa: E731
-    table = Table(title="Lottery ticket rounds" + (f" (mean over {trials} trials)" if trials > 1 else ""))
-    columns = ["round", "% weights", "test acc (end)", "test acc (early stop)", "early-stop it"]
-    columns += [f"{c} (early stop)" for c in controls]
+    # headers broken into short lines: the table stays narrow enough for 80 columns without cutting a name
+    table = Table(title="Lottery ticket rounds: test accuracy %, at early stop but for (end)"
+                        + (f", mean over {trials} trials" if trials > 1 else ""))
+    columns = ["round", "%\nweights", "ticket\n(end)", "ticket", "early-stop\nit", *controls]
     for column in columns:
         table.add_column(column, justify="right")
     for record in records:

@@ -231,10 +231,10 @@ def test_report_puts_runs_on_one_accuracy_vs_compute_plot_with_a_matched_table(t
                 splits)
     make_report([str(tmp_path / n) for n in ("imp", "early", "once")], tmp_path / "report")
     frame = pd.read_csv(tmp_path / "report" / "compute.csv")
-    assert set(frame["schedule"]) == {"IMP", "early-bird", "one-shot"}
+    assert set(frame["schedule"]) == {"IMP", "early-bird, distance 1", "one-shot to 50%"}
     imp = frame[frame["schedule"] == "IMP"]
     assert list(imp["total_iterations"]) == [16, 32, 48, 64]
-    early = frame[frame["schedule"] == "early-bird"]
+    early = frame[frame["schedule"] == "early-bird, distance 1"]
     assert list(early["total_iterations"]) == [12, 24, 36, 48] and early["stopped_early"].all()
     matched = pd.read_csv(tmp_path / "report" / "compute_matched.csv")
     # one-shot's 50% ticket beside IMP's and early-bird's round 3 (0.8^3 = 51.2% of the hidden layers)
@@ -263,3 +263,16 @@ def test_the_train_stages_rerun_when_early_birds_settings_change_and_only_then()
     assert what_training_reads(on) != what_training_reads(replace(on, criterion="movement"))
     assert what_training_reads(on) != what_training_reads(replace(on, prune__early_bird_distance=0.05))
     assert what_training_reads(on) != what_training_reads(replace(on, prune__rates={"fc": 0.5}))
+
+
+def test_the_rounds_table_names_every_control_whole_at_80_columns(tmp_path):
+    from rich.console import Console
+
+    from lth.cli import summary_table
+
+    find_ticket(lenet(train__duration="4it", controls=("reinit", "random-prune")), 1, tmp_path / "run", tiny_splits())
+    console = Console(width=80, record=True)
+    console.print(summary_table(records(tmp_path / "run", 1)))
+    text = console.export_text()
+    assert "random-prune" in text and "reinit" in text and "…" not in text
+    assert max(len(line) for line in text.splitlines()) <= 80

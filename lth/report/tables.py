@@ -196,26 +196,28 @@ def compute_frame(runs: Iterable["RunData"]) -> "pd.DataFrame":
 
 
 def schedule_name(params: dict) -> str:
-    """How a run found its tickets, in a word: 'one-shot', 'early-bird' or 'IMP' (the iterative default), from
-    its flat params ('prune.schedule')."""
-    early = " + early-bird" if params.get("prune.early_bird") else ""
+    """How a run found its tickets, in a few words: 'one-shot to 5%', 'early-bird, distance 0.1' or 'IMP' (the
+    iterative default), from its flat params ('prune.schedule')."""
+    bird = f"early-bird, distance {params.get('prune.early_bird_distance', 0.1):g}"
     if params.get("prune.schedule") == "oneshot":
-        return "one-shot" + early
-    return "early-bird" if early else "IMP"
+        return f"one-shot to {100 * float(params.get('prune.target', 0)):g}%" + (f" + {bird}" if
+                                                                                 params.get("prune.early_bird") else "")
+    return bird if params.get("prune.early_bird") else "IMP"
 
 
 def compute_matched_table(frame: "pd.DataFrame", tolerance: float = 1.25) -> "pd.DataFrame":
-    """Runs side by side at matched sparsity: the sparsities of the run with the fewest pruning rounds (a
-    one-shot run: its one ticket), and every other run's round nearest to each (by ratio, within `tolerance`)."""
+    """Runs side by side at matched sparsity: the sparsities of the runs with the fewest pruning rounds (one-shot
+    runs: their one ticket each), and every other run's round nearest to each (by ratio, within `tolerance`)."""
     import numpy as np
     import pandas as pd
 
     pruned = frame[frame["round"] > 0]
     if pruned.empty:
         return pd.DataFrame(columns=["weights_target", *frame.columns])
-    fewest = pruned.groupby("run", sort=False)["round"].count().idxmin()
+    counts = pruned.groupby("run", sort=False)["round"].count()
+    fewest = pruned[pruned["run"].isin(counts[counts == counts.min()].index)]
     rows = []
-    for weights in pruned[pruned["run"] == fewest]["weights_remaining"]:
+    for weights in sorted(set(fewest["weights_remaining"]), reverse=True):
         for run, group in pruned.groupby("run", sort=False):
             distance = (np.log(group["weights_remaining"]) - np.log(weights)).abs()
             if distance.min() <= np.log(tolerance):
