@@ -27,7 +27,7 @@ from collections import defaultdict
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-KINDS = ("prepare", "init", "rewind_point", "train", "score", "mask", "rewind", "supermask", "summary", "report",
+KINDS = ("prepare", "init", "rewind_point", "early_bird", "train", "score", "mask", "rewind", "supermask", "summary", "report",
          "experiments", "prune_at_init")
 
 
