@@ -94,8 +94,14 @@ def check_params(path: Path = typer.Argument(Path("params.yaml"), help="The para
     console.print(f"{path} is valid: {settings.model} on {settings.dataset}, r00 + {rounds} pruning "
                   f"round{'s' if rounds != 1 else ''}, {settings.trials} trial{'s' if settings.trials != 1 else ''}"
                   + (f", controls {', '.join(settings.controls)}" if settings.controls else "")
-        + (f", one shot to {100 * settings.prune.target:g}%" if settings.prune.schedule == "oneshot" else "")
-        + (f", early-bird (distance < {settings.prune.early_bird_distance:g})" if settings.prune.early_bird else ""), highlight=False)
+                  + schedule_words(settings), highlight=False)
+
+
+def schedule_words(settings) -> str:  # noqa: ANN001 - RunSettings
+    """', one shot to 5%' / ', early-bird (distance < 0.1)' when the run departs from IMP's schedule."""
+    prune = settings.prune
+    return ((f", one shot to {100 * prune.target:g}%" if prune.schedule == "oneshot" else "")
+            + (f", early-bird (distance < {prune.early_bird_distance:g})" if prune.early_bird else ""))
 
 
 # --pruning VALUE -> the settings it changes: which weights compete (lth.pruning.prune.METHODS), or what a
@@ -246,8 +252,7 @@ def _lead_find_ticket(settings, rounds: int, splits, processes, out: Path, quiet
         + (f", {settings.train.precision}" if settings.train.precision != "fp32" else "")
         + (f", {settings.trials} trials" if settings.trials > 1 else "")
         + (f", controls {', '.join(settings.controls)}" if settings.controls else "")
-        + (f", one shot to {100 * settings.prune.target:g}%" if settings.prune.schedule == "oneshot" else "")
-        + (f", early-bird (distance < {settings.prune.early_bird_distance:g})" if settings.prune.early_bird else "")
+        + schedule_words(settings)
         + (f", {processes.size} processes ({processes.mode})" if processes.size > 1 else "")
         + f" -> {out}"
     )
@@ -263,9 +268,10 @@ def compute_line(records: list[dict]) -> str:
     """The training spent to reach the last round's ticket (trial 0; controls excluded)."""
     from lth.engine.records import compute_to_ticket
 
-    last = [row for row in compute_to_ticket(records) if row["trial"] == 0][-1]
+    rows = [row for row in compute_to_ticket(records) if row["trial"] == 0]
+    last = rows[-1]
     seconds = f", {last['to_ticket_seconds']:.0f} s" if last["to_ticket_seconds"] is not None else ""
-    stops = sum(row["stopped_early"] for row in compute_to_ticket(records) if row["trial"] == 0)
+    stops = sum(row["stopped_early"] for row in rows)
     early = f"; {stops} round{'s' if stops != 1 else ''} stopped early (early-bird)" if stops else ""
     return (f"compute to the r{last['round']:02d} ticket: {last['to_ticket_iterations']:,} training steps{seconds} "
             f"({last['total_iterations']:,} with its own training){early}")

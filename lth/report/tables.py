@@ -141,7 +141,7 @@ def stability_frame(runs: Iterable["RunData"]) -> "pd.DataFrame":
 
 
 def nearest_round(tickets: "pd.DataFrame", weights: float) -> "pd.Series":
-    """The IMP round whose % weights remaining is closest to `weights` (by ratio: 1.2% is nearer 1% than 0.5%)."""
+    """The (IMP) round whose % weights remaining is closest to `weights` (by ratio: 1.2% is nearer 1% than 0.5%)."""
     import numpy as np
 
     distance = (np.log(tickets["weights_remaining"]) - np.log(weights)).abs()
@@ -219,7 +219,7 @@ def compute_matched_table(frame: "pd.DataFrame", tolerance: float = 1.25) -> "pd
     rows = []
     for weights in sorted(set(fewest["weights_remaining"]), reverse=True):
         for run, group in pruned.groupby("run", sort=False):
-            distance = (np.log(group["weights_remaining"]) - np.log(weights)).abs()
-            if distance.min() <= np.log(tolerance):
-                rows.append({"weights_target": weights, **group.loc[distance.idxmin()].to_dict()})
+            nearest = nearest_round(group, weights)
+            if abs(np.log(nearest["weights_remaining"] / weights)) <= np.log(tolerance):
+                rows.append({"weights_target": weights, **nearest.to_dict()})
     return pd.DataFrame(rows, columns=["weights_target", *frame.columns])

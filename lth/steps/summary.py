@@ -98,11 +98,7 @@ def round_metrics(records: Iterable[dict]) -> dict:
 def _mean_compute(rows: list[dict]) -> dict:
     """Compute-to-ticket of a round in training steps, mean over trials (lth.engine.records.compute_to_ticket;
     the wall seconds are in the round records and the report)."""
-    out = {}
-    for key in COMPUTE_KEYS:
-        values = [row[key] for row in rows if row[key] is not None]
-        out[key] = round(fmean(values), 3) if values and len(values) == len(rows) else None
-    return out
+    return {key: round(fmean(row[key] for row in rows), 3) for key in COMPUTE_KEYS}
 
 
 def _headline(round_index: int, stats: dict) -> dict:
