@@ -103,6 +103,18 @@ def test_early_bird_stops_a_round_only_when_the_rule_holds(tmp_path):
         assert record["networks"][0]["early_bird"]["stopped_at"] is None
 
 
+def test_networks_trained_one_after_another_stop_where_their_ticket_stopped(tmp_path):
+    """Conv nets (LeNet-5 here) train one network at a time on the CPU (lth.training.trainer.batching_pays): the
+    ticket's loop runs the checks, and its controls' loops, which run later, stop at the ticket's iteration."""
+    settings = replace(defaults_for("lenet-5", "mnist-5k"), train__batch_size=20, train__duration="16it",
+                       train__eval_every="2it", prune__early_bird=True, prune__early_bird_distance=1.0,
+                       controls=("reinit", "random-prune"))
+    find_ticket(settings, 1, tmp_path / "run", tiny_splits())
+    for record in records(tmp_path / "run", 1):
+        check_rule(record, 16, 2)
+    assert [n["iterations"] for n in records(tmp_path / "run", 1)[1]["networks"]] == [12, 12, 12]
+
+
 def test_early_bird_rounds_resume_from_a_mid_round_checkpoint_as_if_never_interrupted(tmp_path):
     import signal
 
