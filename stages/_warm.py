@@ -85,7 +85,7 @@ def run_in_server(module: str) -> Optional[int]:
             conn.close()
             _start_server(address)  # warm for the stages after this one
             return None
-        with conn:
+        with conn, _Forwarding() as forwarding:  # from before the fork can run: its output may come first
             request = {"module": module, "argv": sys.argv, "cwd": os.getcwd(), "env": dict(os.environ),
                        "path0": os.path.abspath(sys.path[0] or os.getcwd())}
             data = json.dumps(request).encode()
@@ -93,27 +93,45 @@ def run_in_server(module: str) -> Optional[int]:
                          [(socket.SOL_SOCKET, socket.SCM_RIGHTS, _FDS.pack(0, 1, 2))])
             started = _receive(conn)
             if not started or "pid" not in started:
-                return None
-            return _wait(conn, int(started["pid"]))
+                return None  # the signals held meanwhile are raised here once forwarding ends
+            forwarding.to(int(started["pid"]))
+            done = _receive(conn)
+            return 1 if done is None else int(done["status"])  # None: the fork died without reporting (killed)
     except OSError:
         return None
 
 
-def _wait(conn: socket.socket, pid: int) -> int:
-    """The fork's exit status; SIGINT and SIGTERM sent to this process go on to the fork meanwhile."""
-    def forward(signum: int, frame: object) -> None:
+class _Forwarding:
+    """SIGINT and SIGTERM sent to this process go on to the fork running the stage. Signals that arrive
+    before the fork's pid is known are held and sent on once it is, or, if the stage never starts there,
+    raised in this process when forwarding ends (the caller then runs the stage itself)."""
+
+    def __enter__(self) -> "_Forwarding":
+        self.pid: Optional[int] = None
+        self.held: list[int] = []
+        self.previous = {s: signal.signal(s, self._forward) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def _forward(self, signum: int, frame: object) -> None:
+        if self.pid is None:
+            self.held.append(signum)
+            return
         try:
-            os.kill(pid, signum)
+            os.kill(self.pid, signum)
         except ProcessLookupError:
             pass
 
-    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        done = _receive(conn)
-    finally:
-        for s, handler in previous.items():
+    def to(self, pid: int) -> None:
+        self.pid = pid
+        for signum in self.held:
+            self._forward(signum, None)
+        self.held.clear()
+
+    def __exit__(self, *exc: object) -> None:
+        for s, handler in self.previous.items():
             signal.signal(s, handler)
-    return 1 if done is None else int(done["status"])  # None: the fork died without reporting (killed)
+        for signum in self.held:  # never forwarded: the stage did not start in the server
+            signal.raise_signal(signum)
 
 
 def _start_server(address: Path) -> None:

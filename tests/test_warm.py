@@ -102,3 +102,22 @@ def test_dvc_stages_give_the_same_files_warm_and_cold(tmp_path):
         os.kill(int(pid_file.read_text()), signal.SIGTERM)
     assert outputs["1"].keys() == outputs["0"].keys() and len(outputs["1"]) >= 5
     assert all(outputs["1"][k] == outputs["0"][k] for k in outputs["1"]), "warm and cold outputs differ"
+
+
+def test_signals_before_the_forks_pid_is_known_are_held_then_forwarded_or_raised():
+    """The fork may print (and a user press Ctrl-C) before the stage process has its pid: such a signal is
+    held and sent on once the pid comes, or raised here if the stage never starts in the server."""
+    from stages._warm import _Forwarding
+
+    child = subprocess.Popen([sys.executable, "-c", "import signal, sys, time; "
+                              "signal.signal(signal.SIGINT, lambda *_: sys.exit(7)); print('ready', flush=True); "
+                              "time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "ready"
+    with _Forwarding() as forwarding:
+        os.kill(os.getpid(), signal.SIGINT)  # arrives before the pid is known: held, not a KeyboardInterrupt
+        assert forwarding.held == [signal.SIGINT] and child.poll() is None
+        forwarding.to(child.pid)
+    assert child.wait(timeout=30) == 7
+    with pytest.raises(KeyboardInterrupt):
+        with _Forwarding():
+            os.kill(os.getpid(), signal.SIGINT)
