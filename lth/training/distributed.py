@@ -202,7 +202,7 @@ class Session:
 
         if self.world is None:
             return train_networks(job, splits, networks, progress, checkpoint=checkpoint, hooks_for=hooks_for)
-        if hooks_for is not None and any(hooks_for(range(len(networks)))):
+        if hooks_for is not None:
             raise LthError("early-bird stops are not supported under torchrun yet: run without torchrun")
         self.check(job.train)
         header = {"op": "train", "job": job,

@@ -211,9 +211,10 @@ class TrainingLoop:
         for hook in hooks:
             hook.end(self)
         for i, result in enumerate(self.results):
-            result.iterations, result.state = self.stopped.get(i, (self.total, None))
-            if result.state is None:
-                result.state = self.nets.state(i)
+            if i in self.stopped:
+                result.iterations, result.state = self.stopped[i]
+            else:
+                result.iterations, result.state = self.total, self.nets.state(i)
         return self.results
 
 
