@@ -545,16 +545,18 @@ def main() -> None:
     other exception is one `error:` line too (exit 2), its traceback shown only with LTH_DEBUG=1."""
     import os
 
+    from rich.markup import escape  # messages quote paths and library text: "[/...]" must not read as markup
+
     from lth.core.errors import DEBUG_VARIABLE, describe_unexpected
     from lth.core.interrupt import Interrupted
 
     try:
         app()
     except Interrupted as exc:
-        err_console.print(f"{exc}; rerun the same command to resume", highlight=False, soft_wrap=True)
+        err_console.print(f"{escape(str(exc))}; rerun the same command to resume", highlight=False, soft_wrap=True)
         sys.exit(130)
     except LthError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         err_console.print("interrupted: finished rounds are saved; rerun the same command to resume", highlight=False)
@@ -562,5 +564,5 @@ def main() -> None:
     except Exception as exc:  # noqa: BLE001 - the user gets one line; LTH_DEBUG=1 shows the traceback
         if os.environ.get(DEBUG_VARIABLE, "") not in ("", "0"):
             raise
-        err_console.print(f"[bold red]error:[/] {describe_unexpected(exc)}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {escape(describe_unexpected(exc))}", highlight=False, soft_wrap=True)
         sys.exit(2)

@@ -113,6 +113,27 @@ def test_bad_input_is_one_clear_line_and_exit_2(monkeypatch, capsys, args, messa
     assert len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("kind,message", [
+    ("lth", "no dataset at [/data/mnist] (a bracketed path)"),
+    ("other", "Connection closed by peer [/__w/pytorch/third_party/gloo/pair.cc:561]"),  # torchrun's gloo said this
+])
+def test_error_text_with_brackets_is_printed_as_it_is(monkeypatch, capsys, kind, message):
+    """A message quoting a path or library text in brackets is printed verbatim, not read as rich markup
+    (a "[/...]" closing tag used to crash the error line itself)."""
+    import lth.cli
+    from lth.core.errors import LthError
+
+    def fail():
+        raise LthError(message) if kind == "lth" else RuntimeError(message)
+
+    monkeypatch.setattr(lth.cli, "app", fail)
+    with pytest.raises(SystemExit) as exit_info:
+        lth.cli.main()
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "Traceback" not in err
+    assert message in " ".join(err.split()), err
+
+
 def test_unknown_model_lists_valid_choices(monkeypatch, capsys):
     _, _, err = run_cli(monkeypatch, capsys, "find-ticket", "lenet-301", "mnist-5k", "d")
     assert "valid choices: conv-2, conv-4, conv-6, lenet-300-100, lenet-5, resnet-20, vgg-19" in err
