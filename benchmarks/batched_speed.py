@@ -1,12 +1,13 @@
 """Steps/s and µs per network-step: single-network trainer, batched trainer at N networks, DataLoader baseline.
 
-All figures come from one run on the machine it runs on, each trainer measured in a fresh process.
+All figures come from one run on the machine it runs on, each trainer in a process of its own, the
+trainers measured in turn for several rounds (`Trainers`).
 LeNet-300-100 trains on the mnist-5k digits; Conv-6 on a CIFAR-shaped random set (3x32x32; only speed
 is measured). The baseline is the loop common
 LTH code uses: a DataLoader over PIL images with per-sample transforms, one network at a time.
 
     .venv/bin/python benchmarks/batched_speed.py [--networks 1 4 16 32] [--json results.json] [--device cpu]
-        [--precision fp32 bf16]
+        [--precision fp32 bf16] [--rounds 7]
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import multiprocessing
 import platform
 import statistics
 import time
-from concurrent.futures import ProcessPoolExecutor
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -78,12 +79,11 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def per_step(run, steps: int) -> float:
+def per_step(run: Callable[[int], None], steps: int) -> float:
     """Seconds per step, by difference: (time of 2*steps) - (time of steps), over steps.
 
-    Fixed costs (set-up, the evaluations at start and end, warm-up of the allocator) cancel out.
+    Fixed costs (set-up, the evaluations at start and end) cancel out.
     """
-    run(max(2, steps // 4))  # warm-up
     times = []
     for count in (steps, 2 * steps):
         start = time.perf_counter()
@@ -92,7 +92,7 @@ def per_step(run, steps: int) -> float:
     return (times[1] - times[0]) / steps
 
 
-def time_single(name, shape, splits, steps, lr, device, precision="fp32") -> float:
+def single_run(name, shape, splits, lr, device, precision="fp32") -> Callable[[int], None]:
     model = build_model(name, shape, 10, seed=0).to(device)
     mask = {k: v.to(device) for k, v in masks_for(model, 1)[0].items()}
 
@@ -101,10 +101,10 @@ def time_single(name, shape, splits, steps, lr, device, precision="fp32") -> flo
                                                  eval_every=f"{count}it", precision=precision), seed=0)
         sync(device)
 
-    return per_step(run, steps)
+    return run
 
 
-def time_batched(name, shape, splits, steps, lr, count, device, precision="fp32") -> float:
+def batched_run(name, shape, splits, lr, count, device, precision="fp32") -> Callable[[int], None]:
     model = build_model(name, shape, 10, seed=0)
     state = {k: v.clone() for k, v in model.state_dict().items()}
     masks = masks_for(model, count)
@@ -115,10 +115,10 @@ def time_batched(name, shape, splits, steps, lr, count, device, precision="fp32"
                       list(range(count)))
         sync(device)
 
-    return per_step(run, steps)
+    return run
 
 
-def time_dataloader(name, shape, splits, steps, lr, device) -> float:
+def dataloader_run(name, shape, splits, lr, device) -> Callable[[int], None]:
     """open_lth-style: uint8 images -> PIL -> per-sample transforms in a DataLoader, masked Adam."""
     import numpy as np
     from PIL import Image
@@ -168,29 +168,89 @@ def time_dataloader(name, shape, splits, steps, lr, device) -> float:
         run(count)
         sync(device)
 
-    return per_step(timed, steps)
+    return timed
 
 
-def measure(trainer: str, name: str, steps: int, device: str, precision: str = "fp32", count: int = 1) -> float:
-    """Seconds per step of one trainer, measured in the process that calls it."""
+def time_single(name, shape, splits, steps, lr, device, precision="fp32") -> float:
+    """Seconds per step of the single-network trainer, warmed up, in this process."""
+    run = single_run(name, shape, splits, lr, device, precision)
+    run(max(2, steps // 4))
+    return per_step(run, steps)
+
+
+def time_dataloader(name, shape, splits, steps, lr, device) -> float:
+    """Seconds per step of the DataLoader baseline, warmed up, in this process."""
+    run = dataloader_run(name, shape, splits, lr, device)
+    run(max(2, steps // 4))
+    return per_step(run, steps)
+
+
+def make_run(trainer: str, name: str, device: str, precision: str = "fp32", count: int = 1) -> Callable[[int], None]:
+    """run(steps): one trainer training `steps` steps from scratch, set up in the process that calls it."""
     shape, lr, _, _ = CASES[name]
     splits = load_dataset("mnist-5k", "data/datasets").to(device) if shape[0] == 1 else cifar_like(device=device)
     if trainer == "dataloader":
-        return time_dataloader(name, shape, splits, steps, lr, device)
+        return dataloader_run(name, shape, splits, lr, device)
     if trainer == "single":
-        return time_single(name, shape, splits, steps, lr, device, precision)
-    return time_batched(name, shape, splits, steps, lr, count, device, precision)
+        return single_run(name, shape, splits, lr, device, precision)
+    return batched_run(name, shape, splits, lr, count, device, precision)
 
 
-def in_fresh_process(*args) -> float:
-    """`measure` in a new process, as every DVC stage and CLI run is one.
+def serve(conn, steps: int, job: tuple) -> None:
+    """A resident trainer: set up once, warm up, then one `per_step` measurement per request."""
+    run = make_run(*job)
+    run(max(2, steps // 4))  # warm-up: allocator, lazy initialisation
+    conn.send("ready")
+    while conn.recv():
+        conn.send(per_step(run, steps))
 
-    Measured one after another in one process, the trainers disturb each other: on an AMD EPYC the
-    single-network LeNet step took 1.8 ms before the DataLoader baseline ran and 2.7 ms after it.
+
+PAUSE = 0.5  # seconds between two trainers' measurements: the last one's OpenMP threads stop spinning
+
+
+class Trainers:
+    """Every trainer in its own resident process, measured in turn, round after round.
+
+    Each trainer runs in a process of its own (as every DVC stage and CLI run is one; in one process the
+    trainers disturb each other: on an AMD EPYC the single-network LeNet step took 1.8 ms before the
+    DataLoader baseline ran and 2.7 ms after it). They are set up once and then take turns, one short
+    measurement each per round, so the measurements of one round lie seconds apart: on a shared CPU whose
+    speed drifts by tens of percent over minutes, ratios within a round mostly cancel that drift.
     """
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-        return pool.submit(measure, *args).result()
+
+    def __init__(self, jobs: list[tuple], steps: int):
+        context = multiprocessing.get_context("spawn")
+        self.pipes, self.processes = [], []
+        for job in jobs:
+            ours, theirs = context.Pipe()
+            process = context.Process(target=serve, args=(theirs, steps, job), daemon=True)
+            process.start()
+            ours.recv()  # set up and warmed up, one trainer at a time
+            self.pipes.append(ours)
+            self.processes.append(process)
+
+    def round(self) -> list[float]:
+        """Seconds per step of every trainer, measured one after another."""
+        times = []
+        for pipe in self.pipes:
+            time.sleep(PAUSE)
+            pipe.send(True)
+            times.append(pipe.recv())
+        return times
+
+    def close(self) -> None:
+        for pipe, process in zip(self.pipes, self.processes):
+            pipe.send(False)
+            process.join()
+
+
+def batching_ratios(single: list[float], batched: list[float], count: int) -> list[float]:
+    """Throughput of `count` networks batched over `count` single-network runs, once per round.
+
+    Each ratio pairs the two measurements of one round (`Trainers`), taken seconds apart; a ratio of
+    medians taken at different times would mix the machine's drift in.
+    """
+    return [count * s / b for s, b in zip(single, batched)]
 
 
 def main() -> None:
@@ -201,9 +261,8 @@ def main() -> None:
     parser.add_argument("--steps-scale", type=float, default=1.0, help="multiply the number of timed steps")
     parser.add_argument("--precision", nargs="+", default=["fp32"], choices=PRECISIONS,
                         help="train.precision of lth's trainers (the DataLoader baseline stays fp32)")
-    parser.add_argument("--repeats", type=int, default=3,
-                        help="measure every trainer this many times, interleaved, and keep the median: a shared "
-                             "CPU drifts by tens of percent over minutes")
+    parser.add_argument("--rounds", type=int, default=7,
+                        help="measure every trainer this many times, in turn, and keep the median")
     parser.add_argument("--json", help="also write the figures here")
     args = parser.parse_args()
 
@@ -216,15 +275,17 @@ def main() -> None:
     for name in args.models:
         _, _, cpu_steps, gpu_steps = CASES[name]
         steps = max(2, int((gpu_steps if device == "cuda" else cpu_steps) * args.steps_scale))
-        jobs = [("DataLoader + per-sample transforms", "fp32", 1, ("dataloader", name, steps, device))]
+        jobs = [("DataLoader + per-sample transforms", "fp32", 1, ("dataloader", name, device))]
         for precision in args.precision:
-            jobs.append(("lth single-network", precision, 1, ("single", name, steps, device, precision)))
-            jobs += [("lth batched", precision, count, ("batched", name, steps, device, precision, count))
+            jobs.append(("lth single-network", precision, 1, ("single", name, device, precision)))
+            jobs += [("lth batched", precision, count, ("batched", name, device, precision, count))
                      for count in args.networks]
+        trainers = Trainers([job[3] for job in jobs], steps)
         times: list[list[float]] = [[] for _ in jobs]
-        for _ in range(args.repeats):  # interleaved, so a slow minute of the machine hits every trainer alike
-            for job, measured in zip(jobs, times):
-                measured.append(in_fresh_process(*job[3]))
+        for _ in range(args.rounds):
+            for measured, seconds in zip(times, trainers.round()):
+                measured.append(seconds)
+        trainers.close()
         rows = [(trainer, precision, count, statistics.median(measured))
                 for (trainer, precision, count, _), measured in zip(jobs, times)]
         baseline = rows[0][3]
@@ -236,11 +297,17 @@ def main() -> None:
                                     "seconds_per_step": seconds, "us_per_network_step": 1e6 * per_network,
                                     "speedup_vs_dataloader": baseline / per_network})
         for precision in args.precision:
-            single = next(r[3] for r in rows if r[0] == "lth single-network" and r[1] == precision)
-            for trainer, p, count, seconds in rows:
+            single = next(t for (trainer, p, _, _), t in zip(jobs, times) if trainer == "lth single-network" and p == precision)
+            for (trainer, p, count, _), measured in zip(jobs, times):
                 if trainer == "lth batched" and p == precision and count > 1:
-                    print(f"\n{name} ({precision}): {count} networks batched = {count * single / seconds:.2f}x the "
-                          f"throughput of {count} sequential single-network runs", end="")
+                    ratios = batching_ratios(single, measured, count)
+                    print(f"\n{name} ({precision}): {count} networks batched = {statistics.median(ratios):.2f}x the "
+                          f"throughput of {count} sequential single-network runs (median of the rounds: "
+                          f"{', '.join(f'{r:.2f}x' for r in ratios)}; fastest rounds of each: "
+                          f"{count * min(single) / min(measured):.2f}x)", end="")
+            results.setdefault("ratios", {})[f"{name}/{precision}"] = {
+                count: batching_ratios(single, measured, count) for (trainer, p, count, _), measured in zip(jobs, times)
+                if trainer == "lth batched" and p == precision and count > 1}
         print("\n")
     if args.json:
         with open(args.json, "w") as handle:

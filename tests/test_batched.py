@@ -164,3 +164,76 @@ def test_input_major_linear_equals_linear_alone_and_when_stacked(bias):
         assert torch.allclose(grad[i].mT, alone.weight.grad, atol=1e-5)
         if bias:
             assert torch.allclose(nets.params["bias"].grad[i], alone.bias.grad, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_hand_written_mlp_backward_equals_autograd_bit_for_bit(dtype):
+    """StackedMLP.losses_and_grads gives exactly the losses and gradients autograd gives for `__call__` +
+    cross-entropy, and overwrites the gradients (a second call does not accumulate)."""
+    import torch.nn.functional as F
+
+    from lth.training.batched import StackedMLP
+
+    g = torch.Generator().manual_seed(0)
+    models = [build_model("lenet-300-100", (1, 28, 28), 10, seed=s).to(dtype) for s in (0, 1, 2)]
+    x = torch.randn(3, 20, 1, 28, 28, generator=g, dtype=dtype)
+    y = torch.randint(0, 10, (3, 20), generator=g)
+    hand = StackedMLP(models[0], [m.state_dict() for m in models], torch.device("cpu"))
+    auto = StackedMLP(models[0], [m.state_dict() for m in models], torch.device("cpu"))
+
+    hand.losses_and_grads(x, y)
+    losses = hand.losses_and_grads(x, y)
+    expected = F.cross_entropy(auto(x).flatten(0, 1), y.flatten(), reduction="none").view(3, 20).mean(1)
+    expected.sum().backward()
+
+    assert torch.equal(losses, expected.detach())
+    for name, param in hand.params.items():
+        assert param.grad.dtype == dtype and param.grad.shape == param.shape, name
+        assert torch.equal(param.grad, auto.params[name].grad), name
+
+
+def test_stacked_mlp_training_keeps_pruned_weights_and_their_moments_zero(monkeypatch):
+    """The batched MLP step (hand-written backward, fp32) leaves every pruned weight at exactly zero after
+    every optimizer step and the Adam moments of pruned weights at zero; a network's layer with nothing
+    pruned is not multiplied at all, and bf16 autocast takes the autograd path."""
+    import lth.training.batched as B
+    import lth.training.loop as T
+    from lth.training.loop import TrainingLoop
+
+    splits = tiny_splits()
+    model = build_model("lenet-300-100", (1, 28, 28), 10, seed=0)
+    starts = [build_model("lenet-300-100", (1, 28, 28), 10, seed=s).state_dict() for s in (0, 1)]
+    masks = [random_mask(model, 0.3, 0), random_mask(model, 0.6, 1)]
+    masks[0]["fc3.weight"] = masks[1]["fc3.weight"] = torch.ones_like(masks[0]["fc3.weight"])  # fc3 not pruned
+    captured, checks, calls = {}, [], []
+
+    def spy(params, settings, *rest):
+        optimizer = captured["opt"] = real(params, settings, *rest)
+        captured["params"] = params
+        optimizer.register_step_post_hook(lambda *_: checks.append(all(
+            bool((params[0][i].mT[~m["fc1.weight"]] == 0).all()) and bool((params[2][i].mT[~m["fc2.weight"]] == 0).all())
+            for i, m in enumerate(masks))))
+        return optimizer
+
+    real = T.make_optimizer
+    monkeypatch.setattr(T, "make_optimizer", spy)
+    hand_written = B.StackedMLP.losses_and_grads
+    monkeypatch.setattr(B.StackedMLP, "losses_and_grads", lambda self, x, y: calls.append(1) or hand_written(self, x, y))
+    results = train_batched(model, starts, masks, splits, TrainSettings(lr=1e-2, batch_size=20, duration="12it"), [0, 1])
+
+    assert len(calls) == 12 and len(checks) == 12 and all(checks), "a pruned weight was nonzero after some step"
+    for i, m in enumerate(masks):
+        for name, keep in m.items():
+            assert (results[i].state[name][~keep] == 0).all(), (i, name)
+            assert not torch.equal(results[i].state[name][keep], starts[i][name][keep]), f"{name} did not train"
+    state = captured["opt"].state
+    fc1 = captured["params"][0]  # stacked (N, in, out)
+    for i, m in enumerate(masks):
+        assert (state[fc1]["exp_avg"][i].mT[~m["fc1.weight"]] == 0).all()
+        assert (state[fc1]["exp_avg_sq"][i].mT[~m["fc1.weight"]] == 0).all()
+
+    nets = B.StackedMLP(model, starts, torch.device("cpu"))
+    loop = TrainingLoop(nets, masks, splits, TrainSettings(batch_size=20, duration="1it"), [0, 1])
+    assert loop.hand_written and len(loop.weights) == 2, "only fc1 and fc2 have pruned weights"
+    bf16 = TrainingLoop(nets, masks, splits, TrainSettings(batch_size=20, duration="1it", precision="bf16"), [0, 1])
+    assert not bf16.hand_written

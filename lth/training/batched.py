@@ -92,28 +92,30 @@ class StackedNetworks:
 
 
 class StackedMLP:
-    """N copies of a multilayer perceptron (`PrunableModel.mlp_layers`) as stacked tensors, called with one
-    batched matmul per layer (`torch.baddbmm`, the bias added inside it), no vmap.
+    """N copies of a multilayer perceptron (`PrunableModel.mlp_layers`) as stacked tensors: one batched
+    matmul per layer (`torch.baddbmm`, the bias added inside it), no vmap, and a hand-written backward.
 
     Weights are stored input-major, (N, in, out): the forward is h @ W and the weight gradient hᵀ @ dY,
-    both single batched matmuls in the stored layout. A few percent to a fifth faster than vmap for the
-    small LeNets on a CPU, where the step is as much dispatch as arithmetic. Same interface and results
-    as `StackedNetworks` (tests/test_batched.py).
+    both single batched matmuls in the stored layout. Training steps call `losses_and_grads`; autograd
+    through `__call__` remains for what that does not cover (bf16 autocast, torchrun's DDP). Same
+    interface and results as `StackedNetworks` (tests/test_batched.py).
     """
 
     graph_safe = True
 
     def __init__(self, template: nn.Module, states: Sequence[Mapping[str, Tensor]], device: torch.device):
         self.layers = tuple(template.mlp_layers)  # type: ignore[attr-defined]
-        self.weights = {f"{layer}.weight" for layer in self.layers}
         self.count = len(states)
         self.params = {name: self.stack(name, [s[name] for s in states]).to(device).requires_grad_()
                        for name, _ in template.named_parameters()}
 
+    def _layers(self) -> list[tuple[Tensor, Tensor]]:
+        """(weight, bias) per layer, looked up now: DDP's wrapper (lth.training.distributed) swaps `params`' tensors."""
+        return [(self.params[f"{layer}.weight"], self.params[f"{layer}.bias"]) for layer in self.layers]
+
     def _forward(self, h: Tensor) -> Tensor:
         last = len(self.layers) - 1
-        for i, layer in enumerate(self.layers):
-            weight, bias = self.params[f"{layer}.weight"], self.params[f"{layer}.bias"]
+        for i, (weight, bias) in enumerate(self._layers()):
             h = torch.baddbmm(bias.unsqueeze(1).to(h.dtype), h, weight.to(h.dtype))
             if i < last:
                 h = torch.relu(h)
@@ -125,18 +127,57 @@ class StackedMLP:
     def shared(self, x: Tensor) -> Tensor:
         return self._forward(x.flatten(1).expand(self.count, -1, -1))
 
+    @torch.no_grad()
+    def losses_and_grads(self, x: Tensor, y: Tensor) -> Tensor:
+        """Each network's mean cross-entropy on its own batch (x: (N, B, ...), y: (N, B)); the gradients
+        of their sum are written into the parameters' `.grad`, replacing what was there.
+
+        Autograd's backward of `__call__` + `F.cross_entropy`, op for op (so the results are bit-identical),
+        without its costs: the gradient tensors are kept and overwritten in place (a fresh 7.5 MB weight
+        gradient per step for 8 LeNets costs page faults and cache misses), and no graph is built. On a
+        2-core CPU that is a tenth of a batched LeNet step (benchmarks/batched_speed.py).
+        """
+        inputs, h, layers = [], x.flatten(2), self._layers()
+        last = len(layers) - 1
+        for i, (weight, bias) in enumerate(layers):
+            inputs.append(h)
+            h = torch.baddbmm(bias.unsqueeze(1), h, weight)
+            if i < last:
+                h = h.relu_()
+        log_p = torch.log_softmax(h, -1)
+        target = y.unsqueeze(-1)
+        losses = log_p.gather(-1, target).squeeze(-1).mean(1).neg_()
+        # d(mean loss)/d(log-probabilities) is -1/B at each target; then autograd's own log-softmax backward
+        d = torch.zeros_like(log_p).scatter_(-1, target, -1.0 / y.shape[1])
+        d = torch.ops.aten._log_softmax_backward_data(d, log_p, -1, log_p.dtype)
+        for i in range(last, -1, -1):  # the matmuls of autograd's baddbmm backward, the relu's threshold
+            weight, bias = layers[i]
+            torch.bmm(inputs[i].mT, d, out=_grad(weight))
+            torch.sum(d, 1, out=_grad(bias))
+            if i:
+                d = torch.ops.aten.threshold_backward(torch.bmm(d, weight.mT), inputs[i], 0)
+        return losses
+
     def set_training(self, on: bool) -> None:
         pass  # no dropout, no batch norm
 
     def stack(self, name: str, tensors: Sequence[Tensor]) -> Tensor:
         stacked = torch.stack(list(tensors))
-        return stacked.mT.contiguous() if name in self.weights else stacked
+        return stacked.mT.contiguous() if name.endswith(".weight") else stacked
 
     def tensors(self) -> list[Tensor]:
         return list(self.params.values())
 
     def state(self, i: int) -> dict[str, Tensor]:
-        return {k: (v[i].mT if k in self.weights else v[i]).detach().contiguous().cpu() for k, v in self.params.items()}
+        return {k: (v[i].mT if k.endswith(".weight") else v[i]).detach().contiguous().cpu()
+                for k, v in self.params.items()}
+
+
+def _grad(param: Tensor) -> Tensor:
+    """param.grad, made once (empty: it is about to be overwritten) and then reused."""
+    if param.grad is None:
+        param.grad = torch.empty_like(param)
+    return param.grad
 
 
 def stacked(template: nn.Module, states: Sequence[Mapping[str, Tensor]], device: torch.device):

@@ -1,13 +1,15 @@
 """The training loop: masked networks, data already on the device as tensors, seeded data order.
 
-One loop trains one network (a plain module call, the fastest path for a single network) or many
-stacked networks (`lth.training.batched`, one vmapped step for all trials and control arms of a round).
-It only steps; evaluation, progress, checkpoints and per-epoch work plug in as hooks (lth.training.hooks).
+One loop trains one network (a plain module call) or many stacked networks (`lth.training.batched`,
+one step for all trials and control arms of a round). It only steps; evaluation, progress, checkpoints
+and per-epoch work plug in as hooks (lth.training.hooks).
 
-Why it is fast: no DataLoader and no per-sample transforms (a batch is one index into a resident
-tensor), masks applied with fused foreach multiplies, no host sync per step (running losses stay on
-the device until an evaluation), and on CUDA the whole step (gather, forward, backward, optimizer,
-masks) is captured once as a CUDA graph and replayed (lth.training.graphs).
+Why it is fast: no DataLoader and no per-sample transforms (a batch is one row gather from a resident
+tensor), masks applied with fused foreach multiplies (and not at all to tensors with nothing pruned),
+no host sync per step (running losses stay on the device until an evaluation), stacked MLPs step with
+a hand-written backward pass into kept gradient tensors (no autograd graph, no allocation), and on
+CUDA the whole step (gather, forward, backward, optimizer, masks) is captured once as a CUDA graph and
+replayed (lth.training.graphs).
 Why it is correct: gradients of pruned weights are zeroed before the optimizer step, so their moments
 stay zero and Adam, RAdam and SGD leave them exactly where they are (a zero gradient with zero moments
 is a zero update, and L2 weight decay of a zero weight is zero). Pruned weights held at non-zero
@@ -32,7 +34,7 @@ from lth.training.graphs import capture_cuda_graph, channels_last_wanted, cuda_g
 from lth.training.hooks import Checkpointing, Hook, Progress, ProgressFn
 from lth.training.networks import Networks, SingleNetwork
 from lth.training.optimizers import lr_factor, make_optimizer
-from lth.training.precision import autocast
+from lth.training.precision import PRECISIONS, autocast
 from lth.training.settings import TrainSettings
 
 if TYPE_CHECKING:
@@ -52,6 +54,12 @@ class DataParallel(Protocol):
     def wrap(self, nets: Networks) -> Networks: ...
 
     def sum_(self, tensor: Tensor) -> None: ...  # in place: the sum over all processes
+
+
+def rows(data: Tensor, index: Tensor) -> Tensor:
+    """data[index] for an (N, B) index of examples: `index_select` copies whole rows, where advanced
+    indexing computes an offset per element (5x slower on a CPU for a batch of 8 x 60 digits)."""
+    return data.index_select(0, index.flatten()).view(*index.shape, *data.shape[1:])
 
 
 def iterations_per_epoch(num_train: int, batch_size: int) -> int:
@@ -91,10 +99,12 @@ class TrainingLoop:
         self.total = Step.parse(settings.duration).to_iterations(self.per_epoch)
         self.graph = cuda_graphs and nets.graph_safe and cuda_graphs_enabled(device) and parallel is None
 
-        names = list(masks[0])
+        # Only tensors with a pruned weight are multiplied (x * 1 is x: a dense round skips it all), in the
+        # weights' own layout (channels_last or not), so the fused multiplies run at full speed.
+        stacked = {name: self.nets.stack(name, [m[name] for m in masks]) for name in masks[0]}
+        names = [name for name, mask in stacked.items() if not bool(mask.all())]
         self.weights = [self.nets.params[name] for name in names]
-        # in the weights' own layout (channels_last or not), so the fused multiplies run at full speed
-        self.multipliers = [torch.empty_like(w, requires_grad=False).copy_(self.nets.stack(name, [m[name] for m in masks]))
+        self.multipliers = [torch.empty_like(w, requires_grad=False).copy_(stacked[name])
                             for name, w in zip(names, self.weights)]
         # Masked-out weights are zero, or with hold_pruned held at their starting values (θ0 for the
         # mask-0 action "freeze_init", ...): after each step w <- w * mask (+ held).
@@ -119,6 +129,10 @@ class TrainingLoop:
                                       device=device) if self.augment_gens else None)
         self.running = torch.zeros(self.count, device=device)  # summed training loss since the last evaluation
         self.cast = autocast(device, settings.precision)
+        # networks with their own backward pass (a stacked MLP: lth.training.batched) use it, except under
+        # autocast or DDP (whose gradient averaging hooks into autograd)
+        self.hand_written = (hasattr(self.nets, "losses_and_grads") and parallel is None
+                             and PRECISIONS[settings.precision].autocast_dtype is None)
         self.nets.set_training(True)
         self.run_step = (capture_cuda_graph(self.step, self.nets, self.optimizer, self.running, record_cuda_graph)
                          if self.graph else self.step)
@@ -153,16 +167,19 @@ class TrainingLoop:
     def step(self) -> None:
         """One optimizer step of every network on its current batch."""
         splits, count = self.splits, self.count
-        x = self.augmented if self.augmented is not None else splits.train_x[self.batch_index]
+        x = self.augmented if self.augmented is not None else rows(splits.train_x, self.batch_index)
         if self.channels_last:  # (1, B, C, H, W): the one network sees x[0], made a channels-last batch
             x = x[0].contiguous(memory_format=torch.channels_last).unsqueeze(0)
-        with self.cast():
-            logits = self.nets(x)
-        logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # bf16 -> fp32; fp64 stays
-        losses = F.cross_entropy(logits.flatten(0, 1), splits.train_y[self.batch_index].flatten(),
-                                 reduction="none").view(count, self.local).mean(1)
-        self.optimizer.zero_grad(set_to_none=not self.graph)  # a replayed graph needs its gradient tensors kept
-        losses.sum().backward()
+        y = rows(splits.train_y, self.batch_index)
+        if self.hand_written:
+            losses = self.nets.losses_and_grads(x, y)  # type: ignore[attr-defined]
+        else:
+            with self.cast():
+                logits = self.nets(x)
+            logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # bf16 -> fp32; fp64 stays
+            losses = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(count, self.local).mean(1)
+            self.optimizer.zero_grad(set_to_none=not self.graph)  # a replayed graph needs its gradient tensors kept
+            losses.sum().backward()
         with torch.no_grad():
             if self.weights:
                 torch._foreach_mul_([w.grad for w in self.weights], self.multipliers)

@@ -31,6 +31,10 @@ class Networks(Protocol):
 
     def state(self, i: int) -> dict[str, Tensor]: ...  # network i's state_dict on the CPU
 
+    # Optional: `losses_and_grads(x, y) -> Tensor` (each network's mean loss on its batch, every `.grad`
+    # overwritten): networks with a hand-written backward pass (lth.training.batched.StackedMLP); the loop
+    # uses it instead of autograd where it applies (no autocast, no DDP).
+
 
 class SingleNetwork:
     """One network: a plain module call, no vmap overhead."""
