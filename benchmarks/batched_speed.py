@@ -286,6 +286,8 @@ def main() -> None:
             for measured, seconds in zip(times, trainers.round()):
                 measured.append(seconds)
         trainers.close()
+        results.setdefault("rounds", {}).update({f"{name}/{trainer}/{precision}/{count}": measured
+                                                 for (trainer, precision, count, _), measured in zip(jobs, times)})
         rows = [(trainer, precision, count, statistics.median(measured))
                 for (trainer, precision, count, _), measured in zip(jobs, times)]
         baseline = rows[0][3]
@@ -302,8 +304,8 @@ def main() -> None:
                 if trainer == "lth batched" and p == precision and count > 1:
                     ratios = batching_ratios(single, measured, count)
                     print(f"\n{name} ({precision}): {count} networks batched = {statistics.median(ratios):.2f}x the "
-                          f"throughput of {count} sequential single-network runs (median of the rounds: "
-                          f"{', '.join(f'{r:.2f}x' for r in ratios)}; fastest rounds of each: "
+                          f"throughput of {count} sequential single-network runs (the median of the rounds' ratios "
+                          f"{', '.join(f'{r:.2f}x' for r in ratios)}; from each trainer's fastest round: "
                           f"{count * min(single) / min(measured):.2f}x)", end="")
             results.setdefault("ratios", {})[f"{name}/{precision}"] = {
                 count: batching_ratios(single, measured, count) for (trainer, p, count, _), measured in zip(jobs, times)
