@@ -171,17 +171,22 @@ def dataloader_run(name, shape, splits, lr, device) -> Callable[[int], None]:
     return timed
 
 
+def warm_up(run: Callable[[int], None], steps: int) -> None:
+    """A quarter of a measurement's steps first: the allocator and lazy initialisation settle."""
+    run(max(2, steps // 4))
+
+
 def time_single(name, shape, splits, steps, lr, device, precision="fp32") -> float:
     """Seconds per step of the single-network trainer, warmed up, in this process."""
     run = single_run(name, shape, splits, lr, device, precision)
-    run(max(2, steps // 4))
+    warm_up(run, steps)
     return per_step(run, steps)
 
 
 def time_dataloader(name, shape, splits, steps, lr, device) -> float:
     """Seconds per step of the DataLoader baseline, warmed up, in this process."""
     run = dataloader_run(name, shape, splits, lr, device)
-    run(max(2, steps // 4))
+    warm_up(run, steps)
     return per_step(run, steps)
 
 
@@ -199,7 +204,7 @@ def make_run(trainer: str, name: str, device: str, precision: str = "fp32", coun
 def serve(conn, steps: int, job: tuple) -> None:
     """A resident trainer: set up once, warm up, then one `per_step` measurement per request."""
     run = make_run(*job)
-    run(max(2, steps // 4))  # warm-up: allocator, lazy initialisation
+    warm_up(run, steps)
     conn.send("ready")
     while conn.recv():
         conn.send(per_step(run, steps))
@@ -300,16 +305,15 @@ def main() -> None:
                                     "speedup_vs_dataloader": baseline / per_network})
         for precision in args.precision:
             single = next(t for (trainer, p, _, _), t in zip(jobs, times) if trainer == "lth single-network" and p == precision)
-            for (trainer, p, count, _), measured in zip(jobs, times):
-                if trainer == "lth batched" and p == precision and count > 1:
-                    ratios = batching_ratios(single, measured, count)
-                    print(f"\n{name} ({precision}): {count} networks batched = {statistics.median(ratios):.2f}x the "
-                          f"throughput of {count} sequential single-network runs (the median of the rounds' ratios "
-                          f"{', '.join(f'{r:.2f}x' for r in ratios)}; from each trainer's fastest round: "
-                          f"{count * min(single) / min(measured):.2f}x)", end="")
-            results.setdefault("ratios", {})[f"{name}/{precision}"] = {
-                count: batching_ratios(single, measured, count) for (trainer, p, count, _), measured in zip(jobs, times)
-                if trainer == "lth batched" and p == precision and count > 1}
+            batched = {count: measured for (trainer, p, count, _), measured in zip(jobs, times)
+                       if trainer == "lth batched" and p == precision and count > 1}
+            ratios = {count: batching_ratios(single, measured, count) for count, measured in batched.items()}
+            for count, measured in batched.items():
+                print(f"\n{name} ({precision}): {count} networks batched = {statistics.median(ratios[count]):.2f}x "
+                      f"the throughput of {count} sequential single-network runs (the median of the rounds' ratios "
+                      f"{', '.join(f'{r:.2f}x' for r in ratios[count])}; from each trainer's fastest round: "
+                      f"{count * min(single) / min(measured):.2f}x)", end="")
+            results.setdefault("ratios", {})[f"{name}/{precision}"] = ratios
         print("\n")
     if args.json:
         with open(args.json, "w") as handle:
