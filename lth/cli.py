@@ -278,27 +278,29 @@ def compute_line(records: list[dict]) -> str:
 
 
 def summary_table(records: list[dict]) -> Table:
-    """Round, % weights, the ticket's accuracy (mean [min-max] over trials) and each control's."""
-    from lth.engine.records import TICKET
-    from lth.steps.summary import arm_stats, arms
+    """Round, % weights, the ticket's test headline metric (accuracy %, RMSE ...; mean [min-max] over trials) and
+    each control's."""
+    from lth.engine.records import TICKET, headline
+    from lth.steps.summary import arm_stats, arms, records_task
 
+    task = records_task(records)
+    metric, early, end = task.headline, headline(task), headline(task, "end")
     controls = arms(records)[1:]
     trials = max((arm_stats(r, TICKET)["trials"] for r in records), default=1)
-    span = lambda s, k: f" [{100 * s[k + '_min']:.1f}-{100 * s[k + '_max']:.1f}]" if trials > 1 else ""  # noqa: E731
+    span = lambda s: f" [{metric.show(s[early + '_min'])}-{metric.show(s[early + '_max'])}]" if trials > 1 else ""  # noqa: E731
     # headers broken into short lines: the table stays narrow enough for 80 columns without cutting a name
-    table = Table(title="Lottery ticket rounds: test accuracy %, at early stop but for (end)"
-                        + (f", mean over {trials} trials" if trials > 1 else ""))
+    table = Table(title=f"Lottery ticket rounds: test {metric.label}{f' {metric.unit}' if metric.unit else ''}, "
+                        "at early stop but for (end)" + (f", mean over {trials} trials" if trials > 1 else ""))
     columns = ["round", "%\nweights", "ticket\n(end)", "ticket", "early-stop\nit", *controls]
     for column in columns:
         table.add_column(column, justify="right")
     for record in records:
         t = arm_stats(record, TICKET)
-        row = [str(record["round"]), f"{record['weights_remaining']:.1f}", f"{100 * t['test_acc']:.2f}",
-               f"{100 * t['early_stop_test_acc']:.2f}{span(t, 'early_stop_test_acc')}",
-               f"{t['early_stop_iteration']:.0f}"]
+        row = [str(record["round"]), f"{100 * record['weights_remaining']:.1f}", metric.show(t[end]),
+               f"{metric.show(t[early])}{span(t)}", f"{t['early_stop_iteration']:.0f}"]
         for control in controls:
             c = arm_stats(record, control)
-            row.append(f"{100 * c['early_stop_test_acc']:.2f}" if c else "-")
+            row.append(metric.show(c[early]) if c else "-")
         table.add_row(*row)
     return table
 
@@ -331,15 +333,19 @@ def compact(
 
 
 def compact_table(dense: dict, rows: list[dict]) -> Table:
-    """Per round: accuracy, weights, and what compaction buys in parameters, MACs and file size."""
+    """Per round: the test headline metric, weights, and what compaction buys in parameters, MACs and file size."""
+    from lth.tasks import metric_named
+
+    key = next((k for row in rows for k in row if k.startswith("end_test_")), "end_test_acc")
+    metric = metric_named(key.rsplit("_", 1)[-1])
     table = Table(title=f"Compacted tickets (dense: {dense['params']:,} params, {dense['macs']:,} MACs, "
                         f"{dense['file_bytes'] / 1024:.0f} KiB)")
-    for column in ("trial", "round", "% weights", "test acc", "params", "% dense", "MACs %", "KiB"):
+    for column in ("trial", "round", "% weights", f"test {metric.name}", "params", "% dense", "MACs %", "KiB"):
         table.add_column(column, justify="right", no_wrap=True)  # numbers stay whole; the title folds
     for row in rows:
-        acc = row["check"].get("compact_test_acc", row.get("test_acc"))
-        table.add_row(str(row["trial"]), str(row["round"]), f"{row.get('weights_remaining', float('nan')):.1f}",
-                      "-" if acc is None else f"{100 * acc:.2f}", f"{row['params']['compact']:,}",
+        value = row["check"].get("compact", {}).get(key, row.get(key))
+        table.add_row(str(row["trial"]), str(row["round"]), f"{100 * row.get('weights_remaining', float('nan')):.1f}",
+                      metric.show(value), f"{row['params']['compact']:,}",
                       f"{100 * row['params']['compact'] / row['params']['dense']:.1f}",
                       f"{100 * row['macs']['compact'] / row['macs']['dense']:.1f}",
                       f"{row['file_bytes']['compact'] / 1024:.0f}")
@@ -383,6 +389,7 @@ def learn_supermask(
     from lth.core import files
     from lth.datasets import load_dataset
     from lth.models import get_model_spec
+    from lth.tasks import get_task
     from lth.training.device import resolve_device
     from lth.training.supermask import learn_supermask as learn
 
@@ -397,12 +404,14 @@ def learn_supermask(
         result = learn(model, splits, settings, seed, progress=reporter.progress)
     files.save_tensors(out / "mask.pt", "mask", model, result["mask"])
     files.write_json(out / "supermask.json", {**result["metrics"], "curve": result["curve"]})
-    table = Table(title=f"Learned supermask ({settings.weights} weights)")
-    for column in ("test acc (sampled mask)", "test acc (p > 0.5)", "% weights (expected)", "% weights (p > 0.5)"):
-        table.add_column(column, justify="right")
     m = result["metrics"]
-    table.add_row(f"{100 * m['test_acc_sampled']:.2f}", f"{100 * m['test_acc_thresholded']:.2f}",
-                  f"{m['expected_weights_remaining']:.1f}", f"{m['weights_remaining']:.1f}")
+    metric = get_task(m["task"]).headline
+    table = Table(title=f"Learned supermask ({settings.weights} weights)")
+    for column in (f"test {metric.name} (sampled mask)", f"test {metric.name} (p > 0.5)", "% weights (expected)",
+                   "% weights (p > 0.5)"):
+        table.add_column(column, justify="right")
+    table.add_row(metric.show(m[f"end_test_{metric.name}_sampled"]), metric.show(m[f"end_test_{metric.name}_thresholded"]),
+                  f"{100 * m['expected_weights_remaining']:.1f}", f"{100 * m['weights_remaining']:.1f}")
     console.print(table)
     console.print(f"mask and metrics: {out}")
 
@@ -485,7 +494,8 @@ def list_registry(what: Listing = typer.Argument(Listing.all, help="What to list
     if what in (Listing.all, Listing.models):
         from lth.models import MODELS
 
-        table = registry_table("Models", ("name", "description", "paper defaults"))
+        table = registry_table("Models (or your own: package.module:callable or path/to/file.py:callable)",
+                               ("name", "description", "paper defaults"))
         for spec in MODELS.values():
             d = spec.defaults
             rates = ", ".join(f"{k} {v:g}" for k, v in d.rates.items() if v > 0)
@@ -495,9 +505,10 @@ def list_registry(what: Listing = typer.Argument(Listing.all, help="What to list
     if what in (Listing.all, Listing.datasets):
         from lth.datasets import DATASETS
 
-        table = registry_table("Datasets", ("name", "description", "input", "classes"))
+        table = registry_table("Datasets (or your own: a .npz/.pt file of arrays, or package.module:callable)",
+                               ("name", "description", "input", "outputs"))
         for spec in DATASETS.values():
-            table.add_row(spec.name, spec.description, "x".join(map(str, spec.input_shape)), str(spec.num_classes))
+            table.add_row(spec.name, spec.description, "x".join(map(str, spec.input_shape)), str(spec.num_outputs))
         console.print(table)
     if what in (Listing.all, Listing.criteria):
         from lth.pruning.criteria import CRITERIA
@@ -523,14 +534,14 @@ def list_registry(what: Listing = typer.Argument(Listing.all, help="What to list
 def settings_table() -> Table:
     """Every setting of params.yaml, from its declaration: key, type, default, valid values, meaning."""
     from lth.core.config import describe
-    from lth.engine.params import WorkspaceSettings
+    from lth.engine.params import SourceSettings, WorkspaceSettings
     from lth.engine.settings import RunSettings
     from lth.training.settings import DistributedSettings
 
     table = registry_table("Settings of params.yaml (a run's settings.json holds those down to `pruning`)",
                            ("setting", "default", "meaning"))
     groups = [describe(RunSettings), describe(DistributedSettings, "train.distributed."),
-              describe(WorkspaceSettings), describe(SupermaskSettings, "supermask."),
+              describe(WorkspaceSettings), describe(SourceSettings, "sources."), describe(SupermaskSettings, "supermask."),
               describe(PruneAtInitSettings, "prune_at_init.")]
     for info in (info for group in groups for info in group):
         names = info.names()

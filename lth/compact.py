@@ -31,10 +31,11 @@ from lth.core import files
 from lth.core.errors import LthError
 from lth.core.masks import apply_mask
 from lth.models import build_model
-from lth.models.base import PrunableModel
+from lth.models.layers import CONVOLUTIONS, PRUNABLE, prunable_layers
 from lth.pruning.structured import UnitLayer, unit_layers, unit_span
 
 RTOL, ATOL = 1e-4, 1e-4  # compaction reorders float sums (folded constants), nothing more
+NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
 
 # --- which units are dead ------------------------------------------------------------------------------
@@ -141,7 +142,7 @@ def _probe(model: nn.Module, layers: list[UnitLayer], input_shape: tuple[int, ..
         if weight in producers:
             handles.append(module.register_forward_hook(
                 lambda m, args, out, weight=weight: outputs.__setitem__(id(out), (weight, out))))
-        if isinstance(module, nn.BatchNorm2d | nn.BatchNorm1d):
+        if isinstance(module, NORMS):
             handles.append(module.register_forward_pre_hook(
                 lambda m, args, name=name: norms.__setitem__(outputs[id(args[0])][0], name)
                 if id(args[0]) in outputs and outputs[id(args[0])][1] is args[0] else None))
@@ -158,16 +159,15 @@ def _constant_offset(module: nn.Module, x: Tensor) -> Tensor:
     """The consumer's response (without bias) to only the removed units' constant values in `x`."""
     if isinstance(module, nn.Linear):
         return nn.functional.linear(x, module.weight)[0]
-    if isinstance(module, nn.Conv2d):
-        return nn.functional.conv2d(x, module.weight, None, module.stride, module.padding, module.dilation,
-                                    module.groups)[0]
+    if isinstance(module, CONVOLUTIONS):
+        return module._conv_forward(x, module.weight, None)[0]
     raise TypeError(f"cannot fold constants into a {type(module).__name__}")
 
 
 def _slice(module: nn.Module, index: Tensor, dim: int) -> None:
     """Keep only `index` along `dim` of a Linear/Conv (0: outputs, 1: inputs) or of a BatchNorm's features."""
     with torch.no_grad():
-        if isinstance(module, nn.Linear | nn.Conv2d):
+        if isinstance(module, PRUNABLE):
             module.weight = nn.Parameter(module.weight.index_select(dim, index).clone())
             if dim == 0 and module.bias is not None:
                 module.bias = nn.Parameter(module.bias[index].clone())
@@ -175,7 +175,7 @@ def _slice(module: nn.Module, index: Tensor, dim: int) -> None:
                 module.out_features, module.in_features = module.weight.shape
             else:
                 module.out_channels, module.in_channels = module.weight.shape[0], module.weight.shape[1]
-        elif isinstance(module, nn.BatchNorm2d | nn.BatchNorm1d):
+        elif isinstance(module, NORMS):
             for name in ("weight", "bias"):
                 if getattr(module, name) is not None:
                     setattr(module, name, nn.Parameter(getattr(module, name)[index].clone()))
@@ -187,19 +187,23 @@ def _slice(module: nn.Module, index: Tensor, dim: int) -> None:
             raise TypeError(f"cannot slice a {type(module).__name__}")
 
 
-def masked_network(model: str, input_shape: tuple[int, int, int], num_classes: int, state: Mapping[str, Tensor],
-                   mask: Mapping[str, Tensor]) -> PrunableModel:
+def masked_network(model: str, input_shape: tuple[int, ...], num_outputs: int, state: Mapping[str, Tensor],
+                   mask: Mapping[str, Tensor]) -> nn.Module:
     """The full-size network with masked weights at exactly zero, in eval mode on the CPU."""
-    net = build_model(model, input_shape, num_classes, seed=0)
+    net = build_model(model, input_shape, num_outputs, seed=0)
     net.load_state_dict(apply_mask({k: v.cpu() for k, v in state.items()}, {k: v.cpu() for k, v in mask.items()}))
     return net.eval()
 
 
-def compact_network(model: str, masked: PrunableModel, input_shape: tuple[int, int, int]) -> tuple[nn.Module, dict]:
-    """A physically smaller copy of `masked` without its dead units; returns (network, per-layer unit counts)."""
-    layers = unit_layers(model, masked.prunable_layers())
+def compact_network(masked: nn.Module, input_shape: tuple[int, ...]) -> tuple[nn.Module, dict]:
+    """A physically smaller copy of `masked` without its dead units; returns (network, per-layer unit counts).
+
+    The model must be a chain of layers (lth.models.topology) or say what its units are (`structured_units`);
+    otherwise the error says what it cannot handle."""
+    kinds = prunable_layers(masked)
+    layers = unit_layers(masked, kinds)
     params = dict(masked.named_parameters())
-    plans = plan_units(layers, {name: params[name] for name in masked.prunable_layers()})
+    plans = plan_units(layers, {name: params[name] for name in kinds})
     inputs, norms = _probe(masked, layers, input_shape)
     compact = copy.deepcopy(masked).eval()
 
@@ -234,9 +238,10 @@ def compact_network(model: str, masked: PrunableModel, input_shape: tuple[int, i
         name = _module_of(consumer)
         module = compact.get_submodule(name)
         with torch.no_grad():
-            uniform = offset.dim() == 1 or torch.equal(offset, offset[:, :1, :1].expand_as(offset))
+            first = offset.flatten(1)[:, :1].reshape(-1, *([1] * (offset.dim() - 1))) if offset.dim() > 1 else offset
+            uniform = offset.dim() == 1 or torch.equal(offset, first.expand_as(offset))
             if uniform:
-                per_unit = offset if offset.dim() == 1 else offset[:, 0, 0]
+                per_unit = offset if offset.dim() == 1 else offset.flatten(1)[:, 0]
                 bias = module.bias if module.bias is not None else torch.zeros_like(per_unit)
                 module.bias = nn.Parameter(bias + per_unit)
             else:
@@ -250,7 +255,7 @@ def compact_network(model: str, masked: PrunableModel, input_shape: tuple[int, i
 # --- files and measurements ----------------------------------------------------------------------------
 
 
-def export_bytes(network: nn.Module, input_shape: tuple[int, int, int]) -> bytes:
+def export_bytes(network: nn.Module, input_shape: tuple[int, ...]) -> bytes:
     """`torch.export` program of `network` (any batch size), serialised: what `compact` writes to disk."""
     example = torch.zeros(2, *input_shape)
     batch = torch.export.Dim("batch", min=1, max=65536)
@@ -271,17 +276,17 @@ def count_params(network: nn.Module, nonzero: bool = False) -> int:
     return sum(int(torch.count_nonzero(p)) if nonzero else p.numel() for p in network.parameters())
 
 
-def count_macs(network: nn.Module, input_shape: tuple[int, int, int], nonzero: bool = False) -> int:
-    """Multiply-accumulates of one sample through every Linear/Conv2d (only nonzero weights if `nonzero`)."""
+def count_macs(network: nn.Module, input_shape: tuple[int, ...], nonzero: bool = False) -> int:
+    """Multiply-accumulates of one sample through every Linear/Conv (only nonzero weights if `nonzero`)."""
     total = 0
 
     def hook(module: nn.Module, args: Any, out: Tensor) -> None:
         nonlocal total
         weights = int(torch.count_nonzero(module.weight)) if nonzero else module.weight.numel()
-        positions = out[0].numel() // out.shape[1] if isinstance(module, nn.Conv2d) else 1
+        positions = out[0].numel() // out.shape[1] if isinstance(module, CONVOLUTIONS) else 1
         total += weights * positions
 
-    handles = [m.register_forward_hook(hook) for m in network.modules() if isinstance(m, nn.Linear | nn.Conv2d)]
+    handles = [m.register_forward_hook(hook) for m in network.modules() if isinstance(m, PRUNABLE)]
     try:
         with torch.no_grad():
             network(torch.zeros(1, *input_shape))
@@ -310,7 +315,7 @@ def time_forward(network: nn.Module, x: Tensor, budget_s: float = 0.3, min_calls
     return min(times)
 
 
-def benchmark(network: nn.Module, input_shape: tuple[int, int, int], batch_size: int = 256,
+def benchmark(network: nn.Module, input_shape: tuple[int, ...], batch_size: int = 256,
               threads: int = 1) -> dict[str, float]:
     """CPU latency of one sample (ms) and throughput of `batch_size`-sample batches (samples/s).
 
@@ -331,10 +336,10 @@ def benchmark(network: nn.Module, input_shape: tuple[int, int, int], batch_size:
             "batch_size": batch_size, "threads": threads}
 
 
-def dense_reference(model: str, input_shape: tuple[int, int, int], num_classes: int,
+def dense_reference(model: str, input_shape: tuple[int, ...], num_outputs: int,
                     run_benchmark: bool, batch_size: int = 256, threads: int = 1) -> dict:
     """The unpruned architecture's size and (optionally) speed: the baseline every round is compared with."""
-    dense = build_model(model, input_shape, num_classes, seed=0).eval()
+    dense = build_model(model, input_shape, num_outputs, seed=0).eval()
     data = export_bytes(dense, input_shape)
     info: dict[str, Any] = {"params": count_params(dense), "macs": count_macs(dense, input_shape),
                             "file_bytes": len(data)}
@@ -344,22 +349,27 @@ def dense_reference(model: str, input_shape: tuple[int, int, int], num_classes: 
 
 
 def compare_outputs(masked: nn.Module, compact: nn.Module, x: Tensor, y: Optional[Tensor] = None,
-                    batch_size: int = 1000) -> dict[str, Any]:
-    """Largest |difference| of the two networks' outputs on `x`, and both accuracies when labels are given."""
-    diff, same, correct_masked, correct_compact = 0.0, True, 0, 0
+                    task: str = "classification", batch_size: int = 1000) -> dict[str, Any]:
+    """Largest |difference| of the two networks' outputs on `x`, and, when targets are given, both networks'
+    test metrics (the task's: `masked.end_test_acc`, `compact.end_test_acc` ...; the weights are the end of
+    training)."""
+    from lth.tasks import get_task
+    from lth.training.evaluation import evaluate
+    from lth.training.networks import SingleNetwork
+
+    diff, same = 0.0, True
     with torch.inference_mode():
         for start in range(0, len(x), batch_size):
             a, b = masked(x[start: start + batch_size]), compact(x[start: start + batch_size])
             diff = max(diff, float((a - b).abs().max()))
             same &= bool(torch.allclose(a, b, rtol=RTOL, atol=ATOL))
-            if y is not None:
-                target = y[start: start + batch_size]
-                correct_masked += int((a.argmax(1) == target).sum())
-                correct_compact += int((b.argmax(1) == target).sum())
     result: dict[str, Any] = {"max_abs_diff": diff, "outputs_match": same, "samples": len(x)}
     if y is not None:
-        result["masked_test_acc"] = correct_masked / max(len(x), 1)
-        result["compact_test_acc"] = correct_compact / max(len(x), 1)
+        spec = get_task(task)
+        for name, network in (("masked", masked), ("compact", compact)):
+            measured = evaluate(SingleNetwork(network), x, y, spec, batch_size)
+            result[name] = {f"end_test_{m.name}": float(measured[m.name][0]) for m in spec.metrics}
+        masked.eval(), compact.eval()
     return result
 
 
@@ -398,23 +408,24 @@ def compact_round(run, ref: RoundRef, splits=None, dense: Optional[dict] = None,
     batch checks the outputs. `dense` is `dense_reference(...)` (computed here when not given).
     """
     from lth.engine.params import round_index
+    from lth.tasks import get_task
 
     settings, layout = run.settings, run.layout
     if settings.mask0_action != "zero":
         raise LthError(f"{layout.root} pruned with mask-0 action '{settings.mask0_action}': its pruned weights are "
                        "not zero in the trained network, so it has no smaller equivalent; compaction needs mask-0 'zero'")
-    input_shape, num_classes = run.shape.input_shape, run.shape.num_classes
+    input_shape, num_outputs = run.shape.input_shape, run.shape.num_outputs
     final = run.weights(layout.round_dir(ref.key, "final"), ref.trial)
     mask = run.mask(layout.round_dir(ref.key, "mask"), ref.trial)
     where = f"round {ref.key} trial {ref.trial} of {layout.root}"
-    masked = masked_network(settings.model, input_shape, num_classes, final, mask)
-    compact, units = compact_network(settings.model, masked, input_shape)
+    masked = masked_network(settings.model, input_shape, num_outputs, final, mask)
+    compact, units = compact_network(masked, input_shape)
 
     if splits is not None:
         x, y = splits.test_x.cpu(), splits.test_y.cpu()
     else:
         x, y = torch.randn(64, *input_shape, generator=torch.Generator().manual_seed(0)), None
-    check = compare_outputs(masked, compact, x, y)
+    check = compare_outputs(masked, compact, x, y, run.shape.task)
     if not check["outputs_match"]:
         raise RuntimeError(f"compacting {where} changed the outputs (max |diff| {check['max_abs_diff']:.3g}): "
                            "a bug in lth.compact")
@@ -423,7 +434,7 @@ def compact_round(run, ref: RoundRef, splits=None, dense: Optional[dict] = None,
     if not exported["outputs_match"]:
         raise RuntimeError(f"the exported program of {where} differs from the compacted network "
                            f"(max |diff| {exported['max_abs_diff']:.3g})")
-    dense = dense or dense_reference(settings.model, input_shape, num_classes, run_benchmark, batch_size, threads)
+    dense = dense or dense_reference(settings.model, input_shape, num_outputs, run_benchmark, batch_size, threads)
     metrics: dict[str, Any] = {
         "round": round_index(ref.key), "trial": ref.trial, "model": settings.model, "pruning": settings.pruning,
         "params": {"dense": dense["params"], "masked_nonzero": count_params(masked, nonzero=True),
@@ -437,8 +448,8 @@ def compact_round(run, ref: RoundRef, splits=None, dense: Optional[dict] = None,
     ticket = next((n for n in run.record(ref.key).get("networks", []) if n.get("trial") == ref.trial
                    and n.get("arm") == "ticket"), None)
     if ticket:
-        metrics["weights_remaining"] = ticket["weights_remaining"]
-        metrics["test_acc"] = ticket["test_acc"]  # the final weights are the end of training
+        headline = f"end_test_{get_task(run.shape.task).headline.name}"  # the final weights: the end of training
+        metrics.update({"weights_remaining": ticket["weights_remaining"], headline: ticket[headline]})
     if run_benchmark:
         metrics["cpu"] = {"dense": dense["cpu"], "compact": benchmark(compact, input_shape, batch_size, threads)}
     files.atomic_write_bytes(layout.compact_file(ref.key, ref.trial, "pt2"), data)
@@ -457,8 +468,8 @@ def compact_rounds(root: str | Path, rounds: Optional[list[int]] = None, trials:
     run = open_results(root)
     refs = find_rounds(run, rounds, trials)
     settings = run.settings
-    splits = load_dataset(settings.dataset, dataset_dir) if dataset_dir is not None else None
-    dense = dense_reference(settings.model, run.shape.input_shape, run.shape.num_classes, run_benchmark, batch_size,
+    splits = load_dataset(settings.dataset, dataset_dir, settings.task) if dataset_dir is not None else None
+    dense = dense_reference(settings.model, run.shape.input_shape, run.shape.num_outputs, run_benchmark, batch_size,
                             threads)
     rows = [compact_round(run, ref, splits, dense, run_benchmark, batch_size, threads) for ref in refs]
     files.write_json(run.layout.compact_summary, {"dense": dense, "rounds": [

@@ -16,7 +16,6 @@ console = Console()
 err_console = Console(stderr=True)
 
 
-
 def setting_help(key: str, default: Optional[str] = None, of: Optional[type] = None) -> str:
     """A CLI option's help: the declared help of setting `key` ('train.lr', 'device'; of the settings class
     `of`, default the run's and the workspace's), its choices where they are short, and `default` (bracketed
@@ -90,7 +89,7 @@ class ProgressReporter:
 
     def round_started(self, round_index: int, weights_remaining: float, networks: int) -> None:
         what = f" x{networks}" if networks > 1 else ""
-        self.begin(f"r{round_index:02d} {weights_remaining:.1f}%{what}")
+        self.begin(f"r{round_index:02d} {100 * weights_remaining:.1f}%{what}")
         self.whose = "t0 " if networks > 1 else ""  # the evaluation shown is trial 0's ticket's
 
     def progress(self, iteration: int, total: int, point: Optional[dict]) -> None:
@@ -100,7 +99,7 @@ class ProgressReporter:
             return
         if point is not None:  # the first network's (trial 0's ticket's) last evaluation
             loss = f"loss {point['val_loss']:.3f} " if "val_loss" in point else ""
-            self.info = f"{self.whose}{loss}acc {100 * point['test_acc']:.1f}%"
+            self.info = f"{self.whose}{loss}{headline_words(point)}"
         self.bar.update(self.task, completed=iteration, total=total, info=self.info)
         now = time.monotonic()
         if not self.live and not self.quiet and (now - self.last_line >= self.every or iteration == total):
@@ -115,6 +114,18 @@ class ProgressReporter:
         if skipped:
             self.bar.console.print(f"round {record['round']:2d}: already finished, skipped", highlight=False)
         self.task = None
+
+
+def headline_words(point: dict) -> str:
+    """'acc 96.2%' / 'rmse 0.213': the test headline metric of an evaluation point (lth.tasks)."""
+    from lth.tasks import TASKS, get_task
+
+    for name in TASKS:
+        metric = get_task(name).headline
+        value = point.get(f"test_{metric.name}")
+        if value is not None:
+            return f"{metric.name} {metric.brief(value)}"
+    return ""
 
 
 # Names a researcher types back into commands and params.yaml: never broken across lines, even when

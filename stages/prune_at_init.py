@@ -18,9 +18,7 @@ def main() -> None:
     ws = workspace()
     result = stage_result(ws, method)
     files.write_json(ws.layout.at_init_metrics(method), result)
-    ticket = next(n for n in result["results"][0]["networks"] if n["arm"] == "ticket")
-    print(f"{method}: {ticket['weights_remaining']:.2f}% weights, test acc {100 * ticket['early_stop_test_acc']:.2f}% "
-          f"(early stop)")
+    print(f"{method}: {result['headline']} -> {ws.layout.at_init_metrics(method)}")
 
 
 if __name__ == "__main__":

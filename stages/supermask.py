@@ -14,7 +14,8 @@ def main() -> None:
     files.save_tensors(ws.layout.supermask, "mask", ws.settings.model, result["mask"])
     files.write_json(ws.layout.supermask_metrics, result["metrics"])
     m = result["metrics"]
-    print(f"supermask: test acc {100 * m['test_acc_sampled']:.2f}% with {m['weights_remaining']:.1f}% of weights")
+    sampled = next(k for k in m if k.startswith("end_test_") and k.endswith("_sampled"))
+    print(f"supermask: {sampled} {m[sampled]:.4g} with {100 * m['weights_remaining']:.1f}% of weights")
 
 
 if __name__ == "__main__":

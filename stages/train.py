@@ -8,7 +8,7 @@ from stages._training import training_workspace
 
 
 def main() -> None:
-    from lth.engine.records import TICKET
+    from lth.engine.records import TICKET, headline, task_of
     from lth.steps import train
 
     key = round_argument(__doc__)
@@ -17,8 +17,9 @@ def main() -> None:
         return
     record = train.run(ws, key)
     ticket = next(n for n in record["networks"] if n["arm"] == TICKET)  # trial 0's
-    print(f"{key}: {record['weights_remaining']:.1f}% weights, {len(record['networks'])} networks, ticket test acc "
-          f"{100 * ticket['test_acc']:.2f}% (early stop {100 * ticket['early_stop_test_acc']:.2f}%)")
+    early, end = headline(task_of(record)), headline(task_of(record), "end")
+    print(f"{key}: {100 * record['weights_remaining']:.1f}% weights, {len(record['networks'])} networks, ticket "
+          f"{end} {ticket[end]:.4g}, {early} {ticket[early]:.4g}")
 
 
 if __name__ == "__main__":

@@ -172,6 +172,7 @@ def test_hand_written_mlp_backward_equals_autograd_bit_for_bit(dtype):
     cross-entropy, and overwrites the gradients (a second call does not accumulate)."""
     import torch.nn.functional as F
 
+    from lth.tasks import get_task
     from lth.training.batched import StackedMLP
 
     g = torch.Generator().manual_seed(0)
@@ -181,8 +182,9 @@ def test_hand_written_mlp_backward_equals_autograd_bit_for_bit(dtype):
     hand = StackedMLP(models[0], [m.state_dict() for m in models], torch.device("cpu"))
     auto = StackedMLP(models[0], [m.state_dict() for m in models], torch.device("cpu"))
 
-    hand.losses_and_grads(x, y)
-    losses = hand.losses_and_grads(x, y)
+    task = get_task("classification")
+    hand.losses_and_grads(x, y, task)
+    losses = hand.losses_and_grads(x, y, task)
     expected = F.cross_entropy(auto(x).flatten(0, 1), y.flatten(), reduction="none").view(3, 20).mean(1)
     expected.sum().backward()
 
@@ -218,7 +220,8 @@ def test_stacked_mlp_training_keeps_pruned_weights_and_their_moments_zero(monkey
     real = T.make_optimizer
     monkeypatch.setattr(T, "make_optimizer", spy)
     hand_written = B.StackedMLP.losses_and_grads
-    monkeypatch.setattr(B.StackedMLP, "losses_and_grads", lambda self, x, y: calls.append(1) or hand_written(self, x, y))
+    monkeypatch.setattr(B.StackedMLP, "losses_and_grads",
+                        lambda self, x, y, task: calls.append(1) or hand_written(self, x, y, task))
     results = train_batched(model, starts, masks, splits, TrainSettings(lr=1e-2, batch_size=20, duration="12it"), [0, 1])
 
     assert len(calls) == 12 and len(checks) == 12 and all(checks), "a pruned weight was nonzero after some step"

@@ -160,7 +160,7 @@ def test_find_ticket_end_to_end_on_idx_files_and_resume(monkeypatch, capsys, tmp
     code, stdout, _ = run_cli(monkeypatch, capsys, *args, "--rounds", "1")
     assert code == 0 and "Lottery ticket rounds" in stdout
     summary = json.loads((out / "metrics" / "per_round.json").read_text())
-    assert [round(summary[r]["weights_remaining"], 1) for r in ("r00", "r01")] == [100.0, 80.0]
+    assert [round(summary[r]["weights_remaining"], 3) for r in ("r00", "r01")] == [1.0, 0.8]
     code, stdout, _ = run_cli(monkeypatch, capsys, *args, "--rounds", "2")
     assert code == 0 and stdout.count("already finished") == 2
     code, _, err = run_cli(monkeypatch, capsys, *args, "--rounds", "3", "--lr", "0.5")

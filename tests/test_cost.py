@@ -84,13 +84,14 @@ def test_early_bird_stops_a_round_only_when_the_rule_holds(tmp_path):
     # the saved weights are the ones of the stop: evaluating them gives the curve's last point
     from lth.engine.run import open_results
     from lth.models import build_model
+    from lth.tasks import get_task
     from lth.training.evaluation import evaluate
     from lth.training.networks import SingleNetwork
 
     final = files.load_tensors(RunFiles(tmp_path / "stops").final(0, 1), "weights")
     model = build_model("lenet-300-100", (1, 28, 28), 10, 0)
     model.load_state_dict(final)
-    _, acc = evaluate(SingleNetwork(model), splits.test_x, splits.test_y)
+    acc = evaluate(SingleNetwork(model), splits.test_x, splits.test_y, get_task("classification"))["acc"]
     assert float(acc[0]) == records(tmp_path / "stops", 2)[1]["networks"][0]["curve"][-1]["test_acc"]
     # and the next round's mask is the one the last check drew: the next round's score + mask of those weights
     assert open_results(tmp_path / "stops").ticket("r02", 0).mask is not None
@@ -152,7 +153,7 @@ def test_one_shot_reaches_the_requested_sparsity_exactly(tmp_path, method, targe
     if method == "layerwise":  # IMP's per-layer fractions at that sparsity: hidden layers alike, output kept more
         hidden = [f for name, f in fractions.items() if not name.startswith("fc3")]
         assert max(hidden) - min(hidden) < 1e-3 and fractions["fc3.weight"] > max(hidden)
-    assert records(tmp_path / "run", 1)[1]["weights_remaining"] == pytest.approx(100 * target, abs=1e-3)
+    assert records(tmp_path / "run", 1)[1]["weights_remaining"] == pytest.approx(target, abs=1e-5)
 
 
 def test_one_shot_prunes_once_and_bad_targets_are_refused(tmp_path):
@@ -187,7 +188,7 @@ def test_cli_options_and_their_errors(monkeypatch, capsys, tmp_path):
     assert code == 0, err
     assert "compute to the r01 ticket: 4 training steps" in out
     record = json.loads((tmp_path / "c" / "metrics" / "rounds" / "r01.json").read_text())
-    assert record["weights_remaining"] == pytest.approx(10.0, abs=1e-3)
+    assert record["weights_remaining"] == pytest.approx(0.1, abs=1e-5)
 
 
 def test_params_yaml_oneshot_needs_one_declared_round(tmp_path):

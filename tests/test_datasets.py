@@ -58,7 +58,7 @@ def test_mnist5k_shapes_and_dtypes(mnist5k: Splits) -> None:
         assert y.shape == (x.shape[0],) and y.dtype == torch.int64
         assert 0 <= int(y.min()) and int(y.max()) <= 9
     assert mnist5k.input_shape == (1, 28, 28) == DATASETS["mnist-5k"].input_shape
-    assert mnist5k.num_classes == 10 and mnist5k.augment is False and mnist5k.name == "mnist-5k"
+    assert mnist5k.num_outputs == 10 and mnist5k.augment is False and mnist5k.name == "mnist-5k"
 
 
 def test_mnist5k_normalised_on_train(mnist5k: Splits) -> None:
@@ -132,7 +132,7 @@ def test_mnist_family_from_raw_idx(tmp_path: Path, offline: None, name: str, fol
     data["train_x"] = data["train_x"][:, None]  # (N, 1, 28, 28)
     data["test_x"] = data["test_x"][:, None]
     splits = load_dataset(name, tmp_path)
-    assert splits.name == name and splits.num_classes == 10 and splits.augment is False
+    assert splits.name == name and splits.num_outputs == 10 and splits.augment is False
     assert splits.input_shape == (1, 28, 28) and splits.train_x.dtype == torch.float32
     check_held_out(splits, data, n_val=3)  # 10% of 30
     # the image written with id i keeps its label: the hold-out moves images and labels together
@@ -146,7 +146,7 @@ def test_cifar_from_fake_pickles(tmp_path: Path, offline: None, skip_cifar_md5: 
     name = "cifar-100" if hundred else "cifar-10"
     splits = load_dataset(name, tmp_path)
     assert splits.name == name and splits.augment is True
-    assert splits.num_classes == (100 if hundred else 10) == DATASETS[name].num_classes
+    assert splits.num_outputs == (100 if hundred else 10) == DATASETS[name].num_outputs
     assert splits.train_x.shape == (18, 3, 32, 32) and splits.val_x.shape == (2, 3, 32, 32)
     assert splits.test_x.shape == (6, 3, 32, 32)
     check_held_out(splits, data, n_val=2)  # 10% of 20
@@ -228,7 +228,7 @@ def small_splits() -> Splits:
         train_x=torch.randn(6, 1, 4, 4, generator=g), train_y=torch.arange(6) % 3,
         val_x=torch.randn(2, 1, 4, 4, generator=g), val_y=torch.tensor([0, 1]),
         test_x=torch.randn(3, 1, 4, 4, generator=g), test_y=torch.tensor([2, 1, 0]),
-        num_classes=3, augment=True,
+        num_outputs=3, augment=True,
     )
 
 
@@ -236,7 +236,7 @@ def test_state_round_trip(tmp_path: Path) -> None:
     splits = small_splits()
     torch.save(splits.state(), tmp_path / "splits.pt")
     back = Splits.from_state(torch.load(tmp_path / "splits.pt", weights_only=True))
-    assert (back.name, back.num_classes, back.augment, back.input_shape) == ("tiny", 3, True, (1, 4, 4))
+    assert (back.name, back.num_outputs, back.augment, back.input_shape) == ("tiny", 3, True, (1, 4, 4))
     for key in ("train_x", "train_y", "val_x", "val_y", "test_x", "test_y"):
         assert torch.equal(getattr(back, key), getattr(splits, key)), key
     moved = splits.to("cpu")
@@ -252,8 +252,8 @@ def test_from_state_rejects_bad_input() -> None:
         Splits.from_state({**state, "train_y": state["train_y"].float()})
     with pytest.raises(LthError, match="test"):
         Splits.from_state({**state, "test_y": state["test_y"][:2]})
-    with pytest.raises(LthError, match="num_classes"):
-        Splits.from_state({**state, "num_classes": "3"})
+    with pytest.raises(LthError, match="num_outputs"):
+        Splits.from_state({**state, "num_outputs": "3"})
     with pytest.raises(LthError):
         Splits.from_state([1, 2, 3])  # type: ignore[arg-type]
 

@@ -54,14 +54,16 @@ def found(tmp_path_factory):
 def test_relevance_is_conserved_layer_by_layer(model):
     """With zero biases (θ0) and eps -> 0, every layer's weight relevance sums to the true-class logits."""
     from lth.models import build_model
-    from lth.pruning.relevance import reference_samples, weight_relevance
+    from lth.pruning.relevance import weight_relevance
+    from lth.tasks import get_task
 
+    reference_samples = get_task("classification").reference_samples
     splits = tiny_splits()
     net = build_model(model, splits.input_shape, 10, seed=3)
     state = net.state_dict()
     mask = {n: torch.ones_like(state[n], dtype=torch.bool) for n in net.prunable_layers()}
     relevance = weight_relevance(model, state, mask, splits, 7, seed=5, per_class=2, eps=1e-9)
-    idx = reference_samples(splits.train_y, 10, 2, 5)
+    idx = reference_samples(splits.train_y, 2, 5)
     assert len(idx) == 20 and sorted(splits.train_y[idx].tolist()) == sorted(list(range(10)) * 2)
     with torch.no_grad():
         total = float(net(splits.train_x[idx]).gather(1, splits.train_y[idx][:, None]).sum())
@@ -72,8 +74,10 @@ def test_relevance_is_conserved_layer_by_layer(model):
 def test_relevance_matches_the_epsilon_rule_by_hand_and_ignores_pruned_weights():
     """A 2-layer net: R_ij = a_i w_ij R_j / (z_j + eps sign z_j), computed explicitly."""
     from lth.models import build_model
-    from lth.pruning.relevance import reference_samples, weight_relevance
+    from lth.pruning.relevance import weight_relevance
+    from lth.tasks import get_task
 
+    reference_samples = get_task("classification").reference_samples
     splits = tiny_splits()
     net = build_model("lenet-300-100", splits.input_shape, 10, seed=1)
     state = {k: v.clone() for k, v in net.state_dict().items()}
@@ -85,7 +89,7 @@ def test_relevance_matches_the_epsilon_rule_by_hand_and_ignores_pruned_weights()
     relevance = weight_relevance("lenet-300-100", state, mask, splits, 60, seed=4, per_class=1, eps=eps)
 
     w = {n: state[n] * mask[n] for n in mask}
-    idx = reference_samples(splits.train_y, 10, 1, 4)
+    idx = reference_samples(splits.train_y, 1, 4)
     expected = {n: torch.zeros_like(w[n]) for n in w}
     for i in idx.tolist():
         a0 = splits.train_x[i].flatten()
@@ -146,8 +150,8 @@ def test_transfer_reinitialises_a_different_output_layer_and_keeps_pruned_weight
     target = tiny_splits(shape=(3, 32, 32), classes=100)
     results = transfer(ticket, "cifar-100", target, optimizer="sgd", lr=0.01, momentum=0.9, duration="8it")
     assert list(results) == ["ticket", "reinit", "dense"]
-    assert results["dense"]["weights_remaining"] == 100.0
-    assert results["ticket"]["weights_remaining"] == results["reinit"]["weights_remaining"] < 100.0
+    assert results["dense"]["weights_remaining"] == 1.0
+    assert results["ticket"]["weights_remaining"] == results["reinit"]["weights_remaining"] < 1.0
     trained = results["ticket"]["state"]
     assert trained["fc3.weight"].shape == (100, 100) and bool((trained["fc3.weight"] != 0).all())  # new, dense head
     assert bool((trained["fc1.weight"][~mask["fc1.weight"]] == 0).all())  # pruned weights stayed exactly zero
@@ -214,8 +218,8 @@ def test_removal_finds_disjoint_successive_tickets(found):
         for j in range(i):
             assert not any(bool((masks[i][n] & masks[j][n]).any()) for n in masks[i]), (i, j)
     t2 = out["tickets"][1]
-    assert t2["complement"]["weights_remaining"] == pytest.approx(100 - out["tickets"][0]["found"]["weights_remaining"],
-                                                                  abs=1e-3)
+    assert t2["complement"]["weights_remaining"] == pytest.approx(1 - out["tickets"][0]["found"]["weights_remaining"],
+                                                                  abs=1e-5)
     assert any(line.startswith("ticket-3 round 1") for line in lines)
     flat = metrics(out)
     assert flat["removable"] == 3 and set(flat["t2"]) == {"complement", "found"} and "curve" not in flat["dense"]
@@ -265,12 +269,12 @@ def test_perturb_experiment_arms():
     model = build_model("lenet-300-100", splits.input_shape, 10, 0)
     mask = {n: torch.ones_like(p, dtype=torch.bool) for n, p in model.named_parameters() if n.endswith("weight")}
     plain = train(model, mask, splits, settings, 0)
-    assert results["plain"]["test_acc"] == plain.final["test_acc"]  # the plain arm is the core's trainer
-    assert results["perturbed"]["val_loss"] != results["plain"]["val_loss"]
-    assert results["dropout"]["val_loss"] != results["plain"]["val_loss"]
-    assert 0 <= results["perturbed"]["repeat_perturbed_percent"] <= 100
+    assert results["plain"]["end_test_acc"] == plain.final["test_acc"]  # the plain arm is the core's trainer
+    assert results["perturbed"]["end_val_loss"] != results["plain"]["end_val_loss"]
+    assert results["dropout"]["end_val_loss"] != results["plain"]["end_val_loss"]
+    assert 0 <= results["perturbed"]["repeat_perturbed"] <= 1
     silent = perturb_experiment("lenet-300-100", init, splits, settings, PerturbSettings(scale=0.0), 0)
-    assert silent["perturbed"]["val_loss"] == results["plain"]["val_loss"]  # zero noise: exactly plain training
+    assert silent["perturbed"]["end_val_loss"] == results["plain"]["end_val_loss"]  # zero noise: plain training
     with pytest.raises(LthError, match="unknown noise 'pink'"):
         PerturbSettings(noise="pink").validate()
 
@@ -318,7 +322,8 @@ def test_optimizer_sweep_runs_each_variant_and_tabulates(tmp_path):
     variants = {"radam": Variant("radam"), "rewind": Variant("adam", rewind="3it")}
     records = sweep(base, variants, 1, tmp_path, tiny_splits())
     table = tabulate(records)
-    assert set(table) == set(variants) and set(table["radam"]) == {"r00", "r01", "weights_r00", "weights_r01"}
+    assert set(table) == set(variants) and set(table["radam"]) == {"r00", "r01"}
+    assert set(table["radam"]["r01"]) == {"weights_remaining", "early_stop_test_acc"}
     assert table["radam"]["r00"] != table["rewind"]["r00"]
     assert (tmp_path / "rewind" / "data" / "init" / "rewind_point" / "trial-0.pt").is_file()
     with pytest.raises(LthError, match="unknown variant 'adamw'"):

@@ -1,6 +1,7 @@
 """The package is layered: imports point down only, and no module imports itself back through others.
 
-    cli -> experiments, report, compact -> ui -> steps -> engine -> training, pruning -> models, datasets -> core
+    cli, api -> experiments, report, compact -> ui -> steps -> engine -> training, pruning -> models, datasets
+        -> tasks -> core
 
 A module may import modules of its own package or of a lower layer; packages of one layer never import
 each other. Imports inside functions count (they run too); imports under `if TYPE_CHECKING:` count for
@@ -17,14 +18,15 @@ from test_dvc_deps import REPO, project_modules
 
 LAYERS = {
     "lth.core": 0,
-    "lth.models": 1, "lth.datasets": 1,
-    "lth.pruning": 2, "lth.training": 2,
-    "lth.engine": 3,
-    "lth.steps": 4,
-    "lth.ui": 5,
-    "lth.experiments": 6, "lth.report": 6, "lth.compact": 6,
-    "lth.cli": 7,
-    "lth.__main__": 8,
+    "lth.tasks": 1,
+    "lth.models": 2, "lth.datasets": 2,
+    "lth.pruning": 3, "lth.training": 3,
+    "lth.engine": 4,
+    "lth.steps": 5,
+    "lth.ui": 6,
+    "lth.experiments": 7, "lth.report": 7, "lth.compact": 7,
+    "lth.cli": 8, "lth.api": 8,
+    "lth.__main__": 9,
 }
 
 

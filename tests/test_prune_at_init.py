@@ -27,7 +27,7 @@ FAST = TrainSettings(optimizer="adam", lr=1e-3, batch_size=20, duration="12it", 
 
 def inputs_for(model_name: str = "lenet-300-100", splits=None, seed: int = 0) -> ScoringInputs:
     splits = splits or tiny_splits()
-    model = build_model(model_name, splits.input_shape, splits.num_classes, seed)
+    model = build_model(model_name, splits.input_shape, splits.num_outputs, seed)
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     return ScoringInputs(model_name, state, model.prunable_layers(), splits, 20, seed)
 
@@ -42,7 +42,7 @@ def kept(mask: dict) -> dict:
 
 def test_snip_scores_are_the_gradient_of_the_loss_with_respect_to_an_explicit_mask():
     inputs = inputs_for()
-    model = build_model(inputs.model_name, inputs.splits.input_shape, inputs.splits.num_classes, 0)
+    model = build_model(inputs.model_name, inputs.splits.input_shape, inputs.splits.num_outputs, 0)
     model.load_state_dict(dict(inputs.state))
     params = dict(model.named_parameters())
     masks = {n: torch.ones_like(params[n], requires_grad=True) for n in inputs.kinds}  # m = 1, a variable
@@ -66,7 +66,7 @@ def test_grasp_keeps_the_weights_whose_removal_least_reduces_gradient_flow():
     """GraSP's score is -θ ⊙ Hg (removed: the largest); we rank by θ ⊙ Hg. Hg checked by finite differences
     of the gradient along g: Hg ≈ (∇L(θ + εg) - ∇L(θ - εg)) / 2ε."""
     inputs = inputs_for()
-    model = build_model(inputs.model_name, inputs.splits.input_shape, inputs.splits.num_classes, 0).double()
+    model = build_model(inputs.model_name, inputs.splits.input_shape, inputs.splits.num_outputs, 0).double()
     model.load_state_dict({k: v.double() for k, v in inputs.state.items()})
     names = list(inputs.kinds)
     batches = [(x.double(), y) for x, y in at_init._batches(inputs, at_init.SNIP_BATCHES)]
@@ -169,9 +169,9 @@ def test_prune_and_train_records_a_round_with_controls_and_collapse(monkeypatch,
     result = prune_and_train(tiny_settings(trials=2), splits, "magnitude", 0.001, ["shuffle", "reinit", "invert"])
     assert [(n["trial"], n["arm"]) for n in result["networks"]] == [
         (t, arm) for t in (0, 1) for arm in ("ticket", "shuffle", "reinit", "invert")]
-    assert result["weights_remaining"] == pytest.approx(100 * 266 / 266200, abs=1e-4)
+    assert result["weights_remaining"] == pytest.approx(266 / 266200, abs=1e-6)
     for network in result["networks"]:
-        assert network["weights_remaining"] == pytest.approx(result["weights_remaining"], abs=1e-4)
+        assert network["weights_remaining"] == pytest.approx(result["weights_remaining"], abs=1e-6)
         assert 0 <= network["early_stop_test_acc"] <= 1 and network["curve"]
         layers = network["layers"]
         assert sum(v["kept"] for v in layers.values()) == 266
@@ -182,13 +182,15 @@ def test_prune_and_train_records_a_round_with_controls_and_collapse(monkeypatch,
     out = tmp_path / "out"
     settings = tiny_settings()
     results = run_methods(settings, splits, ["random", "synflow"], [0.5, 0.1], ["shuffle"], 5, out)
-    assert [(r["method"], r["remaining_target"]) for r in results] == [
-        ("random", 50.0), ("random", 10.0), ("synflow", 50.0), ("synflow", 10.0)]
+    assert [(r["method"], r["target_weights_remaining"]) for r in results] == [
+        ("random", 0.5), ("random", 0.1), ("synflow", 0.5), ("synflow", 0.1)]
     saved = json.loads((out / "metrics" / "prune_at_init" / "synflow.json").read_text())
-    assert saved["method"] == "synflow" and [r["remaining_target"] for r in saved["results"]] == [50.0, 10.0]
+    assert saved["method"] == "synflow" and [r["target_weights_remaining"] for r in saved["results"]] == [0.5, 0.1]
     top = saved["headline"]["10%"]  # what dvc metrics show/diff display
-    assert set(top) == {"weights_remaining", "ticket_acc", "shuffle_acc", "emptied_layers"}
-    assert top["ticket_acc"] == pytest.approx(saved["results"][1]["networks"][0]["early_stop_test_acc"], abs=1e-6)
+    assert set(top) == {"weights_remaining", "ticket_early_stop_test_acc", "shuffle_early_stop_test_acc",
+                        "emptied_layers"}
+    assert top["ticket_early_stop_test_acc"] == pytest.approx(
+        saved["results"][1]["networks"][0]["early_stop_test_acc"], abs=1e-6)
 
     import lth.experiments.prune_at_init as module
 
@@ -207,7 +209,7 @@ def test_prune_and_train_records_a_round_with_controls_and_collapse(monkeypatch,
 def test_cli_prune_at_init_end_to_end_and_bad_input(monkeypatch, capsys, tmp_path):
     import lth.datasets as datasets
 
-    monkeypatch.setattr(datasets, "load_dataset", lambda name, root, **kw: tiny_splits())
+    monkeypatch.setattr(datasets, "load_dataset", lambda name, root, *args, **kw: tiny_splits())
     out = tmp_path / "pai"
     code, stdout, stderr = run_cli(monkeypatch, capsys, "prune-at-init", "lenet-300-100", "mnist-5k",
                                    str(tmp_path), "--method", "snip", "--method", "random", "--remaining", "20%",
@@ -217,7 +219,7 @@ def test_cli_prune_at_init_end_to_end_and_bad_input(monkeypatch, capsys, tmp_pat
     for method in ("snip", "random"):
         payload = json.loads((out / "metrics" / "prune_at_init" / f"{method}.json").read_text())
         assert [n["arm"] for n in payload["results"][0]["networks"]] == ["ticket", "invert"]
-        assert payload["results"][0]["weights_remaining"] == pytest.approx(20, abs=1e-3)
+        assert payload["results"][0]["weights_remaining"] == pytest.approx(0.2, abs=1e-5)
 
     base = ["prune-at-init", "lenet-300-100", "mnist-5k", str(tmp_path), "--iterations", "6",
             "--out", str(tmp_path / "bad")]
@@ -240,11 +242,12 @@ def test_cli_prune_at_init_end_to_end_and_bad_input(monkeypatch, capsys, tmp_pat
                                    "--out", str(tmp_path / "report"))
     assert code == 0, stderr
     written = {p.name for p in (tmp_path / "report").iterdir()}
-    assert {"prune_at_init.png", "prune_at_init.csv", "matched_sparsity.csv", "accuracy.png"} <= written
+    assert {"prune_at_init.png", "prune_at_init.csv", "matched_sparsity.csv", "by_sparsity.png"} <= written
     matched = pd.read_csv(tmp_path / "report" / "matched_sparsity.csv")
     assert set(matched["method"]) == {"snip", "random"}
     row = matched.iloc[0]
-    assert abs(row["imp_weights"] - 20) < 5 and "invert_acc" in matched.columns  # IMP's round nearest 20%
+    assert abs(row["imp_weights_remaining"] - 0.2) < 0.05 and "invert_early_stop_test_acc" in matched.columns
+    # (IMP's round nearest 20% of the weights)
     assert "Pruning at initialization" in (tmp_path / "report" / "report.md").read_text()
 
 

@@ -325,8 +325,8 @@ def test_checks_against_the_data_run_before_any_work(tmp_path):
 
         (tmp_path / "file").write_text("x")
         load_dataset("mnist-5k", tmp_path / "file")
-    with pytest.raises(LthError, match=r"model 'vgg-19' does not fit .* 1x4x4 images"):
-        check_data(replace(defaults_for("vgg-19"), train__batch_size=10), (1, 4, 4), 10, 100)
+    with pytest.raises(LthError, match=r"model 'vgg-19' does not fit .* 1x4x4 inputs"):
+        check_data(replace(defaults_for("vgg-19"), train__batch_size=10), tiny_splits(shape=(1, 4, 4)))
     assert not any((tmp_path / name).exists() for name in ("a", "b", "c"))
 
 

@@ -34,7 +34,10 @@ def _network(trial: int, arm: str, r: int, mask: dict, acc: float) -> dict:
 
 
 def fake_run(root: Path, rounds: int, trials: int = 2, criterion: str = "large_final", shift: float = 0.0) -> RunFiles:
-    """A find-ticket run directory with hand-made masks and accuracies: acc = 0.9 - 0.01 r + 0.02 trial + shift."""
+    """A find-ticket run directory with hand-made masks and accuracies: acc = 0.9 - 0.01 r + 0.02 trial + shift.
+
+    Its records are in format 1, as lth wrote them before metrics were named by split and time (`test_acc`
+    for the end of training, weights in percent): the report reads them through lth.engine.records.upgrade."""
     layout = RunFiles(root)
     files.write_json(layout.layout.settings_file, {"fingerprint": "x", "settings": {
         "model": "lenet-test", "dataset": "mnist-5k", "seed": 0, "criterion": criterion, "trials": trials}})
@@ -57,7 +60,7 @@ def fake_run(root: Path, rounds: int, trials: int = 2, criterion: str = "large_f
 def test_report_files_html_and_aggregates(tmp_path):
     layout = fake_run(tmp_path / "run", rounds=4)
     written = {p.name for p in make_report([str(layout.root)], tmp_path / "report")}
-    assert {"index.html", "report.md", "accuracy.png", "early_stop.png", "learning_curves.png", "layers.png",
+    assert {"index.html", "report.md", "by_sparsity.png", "early_stop.png", "learning_curves.png", "layers.png",
             "masks.png", "summary.csv", "arms.csv", "networks.csv", "layers.csv"} <= written
     html = (tmp_path / "report" / "index.html").read_text()
     pngs = sorted(f for f in written if f.endswith(".png"))
@@ -71,19 +74,19 @@ def test_report_files_html_and_aggregates(tmp_path):
     assert list(summary["round"]) == [0, 1, 2, 3]
     for r in range(4):  # trials have acc 0.9 - 0.01 r and 0.92 - 0.01 r
         row = summary[summary["round"] == r].iloc[0]
-        assert row["ticket_acc"] == pytest.approx(0.91 - 0.01 * r)
-        assert row["ticket_acc_min"] == pytest.approx(0.90 - 0.01 * r)
-        assert row["ticket_acc_max"] == pytest.approx(0.92 - 0.01 * r)
-        assert row["ticket_acc_end"] == pytest.approx(0.911 - 0.01 * r)
+        assert row["ticket_early_stop_test_acc"] == pytest.approx(0.91 - 0.01 * r)
+        assert row["ticket_early_stop_test_acc_min"] == pytest.approx(0.90 - 0.01 * r)
+        assert row["ticket_early_stop_test_acc_max"] == pytest.approx(0.92 - 0.01 * r)
+        assert row["ticket_end_test_acc"] == pytest.approx(0.911 - 0.01 * r)
         assert row["trials"] == 2
         if r > 0:
-            assert row["reinit_acc"] == pytest.approx(0.86 - 0.01 * r)
-    assert pd.isna(summary.loc[0, "reinit_acc"])  # controls start at round 1
+            assert row["reinit_early_stop_test_acc"] == pytest.approx(0.86 - 0.01 * r)
+    assert pd.isna(summary.loc[0, "reinit_early_stop_test_acc"])  # controls start at round 1
 
     layers = pd.read_csv(tmp_path / "report" / "layers.csv")
     mask = files.load_tensors(layout.mask(0, 3), "mask")
     assert layers.loc[layers["round"] == 3, "fc1.weight"].item() == pytest.approx(
-        100 * mask["fc1.weight"].sum().item() / mask["fc1.weight"].numel())
+        mask["fc1.weight"].sum().item() / mask["fc1.weight"].numel(), abs=1e-6)  # a fraction, as in every file
 
 
 def test_pixel_map_counts_kept_connections_per_input_pixel():
@@ -116,7 +119,7 @@ def test_several_runs_are_compared_and_labelled_by_what_differs(tmp_path):
     make_report([str(a.root), str(b.root)], tmp_path / "report")
     summary = pd.read_csv(tmp_path / "report" / "summary.csv")
     assert set(summary["run"]) == {"criterion=large_final", "criterion=movement"}
-    moved = summary[summary["run"] == "criterion=movement"].set_index("round")["ticket_acc"]
+    moved = summary[summary["run"] == "criterion=movement"].set_index("round")["ticket_early_stop_test_acc"]
     assert moved[1] == pytest.approx(0.91 - 0.01 + 0.03)
     written = {p.name for p in (tmp_path / "report").iterdir()}
     assert {"learning_curves-0.png", "learning_curves-1.png", "masks-0.png", "masks-1.png"} <= written
@@ -139,8 +142,8 @@ def test_cli_report_and_bad_source(tmp_path):
 def test_compaction_results_of_lth_compact_are_tabled(tmp_path):
     layout = fake_run(tmp_path / "run", rounds=2)
     cpu = lambda ms: {"latency_ms": ms, "throughput": 1000 / ms, "batch_size": 1, "threads": 1}  # noqa: E731
-    rounds = [{"round": r, "trial": 0, "model": "lenet-test", "pruning": "structured", "weights_remaining": 100 - 40 * r,
-               "test_acc": 0.9, "params": {"dense": 1000, "masked_nonzero": 1000 - 400 * r, "compact": 1000 - 400 * r},
+    rounds = [{"round": r, "trial": 0, "model": "lenet-test", "pruning": "structured", "weights_remaining": 1 - 0.4 * r,
+               "end_test_acc": 0.9, "params": {"dense": 1000, "masked_nonzero": 1000 - 400 * r, "compact": 1000 - 400 * r},
                "macs": {"dense": 900, "masked_nonzero": 900 - 300 * r, "compact": 900 - 300 * r},
                "file_bytes": {"dense": 4096, "compact": 4096 - 1024 * r},
                "check": {"outputs_match": True}, "cpu": {"dense": cpu(2.0), "compact": cpu(2.0 - 0.5 * r)}}
@@ -148,8 +151,9 @@ def test_compaction_results_of_lth_compact_are_tabled(tmp_path):
     files.write_json(layout.layout.compact_summary, {"dense": {}, "rounds": rounds})
     make_report([str(layout.root)], tmp_path / "report")
     table = pd.read_csv(tmp_path / "report" / "compaction.csv").set_index("round")
-    assert table.loc[1, "params_pct"] == pytest.approx(60.0)
-    assert table.loc[1, "macs_pct"] == pytest.approx(100 * 600 / 900)
+    assert table.loc[1, "params_fraction"] == pytest.approx(0.6)
+    assert table.loc[1, "macs_fraction"] == pytest.approx(600 / 900)
+    assert table.loc[1, "end_test_acc"] == pytest.approx(0.9)
     assert table.loc[1, "file_kib"] == pytest.approx(3.0)
     assert table.loc[1, "speedup"] == pytest.approx(2.0 / 1.5)
     assert "Compacted networks" in (tmp_path / "report" / "index.html").read_text()

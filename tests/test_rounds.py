@@ -40,9 +40,9 @@ def test_lenet_sparsity_follows_the_paper_schedule_exactly(tmp_path):
             assert (final[name][~mask[name]] == 0).all()
             assert results[r]["networks"][0]["layers"][name]["kept"] == round(n * keep**r)
         total = sum(n for n, _ in sizes.values())
-        expected = 100 * sum(round(n * k**r) for n, k in sizes.values()) / total
-        assert results[r]["weights_remaining"] == pytest.approx(expected, abs=1e-3)
-        assert results[r]["networks"][0]["nonzero_remaining"] == pytest.approx(expected, abs=0.01)
+        expected = sum(round(n * k**r) for n, k in sizes.values()) / total
+        assert results[r]["weights_remaining"] == pytest.approx(expected, abs=1e-6)
+        assert results[r]["networks"][0]["nonzero_weights_remaining"] == pytest.approx(expected, abs=1e-4)
         if r:
             previous = load(layout.mask(0, r - 1), "mask")
             assert all(not (mask[k] & ~previous[k]).any() for k in mask), "masks must be nested"
@@ -52,7 +52,8 @@ def test_lenet_sparsity_follows_the_paper_schedule_exactly(tmp_path):
     assert list(summary) == ["r00", "r01", "r02", "r03", "r04"]
     assert json.loads((tmp_path / "metrics" / "summary.json").read_text())["last"]["round"] == 4
     table = (tmp_path / "metrics" / "networks.csv").read_text()
-    assert table.startswith("round,trial,arm,weights_remaining,test_acc") and len(table.splitlines()) == 6
+    assert table.startswith("round,trial,arm,weights_remaining,end_test_acc,early_stop_test_acc") \
+        and len(table.splitlines()) == 6
 
 
 def test_survivors_are_reset_to_theta0(tmp_path):

@@ -45,7 +45,7 @@ def test_a_network_interpolated_with_itself_has_no_barrier_and_its_ends_are_its_
     trained = train_networks(TrainJob(t.settings.model, FAST), splits, [Network(0, "x", 3, t.start, t.mask)])[0]
     errors = error_line(t.settings.model, splits, trained.state, trained.state, [0, 0.25, 0.5, 1])
     assert barrier(errors) == 0.0 and len(set(errors)) == 1
-    assert errors[0] == pytest.approx(100 * (1 - trained.final["test_acc"]), abs=1e-9)
+    assert errors[0] == pytest.approx(1 - trained.final["test_acc"], abs=1e-9)  # a fraction misclassified
 
     other = {k: v + 0.1 for k, v in trained.state.items()}
     assert all(torch.equal(interpolate(trained.state, other, 0.0)[k], trained.state[k]) for k in other)
@@ -58,7 +58,7 @@ def test_batch_norm_statistics_are_recomputed_at_every_point():
     from lth.models import build_model
 
     splits = tiny_splits(n_train=40, n_eval=20, shape=(3, 32, 32))
-    model = build_model("resnet-20", splits.input_shape, splits.num_classes, 0)
+    model = build_model("resnet-20", splits.input_shape, splits.num_outputs, 0)
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     stale = {k: (v + 5.0 if "running_mean" in k else v) for k, v in state.items()}  # nonsense statistics
     errors = error_line("resnet-20", splits, stale, stale, [0, 0.5, 1])
@@ -75,8 +75,7 @@ def test_instability_trains_two_copies_per_rewind_point(run):
     for r in results:
         assert r["alphas"] == [0, 0.25, 0.5, 0.75, 1.0] and len(r["test_error"]) == 5
         assert r["barrier"] == pytest.approx(barrier(r["test_error"]), abs=1e-3) and r["barrier"] >= 0
-        assert r["endpoints_test_acc"] == [pytest.approx(1 - e / 100, abs=1e-6)
-                                           for e in (r["test_error"][0], r["test_error"][-1])]
+        assert r["end_test_acc"] == [pytest.approx(1 - e, abs=1e-6) for e in (r["test_error"][0], r["test_error"][-1])]
     assert results[0]["test_error"] == results[1]["test_error"]  # own rewind here is θ0: the same as 0it
     contrast = instability(t, splits, ["0it"], "init", points=3)
     assert contrast[0]["test_error"] != results[1]["test_error"][::2]
@@ -89,16 +88,17 @@ def test_cli_stability_writes_results_and_refuses_bad_input(run, tmp_path, monke
     import lth.datasets as datasets
 
     root, splits = run
-    monkeypatch.setattr(datasets, "load_dataset", lambda name, where, **kw: splits)
+    monkeypatch.setattr(datasets, "load_dataset", lambda name, where, *args, **kw: splits)
     out = tmp_path / "stability.json"
     code, stdout, stderr = run_cli(monkeypatch, capsys, "experiment", "stability", str(root), str(tmp_path),
                                    "--round", "1", "--rewind", "0it", "--rewind", "6it", "--points", "4",
                                    "--out", str(out))
     assert code == 0, stderr
     saved = json.loads(out.read_text())
-    assert {"round", "trial", "weights_remaining", "pair", "rewinds"} <= set(saved)
+    assert {"round", "trial", "weights_remaining", "pair", "task", "error", "threshold", "rewinds"} <= set(saved)
+    assert saved["threshold"] == 0.02 and saved["error"] == "error" and 0 < saved["weights_remaining"] < 1
     assert saved["round"] == 1 and saved["pair"] == "data-order" and len(saved["rewinds"]) == 2
-    assert 0 < saved["weights_remaining"] < 100 and "Instability" in stdout
+    assert "Instability" in stdout
 
     for extra, message in ((["--round", "4"], "round r04 of"), (["--round", "1", "--points", "2"], "bad --points 2"),
                            (["--round", "1", "--pair", "twins"], "unknown pair 'twins'"),

@@ -23,14 +23,16 @@ Choices = Callable[[], Iterable[str]]
 
 
 def setting(default: Any = dataclasses.MISSING, help: str = "", *, choices: Optional[Choices] = None,
-            label: str = "", inline: bool = False, default_factory: Any = dataclasses.MISSING) -> Any:
+            label: str = "", inline: bool = False, default_factory: Any = dataclasses.MISSING,
+            beyond: Optional[tuple[Callable[[Any], bool], str]] = None) -> Any:
     """A dataclass field with its help text and, optionally, its valid values.
 
     `label` names the setting in errors ('unknown mask-1 action ...'; default: the field name);
     `inline` lists the choices in help texts (for short, torch-free registries; long ones point to
-    `lth list`).
+    `lth list`); `beyond` = (accepts, words): values outside the choices that are valid all the same
+    (a reference to the user's own code, checked when it is loaded), and how the error names them.
     """
-    metadata = {"help": help, "choices": choices, "label": label, "inline": inline}
+    metadata = {"help": help, "choices": choices, "label": label, "inline": inline, "beyond": beyond}
     return field(default=default, default_factory=default_factory, metadata=metadata)
 
 
@@ -91,9 +93,11 @@ def check_choices(obj: Any) -> None:
         if choices is None:
             continue
         valid = list(choices())
+        accepts, words = f.metadata.get("beyond") or (lambda item: False, "")
         for item in value if isinstance(value, (tuple, list)) else (value,):
-            if item not in valid:
-                raise unknown_choice(f.metadata.get("label") or f.name, item, valid)
+            if item not in valid and not accepts(item):
+                error = unknown_choice(f.metadata.get("label") or f.name, item, valid)
+                raise LthError(f"{error}; or {words}") if words else error
 
 
 def build(cls: type, data: Mapping[str, Any], where: str, base: Any = None) -> Any:

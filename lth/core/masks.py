@@ -21,15 +21,15 @@ def kept_counts(mask: Mapping[str, Tensor]) -> dict[str, tuple[int, int]]:
     return {name: (int(m.sum()), m.numel()) for name, m in mask.items()}
 
 
-def remaining_percent(mask: Mapping[str, Tensor]) -> float:
-    """% of prunable weights kept, over all layers."""
+def remaining_fraction(mask: Mapping[str, Tensor]) -> float:
+    """The fraction of prunable weights kept, over all layers (files keep fractions; tables show percent)."""
     counts = kept_counts(mask).values()
     total = sum(n for _, n in counts)
-    return 100.0 * sum(k for k, _ in counts) / max(total, 1)
+    return sum(k for k, _ in counts) / max(total, 1)
 
 
-def tensor_remaining_percent(state: Mapping[str, Tensor], names: Iterable[str]) -> dict[str, float]:
-    """% of nonzero entries actually present in the weights, per layer and overall ('all').
+def tensor_remaining_fraction(state: Mapping[str, Tensor], names: Iterable[str]) -> dict[str, float]:
+    """The fraction of nonzero entries actually present in the weights, per layer and overall ('all').
 
     Measured from the tensors themselves, so the sparsity we report is the sparsity that exists.
     """
@@ -38,10 +38,10 @@ def tensor_remaining_percent(state: Mapping[str, Tensor], names: Iterable[str]) 
     for name in names:
         t = state[name]
         nz = int(torch.count_nonzero(t))
-        result[name] = 100.0 * nz / t.numel()
+        result[name] = nz / t.numel()
         nonzero += nz
         total += t.numel()
-    result["all"] = 100.0 * nonzero / max(total, 1)
+    result["all"] = nonzero / max(total, 1)
     return result
 
 

@@ -7,13 +7,14 @@ inside one directory, so a DVC stage has one output per artifact whatever the nu
 
     settings.json (run directory) | params.yaml (workspace)      the settings that made the run
     data/prepared/splits.pt                                      the dataset as tensors (workspace)
+    data/prepared/spec.json                                      its task, example shape and number of outputs
     data/code/stages.NAME.txt                                    what code each stage runs (workspace)
     data/init/theta0/trial-T.pt                                  θ0
     data/init/rewind_point/trial-T.pt                            θk, the rewind point (θ0 when k = 0)
     data/rounds/rNN/{scores,mask,start,final}/trial-T.pt         a round's scores, mask, start, trained weights
     data/checkpoints/train-rNN.pt                                an unfinished round's training state
     metrics/rounds/rNN.json                                      every network of the round (written last)
-    metrics/summary.json, per_round.json, networks.csv, accuracy.json, learning_curves.json, layer_sparsity.json
+    metrics/summary.json, per_round.json, networks.csv, by_sparsity.json, learning_curves.json, layer_sparsity.json
     metrics/experiments/NAME.json, data/experiments/NAME/        research experiments
     metrics/prune_at_init/METHOD.json                            pruning at initialization, trained
     data/supermask/mask.pt, metrics/supermask.json               a learned supermask
@@ -70,6 +71,11 @@ class Layout:
         return self.root / "data" / "prepared" / "splits.pt"
 
     @property
+    def prepared_spec(self) -> Path:
+        """What the data gives a model (task, example shape, outputs): read by every step that builds one."""
+        return self.root / "data" / "prepared" / "spec.json"
+
+    @property
     def theta0(self) -> Path:
         return self.root / "data" / "init" / "theta0"
 
@@ -118,8 +124,9 @@ class Layout:
         return self.metrics / "networks.csv"
 
     @property
-    def accuracy_plot(self) -> Path:
-        return self.metrics / "accuracy.json"
+    def sparsity_plot(self) -> Path:
+        """Per round: the ticket's and each control's test metric against the weights remaining (`dvc plots`)."""
+        return self.metrics / "by_sparsity.json"
 
     @property
     def curves_plot(self) -> Path:

@@ -39,7 +39,19 @@ class WorkspaceSettings:
                                               "resumes mid-round ('0it': only when interrupted).")
 
 
-PIPELINE_KEYS = ("dataset_dir", "device", "checkpoint_every", "rounds", "supermask", "experiments", "prune_at_init")
+@dataclass(frozen=True)
+class SourceSettings:
+    """What DVC watches for the model's and the dataset's own code or file (deps in dvc.yaml), so a stage reruns
+    when the researcher's code or data it uses changes (lth.engine.sources checks they cover it)."""
+
+    model: str = setting("lth/models", "The model's code, a file or folder of this workspace (your own: e.g. "
+                                       "nets.py): a dep of every stage that builds the model.")
+    dataset: str = setting("lth/datasets", "The dataset's code or file, a file or folder of this workspace (your "
+                                           "own: e.g. data/mine.npz): a dep of prepare.")
+
+
+PIPELINE_KEYS = ("dataset_dir", "device", "checkpoint_every", "rounds", "supermask", "experiments", "prune_at_init",
+                 "sources")
 
 
 @dataclass(frozen=True)
@@ -51,6 +63,7 @@ class PipelineParams:
     supermask: SupermaskSettings = field(default_factory=SupermaskSettings)
     checkpoint_every: str = "2000it"
     distributed: DistributedSettings = field(default_factory=DistributedSettings)  # train.distributed
+    sources: SourceSettings = field(default_factory=SourceSettings)
 
     def previous(self, round_key: str) -> str:
         if round_key not in self.rounds:
@@ -132,6 +145,7 @@ def load_params(path: str | Path = "params.yaml") -> PipelineParams:
     supermask = build(SupermaskSettings, data.get("supermask") or {}, f"{path}: supermask").validate()
     processes = build(DistributedSettings, distributed, f"{path}: train.distributed").validate(
         f"{path}: train.distributed")
+    sources = build(SourceSettings, data.get("sources") or {}, f"{path}: sources")
     rounds = parse_rounds(data.get("rounds"), f"{path}: rounds")
     if settings.prune.schedule == "oneshot" and list(rounds) != ["r01"]:
         raise LthError(f"{path}: prune.schedule oneshot prunes once, so declare one round: "
@@ -139,8 +153,21 @@ def load_params(path: str | Path = "params.yaml") -> PipelineParams:
     check_experiment_rounds(data.get("experiments"), [DENSE_ROUND, *rounds], path)
     if "prune_at_init" in data:
         load_at_init_settings(data["prune_at_init"], f"{path}: prune_at_init")
+    check_workspace_sources(settings, sources, data.get("experiments"), path)
     return PipelineParams(settings, workspace.dataset_dir, workspace.device, rounds, supermask, checkpoint_every,
-                          processes)
+                          processes, sources)
+
+
+def check_workspace_sources(settings: RunSettings, sources: SourceSettings, experiments: Any, path: Path) -> None:
+    """`sources` cover the workspace files the model and the datasets (the run's, the transfer experiment's) use."""
+    from lth.engine.sources import check_sources
+
+    root = path.resolve().parent
+    check_sources(settings.model, "model", sources.model, root, str(path))
+    check_sources(settings.dataset, "dataset", sources.dataset, root, str(path))
+    transfer = (experiments or {}).get("transfer") if isinstance(experiments, Mapping) else None
+    if isinstance(transfer, Mapping) and isinstance(transfer.get("dataset"), str):
+        check_sources(transfer["dataset"], "dataset", sources.dataset, root, f"{path}: experiments.transfer")
 
 
 def check_experiment_rounds(experiments: Any, declared: list[str], path: Path) -> None:

@@ -20,7 +20,7 @@ from lth.engine.params import DENSE_ROUND, round_index, round_key
 from lth.engine.settings import RunSettings
 
 if TYPE_CHECKING:
-    from torch import Tensor
+    from torch import Tensor, nn
 
     from lth.datasets import Splits
     from lth.engine.params import PipelineParams
@@ -51,10 +51,32 @@ class SilentReporter:
 
 @dataclass(frozen=True)
 class Shape:
-    """What the model is built for: input (C, H, W) and number of classes."""
+    """What a model is built for and how it is judged: the shape of one example, the number of outputs (classes
+    or target columns) and the task. Written beside the data (data/prepared/spec.json), so every step that
+    builds the model knows it without loading the data."""
 
-    input_shape: tuple[int, int, int]
-    num_classes: int
+    input_shape: tuple[int, ...]
+    num_outputs: int
+    task: str = "classification"
+    dataset: str = ""
+
+    @classmethod
+    def of(cls, splits: "Splits") -> "Shape":
+        return cls(tuple(splits.input_shape), splits.num_outputs, splits.task, splits.name)
+
+    def to_dict(self) -> dict:
+        return {"dataset": self.dataset, "task": self.task, "input_shape": list(self.input_shape),
+                "num_outputs": self.num_outputs}
+
+    @classmethod
+    def read(cls, path: Path) -> "Shape":
+        data = files.read_json(path)
+        try:
+            return cls(tuple(int(d) for d in data["input_shape"]), int(data["num_outputs"]), str(data["task"]),
+                       str(data.get("dataset", "")))
+        except (KeyError, TypeError, ValueError):
+            raise LthError(f"{path} is not a dataset spec (dataset, task, input_shape, num_outputs); delete it and "
+                           "rerun") from None
 
 
 @dataclass
@@ -104,30 +126,45 @@ class Run:
 
     @cached_property
     def shape(self) -> Shape:
-        """The model's input shape and class count: the given data's, else the dataset registry's (no data loaded)."""
+        """What the model is built for: the given data's, else the spec written beside the data (no data loaded),
+        else (a run made before specs were written) the dataset registry's."""
         from lth.datasets import get_dataset_spec
 
         if self.splits is not None:
-            return Shape(self.splits.input_shape, self.splits.num_classes)
+            return Shape.of(self.splits)
+        if self.layout.prepared_spec.is_file():
+            shape = Shape.read(self.layout.prepared_spec)
+            if shape.dataset != self.settings.dataset:
+                raise LthError(f"{self.layout.prepared_spec} describes dataset '{shape.dataset}', not "
+                               f"'{self.settings.dataset}' (a stale file?); delete it and rerun")
+            return shape
         spec = get_dataset_spec(self.settings.dataset)
-        return Shape(tuple(spec.input_shape), spec.num_classes)
+        return Shape(tuple(spec.input_shape), spec.num_outputs, spec.task, spec.name)
 
     @cached_property
-    def _model(self) -> tuple[dict[str, str], dict[str, tuple[int, ...]]]:
+    def template(self) -> "nn.Module":
+        """The model as built for this run's data (seed 0): what its prunable layers, shapes and units are."""
         from lth.models import build_model
 
-        model = build_model(self.settings.model, self.shape.input_shape, self.shape.num_classes, 0)
-        return model.prunable_layers(), {k: tuple(v.shape) for k, v in model.state_dict().items()}
+        return build_model(self.settings.model, self.shape.input_shape, self.shape.num_outputs, 0)
 
-    @property
+    @cached_property
     def kinds(self) -> dict[str, str]:
         """Prunable layer -> 'conv' | 'fc' | 'output'."""
-        return self._model[0]
+        from lth.models.layers import prunable_layers
 
-    @property
+        return prunable_layers(self.template)
+
+    @cached_property
     def shapes(self) -> dict[str, tuple[int, ...]]:
         """Every state entry -> its shape."""
-        return self._model[1]
+        return {k: tuple(v.shape) for k, v in self.template.state_dict().items()}
+
+    def units(self) -> list:
+        """The model's units for structured pruning (lth.pruning.structured.unit_layers)."""
+        from lth.pruning.structured import unit_layers
+
+        return unit_layers(self.template, self.kinds)
 
     # --- files ---------------------------------------------------------------------------------------------
 
@@ -164,7 +201,7 @@ class Run:
 
             with timing.timed("data"):
                 splits = Splits.from_state(files.load_torch(self.layout.prepared, "prepared dataset"))
-                check_data(self.settings, splits.input_shape, splits.num_classes, len(splits.train_x))
+                check_data(self.settings, splits)
                 self.splits = splits.to(resolve_device(self.device))
         return self.splits
 
@@ -175,7 +212,10 @@ class Run:
         return [key for key in [DENSE_ROUND, *self.rounds] if self.layout.round_metrics(key).is_file()]
 
     def record(self, key: str) -> dict:
-        return files.read_json(self.layout.round_metrics(key))
+        """Round `key`'s record (lth.engine.records), in today's format whatever version wrote it."""
+        from lth.engine.records import read_record
+
+        return read_record(self.layout.round_metrics(key))
 
     def ticket(self, key: str, trial: int = 0) -> Ticket:
         """Round `key` of trial `trial`; the round must be finished."""

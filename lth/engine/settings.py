@@ -12,7 +12,7 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from lth.core.config import build, check_choices, plain, setting
 from lth.core.errors import LthError
@@ -20,7 +20,12 @@ from lth.core.steps import Step
 from lth.pruning.settings import PruneSettings
 from lth.training.settings import TrainSettings
 
+if TYPE_CHECKING:
+    from lth.datasets import Splits
+
 MAX_TRIALS = 64
+FINGERPRINT_VERSION = "2-"  # fingerprints of non-default settings; version 1 (no prefix) hashed every setting
+SETTINGS_SINCE_V1 = ("task",)  # settings added after version 1: an older run has them at their default
 MAX_SEED = 2**62  # derived seeds stay below 2**62; torch generators take at most 2**64 - 1 (we add 1)
 
 
@@ -34,6 +39,24 @@ def _datasets():
     from lth.datasets import DATASETS
 
     return DATASETS
+
+
+def _tasks():
+    from lth.tasks import TASK_CHOICES
+
+    return TASK_CHOICES
+
+
+def _user_model():
+    from lth.core.plugins import FORMS, is_reference
+
+    return is_reference, f"your own model as {FORMS}"
+
+
+def _user_dataset():
+    from lth.core.plugins import DATA_FORMS, is_data_file, is_reference
+
+    return (lambda name: is_reference(name) or is_data_file(name)), DATA_FORMS
 
 
 def _criteria():
@@ -70,8 +93,13 @@ def _granularities():
 class RunSettings:
     """Everything that determines the results of a lottery-ticket run."""
 
-    model: str = setting("lenet-300-100", "Model (`lth list models`).", choices=_models)
-    dataset: str = setting("mnist-5k", "Dataset (`lth list datasets`).", choices=_datasets)
+    model: str = setting("lenet-300-100", "Model: a registered name (`lth list models`), or your own "
+                                          "package.module:callable or path/to/file.py:callable.",
+                         choices=_models, beyond=_user_model())
+    dataset: str = setting("mnist-5k", "Dataset: a registered name (`lth list datasets`), a .npz/.pt file of arrays, "
+                                       "or package.module:callable.", choices=_datasets, beyond=_user_dataset())
+    task: str = setting("auto", "What the network learns (lth.tasks): auto infers it from the targets (integer labels: "
+                                "classification; floats: regression).", choices=_tasks, inline=True)
     seed: int = setting(0, "Seed of θ0, data order and tie-breaking.")
     criterion: str = setting("large_final", "Mask criterion: how a weight is scored (`lth list criteria`).",
                              choices=_criteria)
@@ -99,9 +127,20 @@ class RunSettings:
         return plain(self)
 
     def fingerprint(self) -> str:
-        """A short stable hash of the settings: two runs with equal fingerprints compute the same thing."""
-        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
+        """A short stable hash of the settings that differ from their declared defaults (as open_lth does): two
+        runs with equal fingerprints compute the same thing, and a setting added later with a default that
+        changes nothing leaves every existing run's fingerprint as it was."""
+        changed = non_default(plain(RunSettings()), self.to_dict())
+        return FINGERPRINT_VERSION + hashlib.sha256(json.dumps(changed, sort_keys=True).encode()).hexdigest()[:16]
+
+    def fingerprints(self) -> tuple[str, ...]:
+        """Every fingerprint a file of this run may carry: today's, and the one lth wrote before fingerprints
+        hashed only non-default settings (a hash of every setting of that time), so older runs stay readable."""
+        current = self.to_dict()
+        if any(current.get(key) != plain(getattr(RunSettings(), key)) for key in SETTINGS_SINCE_V1):
+            return (self.fingerprint(),)
+        legacy = {k: v for k, v in current.items() if k not in SETTINGS_SINCE_V1}
+        return self.fingerprint(), hashlib.sha256(json.dumps(legacy, sort_keys=True).encode()).hexdigest()[:16]
 
     def validate(self) -> "RunSettings":
         """Check every value against its valid range or registry; raise LthError on the first bad one."""
@@ -137,12 +176,12 @@ def defaults_for(model: str, dataset: str | None = None) -> RunSettings:
     """The paper's settings for `model` (optimizer, schedule, pruning rates) on `dataset`."""
     from lth.models import LAYER_KINDS, get_model_spec
 
-    d = get_model_spec(model).defaults
+    d = get_model_spec(model).defaults  # a reference to your own code imports it here
     train = TrainSettings(optimizer=d.optimizer, lr=d.lr, batch_size=d.batch_size, duration=d.duration,
                           momentum=d.momentum, nesterov=d.nesterov, weight_decay=d.weight_decay, warmup=d.warmup,
                           milestones=tuple(d.milestones), gamma=d.gamma)
     prune = PruneSettings(method=d.pruning, rates={k: float(d.rates.get(k, 0.0)) for k in LAYER_KINDS})
-    return RunSettings(model=model, dataset=dataset or d.dataset, train=train, prune=prune)
+    return RunSettings(model=model, dataset=dataset or d.dataset or RunSettings.dataset, train=train, prune=prune)
 
 
 def replace(settings: RunSettings, **changes: Any) -> RunSettings:
@@ -162,22 +201,44 @@ def replace(settings: RunSettings, **changes: Any) -> RunSettings:
     return dataclasses.replace(settings, train=train, prune=prune, **top)
 
 
+def non_default(defaults: Any, values: Any, prefix: str = "") -> dict[str, Any]:
+    """The leaves of `values` that differ from `defaults`, as dotted keys ('train.lr': 0.01)."""
+    if isinstance(defaults, Mapping) and isinstance(values, Mapping):
+        out: dict[str, Any] = {}
+        for key in sorted(set(defaults) | set(values), key=str):
+            if key not in values:
+                out[f"{prefix}{key}"] = None
+            elif key not in defaults:
+                out[f"{prefix}{key}"] = values[key]
+            else:
+                out.update(non_default(defaults[key], values[key], f"{prefix}{key}."))
+        return out
+    return {} if defaults == values else {prefix.rstrip("."): values}
+
+
 def from_dict(data: Mapping[str, Any], where: str = "params") -> RunSettings:
-    """Build RunSettings from a plain mapping (params.yaml), on top of the model's paper defaults,
-    rejecting unknown keys and wrong types."""
+    """Build RunSettings from a plain mapping (params.yaml), on top of the model's defaults (a registered
+    model's paper settings; your own model's generic ones or those its callable carries), rejecting unknown
+    keys and wrong types."""
+    from lth.core.plugins import is_reference
     from lth.models import MODELS
 
     if not isinstance(data, Mapping):
         raise LthError(f"{where}: expected a mapping of settings, got {type(data).__name__}")
     model = data.get("model", RunSettings.model)
-    base = defaults_for(model) if isinstance(model, str) and model in MODELS else RunSettings()
+    known = isinstance(model, str) and (model in MODELS or is_reference(model))
+    base = defaults_for(model, RunSettings.dataset) if known else RunSettings()
     return build(RunSettings, data, where, base).validate()
 
 
-def check_data(settings: RunSettings, input_shape: tuple[int, ...], num_classes: int, num_train: int) -> None:
-    """The checks that need the dataset: the batch fits the training set, the rewind step lies within
-    training, and the model accepts the images. Run before any work, so a bad combination costs nothing."""
-    t = settings.train
+def check_data(settings: RunSettings, splits: "Splits") -> None:
+    """The checks that need the dataset: it is the one the settings name, in the task they ask for, the batch
+    fits the training set, the rewind step lies within training, and the model accepts the data and gives one
+    output per class or target. Run before any work, so a bad combination costs nothing."""
+    if settings.task not in ("auto", splits.task):
+        raise LthError(f"the data of '{settings.dataset}' is prepared for {splits.task}, but the settings ask for "
+                       f"task {settings.task} (a stale prepared file? rerun its preparation)")
+    num_train, t = len(splits.train_x), settings.train
     if t.batch_size > num_train:
         raise LthError(f"bad batch_size {t.batch_size}: larger than the {num_train} training examples of "
                        f"'{settings.dataset}'")
@@ -187,30 +248,31 @@ def check_data(settings: RunSettings, input_shape: tuple[int, ...], num_classes:
     if rewind > total:
         raise LthError(f"rewind step '{settings.rewind}' ({rewind} iterations) is beyond the training length "
                        f"'{t.duration}' ({total} iterations at batch size {t.batch_size} on {num_train} examples)")
-    check_model_fits(settings.model, tuple(input_shape), num_classes, settings.dataset)
+    check_model_fits(settings.model, splits.input_shape, splits.num_outputs, settings.dataset)
     warmup = Step.parse(t.warmup).to_iterations(per_epoch)
     if warmup > total:
         raise LthError(f"warmup '{t.warmup}' ({warmup} iterations) is longer than the training length "
                        f"'{t.duration}' ({total} iterations): the learning rate would never reach {t.lr}")
 
 
-def check_model_fits(model: str, input_shape: tuple[int, ...], num_classes: int, dataset: str = "the dataset") -> None:
-    """One forward pass of a single blank image: an input too small for the model's convolutions and pooling
-    (or of the wrong rank) is named here instead of failing as a shape error deep inside training."""
+def check_model_fits(model: str, input_shape: tuple[int, ...], num_outputs: int, dataset: str = "the dataset") -> None:
+    """One forward pass of a single blank example: an input too small for the model's convolutions and pooling
+    (or of the wrong rank) and outputs of the wrong size are named here instead of failing as a shape error
+    deep inside training."""
     import torch
 
     from lth.models import build_model
 
-    if len(input_shape) != 3 or any(d < 1 for d in input_shape):
-        raise LthError(f"{dataset}: input shape {tuple(input_shape)} is not (channels, height, width)")
-    net = build_model(model, tuple(input_shape), num_classes, 0).eval()
+    shape = "x".join(map(str, input_shape))
+    net = build_model(model, tuple(input_shape), num_outputs, 0).eval()
     try:
         with torch.no_grad():
             out = net(torch.zeros(1, *input_shape))
-    except (RuntimeError, ValueError, LthError) as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure of the forward pass means the model does not fit
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise LthError(f"model '{model}' does not fit {dataset}'s {'x'.join(map(str, input_shape))} images: "
-                       f"{first}") from None
-    if tuple(out.shape) != (1, num_classes):
-        raise LthError(f"model '{model}' gives outputs of shape {tuple(out.shape)[1:]} for {dataset}, "
-                       f"expected {num_classes} classes")
+        raise LthError(f"model '{model}' does not fit {dataset}'s {shape} inputs: {first}") from None
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (1, num_outputs):
+        got = tuple(out.shape)[1:] if isinstance(out, torch.Tensor) else type(out).__name__
+        raise LthError(f"model '{model}' gives outputs of shape {got} for {dataset}'s {shape} inputs, expected "
+                       f"({num_outputs},): one per class or target; build the output layer with the num_outputs "
+                       "the model is given")

@@ -26,11 +26,11 @@ RUN_HELP = "A find-ticket run directory or a DVC workspace (the source of the ti
 DEVICE_HELP = setting_help("device")
 
 
-def _splits(dataset: str, dataset_dir: Path, device: str):
+def _splits(dataset: str, dataset_dir: Path, device: str, task: str = "auto"):
     from lth.datasets import load_dataset
     from lth.training.device import resolve_device
 
-    return load_dataset(dataset, dataset_dir).to(resolve_device(device))
+    return load_dataset(dataset, dataset_dir, task).to(resolve_device(device))
 
 
 def _ticket(run_dir: Path, round_index: int, trial: int = 0):
@@ -113,7 +113,7 @@ def combine(
     from lth.experiments.common import arms_table, results_only
 
     parent_a, parent_b = _ticket(run_a, round), _ticket(run_b, round_b or round)
-    splits = _splits(parent_a.settings.dataset, dataset_dir, device)
+    splits = _splits(parent_a.settings.dataset, dataset_dir, device, parent_a.settings.task)
     results = results_only(run(parent_a, parent_b, splits, tuple(how or ("union", "intersection")),
                                training_length(duration, epochs, iterations), eval_every))
     _print(arms_table(f"Combined tickets (round {round}; mask overlap {results['parent-a']['overlap']:.3f})", results))
@@ -142,20 +142,24 @@ def removal(
     from rich.table import Table
 
     from lth.experiments.removal import metrics, remove_tickets
+    from lth.tasks import get_task
 
     ticket = _ticket(run_dir, round, trial)
-    splits = _splits(ticket.settings.dataset, dataset_dir, device)
+    splits = _splits(ticket.settings.dataset, dataset_dir, device, ticket.settings.task)
     result = remove_tickets(ticket, splits, max_tickets, margin, removed, training_length(duration, epochs, iterations),
                             eval_every, log=lambda line: console.print(f"  {line}", highlight=False))
-    table = Table(title=f"Ticket removal (dense {100 * result['dense']['early_stop_test_acc']:.2f}%, "
-                        f"margin {100 * margin:.1f} points): {result['removable']} ticket(s) removable")
-    for column in ("ticket", "complement % weights", "complement acc", "ticket % weights", "ticket acc", "matching"):
+    metric = get_task(splits.task).headline
+    judged = f"early_stop_test_{metric.name}"
+    table = Table(title=f"Ticket removal (dense {metric.label} {metric.show(result['dense'][judged])}, margin "
+                        f"{metric.show(margin)}): {result['removable']} ticket(s) removable")
+    for column in ("ticket", "complement % weights", f"complement {metric.label}", "ticket % weights",
+                   f"ticket {metric.label}", "matching"):
         table.add_column(column, justify="right")
     for entry in result["tickets"]:
         c, f = entry.get("complement"), entry["found"]
-        table.add_row(str(entry["ticket"]), f"{c['weights_remaining']:.2f}" if c else "-",
-                      f"{100 * c['early_stop_test_acc']:.2f}" if c else "-", f"{f['weights_remaining']:.2f}",
-                      f"{100 * f['early_stop_test_acc']:.2f}", "yes" if entry["matching"] else "no")
+        table.add_row(str(entry["ticket"]), f"{100 * c['weights_remaining']:.2f}" if c else "-",
+                      metric.show(c[judged]) if c else "-", f"{100 * f['weights_remaining']:.2f}",
+                      metric.show(f[judged]), "yes" if entry["matching"] else "no")
     _print(table)
     _save(out or _default_out(run_dir, f"removal-r{round:02d}"),
           {"source": str(run_dir), "round": round, "removed": removed, "margin": margin, **metrics(result)})
@@ -189,16 +193,21 @@ def perturb(
                              duration=training_length(duration, epochs, iterations), eval_every=eval_every)
     exp = PerturbSettings(fraction, noise, scale, criterion, settings.train.duration, eval_every).validate()
     splits = _splits(dataset, dataset_dir, device)
-    init = build_model(model, splits.input_shape, splits.num_classes, seed).state_dict()
+    init = build_model(model, splits.input_shape, splits.num_outputs, seed).state_dict()
     results = perturb_experiment(model, init, splits, settings.train, exp, seed)
     from rich.table import Table
 
+    from lth.tasks import get_task
+
+    metric = get_task(splits.task).headline
     table = Table(title=f"Per-epoch masks with {noise} perturbation ({fraction:g} of hidden weights, scale {scale:g})")
-    for column in ("arm", "test acc (end)", "test acc (early stop)", "early-stop it", "re-perturbed %"):
+    for column in ("arm", f"test {metric.label} (end)", f"test {metric.label} (early stop)", "early-stop it",
+                   "re-perturbed %"):
         table.add_column(column, justify="right")
     for arm, r in results.items():
-        table.add_row(arm, f"{100 * r['test_acc']:.2f}", f"{100 * r['early_stop_test_acc']:.2f}",
-                      f"{r['early_stop_iteration']}", str(r.get("repeat_perturbed_percent", "-")))
+        repeat = r.get("repeat_perturbed")
+        table.add_row(arm, metric.show(r[f"end_test_{metric.name}"]), metric.show(r[f"early_stop_test_{metric.name}"]),
+                      f"{r['early_stop_iteration']}", "-" if repeat is None else f"{100 * repeat:.1f}")
     _print(table)
     _save(out or Path("runs") / f"perturb-{model}-{dataset}-seed{seed}.json",
           {"model": model, "dataset": dataset, "settings": exp.__dict__, "results": results})
@@ -225,6 +234,7 @@ def optimizers(
     """The optimizer / warmup / rewinding sweep: one resumable find-ticket run per variant, one table."""
     from rich.table import Table
 
+    from lth.engine.records import task_of
     from lth.experiments.common import with_training
     from lth.experiments.optimizers import pick_variants, sweep, tabulate
     from lth.engine.settings import defaults_for, replace
@@ -236,13 +246,15 @@ def optimizers(
     records = sweep(base, chosen, rounds, out, _splits(dataset, dataset_dir, device))
     table_data = tabulate(records)
     first = next(iter(records.values()))
-    table = Table(title="Ticket test accuracy at early stop per round (% weights); reset to θ0 unless rewinding")
+    metric = task_of(first[0]).headline
+    table = Table(title=f"Ticket test {metric.label} at early stop per round (% weights); reset to θ0 unless "
+                        "rewinding")
     table.add_column("variant")
     for record in first:
-        table.add_column(f"r{record['round']:02d} ({record['weights_remaining']:.1f}%)", justify="right")
+        table.add_column(f"r{record['round']:02d} ({100 * record['weights_remaining']:.1f}%)", justify="right")
     keys = [f"r{record['round']:02d}" for record in first]
     for name, row in table_data.items():
-        table.add_row(name, *(f"{100 * row[key]:.2f}" for key in keys))
+        table.add_row(name, *(metric.show(row[key][f"early_stop_test_{metric.name}"]) for key in keys))
     _print(table)
     _save(out / "sweep.json", {"variants": {k: v.__dict__ for k, v in chosen.items()}, "table": table_data})
 
@@ -269,26 +281,28 @@ def stability(
     data orders; the error barrier on the line between them (< 2 points: linearly connected)."""
     from rich.table import Table
 
-    from lth.core.masks import remaining_percent
     from lth.core.steps import Step
-    from lth.experiments.stability import OWN, THRESHOLD, check, instability
+    from lth.experiments.stability import OWN, check, instability, stability_record
+    from lth.tasks import get_task
 
     check(pair, points)
     for point in rewind or []:
         Step.parse(point)  # a bad step string is a clear error before any training
     ticket = _ticket(run_dir, round, trial)
-    splits = _splits(ticket.settings.dataset, dataset_dir, device)
+    splits = _splits(ticket.settings.dataset, dataset_dir, device, ticket.settings.task)
     rewinds = instability(ticket, splits, rewind or [OWN], pair, points, training_length(duration, epochs, iterations),
                           eval_every)
-    remaining = remaining_percent(ticket.mask)
-    table = Table(title=f"Instability, round {round} ({remaining:.2f}% weights), pair {pair}: error barrier in "
-                        f"points (< {THRESHOLD:g}: stable)")
-    for column in ("rewind", "barrier", "error at ends", "max error", "stable"):
+    record = {"source": str(run_dir), **stability_record(ticket, round, trial, pair, rewinds, splits.task)}
+    error, threshold = get_task(splits.task).error, record["threshold"]
+    judged = f" (< {error.show(threshold)}: stable)" if threshold is not None else ""
+    table = Table(title=f"Instability, round {round} ({100 * record['weights_remaining']:.2f}% weights), pair {pair}: "
+                        f"test {error.label} barrier{f' in {error.unit}' if error.unit else ''}{judged}")
+    for column in ("rewind", "barrier", f"{error.label} at ends", f"max {error.label}", "stable"):
         table.add_column(column, justify="right")
     for r in rewinds:
-        table.add_row(r["rewind"], f"{r['barrier']:.2f}", f"{r['test_error'][0]:.2f} / {r['test_error'][-1]:.2f}",
-                      f"{max(r['test_error']):.2f}", "yes" if r["barrier"] < THRESHOLD else "no")
+        line = r[f"test_{error.name}"]
+        stable = "-" if threshold is None else "yes" if r["barrier"] < threshold else "no"
+        table.add_row(r["rewind"], error.show(r["barrier"]), f"{error.show(line[0])} / {error.show(line[-1])}",
+                      error.show(max(line)), stable)
     _print(table)
-    _save(out or _default_out(run_dir, f"stability-r{round:02d}"),
-          {"source": str(run_dir), "round": round, "trial": trial, "weights_remaining": float(f"{remaining:.4f}"), "pair": pair,
-           "threshold": THRESHOLD, "rewinds": rewinds})
+    _save(out or _default_out(run_dir, f"stability-r{round:02d}"), record)

@@ -21,10 +21,16 @@ if TYPE_CHECKING:
     from lth.engine.run import Run
 
 __all__ = ["Arm", "State", "Ticket", "train_arms", "results_only", "with_training", "experiment_params",
-           "arms_table"]
+           "arms_table", "result_keys"]
 
-RESULT_KEYS = ("weights_remaining", "test_acc", "early_stop_test_acc", "early_stop_iteration", "val_acc",
-               "val_loss")
+
+
+def result_keys(task) -> list[str]:  # noqa: ANN001 - lth.tasks.base.Task
+    """What an experiment keeps of each arm (lth.engine.records names): weights remaining, the task's test
+    metrics at the end and at early stop, the early-stop iteration, validation metrics and loss at the end."""
+    names = [m.name for m in task.metrics]
+    return ["weights_remaining", *(f"end_test_{m}" for m in names), *(f"early_stop_test_{m}" for m in names),
+            "early_stop_iteration", *(f"end_val_{m}" for m in names), "end_val_loss"]
 
 
 @dataclass
@@ -39,10 +45,11 @@ class Arm:
 def train_arms(settings: RunSettings, splits, arms: Sequence[Arm], seed: Optional[int] = None) -> dict[str, dict]:
     """Train every arm with `settings.train` (same data order for all: `seed`, default settings.seed).
 
-    Returns arm name -> its results (RESULT_KEYS), learning curve ('curve') and trained weights ('state').
+    Returns arm name -> its results (`result_keys`), learning curve ('curve') and trained weights ('state').
     """
     from lth.engine.records import round_record
     from lth.pruning.actions import PRUNED_ACTIONS
+    from lth.tasks import get_task
     from lth.training.trainer import Network, TrainJob, train_networks
 
     if len({arm.name for arm in arms}) != len(arms):
@@ -51,8 +58,9 @@ def train_arms(settings: RunSettings, splits, arms: Sequence[Arm], seed: Optiona
     networks = [Network(0, arm.name, seed, arm.start, arm.mask) for arm in arms]
     job = TrainJob(settings.model, settings.train, not PRUNED_ACTIONS[settings.mask0_action].frozen)
     trained = train_networks(job, splits, networks)
-    record = round_record(1, networks, trained)
-    return {entry["arm"]: {**{k: entry[k] for k in RESULT_KEYS}, "curve": entry["curve"], "state": result.state}
+    task = get_task(splits.task)
+    record = round_record(1, networks, trained, task)
+    return {entry["arm"]: {**{k: entry[k] for k in result_keys(task)}, "curve": entry["curve"], "state": result.state}
             for entry, result in zip(record["networks"], trained)}
 
 
@@ -81,14 +89,19 @@ def experiment_params(run: "Run", name: str, cls: type) -> Any:
 
 
 def arms_table(title: str, results: Mapping[str, dict], extra: Sequence[str] = ()):
-    """A rich table: one row per arm, % weights and test accuracy at the end and at early stop."""
+    """A rich table: one row per arm, % weights and the test headline metric (accuracy %, RMSE ...) at the end
+    and at early stop."""
     from rich.table import Table
 
+    from lth.tasks import headline_in
+
+    metric = headline_in(next(iter(results.values())))
+    label = f"test {metric.label}{f' {metric.unit}' if metric.unit else ''}"
     table = Table(title=title)
-    for column in ("arm", "% weights", "test acc (end)", "test acc (early stop)", "early-stop it", *extra):
+    for column in ("arm", "% weights", f"{label} (end)", f"{label} (early stop)", "early-stop it", *extra):
         table.add_column(column, justify="right" if column != "arm" else "left")
     for name, r in results.items():
-        table.add_row(name, f"{r['weights_remaining']:.2f}", f"{100 * r['test_acc']:.2f}",
-                      f"{100 * r['early_stop_test_acc']:.2f}", f"{r['early_stop_iteration']:.0f}",
+        table.add_row(name, f"{100 * r['weights_remaining']:.2f}", metric.show(r[f"end_test_{metric.name}"]),
+                      metric.show(r[f"early_stop_test_{metric.name}"]), f"{r['early_stop_iteration']:.0f}",
                       *(str(r.get(c, "")) for c in extra))
     return table

@@ -89,17 +89,18 @@ def sweep(base: RunSettings, variants: Mapping[str, Variant], rounds: int, out: 
 
 
 def tabulate(records: Mapping[str, list[dict]]) -> dict[str, dict]:
-    """variant -> {rNN: ticket early-stop test acc (mean over trials), ..., weights_rNN: % weights}."""
-    from lth.engine.records import TICKET
+    """variant -> rNN -> the ticket's weights remaining and its test headline metric at early stop (mean over
+    trials): `adam-warmup.r02.early_stop_test_acc` in `dvc metrics`."""
+    from lth.engine.records import TICKET, headline, task_of
     from lth.steps.summary import arm_stats
 
     table: dict[str, dict] = {}
     for name, rounds in records.items():
         row: dict = {}
         for record in rounds:
-            stats = arm_stats(record, TICKET)
-            row[f"r{record['round']:02d}"] = stats["early_stop_test_acc"]
-            row[f"weights_r{record['round']:02d}"] = round(record["weights_remaining"], 2)
+            judged_by = headline(task_of(record))
+            row[f"r{record['round']:02d}"] = {"weights_remaining": record["weights_remaining"],
+                                              judged_by: arm_stats(record, TICKET)[judged_by]}
         table[name] = row
     return table
 

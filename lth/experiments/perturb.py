@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from lth.core.errors import LthError, unknown_choice
 from lth.core.seeds import derive_seed
+from lth.models.layers import output_layer, prunable_layers
 from lth.training.networks import SingleNetwork
 
 
@@ -90,12 +91,12 @@ class PerturbedNetwork(SingleNetwork):
     def __init__(self, model: nn.Module, init: Mapping[str, Tensor], settings: PerturbSettings, seed: int):
         super().__init__(model)
         self.init, self.settings, self.seed = init, settings, seed
-        self.kinds = model.prunable_layers()  # type: ignore[attr-defined]
+        self.kinds = prunable_layers(model)
         device = next(model.parameters()).device
         self.generator = torch.Generator(device=device).manual_seed(derive_seed(seed, "perturb-noise"))
         self.perturbed: Optional[dict[str, Tensor]] = None  # name -> bool, True = perturbed this epoch
         self.stds: dict[str, float] = {}
-        self.history: list[float] = []  # % of the previous epoch's perturbed weights perturbed again
+        self.history: list[float] = []  # the fraction of the previous epoch's perturbed weights perturbed again
 
     @torch.no_grad()
     def remask(self, epoch: int) -> None:
@@ -113,7 +114,7 @@ class PerturbedNetwork(SingleNetwork):
         if self.perturbed is not None:
             before = sum(int(self.perturbed[n].sum()) for n in perturbed)
             again = sum(int((self.perturbed[n] & perturbed[n]).sum()) for n in perturbed)
-            self.history.append(round(100.0 * again / max(before, 1), 2))
+            self.history.append(again / max(before, 1))
         self.perturbed = perturbed
         self.stds = {n: float(current[n].float().std()) for n in perturbed}
 
@@ -143,7 +144,7 @@ class DropoutNetwork(SingleNetwork):
         super().__init__(model)
         device = next(model.parameters()).device
         self.generator = torch.Generator(device=device).manual_seed(derive_seed(seed, "dropout"))
-        output = getattr(model, "output_layer", "")
+        output = output_layer(model)
         for name, module in model.named_modules():
             if isinstance(module, (nn.Linear, nn.Conv2d)) and name != output:
                 module.register_forward_hook(lambda m, _i, out: self._drop(out, p) if m.training else out)
@@ -160,7 +161,9 @@ def perturb_experiment(model_name: str, init: Mapping[str, Tensor], splits, trai
                        seed: int) -> dict:
     """Train plain, dropout and perturbed copies of the network starting at `init`; arm name -> results."""
     from lth.engine.records import network_metrics
+    from lth.experiments.common import result_keys
     from lth.models import build_model
+    from lth.tasks import get_task
     from lth.training.hooks import EveryEpoch
     from lth.training.loop import run_training
 
@@ -168,21 +171,21 @@ def perturb_experiment(model_name: str, init: Mapping[str, Tensor], splits, trai
     device = splits.train_x.device
     results = {}
     for arm in ARMS:
-        model = build_model(model_name, splits.input_shape, splits.num_classes, seed)
+        model = build_model(model_name, splits.input_shape, splits.num_outputs, seed)
         model.load_state_dict(dict(init))
         model.to(device)
         mask = {n: torch.ones_like(p, dtype=torch.bool) for n, p in model.named_parameters()
-                if n in model.prunable_layers()}
+                if n in prunable_layers(model)}
         nets = {"plain": lambda: SingleNetwork(model), "dropout": lambda: DropoutNetwork(model, settings.fraction, seed),
                 "perturbed": lambda: PerturbedNetwork(model, init, settings, seed)}[arm]()
         # every arm eager (no CUDA graph), so the three are computed and timed alike
         hooks = [EveryEpoch(nets.remask)] if isinstance(nets, PerturbedNetwork) else []
         result = run_training(nets, [mask], splits, train_settings, [seed], hooks=hooks, cuda_graphs=False)[0]
-        metrics = network_metrics(mask, result)
-        results[arm] = {k: metrics[k] for k in ("test_acc", "early_stop_test_acc", "early_stop_iteration", "val_acc",
-                                                 "val_loss")}
+        task = get_task(splits.task)
+        metrics = network_metrics(mask, result, task)
+        results[arm] = {k: metrics[k] for k in result_keys(task) if k != "weights_remaining"}  # every arm is dense
         if isinstance(nets, PerturbedNetwork) and nets.history:
-            results[arm]["repeat_perturbed_percent"] = round(sum(nets.history) / len(nets.history), 2)
+            results[arm]["repeat_perturbed"] = round(sum(nets.history) / len(nets.history), 4)
     return results
 
 

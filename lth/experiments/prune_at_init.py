@@ -19,9 +19,11 @@ from lth.engine.settings import RunSettings
 def prune_and_train(settings: RunSettings, splits, method: str, remaining: float, controls: Sequence[str] = (),
                     synflow_rounds: int = 100, progress=None) -> dict:
     """Every trial's θ0 pruned by `method` to `remaining`, trained beside its controls; a round-like record."""
-    from lth.core.masks import apply_mask, remaining_percent
+    from lth.core.masks import apply_mask, remaining_fraction
     from lth.engine.records import TICKET, round_record
     from lth.models import build_model
+    from lth.models.layers import prunable_layers
+    from lth.tasks import get_task
     from lth.pruning.at_init import ScoringInputs, check_choices, collapsed_layers, control_mask, prune_at_init
     from lth.training.trainer import Network, TrainJob, train_networks
 
@@ -31,9 +33,9 @@ def prune_and_train(settings: RunSettings, splits, method: str, remaining: float
     networks, collapsed = [], {}
     for trial in range(settings.trials):
         seed = settings.for_trial(trial).seed
-        model = build_model(settings.model, splits.input_shape, splits.num_classes, seed)
+        model = build_model(settings.model, splits.input_shape, splits.num_outputs, seed)
         theta0 = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        kinds = model.prunable_layers()
+        kinds = prunable_layers(model)
         inputs = ScoringInputs(settings.model, theta0, kinds, splits, settings.train.batch_size,
                                derive_seed(seed, "at-init-data"))
         mask, scores = prune_at_init(method, inputs, remaining, synflow_rounds)
@@ -42,18 +44,23 @@ def prune_and_train(settings: RunSettings, splits, method: str, remaining: float
         for control in controls:
             start = theta0
             if control == "reinit":
-                fresh = build_model(settings.model, splits.input_shape, splits.num_classes,
+                fresh = build_model(settings.model, splits.input_shape, splits.num_outputs,
                                     derive_seed(seed, "at-init-reinit"))
                 start = {k: v.detach().clone() for k, v in fresh.state_dict().items()}
             arm_mask = control_mask(control, mask, scores, seed)
             networks.append(Network(trial, control, seed, apply_mask(start, arm_mask), arm_mask))
             collapsed[f"{trial}/{control}"] = collapsed_layers(arm_mask)
     results = train_networks(TrainJob(settings.model, settings.train), splits, networks, progress=progress)
-    record = round_record(0, networks, results)
+    record = round_record(0, networks, results, get_task(splits.task))
     del record["round"]
-    return {"method": method, "remaining_target": round(100 * remaining, 4),
-            "weights_remaining": round(remaining_percent(networks[0].mask), 4),
+    return {"method": method, "target_weights_remaining": round(remaining, 6),
+            "weights_remaining": round(remaining_fraction(networks[0].mask), 6),
             "collapsed_layers": {k: v for k, v in collapsed.items() if v}, **record}
+
+
+def target_label(fraction: float) -> str:
+    """'10%': how a target is named in a headline (a key a person reads in `dvc metrics show`)."""
+    return f"{100 * fraction:g}%"
 
 
 def emptied_layers(result: dict) -> list[str]:
@@ -62,17 +69,20 @@ def emptied_layers(result: dict) -> list[str]:
 
 
 def headline(results: Sequence[dict]) -> dict:
-    """Per target ("10%"), the weights remaining and each arm's early-stop test accuracy (mean over trials):
-    what `dvc metrics show/diff` can display (it does not look inside the `results` list)."""
+    """Per target ("10%"), the weights remaining and each arm's test headline metric at early stop (mean over
+    trials; `ticket_early_stop_test_acc`): what `dvc metrics show/diff` can display (it does not look inside the
+    `results` list)."""
     from statistics import fmean
+
+    from lth.engine.records import headline as judged_by, task_of
 
     out = {}
     for result in results:
+        key = judged_by(task_of(result))
         arms = dict.fromkeys(n["arm"] for n in result["networks"])
-        out[f"{result['remaining_target']:g}%"] = {
+        out[target_label(result["target_weights_remaining"])] = {
             "weights_remaining": result["weights_remaining"],
-            **{f"{arm}_acc": round(fmean(n["early_stop_test_acc"] for n in result["networks"] if n["arm"] == arm), 6)
-               for arm in arms},
+            **{f"{arm}_{key}": round(fmean(n[key] for n in result["networks"] if n["arm"] == arm), 6) for arm in arms},
             "emptied_layers": len(emptied_layers(result))}
     return out
 
@@ -80,32 +90,34 @@ def headline(results: Sequence[dict]) -> dict:
 def results_file(method: str, results: Sequence[dict], identity: Optional[dict] = None) -> dict:
     """The content of metrics/prune_at_init/METHOD.json, the same under both roots: the headline first, then
     every network's record; a CLI run also records its settings (`run`), so a rerun knows what it may keep."""
-    ordered = sorted(results, key=lambda r: -r["remaining_target"])
+    ordered = sorted(results, key=lambda r: -r["target_weights_remaining"])
     return {"method": method, "headline": headline(ordered), "results": ordered,
             **({"run": identity} if identity is not None else {})}
 
 
 def results_table(results: Sequence[dict]):
-    """A rich table, a row per method and target: early-stop test accuracy of the method's mask and of each
-    control (mean over trials), and the layers the method emptied."""
+    """A rich table, a row per method and target: the test headline metric at early stop of the method's mask
+    and of each control (mean over trials), and the layers the method emptied."""
     from statistics import fmean
 
     from rich.table import Table
 
-    from lth.engine.records import TICKET
+    from lth.engine.records import TICKET, headline as judged_by, task_of
 
+    metric = task_of(results[0]).headline
+    key = judged_by(task_of(results[0]))
     arms = list(dict.fromkeys(n["arm"] for result in results for n in result["networks"] if n["arm"] != TICKET))
-    table = Table(title="Pruning at init: test accuracy % at early stop")
+    table = Table(title=f"Pruning at init: test {metric.label}{f' {metric.unit}' if metric.unit else ''} at early stop")
     table.add_column("method")
     table.add_column("% weights", justify="right")
     for arm in ("mask", *arms):
         table.add_column(arm, justify="right")
     table.add_column("emptied layers", overflow="fold")
     for result in results:
-        row = [result["method"], f"{result['weights_remaining']:.2f}"]
+        row = [result["method"], f"{100 * result['weights_remaining']:.2f}"]
         for arm in (TICKET, *arms):
-            accs = [n["early_stop_test_acc"] for n in result["networks"] if n["arm"] == arm]
-            row.append(f"{100 * fmean(accs):.2f}" if accs else "")
+            values = [n[key] for n in result["networks"] if n["arm"] == arm]
+            row.append(metric.show(fmean(values)) if values else "")
         emptied = emptied_layers(result)
         table.add_row(*row, ", ".join(emptied) or "-")
     return table
@@ -120,23 +132,25 @@ def run_methods(settings: RunSettings, splits, methods: Sequence[str], remaining
     from lth.core import files
     from lth.core.config import plain
     from lth.engine.layout import Layout
+    from lth.engine.records import upgrade_at_init
 
     identity = {"settings": plain(settings.to_dict()), "controls": list(controls), "synflow_rounds": synflow_rounds}
     layout, everything = Layout(out), []
     for method in methods:
         path = layout.at_init_metrics(method)
         saved = files.read_json(path) if path.is_file() else {}
-        done = {r["remaining_target"]: r for r in saved.get("results", [])} if saved.get("run") == identity else {}
+        done = ({r["target_weights_remaining"]: r for r in map(upgrade_at_init, saved.get("results", []))}
+                if saved.get("run") == identity else {})
         for fraction in remaining:
-            target = round(100 * fraction, 4)
+            target = round(fraction, 6)
             if target in done:
                 continue
             if reporter is not None:
-                reporter.begin(f"{method} {target:g}%")
+                reporter.begin(f"{method} {target_label(target)}")
             done[target] = prune_and_train(settings, splits, method, fraction, controls, synflow_rounds,
                                            progress=reporter.progress if reporter is not None else None)
             files.write_json(path, results_file(method, list(done.values()), identity))
-        everything += [done[round(100 * f, 4)] for f in remaining]
+        everything += [done[round(f, 6)] for f in remaining]
     return everything
 
 

@@ -6,9 +6,10 @@ network keeps their scale but not their values). The complement network (every o
 θ0) is trained, which is also round 0 of a new search: R rounds of the run's own IMP (its criterion,
 rates and layerwise/global method) inside the remaining weights, each round keeping round(n (1-p)^r)
 of the n weights that were available, rewinding survivors to θ0. The ticket so found is trained and
-compared with the dense network; the removal stops at the first ticket whose early-stop test accuracy
-is more than `margin` below the dense network's, or after `max_tickets`. `removable` counts the tickets
-that still matched: how many successive tickets the network holds.
+compared with the dense network; the removal stops at the first ticket whose early-stop test headline
+metric (accuracy; RMSE for regression) is more than `margin` worse than the dense network's, or after
+`max_tickets`. `removable` counts the tickets that still matched: how many successive tickets the
+network holds.
 """
 
 from __future__ import annotations
@@ -79,8 +80,10 @@ def remove_tickets(ticket: Ticket, splits, max_tickets: int = 3, margin: float =
                    log: Callable[[str], None] = lambda _: None) -> dict:
     """Remove successive tickets (see the module docstring). Returns the dense result, one entry per ticket
     (its complement network's and its own results, its mask, whether it matched) and `removable`."""
-    from lth.core.masks import remaining_percent
+    from lth.core.masks import remaining_fraction
+    from lth.tasks import get_task
     from lth.models import build_model
+    from lth.models.layers import prunable_layers
     from lth.steps.score import score_weights
 
     if removed not in REMOVED_VALUES:
@@ -88,25 +91,28 @@ def remove_tickets(ticket: Ticket, splits, max_tickets: int = 3, margin: float =
     if max_tickets < 1:
         raise LthError(f"bad max_tickets {max_tickets}: must be >= 1")
     if not 0 <= margin < 1:
-        raise LthError(f"bad margin {margin}: must be in [0, 1) (a drop in accuracy)")
+        raise LthError(f"bad margin {margin}: must be in [0, 1) (how much worse than dense a ticket may be)")
     if ticket.round < 1:
         raise LthError("ticket removal needs a pruned ticket: round >= 1")
     settings = with_training(ticket.settings, duration=duration, eval_every=eval_every)
-    model = build_model(settings.model, splits.input_shape, splits.num_classes, derive_seed(settings.seed, "removed"))
-    kinds = model.prunable_layers()
+    model = build_model(settings.model, splits.input_shape, splits.num_outputs, derive_seed(settings.seed, "removed"))
+    kinds = prunable_layers(model)
     fresh = {k: v.detach().clone() for k, v in model.state_dict().items()} if removed == "reinit" else None
     init = ticket.init
     everything = {n: torch.ones_like(m, dtype=torch.bool) for n, m in ticket.mask.items()}
     nothing = {n: torch.zeros_like(m, dtype=torch.bool) for n, m in ticket.mask.items()}
 
+    metric = get_task(splits.task).headline
+    judged = f"early_stop_test_{metric.name}"
+
     def train_one(name: str, start: Mapping[str, Tensor], mask: Mapping[str, Tensor]) -> dict:
         result = train_arms(settings, splits, [Arm(name, start, mask)])[name]
-        log(f"{name}: {result['weights_remaining']:.2f}% weights, test acc {100 * result['early_stop_test_acc']:.2f}% "
-            "(early stop)")
+        log(f"{name}: {100 * result['weights_remaining']:.2f}% weights, test {metric.label} "
+            f"{metric.show(result[judged])}{metric.unit} (early stop)")
         return result
 
     dense = train_one("dense", init, everything)
-    threshold = dense["early_stop_test_acc"] - margin
+    threshold = dense[judged] - margin if metric.higher_is_better else dense[judged] + margin
     removed_mask = dict(nothing)
     entries, removable = [], 0
     for j in range(1, max_tickets + 1):
@@ -125,13 +131,13 @@ def remove_tickets(ticket: Ticket, splits, max_tickets: int = 3, margin: float =
                 result = train_one(f"ticket-{j} round {r}", start, mask)
             entry["found"] = result
         entry["mask"] = {n: m.clone() for n, m in mask.items()}
-        entry["matching"] = entry["found"]["early_stop_test_acc"] >= threshold
+        entry["matching"] = metric.better(entry["found"][judged], threshold)
         entries.append(entry)
         if not entry["matching"]:
             break
         removable += 1
         removed_mask = {n: removed_mask[n] | mask[n] for n in mask}
-        if remaining_percent({n: ~m for n, m in removed_mask.items()}) == 0:
+        if remaining_fraction({n: ~m for n, m in removed_mask.items()}) == 0:
             break
     for entry in entries:  # trained weights were only needed to score the next round
         for key in ("found", "complement"):

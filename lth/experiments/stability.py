@@ -2,10 +2,11 @@
 
 A ticket is *stable to SGD noise* when two copies trained from the same rewound weights with different data
 orders end in one linearly connected basin: the test error along the straight line between them,
-(1 - α)·w1 + α·w2, rises by less than 2 percentage points. The *error barrier* is the largest error on the
-line minus the mean of the two endpoints' errors (≥ 0, in percentage points). LeNet on MNIST is stable at
-initialisation; larger networks only after rewinding to an early iteration k, which is when IMP finds
-matching tickets.
+(1 - α)·w1 + α·w2, rises by less than 2 percentage points (0.02). The *error barrier* is the largest error
+on the line minus the mean of the two endpoints' errors (≥ 0; a fraction, as every file keeps it). LeNet on
+MNIST is stable at initialisation; larger networks only after rewinding to an early iteration k, which is
+when IMP finds matching tickets. The error is the task's (lth.tasks): the fraction misclassified, or for
+regression the RMSE, for which no threshold is established (the barrier is reported, not judged).
 
 For each rewind point k, the round's mask is applied to θk (the dense network after k steps of the run's
 training, θ0 for k = 0; by default the run's own rewind point, i.e. the round's start) and two copies are
@@ -34,7 +35,6 @@ PAIRS = {
     "data-order": "same rewound weights, two data orders (stability to SGD noise)",
     "init": "two initialisations, each rewound the same way, two data orders (the contrast)",
 }
-THRESHOLD = 2.0  # percentage points: below it, the copies are linearly connected (Frankle et al. 2020)
 OWN = "own"  # the run's own rewind point: the round's start weights
 
 
@@ -84,28 +84,27 @@ def _recompute_batch_norm(model, x: "Tensor", batch_size: int = 1000) -> None:
 
 def error_line(model_name: str, splits, w1: Mapping[str, "Tensor"], w2: Mapping[str, "Tensor"],
                alphas: Sequence[float]) -> list[float]:
-    """Test error (percentage points) of the network at each α on the line from w1 to w2."""
-    import torch
-
+    """The task's test error of the network at each α on the line from w1 to w2: the fraction misclassified
+    (classification) or the RMSE (regression)."""
     from lth.models import build_model
+    from lth.tasks import get_task
+    from lth.training.evaluation import evaluate
+    from lth.training.networks import SingleNetwork
 
-    model = build_model(model_name, splits.input_shape, splits.num_classes, 0).to(splits.test_x.device)
+    task = get_task(splits.task)
+    model = build_model(model_name, splits.input_shape, splits.num_outputs, 0).to(splits.test_x.device)
     errors = []
     for alpha in alphas:
         model.load_state_dict(interpolate(w1, w2, alpha))
         _recompute_batch_norm(model, splits.train_x)
         model.eval()
-        correct = 0
-        with torch.no_grad():
-            for start in range(0, len(splits.test_x), 2000):
-                logits = model(splits.test_x[start:start + 2000])
-                correct += int((logits.argmax(1) == splits.test_y[start:start + 2000]).sum())
-        errors.append(100.0 * (1 - correct / max(len(splits.test_x), 1)))
+        measured = evaluate(SingleNetwork(model), splits.test_x, splits.test_y, task)
+        errors.append(task.error_of({name: float(values[0]) for name, values in measured.items()}))
     return errors
 
 
 def barrier(errors: Sequence[float]) -> float:
-    """Largest error on the line minus the mean of its ends (≥ 0: the ends are on the line)."""
+    """Largest error on the line minus the mean of its ends (≥ 0: the ends are on the line), in the error's units."""
     return max(0.0, max(errors) - (errors[0] + errors[-1]) / 2)
 
 
@@ -136,9 +135,11 @@ def instability(ticket: "Ticket", splits, rewinds: Sequence[str] = (OWN,), pair:
     """For each rewind point, the two copies trained with the ticket's mask and the error along their line."""
     from lth.core.masks import apply_mask
     from lth.models import build_model
+    from lth.tasks import get_task
     from lth.training.trainer import Network, TrainJob, train_networks
 
     check(pair, points)
+    task = get_task(splits.task)
     settings = ticket.settings
     train = dataclasses.replace(settings.train, **{k: v for k, v in (("duration", duration),
                                                                      ("eval_every", eval_every)) if v})
@@ -146,7 +147,7 @@ def instability(ticket: "Ticket", splits, rewinds: Sequence[str] = (OWN,), pair:
     seed = settings.seed
     other_init = None
     if pair == "init":
-        fresh = build_model(settings.model, splits.input_shape, splits.num_classes, derive_seed(seed, "stability-init"))
+        fresh = build_model(settings.model, splits.input_shape, splits.num_outputs, derive_seed(seed, "stability-init"))
         other_init = {k: v.detach().clone() for k, v in fresh.state_dict().items()}
     out = []
     for rewind in rewinds:
@@ -162,22 +163,34 @@ def instability(ticket: "Ticket", splits, rewinds: Sequence[str] = (OWN,), pair:
         results = train_networks(TrainJob(settings.model, train), splits, networks, progress=progress)
         errors = error_line(settings.model, splits, results[0].state, results[1].state, alphas)
         out.append({"rewind": rewind, "rewind_iteration": rewind_iterations(ticket, splits, rewind),
-                    "barrier": round(barrier(errors), 4), "alphas": [round(a, 6) for a in alphas],
-                    "test_error": [round(e, 4) for e in errors],
-                    "endpoints_test_acc": [round(1 - errors[0] / 100, 6), round(1 - errors[-1] / 100, 6)]})
+                    "barrier": round(barrier(errors), 6), "alphas": [round(a, 6) for a in alphas],
+                    f"test_{task.error.name}": [round(e, 6) for e in errors],
+                    **{f"end_test_{m.name}": [r.final[f"test_{m.name}"] for r in results] for m in task.metrics}})
     return out
+
+
+def stability_record(ticket: "Ticket", round_index: int, trial: int, pair: str, rewinds: list[dict], task: str) -> dict:
+    """What metrics/experiments/stability.json holds: which ticket, the task's error the barrier is measured in
+    (`error`), the threshold below which copies count as linearly connected (None: no convention), and per
+    rewind point the barrier, the error along the line and the two copies' test metrics at the end."""
+    from lth.core.masks import remaining_fraction
+    from lth.tasks import get_task
+
+    spec = get_task(task)
+    return {"round": round_index, "trial": trial, "weights_remaining": round(remaining_fraction(ticket.mask), 6),
+            "pair": pair, "task": spec.name, "error": spec.error.name, "threshold": spec.barrier_threshold,
+            "rewinds": rewinds}
 
 
 def run_stage(run) -> dict:  # noqa: ANN001 - lth.engine.run.Run of the workspace
     """The DVC stage `exp_stability`: the workspace's ticket `experiments.stability.round`."""
-    from lth.core.masks import remaining_percent
     from lth.engine.params import round_index
     from lth.experiments.common import experiment_params
 
     exp = experiment_params(run, "stability", StabilitySettings)
     check(exp.pair, exp.points)
     ticket = run.ticket(exp.round, exp.trial)
-    rewinds = instability(ticket, run.data(), list(exp.rewinds) or [OWN], exp.pair, exp.points,
+    splits = run.data()
+    rewinds = instability(ticket, splits, list(exp.rewinds) or [OWN], exp.pair, exp.points,
                           exp.duration or None, exp.eval_every or None)
-    return {"round": round_index(exp.round), "trial": exp.trial, "weights_remaining": round(remaining_percent(ticket.mask), 4),
-            "pair": exp.pair, "threshold": THRESHOLD, "rewinds": rewinds}
+    return stability_record(ticket, round_index(exp.round), exp.trial, exp.pair, rewinds, splits.task)

@@ -43,16 +43,17 @@ def check_compatible(source_dataset: str, target_dataset: str) -> tuple[tuple[in
         shape = lambda s: "x".join(map(str, s.input_shape))  # noqa: E731
         raise LthError(f"cannot transfer a ticket from '{source.name}' ({shape(source)} inputs) to "
                        f"'{target.name}' ({shape(target)} inputs): input shapes must match")
-    return tuple(source.input_shape), source.num_classes, target.num_classes
+    return tuple(source.input_shape), source.num_outputs, target.num_outputs
 
 
-def retarget(ticket: Ticket, num_classes: int, seed: int) -> tuple[State, State, State]:
-    """(start, θ0, mask) for `num_classes` outputs: the output layer re-initialised and dense if the count differs."""
+def retarget(ticket: Ticket, num_outputs: int, seed: int) -> tuple[State, State, State]:
+    """(start, θ0, mask) for `num_outputs` outputs: the output layer re-initialised and dense if the count differs."""
     from lth.models import build_model
+    from lth.models.layers import output_layer
 
     start, init, mask = dict(ticket.start), dict(ticket.init), dict(ticket.mask)
-    shape_probe = build_model(ticket.settings.model, _input_shape(ticket), num_classes, seed)
-    head = shape_probe.output_layer
+    shape_probe = build_model(ticket.settings.model, _input_shape(ticket), num_outputs, seed)
+    head = output_layer(shape_probe)
     if tuple(start[f"{head}.weight"].shape) == tuple(shape_probe.state_dict()[f"{head}.weight"].shape):
         return start, init, mask
     fresh = shape_probe.state_dict()
@@ -78,7 +79,7 @@ def transfer(ticket: Ticket, dataset: str, splits, optimizer: str | None = None,
     from lth.models import build_model
 
     _, _, classes = check_compatible(ticket.settings.dataset, dataset)
-    if splits.num_classes != classes or tuple(splits.input_shape) != _input_shape(ticket):
+    if splits.num_outputs != classes or tuple(splits.input_shape) != _input_shape(ticket):
         raise LthError(f"the loaded data ({splits.name}) does not match dataset '{dataset}'")
     seed = ticket.settings.seed
     start, init, mask = retarget(ticket, classes, derive_seed(seed, "transfer-head"))

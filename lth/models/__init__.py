@@ -1,27 +1,30 @@
-"""The model registry: each name maps to a constructor plus the paper's training and pruning settings.
+"""Models: lth's registry (each name a constructor plus the paper's training and pruning settings), and yours.
 
-No torch at import: the constructors are imported when a model is built, so settings validation, help
-texts and `lth list` know every model without loading torch.
+A MODEL is a registered name or your own callable `(input_shape, num_outputs) -> nn.Module`, named
+`package.module:callable` or `path/to/file.py:callable` (lth.core.plugins). Any nn.Module works: its
+prunable layers are found by walking it (lth.models.layers). No torch at import: the constructors are
+imported when a model is built, so settings validation, help texts and `lth list` cost nothing.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from importlib import import_module
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional
 
 from lth.core.errors import LthError, unknown_choice
 
 if TYPE_CHECKING:
-    from lth.models.base import PrunableModel
+    from torch import nn
 
-__all__ = ["LAYER_KINDS", "MODELS", "ModelDefaults", "ModelSpec", "build_model", "get_model_spec"]
+__all__ = ["GENERIC_DEFAULTS", "LAYER_KINDS", "MODELS", "ModelDefaults", "ModelSpec", "build_model", "get_model_spec",
+           "register_model"]
 
 LAYER_KINDS = ("conv", "fc", "output")
 """What a prunable layer is, for per-kind pruning rates: a convolution, a hidden linear layer, the classifier."""
 
-ModelFactory = Callable[[tuple[int, int, int], int], "PrunableModel"]
+ModelFactory = Callable[[tuple[int, ...], int], "nn.Module"]
 
 
 def _default_rates() -> dict[str, float]:
@@ -31,7 +34,7 @@ def _default_rates() -> dict[str, float]:
 
 @dataclass(frozen=True)
 class ModelDefaults:
-    """The paper's training and pruning settings for one model, so a bare `lth train <model>` reproduces it.
+    """The paper's training and pruning settings for one model, so a bare `lth find-ticket MODEL ...` reproduces it.
 
     `rates` is the fraction of the remaining weights pruned per round for each layer kind; it is stored
     as a read-only mapping so a shared default can never be mutated by one caller.
@@ -64,7 +67,7 @@ class ModelDefaults:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A registered model: its name, a one-line description, its paper defaults and its constructor."""
+    """A model: its name, a one-line description, its defaults and its constructor."""
 
     name: str
     description: str
@@ -76,8 +79,8 @@ def _constructor(module: str, name: str, **fixed: Any) -> ModelFactory:
     """A factory that imports `module` (and torch) only when a model is built; the full module name is
     spelled out so a reader (and the DVC deps test's import walk) sees what each model needs."""
 
-    def build(input_shape: tuple[int, int, int], num_classes: int) -> "PrunableModel":
-        return getattr(import_module(module), name)(input_shape, num_classes, **fixed)
+    def build(input_shape: tuple[int, ...], num_outputs: int) -> "nn.Module":
+        return getattr(import_module(module), name)(input_shape, num_outputs, **fixed)
 
     return build
 
@@ -140,28 +143,95 @@ _SPECS = (
 
 MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in _SPECS}
 
+GENERIC_DEFAULTS = ModelDefaults(dataset="", optimizer="adam", lr=1.2e-3, batch_size=60, duration="50ep",
+                                 rates=_default_rates())
+"""A researcher's model without its own defaults: Frankle & Carbin's LeNet training (Adam 1.2e-3, batch 60,
+50 epochs) and their per-round rates (conv 10%, fc 20%, output 10%), layerwise."""
+
+_REFERENCED: dict[str, ModelSpec] = {}  # models named by a reference to their code, loaded once per process
+
+DEFAULTS_ATTRIBUTE = "lth_defaults"
+"""A model callable may carry its own defaults: `make_net.lth_defaults = {"lr": 0.01, "rates": {"fc": 0.3}}`
+(the fields of ModelDefaults but `dataset`; rates not given keep the generic ones)."""
+
+
+def register_model(name: str, factory: ModelFactory, defaults: Optional[Mapping[str, Any]] = None,
+                   description: str = "") -> ModelSpec:
+    """Make `factory` (input_shape, num_outputs) -> nn.Module a model named `name` in this process (what the
+    Python API does with a callable it is given)."""
+    spec = ModelSpec(name, description or f"{getattr(factory, '__qualname__', name)} (given in Python)",
+                     _user_defaults(name, defaults if defaults is not None else getattr(factory, DEFAULTS_ATTRIBUTE, None)),
+                     factory)
+    MODELS[name] = spec
+    return spec
+
 
 def get_model_spec(name: str) -> ModelSpec:
-    """Look a model up by name; a typo gets a did-you-mean hint and the list of valid names."""
-    try:
+    """A registered model, or the model a `package.module:callable` / `path/to/file.py:callable` reference
+    names (its code is imported here); a typo gets a did-you-mean hint and the list of valid names."""
+    from lth.core.plugins import FORMS, is_reference, load_callable
+
+    if name in MODELS:
         return MODELS[name]
-    except KeyError:
-        raise unknown_choice("model", name, MODELS) from None
+    if is_reference(name):
+        if name not in _REFERENCED:
+            factory = load_callable(name, "model")
+            _REFERENCED[name] = ModelSpec(name, f"{name} (your code)",
+                                          _user_defaults(name, getattr(factory, DEFAULTS_ATTRIBUTE, None)), factory)
+        return _REFERENCED[name]
+    raise LthError(f"{unknown_choice('model', name, MODELS)}; or your own as {FORMS}")
 
 
-def build_model(name: str, input_shape: tuple[int, int, int], num_classes: int, seed: int) -> "PrunableModel":
+def _user_defaults(name: str, given: Any) -> ModelDefaults:
+    """GENERIC_DEFAULTS, with what the model's callable carries (`lth_defaults`) on top."""
+    if given is None:
+        return GENERIC_DEFAULTS
+    if isinstance(given, ModelDefaults):
+        return given
+    if not isinstance(given, Mapping):
+        raise LthError(f"model '{name}': {DEFAULTS_ATTRIBUTE} must be a dict, got {type(given).__name__}")
+    valid = [f.name for f in fields(ModelDefaults) if f.name != "dataset"]
+    unknown = sorted(set(given) - set(valid))
+    if unknown:
+        raise LthError(f"model '{name}': unknown key(s) in {DEFAULTS_ATTRIBUTE}: {', '.join(map(str, unknown))}; "
+                       f"valid keys: {', '.join(valid)}")
+    changes = dict(given)
+    if "rates" in changes:
+        rates = changes["rates"]
+        if not isinstance(rates, Mapping) or set(rates) - set(LAYER_KINDS):
+            raise LthError(f"model '{name}': {DEFAULTS_ATTRIBUTE}['rates'] must map layer kinds "
+                           f"({', '.join(LAYER_KINDS)}) to fractions, got {rates!r}")
+        changes["rates"] = {**GENERIC_DEFAULTS.rates, **rates}
+    try:
+        return replace(GENERIC_DEFAULTS, **changes)
+    except (TypeError, ValueError) as exc:
+        raise LthError(f"model '{name}': bad {DEFAULTS_ATTRIBUTE}: {exc}") from None
+
+
+def build_model(name: str, input_shape: tuple[int, ...], num_outputs: int, seed: int) -> "nn.Module":
     """Build a freshly initialised model, reproducibly for `seed`, leaving the caller's global RNG untouched.
 
     Reproducible initial weights are what make rewinding and re-running lottery-ticket rounds meaningful.
+    A model that cannot be built, is not an nn.Module or has nothing to prune is one LthError naming it.
     """
     spec = get_model_spec(name)
     shape = tuple(input_shape)
-    if len(shape) != 3 or not all(isinstance(d, int) and d > 0 for d in shape):
-        raise LthError(f"input shape must be three positive integers (channels, height, width); got {input_shape!r}")
-    if not isinstance(num_classes, int) or num_classes < 1:
-        raise LthError(f"number of classes must be a positive integer; got {num_classes!r}")
+    if not shape or not all(isinstance(d, int) and d > 0 for d in shape):
+        raise LthError(f"input shape must be positive integers (the shape of one example); got {input_shape!r}")
+    if not isinstance(num_outputs, int) or num_outputs < 1:
+        raise LthError(f"number of outputs must be a positive integer; got {num_outputs!r}")
     import torch
+    from torch import nn
+
+    from lth.core.plugins import call
+    from lth.models.layers import prunable_layers
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return spec.factory(shape, num_classes)  # type: ignore[arg-type]
+        model = call(spec.factory, name, "model", shape, num_outputs)
+    if not isinstance(model, nn.Module):
+        raise LthError(f"model '{name}' returned a {type(model).__name__}, not a torch.nn.Module")
+    if not prunable_layers(model):
+        raise LthError(f"model '{name}' has no prunable layer: lth prunes the weights of nn.Linear and nn.Conv1d/2d/3d "
+                       "layers, and it has none")
+    return model

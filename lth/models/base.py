@@ -1,19 +1,23 @@
-"""What every lth model shares: which weights are prunable, and which layer is the output layer."""
+"""The base class of lth's own models: their prunable weights, their output layer and, for a plain MLP, its layers.
+
+A researcher's model need not derive from it: any nn.Module works (lth.models.layers finds its prunable
+layers). Deriving lets a model name its output layer and, for a multilayer perceptron, its layers, which
+the batched trainer then runs as stacked matmuls (lth.training.batched.StackedMLP).
+"""
 
 from __future__ import annotations
 
 from torch import nn
 
+from lth.models.layers import has_convolutions, prunable_layers
 
-def has_convolutions(model: nn.Module) -> bool:
-    """Whether the model convolves: such nets batch badly on CPUs and want channels-last layout on GPUs."""
-    return any(isinstance(m, nn.Conv2d) for m in model.modules())
+__all__ = ["PrunableModel", "has_convolutions"]
 
 
 class PrunableModel(nn.Module):
     """A model whose Linear/Conv weights are prunable; biases and BatchNorm never are.
 
-    Subclasses set `output_layer` to the module name of the final classifier layer.
+    Subclasses set `output_layer` to the module name of the final layer.
     """
 
     output_layer: str = ""
@@ -23,11 +27,4 @@ class PrunableModel(nn.Module):
 
     def prunable_layers(self) -> dict[str, str]:
         """Map each prunable parameter name (e.g. 'fc1.weight') to its kind: 'conv', 'fc' or 'output'."""
-        kinds: dict[str, str] = {}
-        for name, module in self.named_modules():
-            if isinstance(module, (nn.Conv2d, nn.Linear)):
-                kind = "output" if name == self.output_layer else ("conv" if isinstance(module, nn.Conv2d) else "fc")
-                kinds[f"{name}.weight"] = kind
-        if f"{self.output_layer}.weight" not in kinds:
-            raise ValueError(f"{type(self).__name__}.output_layer '{self.output_layer}' is not a Linear/Conv layer")
-        return kinds
+        return prunable_layers(self)

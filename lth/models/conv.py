@@ -19,7 +19,7 @@ class ConvNet(PrunableModel):
 
     output_layer = "fc3"
 
-    def __init__(self, input_shape: tuple[int, int, int], num_classes: int, stage_widths: Sequence[int]) -> None:
+    def __init__(self, input_shape: tuple[int, int, int], num_outputs: int, stage_widths: Sequence[int]) -> None:
         super().__init__()
         if not stage_widths:
             raise ValueError("ConvNet needs at least one stage")
@@ -37,7 +37,7 @@ class ConvNet(PrunableModel):
         self.features = nn.Sequential(*layers)
         self.fc1 = nn.Linear(probe_flat_size(self.features, input_shape), 256)
         self.fc2 = nn.Linear(256, 256)
-        self.fc3 = nn.Linear(256, num_classes)
+        self.fc3 = nn.Linear(256, num_outputs)
         init_glorot_normal(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

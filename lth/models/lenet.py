@@ -34,12 +34,12 @@ class LeNet300100(PrunableModel):
     output_layer = "fc3"
     mlp_layers = ("fc1", "fc2", "fc3")
 
-    def __init__(self, input_shape: tuple[int, int, int], num_classes: int) -> None:
+    def __init__(self, input_shape: tuple[int, int, int], num_outputs: int) -> None:
         super().__init__()
         channels, height, width = input_shape
         self.fc1 = nn.Linear(channels * height * width, 300)
         self.fc2 = nn.Linear(300, 100)
-        self.fc3 = nn.Linear(100, num_classes)
+        self.fc3 = nn.Linear(100, num_outputs)
         init_glorot_normal(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -54,7 +54,7 @@ class LeNet5(PrunableModel):
 
     output_layer = "fc3"
 
-    def __init__(self, input_shape: tuple[int, int, int], num_classes: int) -> None:
+    def __init__(self, input_shape: tuple[int, int, int], num_outputs: int) -> None:
         super().__init__()
         channels, height, width = input_shape
         # Classic MNIST LeNet-5 pads 28x28 by 2 to emulate LeCun's 32x32 input.
@@ -69,7 +69,7 @@ class LeNet5(PrunableModel):
         )
         self.fc1 = nn.Linear(probe_flat_size(self.features, input_shape), 120)
         self.fc2 = nn.Linear(120, 84)
-        self.fc3 = nn.Linear(84, num_classes)
+        self.fc3 = nn.Linear(84, num_outputs)
         init_glorot_normal(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import re
+from typing import Mapping
+
 import torch
 from torch import nn
 
 from lth.models.base import PrunableModel
+
+_INNER_CONV = re.compile(r"^(blocks\.\d+)\.conv1\.weight$")
 from lth.models.vgg import init_kaiming_normal
 
 
@@ -39,7 +44,7 @@ class ResNet(PrunableModel):
     def __init__(
         self,
         input_shape: tuple[int, int, int],
-        num_classes: int,
+        num_outputs: int,
         blocks_per_stage: int = 3,
         widths: tuple[int, int, int] = (16, 32, 64),
     ) -> None:
@@ -55,8 +60,29 @@ class ResNet(PrunableModel):
                 blocks.append(BasicBlock(in_channels, width, stride))
                 in_channels = width
         self.blocks = nn.Sequential(*blocks)
-        self.fc = nn.Linear(in_channels, num_classes)
+        self.fc = nn.Linear(in_channels, num_outputs)
         init_kaiming_normal(self)
+
+    def structured_units(self, kinds: Mapping[str, str]) -> list[tuple[str, tuple[str, ...]]]:
+        """Structured pruning's units (lth.pruning.structured): only the inner channels of each block, conv1's
+        filters, read by conv2.
+
+        Why not the residual stream: its channels are shared by the stem, every block's conv2 and every
+        shortcut of a stage, and added together, so pruning one means tying it across the whole stage and
+        gathering indices at each stage boundary. An inner channel lives between conv1 and conv2 of one
+        block only, so removing it (conv1's filter, bn1's entry, conv2's input slice) keeps every residual
+        add shape-consistent with no extra ops, and still shrinks both convs of every block. The stem,
+        the conv2 outputs, the shortcuts and the classifier keep all their units.
+        """
+        units = []
+        for name in kinds:
+            match = _INNER_CONV.match(name)
+            if match:
+                consumer = f"{match.group(1)}.conv2.weight"
+                if consumer not in kinds:
+                    raise ValueError(f"{name} has no {consumer} to read its channels")
+                units.append((name, (consumer,)))
+        return units
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.blocks(torch.relu(self.bn(self.conv(x))))

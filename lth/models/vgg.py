@@ -36,7 +36,7 @@ class VGG(PrunableModel):
     def __init__(
         self,
         input_shape: tuple[int, int, int],
-        num_classes: int,
+        num_outputs: int,
         plan: Sequence[Union[int, str]] = VGG19_PLAN,
     ) -> None:
         super().__init__()
@@ -51,7 +51,7 @@ class VGG(PrunableModel):
             layers += [nn.Conv2d(in_channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU()]
             in_channels = width
         self.features = nn.Sequential(*layers)
-        self.fc = nn.Linear(in_channels, num_classes)
+        self.fc = nn.Linear(in_channels, num_outputs)
         init_kaiming_normal(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -5,8 +5,8 @@ competes, the output layer included):
 - snip (Lee et al. 2019): connection sensitivity |g ⊙ θ| = |∂L/∂m| at m = 1, from a few training
   batches, normalised to sum to one over all weights.
 - grasp (Wang et al. 2020): GraSP removes the weights with the largest S(-θ) = -θ ⊙ Hg (H the Hessian, g
-  the gradient of the loss, logits divided by a temperature of 200 as in its code); we keep the lowest S,
-  i.e. score θ ⊙ Hg.
+  the gradient of the loss, logits divided by a temperature of 200 as in its code: a regression loss has
+  no softmax to soften and takes the outputs as they are); we keep the lowest S, i.e. score θ ⊙ Hg.
 - synflow (Tanaka et al. 2020): data-free. The network with |θ| and an all-ones input; R = sum of the
   outputs; score |θ ⊙ ∂R/∂θ|. 100 rounds of scoring and pruning on an exponential schedule towards the
   target (density d^(k/100)), so no layer is emptied.
@@ -66,7 +66,7 @@ def _model(inputs: ScoringInputs, mask: "Mask", dtype=None):
     from lth.models import build_model
 
     splits = inputs.splits
-    model = build_model(inputs.model_name, splits.input_shape, splits.num_classes, 0)
+    model = build_model(inputs.model_name, splits.input_shape, splits.num_outputs, 0)
     model.load_state_dict(dict(inputs.state))
     model.to(device=splits.train_x.device, dtype=dtype or splits.train_x.dtype)
     with torch.no_grad():
@@ -88,14 +88,15 @@ def _batches(inputs: ScoringInputs, count: int):
 
 
 def _snip(inputs: ScoringInputs, mask: "Mask") -> dict:
-    import torch.nn.functional as F
+    from lth.tasks import get_task
 
     model = _model(inputs, mask)
     model.train()
     params = dict(model.named_parameters())
     model.zero_grad(set_to_none=True)
+    task = get_task(inputs.splits.task)
     for x, y in _batches(inputs, SNIP_BATCHES):
-        F.cross_entropy(model(x), y).div(SNIP_BATCHES).backward()
+        task.mean_loss(model(x), y).div(SNIP_BATCHES).backward()
     scores = {n: (params[n].grad * params[n]).detach().abs() for n in inputs.kinds}
     total = sum(float(s.sum()) for s in scores.values()) or 1.0
     return {n: (s / total).cpu() for n, s in scores.items()}
@@ -103,8 +104,10 @@ def _snip(inputs: ScoringInputs, mask: "Mask") -> dict:
 
 def _grasp(inputs: ScoringInputs, mask: "Mask") -> dict:
     import torch
-    import torch.nn.functional as F
 
+    from lth.tasks import get_task
+
+    task = get_task(inputs.splits.task)
     model = _model(inputs, mask)
     model.train()
     weights = [p for n, p in model.named_parameters() if n in inputs.kinds]
@@ -112,12 +115,12 @@ def _grasp(inputs: ScoringInputs, mask: "Mask") -> dict:
     batches = list(_batches(inputs, SNIP_BATCHES))
     grads = [torch.zeros_like(w) for w in weights]
     for x, y in batches:  # g: the gradient, a constant of the second pass
-        loss = F.cross_entropy(model(x) / GRASP_TEMPERATURE, y) / len(batches)
+        loss = task.mean_loss(model(x), y, GRASP_TEMPERATURE) / len(batches)
         for total, g in zip(grads, torch.autograd.grad(loss, weights)):
             total += g
     hg = [torch.zeros_like(w) for w in weights]
     for x, y in batches:  # Hg = d(g · dL/dθ)/dθ
-        loss = F.cross_entropy(model(x) / GRASP_TEMPERATURE, y) / len(batches)
+        loss = task.mean_loss(model(x), y, GRASP_TEMPERATURE) / len(batches)
         first = torch.autograd.grad(loss, weights, create_graph=True)
         product = sum((g.detach() * f).sum() for g, f in zip(grads, first))
         for total, h in zip(hg, torch.autograd.grad(product, weights)):

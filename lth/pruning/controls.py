@@ -27,7 +27,7 @@ class ControlInputs:
 
     model: str
     input_shape: tuple[int, int, int]
-    num_classes: int
+    num_outputs: int
     seed: int  # the trial's seed
     round_index: int
     mask: Mapping[str, "Tensor"]  # the ticket's mask this round
@@ -45,7 +45,7 @@ def _reinit(c: ControlInputs) -> tuple[State, "Mask"]:
     from lth.core.masks import apply_mask
     from lth.models import build_model
 
-    fresh = build_model(c.model, c.input_shape, c.num_classes, derive_seed(c.seed, "reinit", c.round_index))
+    fresh = build_model(c.model, c.input_shape, c.num_outputs, derive_seed(c.seed, "reinit", c.round_index))
     mask = {k: v.clone() for k, v in c.mask.items()}
     return apply_mask({k: v.detach().clone() for k, v in fresh.state_dict().items()}, mask), mask
 

@@ -127,19 +127,22 @@ def random_mask_like(mask: Mapping[str, "Tensor"], seed: int) -> "Mask":
 # --- what one pruned unit is ------------------------------------------------------------------------------
 
 
-def _unstructured(scores, mask, kinds, rates, method, round_index, seed, model, keep=None) -> "Mask":  # noqa: ANN001
+def _unstructured(scores, mask, kinds, rates, method, round_index, seed, units, keep=None) -> "Mask":  # noqa: ANN001
     return next_mask(scores, mask, kinds, rates, method, round_index, seed, keep)
 
 
-def _structured(scores, mask, kinds, rates, method, round_index, seed, model) -> "Mask":  # noqa: ANN001
+def _structured(scores, mask, kinds, rates, method, round_index, seed, units) -> "Mask":  # noqa: ANN001
     from lth.pruning.structured import structured_next_mask
 
-    return structured_next_mask(scores, mask, kinds, rates, method, round_index, seed, model)
+    if units is None:
+        raise ValueError("structured pruning needs the model's unit layers")
+    return structured_next_mask(scores, mask, kinds, rates, method, round_index, seed, units())
 
 
 @dataclass(frozen=True)
 class Granularity:
-    """What one pruned unit is; `next_mask(scores, mask, kinds, rates, method, round, seed, model)`."""
+    """What one pruned unit is; `next_mask(scores, mask, kinds, rates, method, round, seed, units)`, `units` a
+    function giving the model's unit layers (lth.pruning.structured.unit_layers; only structured calls it)."""
 
     name: str
     description: str

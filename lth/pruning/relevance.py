@@ -7,7 +7,8 @@ connection (weight) w_ij is  R_ij = a_i w_ij R_j / (z_j + eps * sign(z_j))  (sig
 passes nothing). ReLU passes relevance unchanged, max pooling routes it to the winning input, average
 pooling, flatten and residual sums split it in proportion to their inputs (the z-rule); BatchNorm in
 eval mode is an affine map treated like a layer whose shift absorbs relevance, as a bias does. The
-relevance at the output is the true class's logit (one-hot selection).
+relevance at the output is the task's (lth.tasks): the true class's logit (one-hot selection), or for
+regression the prediction itself.
 
 How it is computed, exactly and in one backward pass: with the gradient at every Linear/Conv2d output
 scaled by z / (z + eps * sign(z)), relevance at any activation is activation x (modified) gradient, so
@@ -27,7 +28,7 @@ import torch
 from torch import Tensor, nn
 
 EPSILON = 1e-2  # absolute stabiliser of the epsilon rule; pre-activations of our nets are O(1)
-SAMPLES_PER_CLASS = 10  # "ten samples per class": a cheap, class-balanced reference set
+SAMPLES_PER_CLASS = 10  # "ten samples per class": a cheap, class-balanced reference set (regression: 100 samples)
 
 
 class _EpsilonGradient(torch.autograd.Function):
@@ -46,14 +47,6 @@ class _EpsilonGradient(torch.autograd.Function):
         return grad * z / (z + ctx.eps * sign), None
 
 
-def reference_samples(labels: Tensor, num_classes: int, per_class: int, seed: int) -> Tensor:
-    """Indices of up to `per_class` training examples of every class, chosen by a seeded permutation."""
-    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
-    shuffled = labels.cpu()[order]
-    picked = [order[shuffled == c][:per_class] for c in range(num_classes)]
-    return torch.cat(picked)
-
-
 def weight_relevance(
     model_name: str,
     state: Mapping[str, Tensor],
@@ -70,9 +63,10 @@ def weight_relevance(
     `batch_size` only bounds how many samples go through the network at once.
     """
     from lth.models import build_model
+    from lth.tasks import get_task
 
     device = splits.train_x.device
-    model = build_model(model_name, splits.input_shape, splits.num_classes, seed=0)
+    model = build_model(model_name, splits.input_shape, splits.num_outputs, seed=0)
     model.load_state_dict(dict(state))
     model.to(device).eval()  # BatchNorm uses running statistics: relevance of a fixed, deterministic map
     params = dict(model.named_parameters())
@@ -82,12 +76,12 @@ def weight_relevance(
     hooks = [module.register_forward_hook(lambda _m, _i, out: _EpsilonGradient.apply(out, eps))
              for module in model.modules() if isinstance(module, (nn.Linear, nn.Conv2d))]
     try:
-        idx = reference_samples(splits.train_y, splits.num_classes, per_class, seed).to(device)
+        task = get_task(splits.task)
+        idx = task.reference_samples(splits.train_y, per_class, seed).to(device)
         model.zero_grad(set_to_none=True)
         for start in range(0, len(idx), max(1, batch_size)):
             chunk = idx[start : start + max(1, batch_size)]
-            logits = model(splits.train_x[chunk])
-            logits.gather(1, splits.train_y[chunk].unsqueeze(1)).sum().backward()
+            task.relevance(model(splits.train_x[chunk]), splits.train_y[chunk]).backward()
     finally:
         for hook in hooks:
             hook.remove()

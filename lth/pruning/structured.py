@@ -14,17 +14,19 @@ out without changing the network's function. The output layer's units (the class
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import torch
 from torch import Tensor
 
-from lth.core.errors import LthError, unknown_choice
+from lth.core.errors import LthError
 from lth.core.masks import Mask
 from lth.pruning.ranking import kept_after, top_k
 from lth.core.seeds import derive_seed
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 @dataclass(frozen=True)
@@ -43,52 +45,21 @@ def unit_span(producer_shape: tuple[int, ...], consumer_shape: tuple[int, ...]) 
     return columns // units
 
 
-def _chain(kinds: Mapping[str, str]) -> list[UnitLayer]:
-    """Feed-forward chains (LeNets, Conv-2/4/6, VGG): each prunable layer feeds the next one in order."""
-    names = list(kinds)
-    return [UnitLayer(a, (b,)) for a, b in zip(names, names[1:]) if kinds[a] != "output"]
+def unit_layers(model: "nn.Module", kinds: Mapping[str, str]) -> list[UnitLayer]:
+    """The prunable units of `model` (whose prunable layers and kinds are `kinds`), producer before consumer.
 
-
-_INNER_CONV = re.compile(r"^(blocks\.\d+)\.conv1\.weight$")
-
-
-def _residual_inner(kinds: Mapping[str, str]) -> list[UnitLayer]:
-    """ResNet: only the inner channels of each block (conv1's filters, read by conv2) are units.
-
-    Why not the residual stream: its channels are shared by the stem, every block's conv2 and every
-    shortcut of a stage, and added together, so pruning one means tying it across the whole stage and
-    gathering indices at each stage boundary. An inner channel lives between conv1 and conv2 of one
-    block only, so removing it (conv1's filter, bn1's entry, conv2's input slice) keeps every residual
-    add shape-consistent with no extra ops, and still shrinks both convs of every block. The stem,
-    the conv2 outputs, the shortcuts and the classifier keep all their units.
+    A model that says what its units are (`structured_units(kinds)`: lth's ResNet, its blocks' inner
+    channels) is taken at its word; any other must be a chain of layers (lth.models.topology), each
+    prunable layer but the output one feeding its units to the next.
     """
-    layers = []
-    for name in kinds:
-        match = _INNER_CONV.match(name)
-        if match:
-            consumer = f"{match.group(1)}.conv2.weight"
-            if consumer not in kinds:
-                raise ValueError(f"{name} has no {consumer} to read its channels")
-            layers.append(UnitLayer(name, (consumer,)))
-    return layers
+    from lth.models.layers import weight_name
+    from lth.models.topology import chain_layers
 
-
-STRUCTURES: dict[str, Callable[[Mapping[str, str]], list[UnitLayer]]] = {
-    "lenet-300-100": _chain,
-    "lenet-5": _chain,
-    "conv-2": _chain,
-    "conv-4": _chain,
-    "conv-6": _chain,
-    "vgg-19": _chain,
-    "resnet-20": _residual_inner,
-}
-
-
-def unit_layers(model: str, kinds: Mapping[str, str]) -> list[UnitLayer]:
-    """The prunable units of `model` (whose prunable layers and kinds are `kinds`), producer before consumer."""
-    if model not in STRUCTURES:
-        raise unknown_choice("model for structured pruning", model, STRUCTURES)
-    return STRUCTURES[model](kinds)
+    own = getattr(model, "structured_units", None)
+    if own is not None:
+        return [UnitLayer(weight, tuple(consumers)) for weight, consumers in own(kinds)]
+    names = [weight_name(name) for name in chain_layers(model)]
+    return [UnitLayer(a, (b,)) for a, b in zip(names, names[1:]) if kinds[a] != "output"]
 
 
 def unit_scores(scores: Tensor, alive: Tensor) -> Tensor:
@@ -119,11 +90,11 @@ def structured_next_mask(
     method: str,
     round_index: int,
     seed: int,
-    model: str,
+    units: Sequence[UnitLayer],
 ) -> Mask:
     """The mask for round `round_index` (>= 1) with whole units pruned at each unit layer's rate.
 
-    A unit layer keeps round(units * (1 - rate)^round) of its units (the best mean scores among the
+    `units` are the model's unit layers (`unit_layers`). A unit layer keeps round(units * (1 - rate)^round) of its units (the best mean scores among the
     survivors; ties broken by a seeded random order); the rows of the dropped units and their input
     columns in every consumer become False. Layers with rate 0 keep their units.
     """
@@ -133,7 +104,7 @@ def structured_next_mask(
         raise LthError(f"structured pruning is per layer; got pruning method '{method}'")
     generator = torch.Generator().manual_seed(derive_seed(seed, "structured", round_index))
     new = {name: m.clone() for name, m in mask.items()}
-    for layer in unit_layers(model, kinds):
+    for layer in units:
         m = new[layer.weight]  # already without the input columns of units its producer dropped this round
         alive = alive_units(m).cpu()
         rate = rates.get(kinds[layer.weight], 0.0)

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from lth.report.sources import RunData
+    from lth.tasks.base import Task
 
 MASK_PANELS = 8
 
@@ -46,10 +47,7 @@ def _save(fig, folder: Path, name: str) -> str:
 
 def _mask_maps(run: "RunData") -> list[tuple[str, object]]:
     """Up to MASK_PANELS rounds, evenly spread, of trial 0's first-layer kept connections per pixel."""
-    from lth.datasets import DATASETS
-
-    spec = DATASETS.get(str(run.params.get("dataset")))
-    if spec is None or not run.records:
+    if run.input_shape is None or not run.records:
         return []
     rounds = [rec["round"] for rec in run.records]
     step = max(1, -(-len(rounds) // MASK_PANELS))
@@ -60,89 +58,99 @@ def _mask_maps(run: "RunData") -> list[tuple[str, object]]:
     maps = []
     for r in chosen:
         mask = run.load_mask(0, r)
-        counts = figures.pixel_map(mask, spec.input_shape) if mask else None
+        counts = figures.pixel_map(mask, run.input_shape) if mask else None
         if counts is not None:
-            maps.append((f"r{r:02d} ({remaining[r]:.1f}% weights)", counts))
+            maps.append((f"r{r:02d} ({100 * remaining[r]:.1f}% weights)", counts))
     return maps
 
 
 def build_sections(runs: list["RunData"], folder: Path) -> list[Section]:
     """Compute every table and draw every picture into `folder`; return the report's sections in order."""
+    task = tables.report_task(runs)
     imp_runs = [run for run in runs if run.records]
-    sections = _round_sections(imp_runs, folder) if imp_runs else []
+    sections = _round_sections(imp_runs, folder, task) if imp_runs else []
     if imp_runs:
-        sections.append(_compute_section(imp_runs, folder))
+        sections.append(_compute_section(imp_runs, folder, task))
     if any(run.at_init for run in runs):
-        sections.append(_at_init_section(runs, imp_runs, folder))
+        sections.append(_at_init_section(runs, imp_runs, folder, task))
     if any(run.stability for run in runs):
-        sections.append(_stability_section(runs, folder))
+        sections.append(_stability_section(runs, folder, task))
     return sections
 
 
-def _compute_section(runs: list["RunData"], folder: Path) -> Section:
-    """Compute-to-ticket: accuracy vs training steps spent, every run on one plot, and a matched-sparsity table."""
+def _metric_words(task: "Task") -> str:
+    """'test accuracy' / 'test RMSE (lower is better)': what the report's y axes and tables show."""
+    return figures._label(task.headline)
+
+
+def _compute_section(runs: list["RunData"], folder: Path, task: "Task") -> Section:
+    """Compute-to-ticket: the headline metric vs training steps spent, every run on one plot, and a matched table."""
     frame = tables.compute_frame(runs)
     matched = tables.compute_matched_table(frame)
     frame.to_csv(folder / "compute.csv", index=False)
     matched.to_csv(folder / "compute_matched.csv", index=False)
-    return Section("Accuracy vs training compute",
-                   "Each round's ticket (mean over trials): its early-stop test accuracy against the training steps "
-                   "spent on it and on every round before it (control arms excluded; seconds are each network's "
-                   "share of its round's wall time). Early-bird rounds count the steps they trained. The table "
-                   "puts the runs side by side at the sparsities of the run with the fewest rounds.",
-                   [_save(figures.compute_figure(frame), folder, "compute.png")], matched, "compute_matched.csv")
+    return Section(f"{task.headline.label[0].upper()}{task.headline.label[1:]} vs training compute",
+                   f"Each round's ticket (mean over trials): its {_metric_words(task)} at early stop against the "
+                   "training steps spent on it and on every round before it (control arms excluded; seconds are "
+                   "each network's share of its round's wall time). Early-bird rounds count the steps they trained. "
+                   "The table puts the runs side by side at the sparsities of the run with the fewest rounds.",
+                   [_save(figures.compute_figure(frame, task), folder, "compute.png")], matched, "compute_matched.csv")
 
 
-def _stability_section(runs: list["RunData"], folder: Path) -> Section:
+def _stability_section(runs: list["RunData"], folder: Path, task: "Task") -> Section:
     """Instability analyses: the error barrier vs the rewind point, and its table."""
-    frame = tables.stability_frame(runs)
+    frame = tables.stability_frame(runs, task)
     frame.to_csv(folder / "stability.csv", index=False)
+    judged = ("below 0.02 (2 percentage points) the copies are linearly connected, i.e. stable to SGD noise "
+              "(Frankle et al. 2020)" if task.barrier_threshold is not None else
+              f"the barrier is in {task.error.label}, for which no threshold is established")
     return Section("Instability (linear mode connectivity)",
                    "Two copies of a round's ticket trained from the same rewound weights θk with different data "
-                   "orders (pair data-order; init: two initialisations). The barrier is the highest test error on "
-                   "the line between them minus the mean of its ends, in percentage points; below 2 the copies are "
-                   "linearly connected, i.e. stable to SGD noise (Frankle et al. 2020).",
-                   [_save(figures.stability_figure(frame), folder, "stability.png")], frame, "stability.csv")
+                   "orders (pair data-order; init: two initialisations). The barrier is the highest test "
+                   f"{task.error.label} on the line between them minus the mean of its ends; {judged}.",
+                   [_save(figures.stability_figure(frame, task), folder, "stability.png")], frame, "stability.csv")
 
 
-def _at_init_section(runs: list["RunData"], imp_runs: list["RunData"], folder: Path) -> Section:
+def _at_init_section(runs: list["RunData"], imp_runs: list["RunData"], folder: Path, task: "Task") -> Section:
     """Pruning at initialization next to IMP: one figure, and a table at matched sparsity."""
     import pandas as pd
 
-    at_init = tables.at_init_frame(runs)
-    arms = tables.arm_frame(tables.network_frame(imp_runs)) if imp_runs else pd.DataFrame()
-    matched = tables.matched_sparsity_table(at_init, arms)
+    at_init = tables.at_init_frame(runs, task)
+    arms = tables.arm_frame(tables.network_frame(imp_runs), task) if imp_runs else pd.DataFrame()
+    matched = tables.matched_sparsity_table(at_init, arms, task)
     at_init.to_csv(folder / "prune_at_init.csv", index=False)
     matched.to_csv(folder / "matched_sparsity.csv", index=False)
     return Section("Pruning at initialization vs IMP",
-                   "Early-stop test accuracy (mean over trials). Each method's mask, then its controls "
+                   f"The {_metric_words(task)} at early stop (mean over trials). Each method's mask, then its controls "
                    "(Frankle et al. 2021): shuffle = the mask permuted within each layer, reinit = the mask on "
                    "fresh weights, invert = the lowest-scored weights. IMP columns: the ticket of the IMP round "
-                   "nearest in % weights. Emptied layers: layer collapse.",
-                   [_save(figures.at_init_figure(at_init, arms), folder, "prune_at_init.png")], matched,
+                   "nearest in weights remaining. Emptied layers: layer collapse.",
+                   [_save(figures.at_init_figure(at_init, arms, task), folder, "prune_at_init.png")], matched,
                    "matched_sparsity.csv")
 
 
-def _round_sections(runs: list["RunData"], folder: Path) -> list[Section]:
-    """The sections of runs with rounds (IMP): accuracy and early stop vs sparsity, curves, layers, masks."""
+def _round_sections(runs: list["RunData"], folder: Path, task: "Task") -> list[Section]:
+    """The sections of runs with rounds (IMP): the metric and early stop vs sparsity, curves, layers, masks."""
     networks = tables.network_frame(runs)
-    arms = tables.arm_frame(networks)
+    arms = tables.arm_frame(networks, task)
     dense = tables.dense_reference(arms)
     layers = tables.layer_frame(runs)
-    headline = tables.headline_table(arms)
+    headline = tables.headline_table(arms, task)
     for frame, name in ((networks, "networks.csv"), (arms, "arms.csv"), (layers, "layer_sparsity.csv"),
                         (headline, "summary.csv")):
         frame.to_csv(folder / name, index=False)
 
+    words = _metric_words(task)
     sections = [
-        Section("Test accuracy vs weights remaining",
+        Section(f"{words[0].upper()}{words[1:]} vs weights remaining",
                 "Mean over trials (band: min-max). Ticket solid; controls dashed/dotted; dense network dotted "
-                "horizontal line.",
-                [_save(figures.accuracy_figure(arms, dense), folder, "accuracy.png")], headline, "summary.csv"),
+                "horizontal line. Tables and CSV files keep fractions (0.962 is 96.2%).",
+                [_save(figures.metric_figure(arms, dense, task), folder, "by_sparsity.png")], headline,
+                "summary.csv"),
         Section("Early-stop iteration vs weights remaining", "Iteration of the minimum validation loss.",
                 [_save(figures.early_stop_figure(arms, dense), folder, "early_stop.png")]),
     ]
-    curves = Section("Learning curves", "Test accuracy during training at selected sparsities: ticket solid, "
+    curves = Section("Learning curves", f"The {words} during training at selected sparsities: ticket solid, "
                                         "reinit control dashed.")
     layer_sections = []
     missing: list[str] = []
@@ -157,7 +165,8 @@ def _round_sections(runs: list["RunData"], folder: Path) -> list[Section]:
         if not layers.empty and (layers["run"] == run.label).any():
             wide = tables.layer_table(layers, run.label)
             wide.to_csv(folder / f"layers{suffix}.csv", index=False)
-            layer_sections.append(Section(f"Per-layer sparsity: {run.label}", "% of each layer's weights remaining.",
+            layer_sections.append(Section(f"Per-layer sparsity: {run.label}",
+                                          "The fraction of each layer's weights remaining.",
                                           [_save(figures.layer_figure(layers, run.label), folder,
                                                  f"layers{suffix}.png")], wide, f"layers{suffix}.csv"))
         maps = _mask_maps(run)
@@ -171,8 +180,8 @@ def _round_sections(runs: list["RunData"], folder: Path) -> list[Section]:
     if not compaction.empty:
         compaction.to_csv(folder / "compaction.csv", index=False)
         sections.append(Section("Compacted networks (`lth compact`)",
-                                "Dead neurons/channels removed: parameters and MACs as % of the dense network, file "
-                                "size, CPU latency per batch (dense vs compact) and whether outputs matched the "
+                                "Dead neurons/channels removed: parameters and MACs as fractions of the dense network, "
+                                "file size, CPU latency per batch (dense vs compact) and whether outputs matched the "
                                 "masked network.", [], compaction, "compaction.csv"))
     if missing:  # a fresh clone has the metrics (git) but not the masks (DVC): say so, do not just leave it out
         mask_section.text += (f" No masks found for {', '.join(missing)}: their mask files are not here "

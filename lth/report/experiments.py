@@ -18,15 +18,23 @@ if TYPE_CHECKING:
 _ROUND = re.compile(r"^rounds\.(r\d{2,})\.prev$")
 
 
-def _percent(acc: object, weights: object) -> str | None:
-    if not isinstance(acc, (int, float)) or not isinstance(weights, (int, float)):
+def _at(row: dict, prefix: str) -> str | None:
+    """'96.2% @ 32.9%': the headline metric of summary.json's `prefix` entry at its weights remaining (accuracy
+    in percent, RMSE as it is), or None when the experiment has none."""
+    from lth.tasks import metric_named
+
+    key = next((k for k in row if k.startswith(f"{prefix}.early_stop_test_")), None)
+    value, weights = row.get(key) if key else None, row.get(f"{prefix}.weights_remaining")
+    if not isinstance(value, (int, float)) or not isinstance(weights, (int, float)):
         return None
-    return f"{100 * acc:.1f}% @ {weights:.1f}%"
+    metric = metric_named(key.rsplit("_", 1)[-1])
+    return f"{metric.brief(value)} @ {100 * weights:.1f}%"
 
 
 def experiment_frame(repo: str = ".") -> "pd.DataFrame":
     """One row per experiment (baseline and workspace included): its name, the params that differ between
-    the rows, the best and the sparsest matching ticket (test accuracy at early stop @ % weights), the last round."""
+    the rows, the best and the sparsest matching ticket (test headline metric at early stop @ % weights), the last
+    round."""
     import pandas as pd
     import yaml
 
@@ -46,9 +54,8 @@ def experiment_frame(repo: str = ".") -> "pd.DataFrame":
         out.append({
             "experiment": row.get("Experiment") or row.get("rev"),
             "params that differ": ", ".join(changed) or "-",
-            "best": _percent(row.get("best.test_acc"), row.get("best.weights_remaining")),
-            "sparsest matching": _percent(row.get("sparsest_matching.test_acc"),
-                                          row.get("sparsest_matching.weights_remaining")),
+            "best": _at(row, "best"),
+            "sparsest matching": _at(row, "sparsest_matching"),
             "last round": f"r{int(row['last.round']):02d}" if isinstance(row.get("last.round"), (int, float)) else None,
         })
     return pd.DataFrame(out, columns=["experiment", "params that differ", "best", "sparsest matching", "last round"])

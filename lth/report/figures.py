@@ -3,20 +3,23 @@
 Styling follows the lottery-ticket papers: % weights remaining on a decreasing log axis with ticks at
 the rounds of 20% pruning (100, 51.3, 26.2, 13.5, 7.0, 3.6, 1.9 ...), the mean over trials as a line
 and the min-max range over trials as a band, control arms as their own dashed lines and the dense
-network as a horizontal reference. Each function returns a Figure; the caller saves and closes it.
+network as a horizontal reference. The y axis is the task's headline metric (test accuracy; RMSE for
+regression, lower is better). Tables keep fractions; axes a person reads show percent. Each function
+returns a Figure; the caller saves and closes it.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Iterable, Optional, Sequence
 
-from lth.engine.records import TICKET
+from lth.engine.records import TICKET, headline, task_of
 
 if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.figure import Figure
 
     from lth.report.sources import RunData
+    from lth.tasks.base import Metric, Task
 
 PAPER_TICKS = (100, 51.3, 26.2, 13.5, 7.0, 3.6, 1.9, 1.0, 0.5, 0.3, 0.1)
 CURVE_TARGETS = (100, 51.3, 21.1, 7.0, 3.6)  # the learning curves Frankle & Carbin show
@@ -32,8 +35,19 @@ def _pyplot():
     return plt
 
 
+def percent(fractions):  # noqa: ANN001 - a float, a list or a pandas Series
+    """Weights remaining as the axes show them: percent."""
+    return [100 * f for f in fractions] if isinstance(fractions, list) else 100 * fractions
+
+
+def _label(metric: "Metric") -> str:
+    """'test accuracy' / 'test RMSE (lower is better)'."""
+    return f"test {metric.label}" + ("" if metric.higher_is_better else " (lower is better)")
+
+
 def _weights_axis(ax, weights: Iterable[float]) -> None:
-    weights = [w for w in weights if w > 0]
+    """The decreasing log axis of % weights remaining; `weights` are fractions."""
+    weights = [100 * w for w in weights if w > 0]
     low, high = min(weights), max(weights)
     ax.set_xscale("log")
     ax.set_xlim(high * 1.15, low / 1.15)  # decreasing: the network thins from left to right
@@ -70,7 +84,7 @@ def _draw_metric(ax, arms: "pd.DataFrame", metric: str, dense: Optional["pd.Data
                 continue
             color = _series_color(run, arm, runs, arm_names)
             label = arm if len(runs) == 1 else f"{run} · {arm}"
-            x = rows["weights_remaining"]
+            x = percent(rows["weights_remaining"])
             ax.plot(x, rows[f"{metric}_mean"], ARM_STYLE.get(arm, "-."), marker="o", markersize=3,
                     color=color, label=label)
             if (rows["trials"] > 1).any():
@@ -83,15 +97,17 @@ def _draw_metric(ax, arms: "pd.DataFrame", metric: str, dense: Optional["pd.Data
     _weights_axis(ax, arms["weights_remaining"])
 
 
-def accuracy_figure(arms: "pd.DataFrame", dense: "pd.DataFrame") -> "Figure":
-    """Test accuracy vs % weights remaining, at early stop (left) and at the end of training (right)."""
+def metric_figure(arms: "pd.DataFrame", dense: "pd.DataFrame", task: "Task") -> "Figure":
+    """The test headline metric (accuracy, RMSE) vs % weights remaining, at early stop (left) and at the end of
+    training (right)."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
-    for ax, metric, title in ((axes[0], "early_stop_test_acc", "at early stop (min. validation loss)"),
-                              (axes[1], "test_acc", "at the end of training")):
-        _draw_metric(ax, arms, metric, dense)
-        ax.set_title(f"Test accuracy {title}")
-    axes[0].set_ylabel("test accuracy (mean; band: min-max over trials)")
+    label = _label(task.headline)
+    for ax, key, title in ((axes[0], headline(task), "at early stop (min. validation loss)"),
+                           (axes[1], headline(task, "end"), "at the end of training")):
+        _draw_metric(ax, arms, key, dense)
+        ax.set_title(f"{label[0].upper()}{label[1:]} {title}")
+    axes[0].set_ylabel(f"{label} (mean; band: min-max over trials)")
     axes[0].legend(fontsize=8, loc="lower left")
     fig.tight_layout()
     return fig
@@ -111,7 +127,7 @@ def early_stop_figure(arms: "pd.DataFrame", dense: "pd.DataFrame") -> "Figure":
 
 def curve_rounds(run: "RunData", targets: Sequence[float] = CURVE_TARGETS) -> list[int]:
     """The finished rounds closest to the paper's learning-curve sparsities (each round once)."""
-    available = {rec["round"]: rec["weights_remaining"] for rec in run.records}
+    available = {rec["round"]: 100 * rec["weights_remaining"] for rec in run.records}
     chosen: list[int] = []
     for target in targets:
         best = min(available, key=lambda r: abs(available[r] - target) / target)
@@ -120,35 +136,38 @@ def curve_rounds(run: "RunData", targets: Sequence[float] = CURVE_TARGETS) -> li
     return sorted(chosen)
 
 
-def _mean_curve(networks: list[dict]) -> tuple[list[int], list[float]]:
+def _mean_curve(networks: list[dict], metric: str) -> tuple[list[int], list[float]]:
     curves = [n["curve"] for n in networks if n.get("curve")]
     if not curves:
         return [], []
     length = min(len(c) for c in curves)
     iterations = [curves[0][i]["iteration"] for i in range(length)]
-    means = [sum(c[i]["test_acc"] for c in curves) / len(curves) for i in range(length)]
+    means = [sum(c[i][metric] for c in curves) / len(curves) for i in range(length)]
     return iterations, means
 
 
 def learning_curve_figure(run: "RunData", rounds: Sequence[int]) -> "Figure":
-    """Test accuracy vs iteration for selected rounds: the ticket (solid) vs its reinit control (dashed)."""
+    """The test headline metric vs iteration for selected rounds: the ticket (solid) vs its reinit control
+    (dashed)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.5))
     by_round = {rec["round"]: rec for rec in run.records}
-    settled: list[float] = []  # accuracies after the first evaluations: they set the y range
+    metric = task_of(run.records[0]).headline
+    settled: list[float] = []  # values after the first evaluations: they set the y range
     for i, r in enumerate(rounds):
         record = by_round[r]
         for arm in (TICKET, "reinit"):
-            x, y = _mean_curve([n for n in record["networks"] if n["arm"] == arm])
+            x, y = _mean_curve([n for n in record["networks"] if n["arm"] == arm], f"test_{metric.name}")
             if x:
-                ax.plot(x, y, ARM_STYLE[arm], color=f"C{i % 10}", label=f"{record['weights_remaining']:.1f}% {arm}")
+                ax.plot(x, y, ARM_STYLE[arm], color=f"C{i % 10}",
+                        label=f"{100 * record['weights_remaining']:.1f}% {arm}")
                 settled += y[len(y) // 10 + 1:]
-    if settled:  # zoom on where the curves differ, as the papers do; the first steps go off the bottom
+    if settled:  # zoom on where the curves differ, as the papers do; the first steps go off the scale
         low, high = min(settled), max(settled)
-        margin = max(0.005, 0.1 * (high - low))
-        ax.set_ylim(low - margin, min(1.0, high + margin))
+        margin = max(0.005 * max(abs(high), 1e-9) if not metric.percent else 0.005, 0.1 * (high - low))
+        ax.set_ylim(low - margin, min(1.0, high + margin) if metric.percent else high + margin)
     ax.set_xlabel("training iteration")
-    ax.set_ylabel("test accuracy (mean over trials)")
+    ax.set_ylabel(f"{_label(metric)} (mean over trials)")
     ax.set_title(f"Learning curves: {run.label}")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, ncol=2, loc="lower right")
@@ -161,8 +180,8 @@ def layer_figure(layers: "pd.DataFrame", run: str) -> "Figure":
     plt = _pyplot()
     own = layers[layers["run"] == run]
     kept = own.pivot_table(index="round", columns="layer", values="kept", sort=False)
-    remaining = own.pivot_table(index="round", columns="layer", values="remaining", sort=False)
-    overall = own.groupby("round")["weights_remaining"].first()
+    remaining = 100 * own.pivot_table(index="round", columns="layer", values="remaining", sort=False)
+    overall = 100 * own.groupby("round")["weights_remaining"].first()
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
     share = kept.div(kept.sum(axis=1), axis=0) * 100
     bottom = None
@@ -188,9 +207,11 @@ def layer_figure(layers: "pd.DataFrame", run: str) -> "Figure":
     return fig
 
 
-def pixel_map(mask: dict, image_shape: tuple[int, int, int]):
-    """The first layer's kept connections per input pixel (H x W), or None when the first layer is not a
-    fully connected layer reading a one-channel image (e.g. a conv net)."""
+def pixel_map(mask: dict, image_shape: tuple[int, ...]):
+    """The first layer's kept connections per input pixel (H x W), or None when the inputs are not one-channel
+    images or the first layer is not a fully connected layer reading them (e.g. a conv net)."""
+    if len(image_shape) != 3:
+        return None
     channels, height, width = image_shape
     name = next(iter(mask))
     first = mask[name]
@@ -219,9 +240,11 @@ def mask_figure(maps: list[tuple[str, object]], title: str) -> "Figure":
 AT_INIT_STYLE = {TICKET: ("-", "o"), "shuffle": ("--", "s"), "reinit": (":", "^"), "invert": ("-.", "v")}
 
 
-def at_init_figure(at_init: "pd.DataFrame", arms: "pd.DataFrame") -> "Figure":
-    """Pruning at initialization vs IMP: early-stop test accuracy vs % weights remaining. Each method a color,
-    its mask solid and its controls dashed (shuffle), dotted (reinit), dash-dot (invert); IMP runs in black/grey."""
+def at_init_figure(at_init: "pd.DataFrame", arms: "pd.DataFrame", task: "Task") -> "Figure":
+    """Pruning at initialization vs IMP: the test headline metric at early stop vs % weights remaining. Each method
+    a color, its mask solid and its controls dashed (shuffle), dotted (reinit), dash-dot (invert); IMP runs in
+    black/grey."""
+    key = headline(task)
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(11, 5))
     methods = list(dict.fromkeys(at_init["method"]))
@@ -234,35 +257,41 @@ def at_init_figure(at_init: "pd.DataFrame", arms: "pd.DataFrame") -> "Figure":
                     continue
                 rows = rows.sort_values("weights_remaining", ascending=False)
                 label = method if arm == TICKET else f"{method} · {arm}"
-                ax.plot(rows["weights_remaining"], rows["acc_mean"], style, marker=marker, markersize=4,
+                ax.plot(percent(rows["weights_remaining"]), rows[f"{key}_mean"], style, marker=marker, markersize=4,
                         color=f"C{i % 10}", label=label if len(at_init_runs) == 1 else f"{run} · {label}")
     imp = arms[arms["arm"] == TICKET] if not arms.empty else arms
     for j, run in enumerate(dict.fromkeys(imp["run"]) if not imp.empty else []):
         rows = imp[imp["run"] == run].sort_values("round")
-        ax.plot(rows["weights_remaining"], rows["early_stop_test_acc_mean"], "-", marker=".", linewidth=2,
+        ax.plot(percent(rows["weights_remaining"]), rows[f"{key}_mean"], "-", marker=".", linewidth=2,
                 color=("black", "dimgrey", "silver")[j % 3], label=_short(f"IMP: {run}"))
     weights = list(at_init["weights_remaining"]) + (list(imp["weights_remaining"]) if not imp.empty else [])
     _weights_axis(ax, weights)
-    ax.set_ylabel("test accuracy at early stop (mean over trials)")
+    ax.set_ylabel(f"{_label(task.headline)} at early stop (mean over trials)")
     ax.set_title("Pruning at initialization vs iterative magnitude pruning")
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     return fig
 
 
-def stability_figure(frame: "pd.DataFrame", threshold: float = 2.0) -> "Figure":
+def stability_figure(frame: "pd.DataFrame", task: "Task") -> "Figure":
     """Instability: error barrier vs rewind iteration, a line per sparsity (and run and pair), with the
-    threshold under which two copies count as linearly connected (Frankle et al. 2020)."""
+    threshold under which two copies count as linearly connected (Frankle et al. 2020; classification only).
+    A classification barrier is drawn in percentage points (the file keeps the fraction)."""
+    error, threshold = task.error, task.barrier_threshold
+    scale = 100 if error.percent else 1
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.5))
     groups = frame.groupby(["run", "pair", "weights_remaining"], sort=False)
     for i, ((run, pair, weights), rows) in enumerate(groups):
         rows = rows.sort_values("rewind_iteration")
-        label = f"{weights:.1f}% weights" + (f", {pair}" if frame["pair"].nunique() > 1 else "")
+        label = f"{100 * weights:.1f}% weights" + (f", {pair}" if frame["pair"].nunique() > 1 else "")
         if frame["run"].nunique() > 1:
             label = f"{run} · {label}"
-        ax.plot(rows["rewind_iteration"], rows["barrier"], "-o", markersize=4, color=f"C{i % 10}", label=_short(label))
-    ax.axhline(threshold, color="grey", linestyle="--", linewidth=1, label=f"{threshold:g}-point threshold")
+        ax.plot(rows["rewind_iteration"], scale * rows["barrier"], "-o", markersize=4, color=f"C{i % 10}",
+                label=_short(label))
+    if threshold is not None:
+        ax.axhline(scale * threshold, color="grey", linestyle="--", linewidth=1,
+                   label=f"{scale * threshold:g}-point threshold" if error.percent else f"threshold {threshold:g}")
     iterations = sorted(set(frame["rewind_iteration"]))
     positive = [i for i in iterations if i > 0]
     if positive:  # rewind points spread over orders of magnitude (0, 100, 500, 2000): log beyond the first
@@ -271,7 +300,7 @@ def stability_figure(frame: "pd.DataFrame", threshold: float = 2.0) -> "Figure":
     ax.set_xticklabels([str(i) for i in iterations])
     ax.set_xlabel("rewind iteration k")
     ax.set_ylim(bottom=0)
-    ax.set_ylabel("error barrier (percentage points)")
+    ax.set_ylabel("test error barrier (percentage points)" if error.percent else f"test {error.label} barrier")
     ax.set_title("Instability: test error barrier between two copies")
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -282,32 +311,34 @@ def _short(label: str, width: int = 40) -> str:
     return label if len(label) <= width else label[:width - 1] + "…"
 
 
-def compute_figure(frame: "pd.DataFrame") -> "Figure":
-    """Test accuracy vs the training compute spent to reach a ticket and train it (every run a line: IMP,
-    early-bird, one-shot ...); each point a round, labelled with its % weights; hollow: the round's training
-    stopped early (early-bird), so its accuracy is the one at the stop."""
+def compute_figure(frame: "pd.DataFrame", task: "Task") -> "Figure":
+    """The test headline metric vs the training compute spent to reach a ticket and train it (every run a line:
+    IMP, early-bird, one-shot ...); each point a round, labelled with its % weights; hollow: the round's
+    training stopped early (early-bird), so its value is the one at the stop."""
     plt = _pyplot()
+    key = headline(task)
     fig, ax = plt.subplots(figsize=(9, 5))
     for i, ((run, schedule), rows) in enumerate(frame.groupby(["run", "schedule"], sort=False)):
         rows = rows.sort_values("round")
         color = f"C{i % 10}"
         label = schedule if frame["run"].nunique() == frame["schedule"].nunique() else f"{schedule} · {run}"
-        ax.plot(rows["total_iterations"], rows["early_stop_test_acc"], "-", color=color, label=_short(label, 60))
+        ax.plot(rows["total_iterations"], rows[key], "-", color=color, label=_short(label, 60))
         stopped = rows["stopped_early"].astype(bool)
-        ax.scatter(rows.loc[~stopped, "total_iterations"], rows.loc[~stopped, "early_stop_test_acc"], color=color, s=16)
-        ax.scatter(rows.loc[stopped, "total_iterations"], rows.loc[stopped, "early_stop_test_acc"], s=16,
+        ax.scatter(rows.loc[~stopped, "total_iterations"], rows.loc[~stopped, key], color=color, s=16)
+        ax.scatter(rows.loc[stopped, "total_iterations"], rows.loc[stopped, key], s=16,
                    facecolors="none", edgecolors=color)
         step = max(1, len(rows) // 5)
         for j, (_, row) in enumerate(rows.iterrows()):
             if j % step == 0 or j == len(rows) - 1:
-                ax.annotate(f"{row['weights_remaining']:.1f}%", (row["total_iterations"], row["early_stop_test_acc"]),
+                ax.annotate(f"{100 * row['weights_remaining']:.1f}%", (row["total_iterations"], row[key]),
                             textcoords="offset points", xytext=(3, 4), fontsize=7, color=color)
     ax.set_xscale("log")
     ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda value, _: f"{value:,.0f}"))
     ax.xaxis.set_minor_formatter(plt.NullFormatter())
     ax.set_xlabel("training steps spent on the ticket and the rounds before it (controls excluded)")
-    ax.set_ylabel("test accuracy at early stop (mean over trials)")
-    ax.set_title("Accuracy vs training compute (labels: % weights remaining)")
+    ax.set_ylabel(f"{_label(task.headline)} at early stop (mean over trials)")
+    ax.set_title(f"{task.headline.label[0].upper()}{task.headline.label[1:]} vs training compute "
+                 "(labels: % weights remaining)")
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig

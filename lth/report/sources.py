@@ -30,6 +30,7 @@ class RunData:
     records: list[dict]
     load_mask: MaskLoader = field(repr=False, default=lambda trial, r: None)
     label: str = ""
+    input_shape: Optional[tuple[int, ...]] = None  # of one example (None: unknown), for the mask pictures
     compaction: list[dict] = field(default_factory=list)  # `lth compact` results per round, when it was run
     at_init: list[dict] = field(default_factory=list)  # pruning-at-init results (method, target, networks)
     stability: list[dict] = field(default_factory=list)  # instability analyses (lth.experiments.stability), per round
@@ -55,9 +56,11 @@ def from_results(path: Path) -> RunData:
     """A find-ticket run directory, a DVC workspace or a prune-at-init output (finished or still running):
     one layout, one reader.
 
-    Its settings are read as recorded, not validated: a report also reads runs made by other versions."""
+    Its settings are read as recorded, not validated: a report also reads runs made by other versions (their
+    records are upgraded to today's names and units)."""
     from lth.engine.layout import Layout
     from lth.engine.params import read_yaml
+    from lth.engine.records import read_record
 
     layout = Layout(path)
     at_init = {p.stem: files.read_json(p) for p in sorted(layout.at_init_dir.glob("*.json"))}
@@ -73,7 +76,7 @@ def from_results(path: Path) -> RunData:
     else:  # only `lth prune-at-init` results: their settings are recorded beside them
         params = flatten(next(iter(at_init.values()), {}).get("run", {}).get("settings", {}))
         keys = []
-    records = [files.read_json(layout.round_metrics(key)) for key in keys]
+    records = [read_record(layout.round_metrics(key)) for key in keys]
     compaction = (files.read_json(layout.compact_summary).get("rounds", [])  # written by `lth compact ROOT`
                   if layout.compact_summary.is_file() else [])
 
@@ -83,9 +86,31 @@ def from_results(path: Path) -> RunData:
 
     stability = [files.read_json(p) for p in sorted(layout.experiment_metrics("stability").parent.glob("stability*.json"))]
     name = path.resolve().name or str(path)
-    return RunData(name, params, records, load_mask, compaction=compaction,
-                   at_init=[result for payload in at_init.values() for result in payload.get("results", [])],
-                   stability=[s for s in stability if isinstance(s, dict) and "rewinds" in s])
+    return RunData(name, params, records, load_mask, input_shape=_input_shape(layout, params), compaction=compaction,
+                   at_init=_at_init_results(payload for payload in at_init.values()),
+                   stability=_stability_results(stability))
+
+
+def _input_shape(layout, params: Mapping[str, Any]) -> Optional[tuple[int, ...]]:  # noqa: ANN001 - Layout
+    """The example shape of a run's data: its spec file, else the registry's (older runs), else unknown."""
+    from lth.datasets import DATASETS
+
+    if layout.prepared_spec.is_file():
+        return tuple(files.read_json(layout.prepared_spec).get("input_shape", ())) or None
+    spec = DATASETS.get(str(params.get("dataset")))
+    return tuple(spec.input_shape) if spec is not None else None
+
+
+def _at_init_results(payloads: Iterable[dict]) -> list[dict]:
+    from lth.engine.records import upgrade_at_init
+
+    return [upgrade_at_init(result) for payload in payloads for result in payload.get("results", [])]
+
+
+def _stability_results(found: Iterable[Any]) -> list[dict]:
+    from lth.engine.records import upgrade_stability
+
+    return [upgrade_stability(s) for s in found if isinstance(s, dict) and "rewinds" in s]
 
 
 def is_at_init_output(path: Path) -> bool:
@@ -122,6 +147,8 @@ def from_experiment(repo: str, name: str, rev: str) -> RunData:
 
     from lth.engine.layout import Layout
 
+    from lth.engine.records import upgrade
+
     workspace = Layout(Path("."))
     params = flatten(dvc.api.params_show(repo=repo, rev=rev))
     records = []
@@ -130,20 +157,26 @@ def from_experiment(repo: str, name: str, rev: str) -> RunData:
             text = dvc.api.read(str(workspace.round_metrics(key)), repo=repo, rev=rev)
         except Exception:  # a round not run (yet) at that revision
             continue
-        records.append(json.loads(text))
+        records.append(upgrade(json.loads(text)))
     at_init = []
     for method in params.get("prune_at_init.methods") or ():
         try:
             text = dvc.api.read(str(workspace.at_init_metrics(method)), repo=repo, rev=rev)
         except Exception:  # not run at that revision
             continue
-        at_init += json.loads(text).get("results", [])
+        at_init += _at_init_results([json.loads(text)])
     stability = []
     if "experiments.stability.round" in params:
         try:
-            stability = [json.loads(dvc.api.read(str(workspace.experiment_metrics("stability")), repo=repo, rev=rev))]
+            stability = _stability_results([json.loads(dvc.api.read(str(workspace.experiment_metrics("stability")),
+                                                                    repo=repo, rev=rev))])
         except Exception:  # not run at that revision
             pass
+    input_shape = None
+    try:
+        input_shape = tuple(json.loads(dvc.api.read(str(workspace.prepared_spec), repo=repo, rev=rev))["input_shape"])
+    except Exception:  # no spec at that revision (or not in the cache): the registry's, where it knows the dataset
+        input_shape = _input_shape(Layout(Path(repo) / ".no-spec"), params)
 
     def load_mask(trial: int, r: int):
         target = str(workspace.trial_file(workspace.round_dir(f"r{r:02d}", "mask"), trial))
@@ -154,8 +187,8 @@ def from_experiment(repo: str, name: str, rev: str) -> RunData:
             return None
         return _masks_from_bytes(blob, f"{target} at {name}")
 
-    return RunData(name, params, sorted(records, key=lambda rec: rec["round"]), load_mask, at_init=at_init,
-                   stability=stability)
+    return RunData(name, params, sorted(records, key=lambda rec: rec["round"]), load_mask, input_shape=input_shape,
+                   at_init=at_init, stability=stability)
 
 
 def _masks_from_bytes(blob: bytes, where: str):

@@ -1,38 +1,56 @@
 """The report's tables, as pandas frames: every network, each arm aggregated over trials, and per-layer sparsity.
 
 Aggregation is over trials only (mean, min, max per run, round and arm), so a band in a plot is the
-spread between seeds. At round 0 every arm is the dense network; controls start at round 1.
+spread between seeds. At round 0 every arm is the dense network; controls start at round 1. Columns are
+named as in every results file (lth.engine.records: `early_stop_test_acc`, fractions); the runs of one
+report share one task, whose headline metric (accuracy, RMSE) the tables and figures show.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Iterable
 
-from lth.engine.records import TICKET
-from lth.steps.summary import NETWORK_COLUMNS, layer_rows, network_rows
+from lth.engine.records import TICKET, headline, task_of
+from lth.steps.summary import layer_rows, network_columns, network_rows
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from lth.report.sources import RunData
+    from lth.tasks.base import Task
 
-AGGREGATED = ("early_stop_test_acc", "test_acc", "early_stop_iteration")
+
+def report_task(runs: Iterable["RunData"]) -> "Task":
+    """The one task of the report's runs (their round records' and pruning-at-init results'); runs of two tasks
+    are not compared on one axis."""
+    from lth.core.errors import LthError
+
+    found = {task_of(entry).name: task_of(entry) for run in runs for entry in (*run.records, *run.at_init)}
+    if len(found) > 1:
+        raise LthError(f"these runs are of different tasks ({', '.join(sorted(found))}): report them separately")
+    return next(iter(found.values()), task_of({}))
+
+
+def aggregated(task: "Task") -> tuple[str, ...]:
+    """What the report aggregates over trials: the headline metric at early stop and at the end, the iteration."""
+    return headline(task), headline(task, "end"), "early_stop_iteration"
 
 
 def network_frame(runs: Iterable["RunData"]) -> "pd.DataFrame":
     """One row per (run, round, trial, arm) with the runner's per-network columns."""
     import pandas as pd
 
-    frames = [pd.DataFrame(network_rows(run.records), columns=NETWORK_COLUMNS).assign(run=run.label)
-              for run in runs]
+    runs = list(runs)
+    columns = network_columns(report_task(runs))
+    frames = [pd.DataFrame(network_rows(run.records), columns=columns).assign(run=run.label) for run in runs]
     frame = pd.concat(frames, ignore_index=True)
-    return frame[["run", *NETWORK_COLUMNS]]
+    return frame[["run", *columns]]
 
 
-def arm_frame(networks: "pd.DataFrame") -> "pd.DataFrame":
+def arm_frame(networks: "pd.DataFrame", task: "Task") -> "pd.DataFrame":
     """Mean, min and max over trials of each run x round x arm (columns like `early_stop_test_acc_mean`)."""
     grouped = networks.groupby(["run", "round", "arm"], sort=False)
-    stats = grouped[list(AGGREGATED)].agg(["mean", "min", "max"])
+    stats = grouped[list(aggregated(task))].agg(["mean", "min", "max"])
     stats.columns = [f"{metric}_{stat}" for metric, stat in stats.columns]
     stats["weights_remaining"] = grouped["weights_remaining"].first()
     stats["trials"] = grouped["trial"].nunique()
@@ -51,36 +69,38 @@ def layer_frame(runs: Iterable["RunData"]) -> "pd.DataFrame":
     """Per run, round and layer: weights kept and % remaining (see lth.steps.summary.layer_rows)."""
     import pandas as pd
 
-    columns = ["round", "weights_remaining", "layer", "kept", "total", "remaining"]
+    columns = ["round", "weights_remaining", "layer", "kept", "total", "remaining"]  # fractions
     frames = [pd.DataFrame(layer_rows(run.records), columns=columns).assign(run=run.label) for run in runs]
     return pd.concat(frames, ignore_index=True)[["run", *columns]]
 
 
 def layer_table(layers: "pd.DataFrame", run: str) -> "pd.DataFrame":
-    """Wide per-layer table of one run: a row per round, a column per layer (% remaining)."""
+    """Wide per-layer table of one run: a row per round, a column per layer (the fraction remaining)."""
     own = layers[layers["run"] == run]
     wide = own.pivot_table(index=["round", "weights_remaining"], columns="layer", values="remaining", sort=False)
     wide.columns.name = None
     return wide.reset_index()
 
 
-def headline_table(arms: "pd.DataFrame") -> "pd.DataFrame":
-    """Wide table per run and round: the ticket's mean [min, max] early-stop accuracy next to each control's mean."""
+def headline_table(arms: "pd.DataFrame", task: "Task") -> "pd.DataFrame":
+    """Wide table per run and round: the ticket's mean [min, max] test headline metric at early stop (and its mean
+    at the end) next to each control's mean at early stop."""
     import pandas as pd
 
+    early, end = headline(task), headline(task, "end")
     rows = []
     for (run, r), group in arms.groupby(["run", "round"], sort=False):
         by_arm = group.set_index("arm")
         ticket = by_arm.loc[TICKET]
         row = {"run": run, "round": r, "weights_remaining": ticket["weights_remaining"],
                "trials": int(ticket["trials"]),
-               "ticket_acc": ticket["early_stop_test_acc_mean"],
-               "ticket_acc_min": ticket["early_stop_test_acc_min"],
-               "ticket_acc_max": ticket["early_stop_test_acc_max"],
-               "ticket_acc_end": ticket["test_acc_mean"],
+               f"ticket_{early}": ticket[f"{early}_mean"],
+               f"ticket_{early}_min": ticket[f"{early}_min"],
+               f"ticket_{early}_max": ticket[f"{early}_max"],
+               f"ticket_{end}": ticket[f"{end}_mean"],
                "early_stop_iteration": ticket["early_stop_iteration_mean"]}
         for arm in by_arm.index.drop(TICKET):
-            row[f"{arm}_acc"] = by_arm.loc[arm, "early_stop_test_acc_mean"]
+            row[f"{arm}_{early}"] = by_arm.loc[arm, f"{early}_mean"]
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -92,11 +112,12 @@ def compaction_table(runs: Iterable["RunData"]) -> "pd.DataFrame":
     rows = []
     for run in runs:
         for c in run.compaction:
+            end = next((k for k in c if k.startswith("end_test_")), "end_test_acc")
             row = {"run": run.label, "round": c["round"], "trial": c["trial"], "pruning": c["pruning"],
-                   "weights_remaining": c.get("weights_remaining"), "test_acc": c.get("test_acc"),
+                   "weights_remaining": c.get("weights_remaining"), end: c.get(end),
                    "compact_params": c["params"]["compact"],
-                   "params_pct": 100 * c["params"]["compact"] / c["params"]["dense"],
-                   "macs_pct": 100 * c["macs"]["compact"] / c["macs"]["dense"],
+                   "params_fraction": c["params"]["compact"] / c["params"]["dense"],
+                   "macs_fraction": c["macs"]["compact"] / c["macs"]["dense"],
                    "file_kib": c["file_bytes"]["compact"] / 1024,
                    "outputs_match": c["check"]["outputs_match"]}
             if "cpu" in c:  # timed only with `lth compact --benchmark`
@@ -106,38 +127,40 @@ def compaction_table(runs: Iterable["RunData"]) -> "pd.DataFrame":
     return pd.DataFrame(rows)
 
 
-def at_init_frame(runs: Iterable["RunData"]) -> "pd.DataFrame":
-    """Pruning at init, per run, method, target and arm: weights remaining and early-stop test accuracy
-    (mean, min, max over trials), and the layers the method emptied."""
+def at_init_frame(runs: Iterable["RunData"], task: "Task") -> "pd.DataFrame":
+    """Pruning at init, per run, method, target and arm: weights remaining and the test headline metric at early
+    stop (mean, min, max over trials), and the layers the method emptied."""
     import pandas as pd
 
+    key = headline(task)
     rows = []
     for run in runs:
         for result in run.at_init:
             emptied = sorted({layer for layers in result.get("collapsed_layers", {}).values() for layer in layers})
             for arm in dict.fromkeys(n["arm"] for n in result["networks"]):
                 nets = [n for n in result["networks"] if n["arm"] == arm]
-                accs = [n["early_stop_test_acc"] for n in nets]
+                values = [n[key] for n in nets]
                 rows.append({"run": run.label, "method": result["method"],
-                             "remaining_target": result["remaining_target"], "arm": arm,
+                             "target_weights_remaining": result["target_weights_remaining"], "arm": arm,
                              "weights_remaining": nets[0]["weights_remaining"], "trials": len(nets),
-                             "acc_mean": round(sum(accs) / len(accs), 6), "acc_min": min(accs), "acc_max": max(accs),
-                             "emptied_layers": ", ".join(emptied)})
-    return pd.DataFrame(rows, columns=["run", "method", "remaining_target", "arm", "weights_remaining", "trials",
-                                       "acc_mean", "acc_min", "acc_max", "emptied_layers"])
+                             f"{key}_mean": round(sum(values) / len(values), 6), f"{key}_min": min(values),
+                             f"{key}_max": max(values), "emptied_layers": ", ".join(emptied)})
+    return pd.DataFrame(rows, columns=["run", "method", "target_weights_remaining", "arm", "weights_remaining",
+                                       "trials", f"{key}_mean", f"{key}_min", f"{key}_max", "emptied_layers"])
 
 
-def stability_frame(runs: Iterable["RunData"]) -> "pd.DataFrame":
-    """Instability analyses, a row per run, round, pair and rewind point: the error barrier (percentage
-    points) and the two copies' test accuracies."""
+def stability_frame(runs: Iterable["RunData"], task: "Task") -> "pd.DataFrame":
+    """Instability analyses, a row per run, round, pair and rewind point: the error barrier (in the task's error:
+    a fraction misclassified, or RMSE) and the two copies' test headline metric at the end of training."""
     import pandas as pd
 
+    end = headline(task, "end")
     rows = [{"run": run.label, "round": s["round"], "weights_remaining": s["weights_remaining"], "pair": s["pair"],
              "rewind": r["rewind"], "rewind_iteration": r.get("rewind_iteration"), "barrier": r["barrier"],
-             "copy_1_acc": r["endpoints_test_acc"][0], "copy_2_acc": r["endpoints_test_acc"][1]}
+             f"copy_1_{end}": r[end][0], f"copy_2_{end}": r[end][1]}
             for run in runs for s in run.stability for r in s["rewinds"]]
     return pd.DataFrame(rows, columns=["run", "round", "weights_remaining", "pair", "rewind", "rewind_iteration",
-                                       "barrier", "copy_1_acc", "copy_2_acc"])
+                                       "barrier", f"copy_1_{end}", f"copy_2_{end}"])
 
 
 def nearest_round(tickets: "pd.DataFrame", weights: float) -> "pd.Series":
@@ -148,24 +171,26 @@ def nearest_round(tickets: "pd.DataFrame", weights: float) -> "pd.Series":
     return tickets.loc[distance.idxmin()]
 
 
-def matched_sparsity_table(at_init: "pd.DataFrame", arms: "pd.DataFrame") -> "pd.DataFrame":
-    """A row per pruning-at-init method and target: each arm's accuracy (mean over trials) next to each IMP run's
-    ticket at its nearest round (its % weights shown, since IMP's sparsities are 0.8^k, not the target)."""
+def matched_sparsity_table(at_init: "pd.DataFrame", arms: "pd.DataFrame", task: "Task") -> "pd.DataFrame":
+    """A row per pruning-at-init method and target: each arm's test headline metric at early stop (mean over
+    trials) next to each IMP run's ticket at its nearest round (its weights shown, since IMP's sparsities are
+    0.8^k, not the target)."""
     import pandas as pd
 
+    key = headline(task)
     imp_runs = list(dict.fromkeys(arms["run"])) if not arms.empty else []
     rows = []
-    for (run, method, target), group in at_init.groupby(["run", "method", "remaining_target"], sort=False):
+    for (run, method, target), group in at_init.groupby(["run", "method", "target_weights_remaining"], sort=False):
         by_arm = group.set_index("arm")
         row = {"run": run, "method": method, "weights_remaining": by_arm.loc[TICKET, "weights_remaining"],
-               "method_acc": by_arm.loc[TICKET, "acc_mean"]}
-        row.update({f"{arm}_acc": by_arm.loc[arm, "acc_mean"] for arm in by_arm.index if arm != TICKET})
+               f"method_{key}": by_arm.loc[TICKET, f"{key}_mean"]}
+        row.update({f"{arm}_{key}": by_arm.loc[arm, f"{key}_mean"] for arm in by_arm.index if arm != TICKET})
         for imp in imp_runs:
             tickets = arms[(arms["run"] == imp) & (arms["arm"] == TICKET)]
             nearest = nearest_round(tickets, row["weights_remaining"])
             prefix = "imp" if len(imp_runs) == 1 else f"{imp}: imp"
-            row[f"{prefix}_weights"] = nearest["weights_remaining"]
-            row[f"{prefix}_acc"] = nearest["early_stop_test_acc_mean"]
+            row[f"{prefix}_weights_remaining"] = nearest["weights_remaining"]
+            row[f"{prefix}_{key}"] = nearest[f"{key}_mean"]
         row["emptied_layers"] = by_arm.loc[TICKET, "emptied_layers"]
         rows.append(row)
     frame = pd.DataFrame(rows)
@@ -176,12 +201,14 @@ def matched_sparsity_table(at_init: "pd.DataFrame", arms: "pd.DataFrame") -> "pd
 
 def compute_frame(runs: Iterable["RunData"]) -> "pd.DataFrame":
     """Compute-to-ticket per run and round, mean over trials (lth.engine.records.compute_to_ticket): the ticket's
-    early-stop test accuracy beside the training steps and seconds spent to reach it and to train it."""
+    test headline metric at early stop beside the training steps and seconds spent to reach it and to train it."""
     import pandas as pd
 
     from lth.engine.records import compute_to_ticket
 
-    columns = ["round", "weights_remaining", "early_stop_test_acc", "iterations", "to_ticket_iterations",
+    runs = list(runs)
+    key = headline(report_task(runs))
+    columns = ["round", "weights_remaining", key, "iterations", "to_ticket_iterations",
                "total_iterations", "to_ticket_seconds", "total_seconds", "stopped_early"]
     frames = [pd.DataFrame(compute_to_ticket(run.records), columns=["trial", *columns])
               .assign(run=run.label, schedule=schedule_name(run.params)) for run in runs if run.records]
@@ -191,8 +218,7 @@ def compute_frame(runs: Iterable["RunData"]) -> "pd.DataFrame":
     frame = rows.groupby(["run", "schedule", "round"], sort=False).agg(
         {c: ("any" if c == "stopped_early" else "first" if c == "weights_remaining" else "mean")
          for c in columns[1:]}).reset_index()
-    return frame[["run", "schedule", *columns]].round({"early_stop_test_acc": 6, "to_ticket_seconds": 3,
-                                                       "total_seconds": 3})
+    return frame[["run", "schedule", *columns]].round({key: 6, "to_ticket_seconds": 3, "total_seconds": 3})
 
 
 def schedule_name(params: dict) -> str:

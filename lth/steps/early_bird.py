@@ -123,7 +123,7 @@ def watch_round(run, key: str, networks: Sequence) -> Optional[EarlyBird]:  # no
 
         def draw(state, settings=settings, init=init, start=start, mask=mask):  # noqa: ANN001
             scores = score_weights(settings, init, state, mask, r, start, run.data())
-            return next_mask(settings, scores, mask, run.kinds, r + 1)
+            return next_mask(settings, scores, mask, run.kinds, r + 1, run.units)
 
         arms = [i for i, n in enumerate(networks) if n.trial == t]
         watches.append(Watch(t, index, arms, mask, draw))

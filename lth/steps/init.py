@@ -17,13 +17,14 @@ def outputs(run: Run) -> list[Path]:
 def run(run: Run) -> None:
     from lth.core.masks import ones_mask
     from lth.models import build_model
+    from lth.models.layers import prunable_layers
 
     layout = run.layout
     for t in run.trials:
-        model = build_model(run.settings.model, run.shape.input_shape, run.shape.num_classes,
+        model = build_model(run.settings.model, run.shape.input_shape, run.shape.num_outputs,
                             run.trial_settings(t).seed)
         theta0 = {k: v.detach().clone() for k, v in model.state_dict().items()}
         run.save(layout.trial_file(layout.theta0, t), "weights", theta0)
         run.save(layout.trial_file(layout.round_dir(DENSE_ROUND, "start"), t), "weights", theta0, round=0)
         run.save(layout.trial_file(layout.round_dir(DENSE_ROUND, "mask"), t), "mask",
-                 ones_mask(model, model.prunable_layers()), round=0)
+                 ones_mask(model, prunable_layers(model)), round=0)

@@ -4,7 +4,7 @@ rates, per layer or globally, single weights or whole units (lth.pruning.prune).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping, Optional
 
 from lth.core.seeds import derive_seed
 from lth.engine.params import round_index
@@ -16,13 +16,15 @@ def outputs(run: Run, key: str) -> list[Path]:
     return [run.layout.trial_file(run.layout.round_dir(key, "mask"), t) for t in run.trials]
 
 
-def next_mask(settings: RunSettings, scores: Mapping, mask: Mapping, kinds: Mapping[str, str], next_round: int) -> State:
+def next_mask(settings: RunSettings, scores: Mapping, mask: Mapping, kinds: Mapping[str, str], next_round: int,
+              units: Optional[Callable[[], list]] = None) -> State:
     """The mask for `next_round`: the lowest-scored survivors of `mask` removed at the configured rates
     (one trial's settings).
 
     With a trainable mask-0 action (reinit_trainable) nothing is ever removed for good: every round
     selects the top (1 - rate) of all weights afresh, so the network keeps changing instead of shrinking.
     The one-shot schedule (lth.pruning.schedule) prunes the dense mask straight to its target in round 1.
+    `units` gives the model's unit layers (`Run.units`); structured pruning needs it.
     """
     import torch
 
@@ -40,8 +42,8 @@ def next_mask(settings: RunSettings, scores: Mapping, mask: Mapping, kinds: Mapp
     if not PRUNED_ACTIONS[settings.mask0_action].frozen:
         everything = {name: torch.ones_like(m) for name, m in mask.items()}
         return prune(scores, everything, kinds, rates, method, 1, derive_seed(settings.seed, "reselect", next_round),
-                     settings.model, **keep)
-    return prune(scores, mask, kinds, rates, method, next_round, settings.seed, settings.model, **keep)
+                     units, **keep)
+    return prune(scores, mask, kinds, rates, method, next_round, settings.seed, units, **keep)
 
 
 def check_oneshot_round(round_index: int) -> None:
@@ -54,14 +56,15 @@ def check_oneshot_round(round_index: int) -> None:
 
 
 def run(run: Run, key: str) -> float:
-    """Writes every trial's mask; returns the % of weights trial 0 keeps."""
-    from lth.core.masks import remaining_percent
+    """Writes every trial's mask; returns the fraction of weights trial 0 keeps."""
+    from lth.core.masks import remaining_fraction
 
     layout, prev, r = run.layout, run.previous(key), round_index(key)
-    kept = 100.0
+    kept = 1.0
     for t in run.trials:
         scores = run.load_scores(layout.trial_file(layout.round_dir(key, "scores"), t))
-        mask = next_mask(run.trial_settings(t), scores, run.mask(layout.round_dir(prev, "mask"), t), run.kinds, r)
+        mask = next_mask(run.trial_settings(t), scores, run.mask(layout.round_dir(prev, "mask"), t), run.kinds, r,
+                         run.units)
         run.save(layout.trial_file(layout.round_dir(key, "mask"), t), "mask", mask, round=r)
-        kept = remaining_percent(mask) if t == 0 else kept
+        kept = remaining_fraction(mask) if t == 0 else kept
     return kept

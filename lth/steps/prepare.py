@@ -1,8 +1,10 @@
 """Step `prepare` (DVC workspace): the dataset as normalised tensors in one file, read once, loaded fast by
-every later stage. find-ticket keeps the dataset in memory instead."""
+every later stage, and its spec (task, example shape, outputs), read by every stage that builds the model.
+find-ticket keeps the dataset in memory instead (and writes the spec too)."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from lth.core import files
@@ -10,13 +12,17 @@ from lth.engine.run import Run
 
 
 def outputs(run: Run) -> list[Path]:
-    return [run.layout.prepared]
+    return [run.layout.prepared, run.layout.prepared_spec]
 
 
 def run(run: Run, dataset_dir: str | Path) -> str:
     from lth.datasets import load_dataset
+    from lth.engine.run import Shape
 
-    splits = load_dataset(run.settings.dataset, dataset_dir)
+    splits = load_dataset(run.settings.dataset, dataset_dir, run.settings.task)
     files.save_torch(run.layout.prepared, splits.state())
-    return (f"{run.settings.dataset}: {len(splits.train_x)} train / {len(splits.val_x)} val / "
-            f"{len(splits.test_x)} test -> {run.layout.prepared}")
+    files.write_json(run.layout.prepared_spec, dataclasses.replace(Shape.of(splits), dataset=run.settings.dataset)
+                     .to_dict())
+    return (f"{run.settings.dataset}: {splits.task}, {len(splits.train_x)} train / {len(splits.val_x)} val / "
+            f"{len(splits.test_x)} test, inputs {'x'.join(map(str, splits.input_shape))}, {splits.num_outputs} "
+            f"outputs -> {run.layout.prepared}")

@@ -26,7 +26,7 @@ def rewound(settings: RunSettings, shape: Shape, r: int, rewind_point: State, in
     kept, pruned = get_actions(settings.mask1_action, settings.mask0_action)
     fresh = None
     if kept.needs_fresh or pruned.needs_fresh:
-        model = build_model(settings.model, shape.input_shape, shape.num_classes, derive_seed(settings.seed, "fresh", r))
+        model = build_model(settings.model, shape.input_shape, shape.num_outputs, derive_seed(settings.seed, "fresh", r))
         fresh = model.state_dict()
     return rewind_state(rewind_point, init, final, mask, settings.mask1_action, settings.mask0_action, fresh,
                         derive_seed(settings.seed, "actions", r))

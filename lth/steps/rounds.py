@@ -10,6 +10,7 @@ every step whose outputs exist, and each DVC stage runs exactly one of them on t
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -19,7 +20,7 @@ from lth.core.lock import RunLock
 from lth.core.steps import Step
 from lth.engine.layout import Layout
 from lth.engine.params import DENSE_ROUND, round_key
-from lth.engine.run import Reporter, Run, SilentReporter
+from lth.engine.run import Reporter, Run, Shape, SilentReporter
 from lth.engine.settings import RunSettings, check_data
 from lth.steps import init, mask, rewind, rewind_point, score, summary, train
 from lth.steps.mask import check_oneshot_round
@@ -71,7 +72,7 @@ def find_ticket(
     settings.validate()
     if settings.prune.schedule == "oneshot":
         check_oneshot_round(rounds)
-    check_data(settings, splits.input_shape, splits.num_classes, len(splits.train_x))
+    check_data(settings, splits)
     Step.parse(checkpoint_every)
     layout = Layout(Path(out), settings.fingerprint())
     keys = [round_key(i) for i in range(1, rounds + 1)]
@@ -79,6 +80,7 @@ def find_ticket(
               reporter=reporter or SilentReporter())
     with RunLock(layout.root):
         check_settings_file(layout, settings)
+        write_spec(layout, Shape.of(splits), settings.dataset)
         for step in (init, rewind_point):
             if not _done(step.outputs(run)):
                 step.run(run)
@@ -93,6 +95,14 @@ def find_ticket(
             records.append(record)
         summary.run(run, [DENSE_ROUND, *keys])
     return records
+
+
+def write_spec(layout: Layout, shape: Shape, dataset: str) -> None:
+    """data/prepared/spec.json: what the data gives the model (task, example shape, outputs), under the dataset's
+    name in the settings, so the run's readers (report, compact, experiments) build the model without the data."""
+    wanted = dataclasses.replace(shape, dataset=dataset).to_dict()
+    if not layout.prepared_spec.is_file() or files.read_json(layout.prepared_spec) != wanted:
+        files.write_json(layout.prepared_spec, wanted)
 
 
 def check_settings_file(layout: Layout, settings: RunSettings) -> None:

@@ -2,11 +2,11 @@
 
 A round record holds one entry per network (trial x arm). Tables here are long (one row per network,
 metrics/networks.csv) for analysis, or aggregated over trials (mean, min, max) per round and arm for the
-plot data and the DVC metrics: the headline (metrics/summary.json: `best.test_acc`,
+plot data and the DVC metrics: the headline (metrics/summary.json: `best.early_stop_test_acc`,
 `sparsest_matching.weights_remaining`, the fewest weights at which the ticket still matches the dense
-network's early-stop test accuracy, `dense.*`, `last.*`) apart from the per-round detail
-(metrics/per_round.json: `r05.test_acc`, `r05.reinit.early_stop_test_acc`), so tables of the
-headline stay narrow.
+network's early-stop test metric, `dense.*`, `last.*`) apart from the per-round detail
+(metrics/per_round.json: `r05.end_test_acc`, `r05.reinit.early_stop_test_acc`), so tables of the
+headline stay narrow. Names and units follow lth.engine.records (fractions; `{when}_{split}_{metric}`).
 """
 
 from __future__ import annotations
@@ -14,20 +14,43 @@ from __future__ import annotations
 import math
 from pathlib import Path
 from statistics import fmean
-from typing import Iterable, Optional
+from typing import TYPE_CHECKING, Iterable, Optional, Sequence
 
 from lth.core import files
 from lth.engine.params import DENSE_ROUND
-from lth.engine.records import TICKET, compute_to_ticket
+from lth.engine.records import TICKET, compute_to_ticket, headline, task_of
 from lth.engine.run import Run
 
-NETWORK_COLUMNS = [
-    "round", "trial", "arm", "weights_remaining", "test_acc", "early_stop_test_acc", "early_stop_iteration",
-    "val_acc", "val_loss", "test_loss", "iterations",
-]
-DVC_ROUND_KEYS = ("weights_remaining", "test_acc", "test_loss", "early_stop_test_acc", "early_stop_iteration")
-DVC_CONTROL_KEYS = ("test_acc", "early_stop_test_acc")
-STAT_KEYS = ("test_acc", "test_loss", "early_stop_test_acc", "early_stop_iteration")
+if TYPE_CHECKING:
+    from lth.tasks.base import Task
+
+def network_columns(task: "Task") -> list[str]:
+    """The columns of metrics/networks.csv for a task: one row per network, the task's test metrics at the
+    end and at early stop, the early-stop iteration, validation metrics and losses (lth.engine.records names)."""
+    names = [m.name for m in task.metrics]
+    return ["round", "trial", "arm", "weights_remaining", *(f"end_test_{m}" for m in names),
+            *(f"early_stop_test_{m}" for m in names), "early_stop_iteration", *(f"end_val_{m}" for m in names),
+            "end_val_loss", "end_test_loss", "iterations"]
+
+
+def stat_keys(task: "Task") -> list[str]:
+    """What `arm_stats` aggregates over trials."""
+    names = [m.name for m in task.metrics]
+    return [*(f"end_test_{m}" for m in names), "end_test_loss", *(f"early_stop_test_{m}" for m in names),
+            "early_stop_iteration"]
+
+
+def round_keys(task: "Task") -> list[str]:
+    """What per_round.json holds of each round's ticket (besides its compute)."""
+    return ["weights_remaining", *(f"end_test_{m.name}" for m in task.metrics), "end_test_loss",
+            *(f"early_stop_test_{m.name}" for m in task.metrics), "early_stop_iteration"]
+
+
+def control_keys(task: "Task") -> list[str]:
+    """What per_round.json holds of each control arm."""
+    return [f"end_test_{task.headline.name}", f"early_stop_test_{task.headline.name}"]
+
+
 COMPUTE_KEYS = ("to_ticket_iterations", "total_iterations")  # not the seconds: `dvc metrics diff` shows results
 
 
@@ -35,8 +58,9 @@ def network_rows(records: Iterable[dict]) -> list[dict]:
     """One flat row per (round, trial, arm); per-layer detail and curves stay in the round records."""
     rows = []
     for record in sorted(records, key=lambda r: r["round"]):
+        columns = network_columns(task_of(record))
         for net in record["networks"]:
-            rows.append({c: _finite(record["round"] if c == "round" else net[c]) for c in NETWORK_COLUMNS})
+            rows.append({c: _finite(record["round"] if c == "round" else net[c]) for c in columns})
     return rows
 
 
@@ -46,7 +70,7 @@ def arm_stats(record: dict, arm: str) -> Optional[dict]:
     if not nets:
         return None
     stats: dict = {"weights_remaining": nets[0]["weights_remaining"], "trials": len(nets)}
-    for key in STAT_KEYS:
+    for key in stat_keys(task_of(record)):
         values = [n[key] for n in nets if _finite(n[key]) is not None]
         stats[key] = fmean(values) if values else None
         stats[f"{key}_min"] = min(values) if values else None
@@ -60,21 +84,37 @@ def arms(records: Iterable[dict]) -> list[str]:
     return [TICKET] + sorted(found - {TICKET})
 
 
+def records_task(records: Sequence[dict]) -> "Task":
+    """The one task of a run's records (runs mixing tasks do not exist: the task is a setting of the run)."""
+    from lth.core.errors import LthError
+
+    tasks = {task_of(r).name for r in records}
+    if len(tasks) > 1:
+        raise LthError(f"these records mix tasks ({', '.join(sorted(tasks))}); compare runs of one task")
+    return task_of(records[0]) if records else task_of({})
+
+
 def headline_metrics(records: Iterable[dict]) -> dict:
     """What `dvc metrics show` and `dvc exp show` should show first: the best ticket, the sparsest ticket
-    still matching the dense network, the dense network and the last round (ticket means over trials)."""
+    still matching the dense network, the dense network and the last round (ticket means over trials), each
+    judged by the task's test headline metric at early stop (`early_stop_test_acc`: higher is better;
+    `early_stop_test_rmse`: lower is better)."""
     records = sorted(records, key=lambda r: r["round"])
+    task = records_task(records)
+    metric, judged_by = task.headline, headline(task)
+    sign = 1 if metric.higher_is_better else -1
     tickets = [(r["round"], arm_stats(r, TICKET)) for r in records]
     summary: dict = {}
     if tickets:
-        best = max(tickets, key=lambda rt: (rt[1]["early_stop_test_acc"], -rt[1]["weights_remaining"]))
-        summary["best"] = _headline(*best)
+        best = max(tickets, key=lambda rt: (sign * rt[1][judged_by], -rt[1]["weights_remaining"]))
+        summary["best"] = _headline(*best, judged_by)
         dense = next((t for r, t in tickets if r == 0), None)
         if dense is not None:
-            matching = [rt for rt in tickets if rt[1]["early_stop_test_acc"] >= dense["early_stop_test_acc"]]
-            summary["sparsest_matching"] = _headline(*min(matching, key=lambda rt: rt[1]["weights_remaining"]))
-            summary["dense"] = _headline(0, dense)
-        summary["last"] = _headline(*tickets[-1])
+            matching = [rt for rt in tickets if metric.better(rt[1][judged_by], dense[judged_by])]
+            summary["sparsest_matching"] = _headline(*min(matching, key=lambda rt: rt[1]["weights_remaining"]),
+                                                     judged_by)
+            summary["dense"] = _headline(0, dense, judged_by)
+        summary["last"] = _headline(*tickets[-1], judged_by)
     return summary
 
 
@@ -85,12 +125,14 @@ def round_metrics(records: Iterable[dict]) -> dict:
     compute = compute_to_ticket(records)
     metrics: dict = {}
     for record in records:
+        task = task_of(record)
         ticket = arm_stats(record, TICKET)
-        entry = {k: _finite(ticket[k]) for k in DVC_ROUND_KEYS}
+        entry = {k: _finite(record["weights_remaining"] if k == "weights_remaining" else ticket[k])
+                 for k in round_keys(task)}
         entry["compute"] = _mean_compute([row for row in compute if row["round"] == record["round"]])
         for arm in arms([record])[1:]:
             stats = arm_stats(record, arm)
-            entry[arm] = {k: _finite(stats[k]) for k in DVC_CONTROL_KEYS}
+            entry[arm] = {k: _finite(stats[k]) for k in control_keys(task)}
         metrics[f"r{record['round']:02d}"] = entry
     return metrics
 
@@ -101,10 +143,10 @@ def _mean_compute(rows: list[dict]) -> dict:
     return {key: round(fmean(row[key] for row in rows), 3) for key in COMPUTE_KEYS}
 
 
-def _headline(round_index: int, stats: dict) -> dict:
-    """A round in three numbers: which, how sparse, how accurate (at early stop; the rest is in per_round.json)."""
+def _headline(round_index: int, stats: dict, judged_by: str) -> dict:
+    """A round in three numbers: which, how sparse, how good (at early stop; the rest is in per_round.json)."""
     return {"round": round_index, "weights_remaining": stats["weights_remaining"],
-            "test_acc": _finite(stats["early_stop_test_acc"])}
+            judged_by: _finite(stats[judged_by])}
 
 
 def plot_rows(records: Iterable[dict], controls: Iterable[str] = ("reinit", "random-prune")) -> list[dict]:
@@ -115,36 +157,38 @@ def plot_rows(records: Iterable[dict], controls: Iterable[str] = ("reinit", "ran
     """
     rows = []
     for record in sorted(records, key=lambda r: r["round"]):
-        ticket = arm_stats(record, TICKET)
+        ticket, task = arm_stats(record, TICKET), task_of(record)
+        end, early = headline(task, "end"), headline(task)
         row = {"round": record["round"], "weights_remaining": record["weights_remaining"]}
-        for key in ("test_acc", "early_stop_test_acc", "early_stop_iteration"):
+        for key in (end, early, "early_stop_iteration", f"{early}_min", f"{early}_max"):
             row[key] = _finite(ticket[key])
-        row["early_stop_test_acc_min"] = _finite(ticket["early_stop_test_acc_min"])
-        row["early_stop_test_acc_max"] = _finite(ticket["early_stop_test_acc_max"])
         for control in controls:
             stats = arm_stats(record, control) or (ticket if record["round"] == 0 else None)
             column = control.replace("-", "_")
-            row[f"{column}_early_stop_test_acc"] = _finite(stats["early_stop_test_acc"]) if stats else None
+            row[f"{column}_{early}"] = _finite(stats[early]) if stats else None
             row[f"{column}_early_stop_iteration"] = _finite(stats["early_stop_iteration"]) if stats else None
         rows.append(row)
     return rows
 
 
 def learning_curve_rows(records: Iterable[dict]) -> list[dict]:
-    """Long-format learning curves of the ticket (mean over trials), labelled by round and % weights."""
+    """Long-format learning curves of the ticket (mean over trials): its test headline metric and validation loss
+    at each evaluation, labelled by round and % weights."""
     rows = []
     for record in sorted(records, key=lambda r: r["round"]):
         curves = [n["curve"] for n in record["networks"] if n["arm"] == TICKET]
-        label = f"r{record['round']:02d} ({record['weights_remaining']:.1f}%)"
+        label = f"r{record['round']:02d} ({100 * record['weights_remaining']:.1f}%)"
+        metric = f"test_{task_of(record).headline.name}"
         for points in zip(*curves):
             rows.append({"weights": label, "iteration": points[0]["iteration"],
-                         "test_acc": _finite(fmean(p["test_acc"] for p in points)),
+                         metric: _finite(fmean(p[metric] for p in points)),
                          "val_loss": _finite(fmean(p["val_loss"] for p in points))})
     return rows
 
 
 def layer_rows(records: Iterable[dict]) -> list[dict]:
-    """Per round and prunable layer: weights kept and % remaining in trial 0's ticket (trials prune alike)."""
+    """Per round and prunable layer: weights kept and the fraction remaining in trial 0's ticket (trials prune
+    alike)."""
     rows = []
     for record in sorted(records, key=lambda r: r["round"]):
         ticket = next((n for n in record["networks"] if n["arm"] == TICKET), None)
@@ -163,7 +207,7 @@ def _finite(value):
 
 def outputs(run: Run) -> list[Path]:
     layout = run.layout
-    return [layout.summary, layout.round_summary, layout.networks_table, layout.accuracy_plot, layout.curves_plot,
+    return [layout.summary, layout.round_summary, layout.networks_table, layout.sparsity_plot, layout.curves_plot,
             layout.layers_plot]
 
 
@@ -176,9 +220,9 @@ def run(run: Run, keys: list[str] | None = None) -> list[dict]:
     records = [run.record(key) for key in (keys or [DENSE_ROUND, *run.rounds])]
     files.write_json(layout.summary, headline_metrics(records))
     files.write_json(layout.round_summary, round_metrics(records))
-    frame = pd.DataFrame(network_rows(records), columns=NETWORK_COLUMNS)
+    frame = pd.DataFrame(network_rows(records), columns=network_columns(records_task(records)))
     files.atomic_write_bytes(layout.networks_table, frame.to_csv(index=False).encode())
-    files.write_json(layout.accuracy_plot, plot_rows(records))
+    files.write_json(layout.sparsity_plot, plot_rows(records))
     files.write_json(layout.curves_plot, learning_curve_rows(records))
     files.write_json(layout.layers_plot, layer_rows(records))
     return records

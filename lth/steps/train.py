@@ -41,7 +41,7 @@ def round_networks(run: Run, key: str) -> list:
         def rewind(other_mask, settings=settings, point=point, init=init, final=final):  # noqa: ANN001
             return rewound(settings, run.shape, r, point, init, final, other_mask)
 
-        inputs = ControlInputs(settings.model, run.shape.input_shape, run.shape.num_classes, settings.seed, r, mask,
+        inputs = ControlInputs(settings.model, run.shape.input_shape, run.shape.num_outputs, settings.seed, r, mask,
                                rewind)
         for name in run.settings.controls:
             start, control_mask = CONTROLS[name].make(inputs)
@@ -51,14 +51,15 @@ def round_networks(run: Run, key: str) -> list:
 
 def run(run: Run, key: str) -> dict:
     """Trains the round; returns its record."""
-    from lth.core.masks import remaining_percent
+    from lth.core.masks import remaining_fraction
     from lth.pruning.actions import PRUNED_ACTIONS
+    from lth.tasks import get_task
     from lth.training.checkpoint import Checkpoint
     from lth.training.trainer import TrainJob, train_networks
 
     layout, r = run.layout, round_index(key)
     networks = round_networks(run, key)
-    run.reporter.round_started(r, remaining_percent(networks[0].mask), len(networks))
+    run.reporter.round_started(r, remaining_fraction(networks[0].mask), len(networks))
     checkpoint = Checkpoint(layout.checkpoint(key), run.checkpoint_every,
                             {"settings": run.settings.fingerprint(), "round": r})
     job = TrainJob(run.settings.model, run.settings.train, not PRUNED_ACTIONS[run.settings.mask0_action].frozen)
@@ -66,8 +67,9 @@ def run(run: Run, key: str) -> dict:
     early_bird = watch_round(run, key, networks)
     hooks = {"hooks_for": early_bird.hooks_for} if early_bird else {}
     began = time.perf_counter()
-    results = trainer(job, run.data(), networks, progress=run.reporter.progress, checkpoint=checkpoint, **hooks)
-    record = round_record(r, networks, results, seconds=time.perf_counter() - began)
+    splits = run.data()
+    results = trainer(job, splits, networks, progress=run.reporter.progress, checkpoint=checkpoint, **hooks)
+    record = round_record(r, networks, results, get_task(splits.task), seconds=time.perf_counter() - began)
     if early_bird:
         for entry in record["networks"]:
             if entry["arm"] == TICKET:

@@ -25,6 +25,7 @@ from lth.training.loop import DataParallel, run_training
 from lth.training.settings import TrainSettings
 
 if TYPE_CHECKING:
+    from lth.tasks.base import Task
     from lth.training.checkpoint import Checkpoint
 
 
@@ -128,11 +129,12 @@ class StackedMLP:
         return self._forward(x.flatten(1).expand(self.count, -1, -1))
 
     @torch.no_grad()
-    def losses_and_grads(self, x: Tensor, y: Tensor) -> Tensor:
-        """Each network's mean cross-entropy on its own batch (x: (N, B, ...), y: (N, B)); the gradients
-        of their sum are written into the parameters' `.grad`, replacing what was there.
+    def losses_and_grads(self, x: Tensor, y: Tensor, task: "Task") -> Tensor:
+        """Each network's mean loss on its own batch (x: (N, B, ...), y: (N, B, ...)); the gradients of their
+        sum are written into the parameters' `.grad`, replacing what was there. The task gives the loss and its
+        gradient at the outputs (`losses_and_output_grad`).
 
-        Autograd's backward of `__call__` + `F.cross_entropy`, op for op (so the results are bit-identical),
+        Autograd's backward of `__call__` + the task's loss, op for op (so the results are bit-identical),
         without its costs: the gradient tensors are kept and overwritten in place (a fresh 7.5 MB weight
         gradient per step for 8 LeNets costs page faults and cache misses), and no graph is built. On a
         2-core CPU a batched LeNet step is 6-9% faster for 8 networks, 14-20% for 3 (README, Speed).
@@ -144,12 +146,7 @@ class StackedMLP:
             h = torch.baddbmm(bias.unsqueeze(1), h, weight)
             if i < last:
                 h = h.relu_()
-        log_p = torch.log_softmax(h, -1)
-        target = y.unsqueeze(-1)
-        losses = log_p.gather(-1, target).squeeze(-1).mean(1).neg_()
-        # d(mean loss)/d(log-probabilities) is -1/B at each target; then autograd's own log-softmax backward
-        d = torch.zeros_like(log_p).scatter_(-1, target, -1.0 / y.shape[1])
-        d = torch.ops.aten._log_softmax_backward_data(d, log_p, -1, log_p.dtype)
+        losses, d = task.losses_and_output_grad(h, y)
         for i in range(last, -1, -1):  # the matmuls of autograd's baddbmm backward, the relu's threshold
             weight, bias = layers[i]
             torch.bmm(inputs[i].mT, d, out=_grad(weight))

@@ -1,17 +1,17 @@
 """What a round of training produced, and the hook that measures it: the learning curve and early stopping.
 
 Every `eval_every` steps (and at the end) each network's mean training loss since the last evaluation,
-and its loss and accuracy on the validation and test sets, are appended to its curve. The early-stop
-point is the evaluation with the lowest validation loss (Frankle & Carbin's criterion).
+and its loss and the task's metrics (lth.tasks) on the validation and test sets, are appended to its
+curve. The early-stop point is the evaluation with the lowest validation loss (Frankle & Carbin's
+criterion), whatever the task.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Optional
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from lth.core.steps import Step
@@ -20,6 +20,7 @@ from lth.training.networks import Networks
 from lth.training.precision import autocast
 
 if TYPE_CHECKING:
+    from lth.tasks.base import Task
     from lth.training.loop import TrainingLoop
 
 
@@ -42,31 +43,37 @@ class TrainResult:
 
 
 @torch.no_grad()
-def evaluate(nets: Networks, x: Tensor, y: Tensor, batch_size: int = 2000,
-             precision: str = "fp32") -> tuple[Tensor, Tensor]:
-    """Per-network (mean cross-entropy, accuracy) over a resident dataset, in large batches: (N,) tensors.
+def sums(nets: Networks, x: Tensor, y: Tensor, task: "Task", batch_size: int = 2000,
+         precision: str = "fp32") -> dict[str, Tensor]:
+    """Per-network sums of the task's measures over a resident dataset, in large batches (lth.tasks.base).
 
     At the precision the networks train at, so the curve measures the network as trained.
     """
     nets.set_training(False)
     cast = autocast(x.device, precision)
-    loss = torch.zeros(nets.count, device=x.device, dtype=torch.float64)
-    correct = torch.zeros(nets.count, device=x.device, dtype=torch.long)
+    totals: Optional[dict[str, Tensor]] = None
     for start in range(0, len(x), batch_size):
         with cast():
             out = nets.shared(x[start : start + batch_size]).float()
-        target = y[start : start + batch_size].expand(nets.count, -1)
-        loss += F.cross_entropy(out.flatten(0, 1), target.flatten(), reduction="none").view(nets.count, -1).sum(1)
-        correct += (out.argmax(dim=2) == target).sum(1)
+        if totals is None:
+            totals = task.zero_sums(nets.count, out.shape[-1], x.device)
+        task.add_sums(totals, out, y[start : start + batch_size])
     nets.set_training(True)
-    n = max(len(x), 1)
-    return loss / n, correct.double() / n  # float64: accuracies like 0.96 print as 0.96
+    return totals if totals is not None else task.zero_sums(nets.count, 1, x.device)
+
+
+def evaluate(nets: Networks, x: Tensor, y: Tensor, task: "Task", batch_size: int = 2000,
+             precision: str = "fp32") -> dict[str, Tensor]:
+    """Per-network loss and task metrics over a resident dataset: {'loss': (N,), 'acc': (N,) ...}."""
+    return task.finish(sums(nets, x, y, task, batch_size, precision), y)
 
 
 class Evaluation(Hook):
     """Appends an evaluation point to every network's curve at the start, every `eval_every` steps and at
-    the end. With processes training together (lth.training.distributed) each evaluates its share of
-    the data and the sums are exchanged."""
+    the end: the mean training loss since the last point, and the loss and the task's metrics on the
+    validation and test sets (`val_loss`, `val_acc`, `test_loss`, `test_acc` for classification). With
+    processes training together (lth.training.distributed) each evaluates its share of the data and the
+    sums are exchanged."""
 
     def start(self, loop: "TrainingLoop") -> None:
         self.every = max(1, Step.parse(loop.settings.eval_every).to_iterations(loop.per_epoch))
@@ -78,33 +85,33 @@ class Evaluation(Hook):
             self.record(loop)
 
     def record(self, loop: "TrainingLoop") -> None:
-        val_loss, val_acc = self.measure(loop, loop.splits.val_x, loop.splits.val_y)
-        test_loss, test_acc = self.measure(loop, loop.splits.test_x, loop.splits.test_y)
+        measured = {split: self.measure(loop, *splits_of(loop.splits, split)) for split in ("val", "test")}
         running, steps = loop.running, loop.steps_since_eval
         if loop.parallel:  # every process's running loss is over its share of the batches
             loop.parallel.sum_(running)
             running.div_(loop.parallel.world)
         train_loss = (running / steps).tolist() if steps else [float("nan")] * loop.count
-        columns = zip(train_loss, val_loss.tolist(), val_acc.tolist(), test_loss.tolist(), test_acc.tolist())
-        for i, (result, (tl, vl, va, sl, sa)) in enumerate(zip(loop.results, columns)):
+        columns = {f"{split}_{name}": values.tolist() for split, metrics in measured.items()
+                   for name, values in metrics.items()}
+        for i, result in enumerate(loop.results):
             if i in loop.stopped:  # its training ended earlier (an early-bird ticket): its curve ends there
                 continue
-            result.curve.append(dict(iteration=loop.iteration, train_loss=tl, val_loss=vl, val_acc=va,
-                                     test_loss=sl, test_acc=sa))
+            result.curve.append({"iteration": loop.iteration, "train_loss": train_loss[i],
+                                 **{key: values[i] for key, values in columns.items()}})
         running.zero_()
         loop.steps_since_eval = 0
 
     @staticmethod
-    def measure(loop: "TrainingLoop", x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-        precision = loop.settings.precision
-        parallel = loop.parallel
+    def measure(loop: "TrainingLoop", x: Tensor, y: Tensor) -> dict[str, Tensor]:
+        precision, parallel, task = loop.settings.precision, loop.parallel, loop.task
         if parallel is None:
-            return evaluate(loop.nets, x, y, precision=precision)
-        rank, world = parallel.rank, parallel.world
-        share = slice(rank * len(x) // world, (rank + 1) * len(x) // world)
-        loss, acc = evaluate(loop.nets, x[share], y[share], precision=precision)
-        size = len(x[share])
-        totals = torch.stack([loss * size, (acc * size).round()])  # summed loss, correct predictions
-        parallel.sum_(totals)
-        return totals[0] / max(len(x), 1), totals[1] / max(len(x), 1)
+            return evaluate(loop.nets, x, y, task, precision=precision)
+        share = slice(parallel.rank * len(x) // parallel.world, (parallel.rank + 1) * len(x) // parallel.world)
+        totals = sums(loop.nets, x[share], y[share], task, precision=precision)
+        for total in totals.values():
+            parallel.sum_(total)
+        return task.finish(totals, y)
 
+
+def splits_of(splits, split: str) -> tuple[Tensor, Tensor]:  # noqa: ANN001 - lth.datasets.Splits
+    return getattr(splits, f"{split}_x"), getattr(splits, f"{split}_y")

@@ -22,13 +22,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Mapping, Optional, Protocol, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lth.core import interrupt
 from lth.core.errors import LthError
 from lth.core.seeds import derive_seed
 from lth.core.steps import Step
+from lth.tasks import get_task
 from lth.training.evaluation import Evaluation, TrainResult
 from lth.training.graphs import capture_cuda_graph, channels_last_wanted, cuda_graphs_enabled, record_cuda_graph
 from lth.training.hooks import Checkpointing, Hook, Progress, ProgressFn
@@ -129,9 +129,11 @@ class TrainingLoop:
                                       device=device) if self.augment_gens else None)
         self.running = torch.zeros(self.count, device=device)  # summed training loss since the last evaluation
         self.cast = autocast(device, settings.precision)
-        # networks with their own backward pass (a stacked MLP: lth.training.batched) use it, except under
-        # autocast or DDP (whose gradient averaging hooks into autograd)
+        self.task = get_task(splits.task)  # the loss (and, for evaluation, the metrics)
+        # networks with their own backward pass (a stacked MLP: lth.training.batched) use it where the task
+        # spells its loss's gradient, except under autocast or DDP (whose gradient averaging hooks into autograd)
         self.hand_written = (hasattr(self.nets, "losses_and_grads") and parallel is None
+                             and self.task.losses_and_output_grad is not None
                              and PRECISIONS[settings.precision].autocast_dtype is None)
         self.nets.set_training(True)
         self.run_step = (capture_cuda_graph(self.step, self.nets, self.optimizer, self.running, record_cuda_graph)
@@ -172,12 +174,12 @@ class TrainingLoop:
             x = x[0].contiguous(memory_format=torch.channels_last).unsqueeze(0)
         y = rows(splits.train_y, self.batch_index)
         if self.hand_written:
-            losses = self.nets.losses_and_grads(x, y)  # type: ignore[attr-defined]
+            losses = self.nets.losses_and_grads(x, y, self.task)  # type: ignore[attr-defined]
         else:
             with self.cast():
-                logits = self.nets(x)
-            logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # bf16 -> fp32; fp64 stays
-            losses = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(count, self.local).mean(1)
+                outputs = self.nets(x)
+            outputs = outputs.to(torch.promote_types(outputs.dtype, torch.float32))  # bf16 -> fp32; fp64 stays
+            losses = self.task.loss(outputs.flatten(0, 1), y.flatten(0, 1)).view(count, self.local).mean(1)
             self.optimizer.zero_grad(set_to_none=not self.graph)  # a replayed graph needs its gradient tensors kept
             losses.sum().backward()
         with torch.no_grad():

@@ -31,7 +31,7 @@ class Networks(Protocol):
 
     def state(self, i: int) -> dict[str, Tensor]: ...  # network i's state_dict on the CPU
 
-    # Optional: `losses_and_grads(x, y) -> Tensor` (each network's mean loss on its batch, every `.grad`
+    # Optional: `losses_and_grads(x, y, task) -> Tensor` (each network's mean loss on its batch, every `.grad`
     # overwritten): networks with a hand-written backward pass (lth.training.batched.StackedMLP); the loop
     # uses it instead of autograd where it applies (no autocast, no DDP).
 

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from lth.models.layers import prunable_layers
 from lth.training.hooks import ProgressFn
 from lth.training.settings import SupermaskSettings, TrainSettings
 
@@ -40,7 +41,7 @@ class SupermaskNetwork:
     def __init__(self, model: nn.Module, settings: SupermaskSettings, seed: int):
         self.model, self.settings = model, settings
         device = next(model.parameters()).device
-        prunable = list(model.prunable_layers())  # type: ignore[operator]
+        prunable = list(prunable_layers(model))
         self.weights = frozen_weights({k: v.detach() for k, v in model.state_dict().items()}, prunable,
                                       settings.weights)
         logit = float(torch.logit(torch.tensor(settings.init_prob)))
@@ -93,18 +94,20 @@ def learn_supermask(model_name: str, splits, settings: SupermaskSettings, seed: 
     from lth.training.evaluation import evaluate
     from lth.training.loop import run_training
 
+    from lth.tasks import get_task
+
     settings.validate()
-    model = build_model(model_name, splits.input_shape, splits.num_classes, seed).to(splits.train_x.device)
+    task = get_task(splits.task)
+    model = build_model(model_name, splits.input_shape, splits.num_outputs, seed).to(splits.train_x.device)
     net = SupermaskNetwork(model, settings, seed)
     train = TrainSettings(optimizer="adam", lr=settings.lr, batch_size=settings.batch_size,
                           duration=settings.duration, eval_every=settings.eval_every)
     result = run_training(net, [{}], splits, train, [seed], progress=progress)[0]
+    headline = task.headline.name
 
-    def accuracy(x: Tensor, y: Tensor, sample: bool) -> float:
-        if sample:
-            return float(evaluate(net, x, y)[1][0])
-        thresholded = _Thresholded(net)
-        return float(evaluate(thresholded, x, y)[1][0])
+    def measure(split: str, sample: bool) -> float:
+        x, y = getattr(splits, f"{split}_x"), getattr(splits, f"{split}_y")
+        return float(evaluate(net if sample else _Thresholded(net), x, y, task)[headline][0])
 
     mask = net.mask()
     kept = sum(int(m.sum()) for m in mask.values())
@@ -113,14 +116,15 @@ def learn_supermask(model_name: str, splits, settings: SupermaskSettings, seed: 
         expected = float(torch.cat([torch.sigmoid(s).flatten() for s in net.params.values()]).mean())
     return {
         "metrics": {
-            "test_acc_sampled": accuracy(splits.test_x, splits.test_y, True),
-            "test_acc_thresholded": accuracy(splits.test_x, splits.test_y, False),
-            "val_acc_sampled": accuracy(splits.val_x, splits.val_y, True),
-            "expected_weights_remaining": round(100.0 * expected, 4),
-            "weights_remaining": round(100.0 * kept / total, 4),
+            f"end_test_{headline}_sampled": measure("test", True),
+            f"end_test_{headline}_thresholded": measure("test", False),
+            f"end_val_{headline}_sampled": measure("val", True),
+            "expected_weights_remaining": round(expected, 6),
+            "weights_remaining": round(kept / total, 6),
             "iterations": result.iterations,
             "weights": settings.weights,
             "rescale": settings.rescale,
+            "task": task.name,
         },
         "curve": result.curve,
         "mask": mask,

@@ -90,7 +90,7 @@ def train_networks(
 def _train(job: TrainJob, splits, networks: list[Network], progress: Optional[ProgressFn],
            parallel: Optional[DataParallel], checkpoint: Optional[Checkpoint], hooks_for: HooksFor) -> list[TrainResult]:
     device = splits.train_x.device
-    template = build_model(job.model, splits.input_shape, splits.num_classes, 0)
+    template = build_model(job.model, splits.input_shape, splits.num_outputs, 0)
     masks = [{name: torch.ones_like(m) for name, m in n.mask.items()} if job.trainable_pruned else n.mask
              for n in networks]
     if len(networks) > 1 and batching_pays(template, device):
