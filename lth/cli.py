@@ -19,7 +19,7 @@ from lth.experiments.cli import app as experiment_app
 from lth.pruning.at_init import CONTROLS as AT_INIT_CONTROLS, METHODS as AT_INIT_METHODS, PruneAtInitSettings
 from lth.pruning.prune import GRANULARITIES, METHODS
 from lth.training.settings import DistributedSettings, SupermaskSettings
-from lth.ui import ProgressReporter, console, err_console, registry_table, setting_help, training_length
+from lth.ui import ProgressReporter, console, err_console, registry_table, run_name, setting_help, training_length
 
 app = typer.Typer(
     help="Lottery tickets: find sparse trainable sub-networks (Frankle & Carbin; Zhou et al.). "
@@ -128,7 +128,8 @@ PAPER = "the model's paper setting"
 def find_ticket(
     model: str = typer.Argument(..., help=setting_help("model")),
     dataset: str = typer.Argument(..., help=setting_help("dataset")),
-    dataset_dir: Path = typer.Argument(..., help=setting_help("dataset_dir")),
+    dataset_dir: Path = typer.Argument(Path("data/datasets"), help=setting_help("dataset_dir")),
+    task: str = typer.Option("auto", help=setting_help("task")),
     rounds: Optional[int] = typer.Option(None, help="Pruning rounds after the dense round r00 (>= 1): --rounds 20 "
                                                    "trains r00..r20 \\[default: 20; 1 with --schedule oneshot]."),
     epochs: Optional[int] = typer.Option(None, help="Training length per round in epochs."),
@@ -175,7 +176,8 @@ def find_ticket(
 ) -> None:
     """Iterative magnitude pruning: train, prune the lowest-scored weights of each layer, rewind, repeat.
 
-    Re-running the same command continues after the last finished step.
+    MODEL and DATASET may be your own (README: Bring your own model and data). Re-running the same command
+    continues after the last finished step.
     """
     from lth.engine.settings import defaults_for, replace
     from lth.core.steps import Step
@@ -185,6 +187,7 @@ def find_ticket(
         defaults_for(model, dataset),
         seed=seed,
         trials=trials,
+        task=task,
         controls=tuple(control) if control else None,
         criterion=criterion,
         mask1_action=mask1 or ("reset" if Step.parse(rewind) == Step() else "rewind"),
@@ -211,7 +214,7 @@ def find_ticket(
     if rates:
         settings = replace(settings, prune__rates={**settings.prune.rates, **rates})
     settings.validate()
-    out = out or Path("runs") / f"{model}-{dataset}-{criterion}-seed{seed}"
+    out = out or Path("runs") / run_name(model, dataset, criterion, f"seed{seed}")
     Step.parse(checkpoint_every)
     rounds = rounds if rounds is not None else (1 if schedule == "oneshot" else 20)
     if rounds < 1:
@@ -230,7 +233,8 @@ def _run_find_ticket(settings, rounds: int, dataset_dir: Path, device: str, out:
     # under torchrun (RANK / WORLD_SIZE set) rank 0 runs the rounds below and the other ranks follow
     with session(device, distributed_mode) as processes:
         processes.check(settings.train)
-        splits = processes.prepare(lambda: load_dataset(settings.dataset, dataset_dir).to(processes.device))
+        splits = processes.prepare(lambda: load_dataset(settings.dataset, dataset_dir, settings.task)
+                                   .to(processes.device))
         if processes.leader:
             _lead_find_ticket(settings, rounds, splits, processes, out, quiet, checkpoint_every, progress_every)
         else:
@@ -243,10 +247,13 @@ def _lead_find_ticket(settings, rounds: int, splits, processes, out: Path, quiet
     from lth.core.interrupt import graceful_stop
     from lth.steps.rounds import find_ticket as run
 
+    from rich.markup import escape
+
     torch_device = processes.device
     console.print(
-        f"[bold]{settings.model}[/] on [bold]{settings.dataset}[/] ({len(splits.train_x)} train / "
-        f"{len(splits.val_x)} val / {len(splits.test_x)} test), {settings.train.optimizer} lr {settings.train.lr}, "
+        f"[bold]{escape(settings.model)}[/] on [bold]{escape(settings.dataset)}[/] ({splits.task}, "
+        f"{len(splits.train_x)} train / {len(splits.val_x)} val / {len(splits.test_x)} test), "
+        f"{settings.train.optimizer} lr {settings.train.lr}, "
         f"batch {settings.train.batch_size}, {settings.train.duration} per round, criterion {settings.criterion}, "
         f"r00 + {rounds} pruning round{'s' if rounds != 1 else ''} on {torch_device}"
         + (f", {settings.train.precision}" if settings.train.precision != "fp32" else "")
@@ -368,7 +375,8 @@ def speed_table(rows: list[dict]) -> Table:
 def learn_supermask(
     model: str = typer.Argument(..., help=setting_help("model")),
     dataset: str = typer.Argument(..., help=setting_help("dataset")),
-    dataset_dir: Path = typer.Argument(..., help=setting_help("dataset_dir")),
+    dataset_dir: Path = typer.Argument(Path("data/datasets"), help=setting_help("dataset_dir")),
+    task: str = typer.Option("auto", help=setting_help("task")),
     weights: str = typer.Option(SupermaskSettings.weights, help=setting_help("weights", of=SupermaskSettings)),
     lr: float = typer.Option(SupermaskSettings.lr, help=setting_help("lr", of=SupermaskSettings)),
     batch_size: int = typer.Option(SupermaskSettings.batch_size, help=setting_help("batch_size", of=SupermaskSettings)),
@@ -397,8 +405,8 @@ def learn_supermask(
     settings = SupermaskSettings(weights=weights, lr=lr, batch_size=batch_size,
                                  duration=training_length(duration, epochs, iterations) or SupermaskSettings.duration,
                                  init_prob=init_prob, rescale=rescale, eval_every=eval_every).validate()
-    splits = load_dataset(dataset, dataset_dir).to(resolve_device(device))
-    out = out or Path("runs") / f"supermask-{model}-{dataset}-seed{seed}"
+    splits = load_dataset(dataset, dataset_dir, task).to(resolve_device(device))
+    out = out or Path("runs") / run_name("supermask", model, dataset, f"seed{seed}")
     with ProgressReporter(False) as reporter:
         reporter.begin(f"supermask ({settings.weights})")
         result = learn(model, splits, settings, seed, progress=reporter.progress)
@@ -420,7 +428,8 @@ def learn_supermask(
 def prune_at_init(
     model: str = typer.Argument(..., help=setting_help("model")),
     dataset: str = typer.Argument(..., help=setting_help("dataset")),
-    dataset_dir: Path = typer.Argument(..., help=setting_help("dataset_dir")),
+    dataset_dir: Path = typer.Argument(Path("data/datasets"), help=setting_help("dataset_dir")),
+    task: str = typer.Option("auto", help=setting_help("task")),
     method: Optional[List[str]] = typer.Option(None, help=f"Method: {' | '.join(AT_INIT_METHODS)}; repeat for several "
                                                     "\\[default: all]."),
     remaining: Optional[List[str]] = typer.Option(None, help="Weights kept, e.g. 5% or 3.5%; repeat for several "
@@ -455,10 +464,10 @@ def prune_at_init(
     exp = PruneAtInitSettings(methods=tuple(method or PruneAtInitSettings.methods), controls=tuple(controls),
                               synflow_rounds=synflow_rounds).validate("prune-at-init --method/--control")
     fractions = [parse_remaining(text) for text in remaining or ["10%"]]
-    settings = replace(defaults_for(model, dataset), seed=seed, trials=trials,
+    settings = replace(defaults_for(model, dataset), seed=seed, trials=trials, task=task,
                        train__duration=training_length(duration, epochs, iterations)).validate()
-    out = out or Path("runs") / f"prune-at-init-{model}-{dataset}-seed{seed}"
-    splits = load_dataset(settings.dataset, dataset_dir).to(resolve_device(device))
+    out = out or Path("runs") / run_name("prune-at-init", model, dataset, f"seed{seed}")
+    splits = load_dataset(settings.dataset, dataset_dir, settings.task).to(resolve_device(device))
     console.print(f"[bold]{model}[/] on [bold]{dataset}[/], {settings.train.duration} of training, "
                   f"{', '.join(exp.methods)} at {', '.join(f'{100 * f:g}%' for f in fractions)}"
                   + (f", controls {', '.join(controls)}" if controls else "")

@@ -51,6 +51,20 @@ def training_length(duration: Optional[str], epochs: Optional[int], iterations: 
     return duration
 
 
+def run_name(*parts: str) -> str:
+    """A default run folder name from model, dataset ...: 'nets.py:MLP' and 'data/mine.npz' become 'nets-MLP' and
+    'mine', so a name never makes subfolders or holds characters a shell would read."""
+    import re
+
+    def part(text: str) -> str:
+        text = text.replace(":", "-").rsplit("/", 1)[-1]
+        for suffix in (".py-", ".npz", ".pth", ".pt", ".py"):
+            text = text.replace(suffix, "-" if suffix.endswith("-") else "")
+        return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("-_") or "x"
+
+    return "-".join(part(p) for p in parts)
+
+
 class ProgressReporter:
     """Progress of each round (lth.engine.run.Reporter): a live bar in a terminal, a plain line every
     `every` seconds otherwise (a pipe, a log file, CI), so a long round shows progress in logs too.

@@ -4,8 +4,9 @@ A stage's result depends on every project file its command imports, so each stag
 fingerprint of exactly those files: data/code/stages.<name>.txt holds a SHA-256 over the files of the
 import closure of `stages.<name>` (module-level imports and imports inside functions alike, since DVC
 cannot know which function runs; string constants naming a project module, as registries that import
-on demand use them; not `if TYPE_CHECKING:` imports, which never run), the versions of the numeric
-libraries, and the list of those files. This stage depends on the whole of lth/ and stages/ and reruns
+on demand use them; not `if TYPE_CHECKING:` imports, which never run; a package's lazy exports, the
+imports inside its module-level `__getattr__` (PEP 562: lth's Python API), only for a module that takes
+a name from the package itself), the versions of the numeric libraries, and the list of those files. This stage depends on the whole of lth/ and stages/ and reruns
 on any change there (in well under a second: no torch); a stage downstream reruns only when its own
 fingerprint changed. One dep per stage also keeps dvc.lock small, which DVC rewrites after every stage.
 """
@@ -13,6 +14,7 @@ fingerprint changed. One dep per stage also keeps dvc.lock small, which DVC rewr
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 from importlib import metadata
 from pathlib import Path
@@ -42,28 +44,53 @@ def _with_packages(name: str, modules: dict[str, Path]) -> set[str]:
     return {".".join(parts[:i]) for i in range(1, len(parts) + 1) if ".".join(parts[:i]) in modules}
 
 
-def _runtime_nodes(tree: ast.AST):
-    """Every node but those inside `if TYPE_CHECKING:` blocks (annotations only: they never run)."""
-    todo = [tree]
+def _runtime_nodes(tree: ast.AST, lazy: bool = False):
+    """Every node but those inside `if TYPE_CHECKING:` blocks (annotations only: they never run) and, unless
+    `lazy`, those of the module-level `__getattr__` (lazy exports; with `lazy`: only those)."""
+    todo = [child for child in ast.iter_child_nodes(tree) if _is_lazy(child)] if lazy else [tree]
     while todo:
         node = todo.pop()
         yield node
         for child in ast.iter_child_nodes(node):
             if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
                 todo += child.orelse
-            else:
+            elif not (node is tree and _is_lazy(child)):
                 todo.append(child)
 
 
-def imports_of(name: str, modules: dict[str, Path]) -> set[str]:
-    """The project modules that module `name` may import, anywhere in its file."""
+def _parsed(path: Path) -> ast.AST:
+    """The file's syntax tree, parsed once per version of the file (closures parse the same files many times)."""
+    stat = path.stat()
+    return _parse(path, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=None)
+def _parse(path: Path, mtime_ns: int, size: int) -> ast.AST:
+    return ast.parse(path.read_text(), str(path))
+
+
+def _has_lazy(path: Path) -> bool:
+    """Whether a module has lazy exports (a module-level `__getattr__`)."""
+    return any(_is_lazy(node) for node in ast.iter_child_nodes(_parsed(path)))
+
+
+def _is_lazy(node: ast.AST) -> bool:
+    """A module-level `def __getattr__`: it runs only when a name the package lacks is taken from it."""
+    return isinstance(node, ast.FunctionDef) and node.name == "__getattr__"
+
+
+def imports_of(name: str, modules: dict[str, Path], lazy: bool = False) -> set[str]:
+    """The project modules that module `name` may import, anywhere in its file (`lazy`: only those its lazy
+    exports import)."""
     path = modules[name]
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found: set[str] = set()
-    for node in _runtime_nodes(ast.parse(path.read_text(), str(path))):
+    for node in _runtime_nodes(_parsed(path), lazy):
         if isinstance(node, ast.Import):
             for alias in node.names:
                 found |= _with_packages(alias.name, modules)
+                if alias.name in modules and _has_lazy(modules[alias.name]):  # `import lth`: its lazy names
+                    found |= imports_of(alias.name, modules, lazy=True)
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
@@ -72,6 +99,9 @@ def imports_of(name: str, modules: dict[str, Path]) -> set[str]:
             found |= _with_packages(base, modules)
             for alias in node.names:  # `from lth.steps import train` imports a submodule
                 found |= _with_packages(f"{base}.{alias.name}", modules)
+                if f"{base}.{alias.name}" not in modules and base in modules and base != name \
+                        and _has_lazy(modules[base]):
+                    found |= imports_of(base, modules, lazy=True)  # `from lth import find_ticket`: a lazy export
         elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in modules:
             found |= _with_packages(node.value, modules)  # 'lth.models.lenet' in a registry
     return found - {name}

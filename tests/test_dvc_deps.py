@@ -5,7 +5,9 @@ worst defect a "reproducible, cached and diffable" pipeline can have. The import
 walking the AST of `stages/` and `lth/` from the stage's module: module-level imports and imports
 inside functions alike (DVC cannot know which function runs), relative imports, and string constants
 that name a project module (registries that import their entries on demand, `import_module(...)`).
-Imports under `if TYPE_CHECKING:` never run, so they are not followed.
+Imports under `if TYPE_CHECKING:` never run, so they are not followed; a package's lazy exports (imports in
+its module-level `__getattr__`, PEP 562: lth's Python API) are followed only from a module that takes a name
+from the package itself (`import lth`, `from lth import find_ticket`).
 """
 
 from __future__ import annotations
@@ -40,6 +42,23 @@ def _with_packages(name: str, modules: dict[str, Path]) -> set[str]:
     return {".".join(parts[:i]) for i in range(1, len(parts) + 1) if ".".join(parts[:i]) in modules}
 
 
+def lazy_exports(name: str, modules: dict[str, Path]) -> set[str]:
+    """The project modules a package's module-level `__getattr__` imports (empty: it has none)."""
+    text = modules[name].read_text()
+    if "def __getattr__" not in text:
+        return set()
+    tree = ast.parse(text)
+    found: set[str] = set()
+    for function in (n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "__getattr__"):
+        for node in ast.walk(function):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                found |= {f"{node.module}.{a.name}" for a in node.names if f"{node.module}.{a.name}" in modules}
+                found |= _with_packages(node.module, modules)
+            elif isinstance(node, ast.Import):
+                found |= {a.name for a in node.names if a.name in modules}
+    return found
+
+
 def imports_of(name: str, modules: dict[str, Path]) -> set[str]:
     """The project modules that module `name` imports anywhere in its file."""
     path = modules[name]
@@ -49,6 +68,8 @@ def imports_of(name: str, modules: dict[str, Path]) -> set[str]:
         if isinstance(node, ast.Import):
             for alias in node.names:
                 found |= _with_packages(alias.name, modules)
+                if alias.name in modules:  # `import lth`: its lazy names are reachable
+                    found |= lazy_exports(alias.name, modules)
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
@@ -57,13 +78,16 @@ def imports_of(name: str, modules: dict[str, Path]) -> set[str]:
             found |= _with_packages(base, modules)
             for alias in node.names:  # `from lth.steps import train` imports a submodule
                 found |= _with_packages(f"{base}.{alias.name}", modules)
+                if f"{base}.{alias.name}" not in modules and base in modules and base != name:
+                    found |= lazy_exports(base, modules)  # a name the package exports lazily
         elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in modules:
             found |= _with_packages(node.value, modules)  # 'lth.models.lenet' in a registry
     return found - {name}
 
 
 def _runtime_nodes(tree: ast.AST):
-    """Every node, except those inside `if TYPE_CHECKING:` blocks (annotations only: they never run)."""
+    """Every node, except those inside `if TYPE_CHECKING:` blocks (annotations only: they never run) and a
+    module-level `__getattr__` (lazy exports: `lazy_exports`)."""
     todo = [tree]
     while todo:
         node = todo.pop()
@@ -71,7 +95,7 @@ def _runtime_nodes(tree: ast.AST):
         for child in ast.iter_child_nodes(node):
             if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
                 todo += child.orelse
-            else:
+            elif not (node is tree and isinstance(child, ast.FunctionDef) and child.name == "__getattr__"):
                 todo.append(child)
 
 
@@ -176,6 +200,35 @@ def test_code_deps_exist():
         for dep in spec.get("do", spec).get("deps", []):
             if dep.startswith(PACKAGES):
                 assert (REPO / dep).exists(), f"stage {stage}: dep {dep} does not exist"
+
+
+def test_lazy_exports_are_followed_only_from_modules_that_take_them(tmp_path):
+    """The Python API (lth.find_ticket) is imported by lth/__init__.py's __getattr__: a stage, which imports
+    lth's submodules only, does not depend on it; a module that takes `find_ticket` from lth does."""
+    import shutil
+
+    from stages import code
+
+    for package in PACKAGES:
+        shutil.copytree(REPO / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
+    (tmp_path / "stages" / "uses_api.py").write_text("def main():\n    from lth import find_ticket\n")
+    modules = code.project_modules(tmp_path)
+    for walk in (lambda m: {str(p.relative_to(tmp_path)) for p in code.closure(m, modules)},
+                 lambda m: {str(p) for p in import_closure_in(tmp_path, m)}):
+        assert "lth/api.py" not in walk("stages.mask") and "lth/__init__.py" in walk("stages.mask")
+        assert "lth/api.py" in walk("stages.uses_api") and "lth/steps/rounds.py" in walk("stages.uses_api")
+
+
+def import_closure_in(root: Path, name: str) -> set[Path]:
+    modules = project_modules(root)
+    seen: set[str] = set()
+    todo = list(_with_packages(name, modules))
+    while todo:
+        current = todo.pop()
+        if current not in seen:
+            seen.add(current)
+            todo += imports_of(current, modules)
+    return {modules[m].relative_to(root) for m in seen}
 
 
 def test_the_walk_sees_function_level_and_registry_imports():

@@ -17,7 +17,7 @@ import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Sequence
 
 from lth.core.errors import LthError
 
@@ -135,10 +135,11 @@ def load_tensors(
     kind: str,
     model: Optional[str] = None,
     shapes: Optional[Mapping[str, tuple[int, ...]]] = None,
-    settings: Optional[str] = None,
+    settings: Optional[str | Sequence[str]] = None,
 ) -> dict[str, Any]:
     """Load a tensor file written by `save_tensors`, verifying its checksum, kind, model and (optionally)
-    shapes and the settings fingerprint it was saved with (files saved without one are not checked)."""
+    shapes and the settings fingerprint it was saved with (files saved without one are not checked; several
+    fingerprints: any of them, the first named in errors)."""
     payload = load_torch(path, kind)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT or not isinstance(payload.get("tensors"), dict):
         raise LthError(f"{path} is not an lth {kind} file")
@@ -151,8 +152,9 @@ def load_tensors(
         raise LthError(f"corrupted {kind} file {path}: its contents do not match the checksum saved with it; "
                        "delete it and rerun")
     saved_with = (payload.get("meta") or {}).get("settings")
-    if settings is not None and saved_with is not None and saved_with != settings:
-        raise LthError(f"{path} was saved by a run with settings fingerprint {saved_with}, not {settings} "
+    accepted = (settings,) if isinstance(settings, str) else tuple(settings or ())
+    if accepted and saved_with is not None and saved_with not in accepted:
+        raise LthError(f"{path} was saved by a run with settings fingerprint {saved_with}, not {accepted[0]} "
                        "(a file from another run?); delete it and rerun")
     if shapes is not None:
         missing = sorted(set(shapes) - set(tensors))

@@ -40,14 +40,28 @@ class Layout:
 
     `fingerprint` (run directories) is the settings fingerprint saved into every tensor file and checked
     when it is read back, so a file of another run is refused; the DVC workspace has none, because DVC
-    already ties each output to the params that made it.
+    already ties each output to the params that made it. `older` are fingerprints the same settings had
+    under an earlier fingerprint formula (lth.engine.settings.RunSettings.fingerprints): files saved with
+    them are this run's too.
     """
 
     root: Path
     fingerprint: Optional[str] = None
+    older: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root))
+
+    @property
+    def readable(self) -> Optional[tuple[str, ...]]:
+        """The fingerprints a tensor file of this run may carry (None: not checked)."""
+        return None if self.fingerprint is None else (self.fingerprint, *self.older)
+
+    @classmethod
+    def of_run(cls, root: str | Path, settings) -> "Layout":  # noqa: ANN001 - lth.engine.settings.RunSettings
+        """A run directory's layout, knowing every fingerprint its settings have had."""
+        current, *older = settings.fingerprints()
+        return cls(Path(root), current, tuple(older))
 
     # --- settings ----------------------------------------------------------------------------------------
 

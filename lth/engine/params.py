@@ -166,7 +166,7 @@ def check_workspace_sources(settings: RunSettings, sources: SourceSettings, expe
     check_sources(settings.model, "model", sources.model, root, str(path))
     check_sources(settings.dataset, "dataset", sources.dataset, root, str(path))
     transfer = (experiments or {}).get("transfer") if isinstance(experiments, Mapping) else None
-    if isinstance(transfer, Mapping) and isinstance(transfer.get("dataset"), str):
+    if isinstance(transfer, Mapping) and isinstance(transfer.get("dataset"), str) and transfer["dataset"]:
         check_sources(transfer["dataset"], "dataset", sources.dataset, root, f"{path}: experiments.transfer")
 
 

@@ -89,6 +89,14 @@ class Ticket:
     start: State
     mask: State
     final: State
+    shape: Optional[Shape] = None  # what its data gave the model (None: the dataset registry's)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """The shape of one example of the data the ticket was found on."""
+        from lth.datasets import get_dataset_spec
+
+        return self.shape.input_shape if self.shape else tuple(get_dataset_spec(self.settings.dataset).input_shape)
 
 
 @dataclass
@@ -169,14 +177,14 @@ class Run:
     # --- files ---------------------------------------------------------------------------------------------
 
     def load_weights(self, path: Path) -> State:
-        return files.load_tensors(path, "weights", self.settings.model, self.shapes, self.layout.fingerprint)
+        return files.load_tensors(path, "weights", self.settings.model, self.shapes, self.layout.readable)
 
     def load_mask(self, path: Path) -> State:
         shapes = {name: self.shapes[name] for name in self.kinds}
-        return files.load_tensors(path, "mask", self.settings.model, shapes, self.layout.fingerprint)
+        return files.load_tensors(path, "mask", self.settings.model, shapes, self.layout.readable)
 
     def load_scores(self, path: Path) -> State:
-        return files.load_tensors(path, "scores", self.settings.model, None, self.layout.fingerprint)
+        return files.load_tensors(path, "scores", self.settings.model, None, self.layout.readable)
 
     def save(self, path: Path, kind: str, tensors: State, **meta: Any) -> None:
         if self.layout.fingerprint is not None:
@@ -227,7 +235,7 @@ class Run:
         dirs = {name: self.layout.round_dir(key, name) for name in ("start", "mask", "final")}
         return Ticket(self.trial_settings(trial), round_index(key), self.weights(self.layout.theta0, trial),
                       self.weights(dirs["start"], trial), self.mask(dirs["mask"], trial),
-                      self.weights(dirs["final"], trial))
+                      self.weights(dirs["final"], trial), self.shape)
 
 
 def open_workspace(root: str | Path = ".", **options: Any) -> Run:
@@ -253,7 +261,7 @@ def open_run_dir(root: str | Path, **options: Any) -> Run:
     if not isinstance(recorded, dict) or not isinstance(recorded.get("settings"), dict):
         raise LthError(f"{layout.settings_file} holds no settings")
     settings = from_dict(recorded["settings"], where=str(layout.settings_file))
-    layout = Layout(layout.root, settings.fingerprint())
+    layout = Layout.of_run(layout.root, settings)
     return Run(settings, layout, [key for key in layout.finished_round_keys() if key != DENSE_ROUND], **options)
 
 

@@ -12,7 +12,7 @@ from typing import List, Optional
 
 import typer
 
-from lth.ui import console, setting_help, training_length
+from lth.ui import console, run_name, setting_help, training_length
 
 app = typer.Typer(
     help="Research experiments on found tickets: transfer, combine, removal, optimizers, perturb, stability.",
@@ -81,13 +81,13 @@ def transfer(
     from lth.experiments.transfer import check_compatible, transfer as run
 
     ticket = _ticket(run_dir, round, trial)
-    check_compatible(ticket.settings.dataset, dataset)
+    check_compatible(ticket, dataset)
     results = results_only(run(ticket, dataset, _splits(dataset, dataset_dir, device), optimizer, lr, momentum,
                                training_length(duration, epochs, iterations), eval_every))
     source = f"{ticket.settings.dataset}/{ticket.settings.train.optimizer}"
     _print(arms_table(f"Transfer: round {round} ticket of {source} -> {dataset}/{optimizer or ticket.settings.train.optimizer}",
                       results))
-    _save(out or _default_out(run_dir, f"transfer-r{round:02d}-{dataset}"),
+    _save(out or _default_out(run_dir, run_name(f"transfer-r{round:02d}", dataset)),
           {"source": str(run_dir), "round": round, "trial": trial, "dataset": dataset, "optimizer": optimizer,
            "lr": lr, "results": results})
 
@@ -209,7 +209,7 @@ def perturb(
         table.add_row(arm, metric.show(r[f"end_test_{metric.name}"]), metric.show(r[f"early_stop_test_{metric.name}"]),
                       f"{r['early_stop_iteration']}", "-" if repeat is None else f"{100 * repeat:.1f}")
     _print(table)
-    _save(out or Path("runs") / f"perturb-{model}-{dataset}-seed{seed}.json",
+    _save(out or Path("runs") / f"{run_name('perturb', model, dataset, f'seed{seed}')}.json",
           {"model": model, "dataset": dataset, "settings": exp.__dict__, "results": results})
 
 
@@ -242,7 +242,7 @@ def optimizers(
     base = with_training(replace(defaults_for(model, dataset), seed=seed, criterion=criterion),
                          duration=training_length(duration, epochs, iterations), eval_every=eval_every)
     chosen = pick_variants(variant)
-    out = out or Path("runs") / f"optimizers-{model}-{dataset}-seed{seed}"
+    out = out or Path("runs") / run_name("optimizers", model, dataset, f"seed{seed}")
     records = sweep(base, chosen, rounds, out, _splits(dataset, dataset_dir, device))
     table_data = tabulate(records)
     first = next(iter(records.values()))

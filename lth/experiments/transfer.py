@@ -3,15 +3,17 @@ optimizer on another dataset and/or optimizer, next to a random re-initialisatio
 the dense network.
 
 The ticket is its mask plus its starting weights (the round's start: θ0 or θk after the mask-1/mask-0
-actions). Inputs must have the same shape (the first layer's weights are tied to it). When the class
-count differs, the output layer is re-initialised (seeded fresh draw) and left dense in every arm,
-since its mask was tied to the source classes.
+actions). Inputs must have the same shape (the first layer's weights are tied to it). When the number of
+outputs differs, the output layer is re-initialised (seeded fresh draw) and left dense in every arm,
+since its mask was tied to the source outputs. The target may be any dataset, yours included; by default
+(`dataset: ''` in params.yaml) it is the run's own, so the ticket moves to another optimizer only.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 
@@ -26,7 +28,7 @@ class TransferSettings:
 
     round: str = "r05"
     trial: int = 0
-    dataset: str = "mnist-5k"
+    dataset: str = ""  # '' : the run's own dataset
     optimizer: str = "sgd"
     lr: float = 0.01
     momentum: float = 0.9
@@ -34,16 +36,17 @@ class TransferSettings:
     eval_every: str = "1ep"
 
 
-def check_compatible(source_dataset: str, target_dataset: str) -> tuple[tuple[int, int, int], int, int]:
-    """(input shape, source classes, target classes); a clear error when the input shapes differ."""
-    from lth.datasets import get_dataset_spec
+def check_compatible(ticket: Ticket, target: str, target_shape: Optional[tuple[int, ...]] = None) -> None:
+    """A clear error when the target's examples (given, or a registered dataset's) have another shape than the
+    ticket's: its first layer's weights are tied to them. An unregistered target not yet loaded passes."""
+    from lth.datasets import DATASETS
 
-    source, target = get_dataset_spec(source_dataset), get_dataset_spec(target_dataset)
-    if tuple(source.input_shape) != tuple(target.input_shape):
-        shape = lambda s: "x".join(map(str, s.input_shape))  # noqa: E731
-        raise LthError(f"cannot transfer a ticket from '{source.name}' ({shape(source)} inputs) to "
-                       f"'{target.name}' ({shape(target)} inputs): input shapes must match")
-    return tuple(source.input_shape), source.num_outputs, target.num_outputs
+    if target_shape is None and target in DATASETS:
+        target_shape = tuple(DATASETS[target].input_shape)
+    if target_shape is not None and tuple(target_shape) != tuple(ticket.input_shape):
+        shape = lambda s: "x".join(map(str, s))  # noqa: E731
+        raise LthError(f"cannot transfer a ticket from '{ticket.settings.dataset}' ({shape(ticket.input_shape)} inputs) "
+                       f"to '{target}' ({shape(target_shape)} inputs): input shapes must match")
 
 
 def retarget(ticket: Ticket, num_outputs: int, seed: int) -> tuple[State, State, State]:
@@ -52,7 +55,7 @@ def retarget(ticket: Ticket, num_outputs: int, seed: int) -> tuple[State, State,
     from lth.models.layers import output_layer
 
     start, init, mask = dict(ticket.start), dict(ticket.init), dict(ticket.mask)
-    shape_probe = build_model(ticket.settings.model, _input_shape(ticket), num_outputs, seed)
+    shape_probe = build_model(ticket.settings.model, ticket.input_shape, num_outputs, seed)
     head = output_layer(shape_probe)
     if tuple(start[f"{head}.weight"].shape) == tuple(shape_probe.state_dict()[f"{head}.weight"].shape):
         return start, init, mask
@@ -64,12 +67,6 @@ def retarget(ticket: Ticket, num_outputs: int, seed: int) -> tuple[State, State,
     return start, init, mask
 
 
-def _input_shape(ticket: Ticket) -> tuple[int, int, int]:
-    from lth.datasets import get_dataset_spec
-
-    return tuple(get_dataset_spec(ticket.settings.dataset).input_shape)
-
-
 def transfer(ticket: Ticket, dataset: str, splits, optimizer: str | None = None, lr: float | None = None,
              momentum: float | None = None, duration: str | None = None, eval_every: str | None = None) -> dict:
     """Train the ticket, a random re-initialisation of its mask, and the dense network (from the source's θ0)
@@ -78,15 +75,13 @@ def transfer(ticket: Ticket, dataset: str, splits, optimizer: str | None = None,
     from lth.core.masks import apply_mask
     from lth.models import build_model
 
-    _, _, classes = check_compatible(ticket.settings.dataset, dataset)
-    if splits.num_outputs != classes or tuple(splits.input_shape) != _input_shape(ticket):
-        raise LthError(f"the loaded data ({splits.name}) does not match dataset '{dataset}'")
-    seed = ticket.settings.seed
-    start, init, mask = retarget(ticket, classes, derive_seed(seed, "transfer-head"))
-    fresh = build_model(ticket.settings.model, _input_shape(ticket), classes, derive_seed(seed, "transfer-reinit"))
+    check_compatible(ticket, dataset, splits.input_shape)
+    outputs, seed = splits.num_outputs, ticket.settings.seed
+    start, init, mask = retarget(ticket, outputs, derive_seed(seed, "transfer-head"))
+    fresh = build_model(ticket.settings.model, ticket.input_shape, outputs, derive_seed(seed, "transfer-reinit"))
     reinit = apply_mask({k: v.detach().clone() for k, v in fresh.state_dict().items()}, mask)
     dense = {name: torch.ones_like(m) for name, m in mask.items()}
-    settings = with_training(dataclasses.replace(ticket.settings, dataset=dataset), optimizer=optimizer, lr=lr,
+    settings = with_training(dataclasses.replace(ticket.settings, dataset=dataset, task="auto"), optimizer=optimizer, lr=lr,
                              momentum=momentum, duration=duration, eval_every=eval_every)
     arms = [Arm("ticket", start, mask), Arm("reinit", reinit, mask), Arm("dense", init, dense)]
     return train_arms(settings, splits, arms)
@@ -100,7 +95,9 @@ def run_stage(run) -> dict:  # noqa: ANN001 - lth.engine.run.Run of the workspac
 
     exp = experiment_params(run, "transfer", TransferSettings)
     ticket = run.ticket(exp.round, exp.trial)
-    check_compatible(ticket.settings.dataset, exp.dataset)
-    splits = load_dataset(exp.dataset, run.params.dataset_dir).to(resolve_device(run.device))
-    results = transfer(ticket, exp.dataset, splits, exp.optimizer, exp.lr, exp.momentum, exp.duration, exp.eval_every)
+    target = exp.dataset or run.settings.dataset
+    check_compatible(ticket, target)
+    splits = (run.data() if target == run.settings.dataset else
+              load_dataset(target, run.params.dataset_dir).to(resolve_device(run.device)))
+    results = transfer(ticket, target, splits, exp.optimizer, exp.lr, exp.momentum, exp.duration, exp.eval_every)
     return results_only(results)

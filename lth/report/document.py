@@ -142,9 +142,10 @@ def _round_sections(runs: list["RunData"], folder: Path, task: "Task") -> list[S
 
     words = _metric_words(task)
     sections = [
-        Section(f"{words[0].upper()}{words[1:]} vs weights remaining",
+        Section(f"Test {task.headline.label} vs weights remaining",
                 "Mean over trials (band: min-max). Ticket solid; controls dashed/dotted; dense network dotted "
-                "horizontal line. Tables and CSV files keep fractions (0.962 is 96.2%).",
+                "horizontal line." + ("" if task.headline.higher_is_better else f" Lower {task.headline.label} is "
+                                      "better.") + " Tables and CSV files keep fractions (0.962 is 96.2%).",
                 [_save(figures.metric_figure(arms, dense, task), folder, "by_sparsity.png")], headline,
                 "summary.csv"),
         Section("Early-stop iteration vs weights remaining", "Iteration of the minimum validation loss.",

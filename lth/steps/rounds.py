@@ -74,12 +74,12 @@ def find_ticket(
         check_oneshot_round(rounds)
     check_data(settings, splits)
     Step.parse(checkpoint_every)
-    layout = Layout(Path(out), settings.fingerprint())
+    layout = Layout.of_run(out, settings)
     keys = [round_key(i) for i in range(1, rounds + 1)]
     run = Run(settings, layout, keys, checkpoint_every=checkpoint_every, splits=splits, trainer=trainer,
               reporter=reporter or SilentReporter())
     with RunLock(layout.root):
-        check_settings_file(layout, settings)
+        check_settings_file(layout, settings, data_checksum(settings.dataset, splits))
         write_spec(layout, Shape.of(splits), settings.dataset)
         for step in (init, rewind_point):
             if not _done(step.outputs(run)):
@@ -105,12 +105,29 @@ def write_spec(layout: Layout, shape: Shape, dataset: str) -> None:
         files.write_json(layout.prepared_spec, wanted)
 
 
-def check_settings_file(layout: Layout, settings: RunSettings) -> None:
-    """Refuse to continue a run directory made with other settings; record ours in a new one."""
-    wanted = {"fingerprint": settings.fingerprint(), "settings": settings.to_dict()}
+def data_checksum(dataset: str, splits) -> Optional[str]:  # noqa: ANN001 - lth.datasets.Splits
+    """A checksum of a researcher's own data (a file, a callable, arrays), whose name does not pin its contents;
+    None for a registered dataset, which is the same everywhere."""
+    from lth.datasets import DATASETS
+
+    if dataset in DATASETS and DATASETS[dataset].source is None:
+        return None
+    return files.tensor_checksum({key: value for key, value in splits.state().items() if key.endswith(("_x", "_y"))})
+
+
+def check_settings_file(layout: Layout, settings: RunSettings, data: Optional[str] = None) -> None:
+    """Refuse to continue a run directory made with other settings (or, for your own data, other data); record
+    ours in a new one. A directory recorded with an older fingerprint of the same settings (an earlier lth) is
+    this run: its settings file is brought up to date, its tensor files stay readable (Layout.older)."""
+    wanted = {"fingerprint": settings.fingerprint(), "settings": settings.to_dict(), **({"data": data} if data else {})}
     if layout.settings_file.exists():
         existing = files.read_json(layout.settings_file)
-        if existing.get("fingerprint") != wanted["fingerprint"]:
+        if data and existing.get("data") not in (None, data):
+            raise LthError(f"{layout.root} holds a run on other data: '{settings.dataset}' has changed since it began "
+                           "(its checksum differs); use another --out, or restore the data it was made with")
+        if existing.get("fingerprint") in settings.fingerprints()[1:]:
+            files.write_json(layout.settings_file, wanted)
+        elif existing.get("fingerprint") != wanted["fingerprint"]:
             diffs = _differences(existing.get("settings", {}), wanted["settings"])
             raise LthError(
                 f"{layout.root} holds a run made with other settings ({'; '.join(diffs) or 'unreadable settings'}); "

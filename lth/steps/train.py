@@ -60,8 +60,9 @@ def run(run: Run, key: str) -> dict:
     layout, r = run.layout, round_index(key)
     networks = round_networks(run, key)
     run.reporter.round_started(r, remaining_fraction(networks[0].mask), len(networks))
-    checkpoint = Checkpoint(layout.checkpoint(key), run.checkpoint_every,
-                            {"settings": run.settings.fingerprint(), "round": r})
+    current, *older = run.settings.fingerprints()
+    checkpoint = Checkpoint(layout.checkpoint(key), run.checkpoint_every, {"settings": current, "round": r},
+                            older_settings=tuple(older))
     job = TrainJob(run.settings.model, run.settings.train, not PRUNED_ACTIONS[run.settings.mask0_action].frozen)
     trainer = run.trainer or train_networks
     early_bird = watch_round(run, key, networks)

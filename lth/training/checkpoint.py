@@ -38,6 +38,7 @@ class Checkpoint:
     every: str = "0it"
     identity: dict = field(default_factory=dict)
     at_end: bool = False  # also save the finished state (networks trained one after another resume per network)
+    older_settings: tuple[str, ...] = ()  # fingerprints the same settings had under an earlier formula
 
     def every_iterations(self, per_epoch: int) -> int:
         return Step.parse(self.every).to_iterations(per_epoch)
@@ -71,7 +72,9 @@ class Checkpoint:
         if not path.is_file():
             return None
         payload = self.read()
-        saved = payload.get("identity", {}) if isinstance(payload, dict) else {}
+        saved = dict(payload.get("identity", {})) if isinstance(payload, dict) else {}
+        if saved.get("settings") in self.older_settings:  # saved by an earlier lth: the same settings
+            saved["settings"] = self.identity.get("settings")
         if saved.get("round") != self.identity.get("round"):
             return None  # left by an earlier round that finished before the file was removed
         if saved != self.identity:
