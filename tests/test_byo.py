@@ -169,7 +169,8 @@ def regression_arrays(n: int = 900, seed: int = 0) -> dict[str, np.ndarray]:
     x = rng.normal(size=(n, 8)).astype("float32")
     hidden = np.tanh(x @ rng.normal(size=(8, 6)))
     y = (hidden @ rng.normal(size=(6, 2)) + 0.05 * rng.normal(size=(n, 2))).astype("float32")
-    return {"x_train": x[:700], "y_train": y[:700], "x_test": x[700:], "y_test": y[700:]}
+    cut = n * 7 // 9
+    return {"x_train": x[:cut], "y_train": y[:cut], "x_test": x[cut:], "y_test": y[cut:]}
 
 
 def test_a_regression_file_trains_with_mse_beats_the_mean_and_the_report_plots_rmse(tmp_path, monkeypatch, capsys):
@@ -442,3 +443,49 @@ def test_fingerprints_hash_only_settings_that_differ_from_their_defaults_and_old
 
         run = open_results(old)
         run.weights(run.layout.theta0, 0)
+
+
+# --- every tool on a regression task -------------------------------------------------------------------------
+
+
+def test_criteria_at_init_stability_removal_compaction_and_perturbation_all_work_for_regression(tmp_path):
+    from lth.compact import compact_network, compare_outputs, masked_network
+    from lth.datasets.arrays import from_arrays
+    from lth.engine.run import open_results
+    from lth.engine.settings import defaults_for, replace
+    from lth.experiments.perturb import PerturbSettings, perturb_experiment
+    from lth.experiments.prune_at_init import prune_and_train
+    from lth.experiments.removal import remove_tickets
+    from lth.experiments.stability import instability, stability_record
+    from lth.steps.rounds import find_ticket
+
+    splits = from_arrays("reg", regression_arrays(400, seed=2))
+    assert splits.task == "regression" and splits.input_shape == (8,) and splits.num_outputs == 2
+    base = replace(defaults_for("lenet-300-100", "mnist-5k"), train__duration="12it", train__eval_every="6it",
+                   train__batch_size=30)
+    for criterion in ("snip", "grad", "relevance"):  # gradient and relevance criteria ask the task for the loss
+        records = find_ticket(replace(base, criterion=criterion), 1, tmp_path / criterion, splits)
+        assert records[1]["task"] == "regression" and records[1]["networks"][0]["early_stop_test_rmse"] > 0
+    for method in ("snip", "grasp"):
+        result = prune_and_train(base, splits, method, 0.2, ["shuffle"])
+        assert result["task"] == "regression" and {"ticket", "shuffle"} == {n["arm"] for n in result["networks"]}
+        assert result["weights_remaining"] == pytest.approx(0.2, abs=1e-5)
+
+    run = open_results(tmp_path / "grad")
+    ticket = run.ticket("r01")
+    rewinds = instability(ticket, splits, ["0it"], points=3)
+    record = stability_record(ticket, 1, 0, "data-order", rewinds, splits.task)
+    assert record["error"] == "rmse" and record["threshold"] is None and len(rewinds[0]["test_rmse"]) == 3
+    assert rewinds[0]["barrier"] >= 0 and set(rewinds[0]) >= {"end_test_rmse", "end_test_r2"}
+
+    removal = remove_tickets(ticket, splits, max_tickets=2, margin=0.5, duration="6it", eval_every="6it")
+    assert removal["threshold"] == pytest.approx(removal["dense"]["early_stop_test_rmse"] + 0.5)  # lower is better
+
+    masked = masked_network("lenet-300-100", (8,), 2, ticket.final, ticket.mask)
+    compact, _ = compact_network(masked, (8,))
+    check = compare_outputs(masked, compact, splits.test_x, splits.test_y, "regression")
+    assert check["outputs_match"] and check["masked"]["end_test_rmse"] == pytest.approx(
+        check["compact"]["end_test_rmse"], rel=1e-4)
+
+    perturbed = perturb_experiment("lenet-300-100", ticket.init, splits, base.train, PerturbSettings(fraction=0.3), 0)
+    assert {"end_test_rmse", "early_stop_test_r2"} <= set(perturbed["plain"])

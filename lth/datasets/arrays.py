@@ -94,8 +94,9 @@ def from_arrays(name: str, arrays: Mapping[str, Any], task: str = "auto") -> Spl
         if tuple(x.shape[1:]) != tuple(tensors["x_train"].shape[1:]):
             raise LthError(f"dataset '{name}': x_{split} examples are {tuple(x.shape[1:])}, x_train examples are "
                            f"{tuple(tensors['x_train'].shape[1:])}")
-    if tensors["x_train"].shape[0] == 0:
-        raise LthError(f"dataset '{name}': x_train is empty")
+    for split in splits:
+        if tensors[f"x_{split}"].shape[0] == 0:
+            raise LthError(f"dataset '{name}': x_{split} is empty")
     chosen = infer_task(tensors["y_train"], task, f"dataset '{name}'")
     spec = get_task(chosen)
     targets = {split: spec.targets(tensors[f"y_{split}"], f"dataset '{name}': y_{split}") for split in splits}

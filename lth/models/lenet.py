@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -29,15 +31,14 @@ def probe_flat_size(features: nn.Module, input_shape: tuple[int, int, int]) -> i
 
 
 class LeNet300100(PrunableModel):
-    """Fully connected 300-100 network; the input image is flattened, so any (C, H, W) works."""
+    """Fully connected 300-100 network; the input is flattened, so examples of any shape work (images, vectors)."""
 
     output_layer = "fc3"
     mlp_layers = ("fc1", "fc2", "fc3")
 
-    def __init__(self, input_shape: tuple[int, int, int], num_outputs: int) -> None:
+    def __init__(self, input_shape: tuple[int, ...], num_outputs: int) -> None:
         super().__init__()
-        channels, height, width = input_shape
-        self.fc1 = nn.Linear(channels * height * width, 300)
+        self.fc1 = nn.Linear(math.prod(input_shape), 300)
         self.fc2 = nn.Linear(300, 100)
         self.fc3 = nn.Linear(100, num_outputs)
         init_glorot_normal(self)
