@@ -489,3 +489,45 @@ def test_criteria_at_init_stability_removal_compaction_and_perturbation_all_work
 
     perturbed = perturb_experiment("lenet-300-100", ticket.init, splits, base.train, PerturbSettings(fraction=0.3), 0)
     assert {"end_test_rmse", "early_stop_test_r2"} <= set(perturbed["plain"])
+
+
+def test_package_module_references_for_model_and_data_and_their_sources(tmp_path, monkeypatch, capsys):
+    """`package.module:callable` names a model or a dataset loader importable from the current folder; in a
+    workspace, the sources DVC watches must cover the package's files."""
+    package = tmp_path / "mypkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "nets.py").write_text(NETS)
+    (package / "data.py").write_text(textwrap.dedent('''
+        import numpy as np
+
+        def load(root):
+            """Given DATASET_DIR; returns the arrays."""
+            rng = np.random.default_rng(7)
+            x = rng.normal(size=(120, 3, 5)).astype("float32")
+            y = rng.integers(0, 4, 120)
+            return {"x_train": x[:100], "y_train": y[:100], "x_test": x[100:], "y_test": y[100:]}
+    '''))
+    monkeypatch.chdir(tmp_path)
+    code, stdout, stderr = run_cli(monkeypatch, capsys, "find-ticket", "mypkg.nets:MLP", "mypkg.data:load", "--rounds",
+                                   "1", "--iterations", "6", "--batch-size", "30", "--device", "cpu", "-q")
+    assert code == 0, stderr
+    out = tmp_path / "runs" / "mypkg.nets-MLP-mypkg.data-load-large_final-seed0"
+    spec = json.loads((out / "data" / "prepared" / "spec.json").read_text())
+    assert spec == {"dataset": "mypkg.data:load", "task": "classification", "input_shape": [3, 5], "num_outputs": 4}
+
+    from lth.engine.params import load_params
+
+    params = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    params.update(model="mypkg.nets:MLP", dataset="mypkg.data:load", sources={"model": "mypkg", "dataset": "mypkg"})
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    assert load_params(tmp_path / "params.yaml").sources.dataset == "mypkg"
+    params["sources"]["model"] = "mypkg/nets.py"  # importing mypkg.nets runs mypkg/__init__.py too
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(LthError, match=r"model 'mypkg.nets:MLP' uses mypkg/__init__.py, which sources.model"):
+        load_params(tmp_path / "params.yaml")
+    params["sources"]["model"] = "mypkg"
+    params["sources"]["dataset"] = "mypkg/nets.py"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(LthError, match=r"dataset 'mypkg.data:load' uses mypkg/data.py, which sources.dataset"):
+        load_params(tmp_path / "params.yaml")

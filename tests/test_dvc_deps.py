@@ -99,8 +99,8 @@ def _runtime_nodes(tree: ast.AST):
                 todo.append(child)
 
 
-def import_closure(name: str, modules: dict[str, Path]) -> set[Path]:
-    """Every project file that importing `name` may execute."""
+def import_closure(name: str, modules: dict[str, Path], root: Path = REPO) -> set[Path]:
+    """Every project file that importing `name` may execute (relative to `root`)."""
     seen: set[str] = set()
     todo = list(_with_packages(name, modules))
     while todo:
@@ -108,7 +108,7 @@ def import_closure(name: str, modules: dict[str, Path]) -> set[Path]:
         if current not in seen:
             seen.add(current)
             todo += imports_of(current, modules)
-    return {modules[m].relative_to(REPO) for m in seen}
+    return {modules[m].relative_to(root) for m in seen}
 
 
 def stage_module(cmd: str) -> str:
@@ -214,21 +214,9 @@ def test_lazy_exports_are_followed_only_from_modules_that_take_them(tmp_path):
     (tmp_path / "stages" / "uses_api.py").write_text("def main():\n    from lth import find_ticket\n")
     modules = code.project_modules(tmp_path)
     for walk in (lambda m: {str(p.relative_to(tmp_path)) for p in code.closure(m, modules)},
-                 lambda m: {str(p) for p in import_closure_in(tmp_path, m)}):
+                 lambda m: {str(p) for p in import_closure(m, project_modules(tmp_path), tmp_path)}):
         assert "lth/api.py" not in walk("stages.mask") and "lth/__init__.py" in walk("stages.mask")
         assert "lth/api.py" in walk("stages.uses_api") and "lth/steps/rounds.py" in walk("stages.uses_api")
-
-
-def import_closure_in(root: Path, name: str) -> set[Path]:
-    modules = project_modules(root)
-    seen: set[str] = set()
-    todo = list(_with_packages(name, modules))
-    while todo:
-        current = todo.pop()
-        if current not in seen:
-            seen.add(current)
-            todo += imports_of(current, modules)
-    return {modules[m].relative_to(root) for m in seen}
 
 
 def test_the_walk_sees_function_level_and_registry_imports():

@@ -35,6 +35,14 @@ def describe_unexpected(exc: BaseException) -> str:
             f"rerun with {DEBUG_VARIABLE}=1 for the traceback")
 
 
+def one_line(exc: BaseException, limit: int = 240) -> str:
+    """An exception of a library or of the user's code as one short line ('ValueError: width must be even'),
+    for an LthError message, which is always one line."""
+    text = " ".join(str(exc).split())
+    text = text if len(text) <= limit else text[: limit - 3] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 def unknown_choice(what: str, value: object, choices: Iterable[str]) -> LthError:
     """Build the standard 'unknown X' error, with a did-you-mean hint when one is close."""
     choices = sorted(choices)

@@ -17,7 +17,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable, Optional
 
-from lth.core.errors import LthError
+from lth.core.errors import LthError, one_line
 
 FORMS = "package.module:callable or path/to/file.py:callable"
 DATA_FILE_SUFFIXES = (".npz", ".pt", ".pth")
@@ -93,9 +93,9 @@ def _import(target: str, ref: str, what: str) -> ModuleType:
         if exc.name and (target == exc.name or target.startswith(exc.name + ".")):
             raise LthError(f"{what} '{ref}': no module named '{exc.name}' (not installed, not in the current "
                            f"folder; a file is named as path/to/file.py:callable)") from None
-        raise LthError(f"{what} '{ref}': importing {target} failed: {_one_line(exc)}") from None
+        raise LthError(f"{what} '{ref}': importing {target} failed: {one_line(exc)}") from None
     except Exception as exc:  # noqa: BLE001 - the user's module raised while importing
-        raise LthError(f"{what} '{ref}': importing {target} failed: {_one_line(exc)}") from None
+        raise LthError(f"{what} '{ref}': importing {target} failed: {one_line(exc)}") from None
 
 
 def _load_file(path: Path, ref: str, what: str) -> ModuleType:
@@ -120,15 +120,9 @@ def _load_file(path: Path, ref: str, what: str) -> ModuleType:
         spec.loader.exec_module(module)
     except Exception as exc:  # noqa: BLE001 - the user's file raised while importing
         del sys.modules[name]
-        raise LthError(f"{what} '{ref}': importing {path} failed: {_one_line(exc)}") from None
+        raise LthError(f"{what} '{ref}': importing {path} failed: {one_line(exc)}") from None
     _FILES[resolved] = module
     return module
-
-
-def _one_line(exc: BaseException, limit: int = 300) -> str:
-    text = " ".join(str(exc).split())
-    text = text if len(text) <= limit else text[: limit - 3] + "..."
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def call(fn: Callable[..., Any], ref: str, what: str, *args: Any) -> Any:
@@ -138,4 +132,4 @@ def call(fn: Callable[..., Any], ref: str, what: str, *args: Any) -> Any:
     except LthError:
         raise
     except Exception as exc:  # noqa: BLE001 - the user's code raised
-        raise LthError(f"{what} '{ref}' raised {_one_line(exc)}") from None
+        raise LthError(f"{what} '{ref}' raised {one_line(exc)}") from None

@@ -105,8 +105,7 @@ def load_dataset(name: str, root: str | Path, task: str = "auto") -> Splits:
         return arrays.from_arrays(name, arrays.read_file(Path(name)), task)
     if kind == "code":
         loaded = arrays.call_loader(name, Path(root))
-        return loaded if isinstance(loaded, Splits) and task in ("auto", loaded.task) else \
-            arrays.from_arrays(name, loaded.state() if isinstance(loaded, Splits) else loaded, task)
+        return with_task(loaded, task) if isinstance(loaded, Splits) else arrays.from_arrays(name, loaded, task)
     spec = DATASETS[name]
     if Path(root).exists() and not Path(root).is_dir():  # also for mnist-5k, which reads no files from it
         raise LthError(f"dataset root '{root}' exists but is not a directory")

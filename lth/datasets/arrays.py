@@ -19,7 +19,7 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor
 
-from lth.core.errors import LthError
+from lth.core.errors import LthError, one_line
 from lth.datasets.splits import SPLIT_NAMES, Splits, hold_out
 
 REQUIRED = ("x_train", "y_train", "x_test", "y_test")
@@ -41,8 +41,7 @@ def read_file(path: Path) -> dict[str, Any]:
             with np.load(path, allow_pickle=False) as archive:
                 return {key: archive[key] for key in archive.files}
         except Exception as exc:  # noqa: BLE001 - a truncated zip, pickled object arrays ...
-            raise LthError(f"cannot read dataset file {path} ({type(exc).__name__}: {' '.join(str(exc).split())})"
-                           ) from None
+            raise LthError(f"cannot read dataset file {path} ({one_line(exc)})") from None
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable archive is the same problem to the user
@@ -123,7 +122,7 @@ def _tensor(name: str, key: str, value: Any) -> Tensor:
     try:
         tensor = value if isinstance(value, Tensor) else torch.as_tensor(value)
     except (TypeError, ValueError, RuntimeError) as exc:
-        raise LthError(f"dataset '{name}': {key} is not a numeric array ({' '.join(str(exc).split())})") from None
+        raise LthError(f"dataset '{name}': {key} is not a numeric array ({one_line(exc)})") from None
     if tensor.is_complex():
         raise LthError(f"dataset '{name}': {key} is complex; expected real numbers")
     tensor = tensor.detach().cpu()

@@ -14,7 +14,7 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
-from lth.core.errors import LthError
+from lth.core.errors import LthError, one_line
 from lth.datasets.splits import Splits, build_image_splits, hold_out
 
 
@@ -46,13 +46,6 @@ def prepare_root(root: Path) -> None:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise LthError(f"cannot create dataset root '{root}': {exc.strerror or exc}") from exc
-
-
-def one_line(exc: BaseException, limit: int = 240) -> str:
-    """An exception as one short line: the CLI prints LthError messages as a single line."""
-    text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
-    text = text if len(text) <= limit else text[: limit - 3] + "..."
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _open(name: str, source: TorchvisionSource, root: Path, train: bool) -> Any:

@@ -61,12 +61,17 @@ class Shape:
     dataset: str = ""
 
     @classmethod
-    def of(cls, splits: "Splits") -> "Shape":
-        return cls(tuple(splits.input_shape), splits.num_outputs, splits.task, splits.name)
+    def of(cls, splits: "Splits", dataset: Optional[str] = None) -> "Shape":
+        """The shape of `splits`, under the dataset's name in the settings (default: the data's own name)."""
+        return cls(tuple(splits.input_shape), splits.num_outputs, splits.task, dataset or splits.name)
 
     def to_dict(self) -> dict:
         return {"dataset": self.dataset, "task": self.task, "input_shape": list(self.input_shape),
                 "num_outputs": self.num_outputs}
+
+    def write(self, path: Path) -> None:
+        """The spec file (data/prepared/spec.json), atomically."""
+        files.write_json(path, self.to_dict())
 
     @classmethod
     def read(cls, path: Path) -> "Shape":

@@ -31,7 +31,16 @@ def used_files(name: str, what: str, root: Path) -> list[Path]:
     if not is_reference(name):
         return []
     start = _reference_file(name, what, root)
-    return _inside(_with_imports(start, root), root) if start is not None else []
+    if start is None:
+        return []
+    used = _with_imports(start, root)
+    target, _ = split_reference(name, what)
+    if not is_file_target(target):  # importing a.b.c runs a/__init__.py and a/b/__init__.py first
+        parts = target.split(".")
+        for i in range(1, len(parts)):
+            init = root.joinpath(*parts[:i], "__init__.py")
+            used += [path for path in _with_imports(init, root) if path not in used]
+    return _inside(used, root)
 
 
 def check_sources(name: str, what: str, source: str, root: Path, where: str) -> None:

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lth.core.errors import LthError
+from lth.core.errors import LthError, one_line
 from lth.models.layers import PRUNABLE
 
 PASS_THROUGH_MODULES = (
@@ -47,7 +47,7 @@ def chain_layers(model: nn.Module, what: str = "structured pruning") -> list[str
         graph = torch.fx.symbolic_trace(model).graph
     except Exception as exc:  # noqa: BLE001 - data-dependent control flow, unsupported ops ...
         raise LthError(f"{what} needs a model torch.fx can trace, and {name} cannot be traced "
-                       f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); give the model a "
+                       f"({one_line(exc, 200)}); give the model a "
                        "`structured_units(kinds)` method instead") from None
     modules = dict(model.named_modules())
     inputs = [node for node in graph.nodes if node.op == "placeholder"]

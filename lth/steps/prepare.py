@@ -4,7 +4,6 @@ find-ticket keeps the dataset in memory instead (and writes the spec too)."""
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 from lth.core import files
@@ -21,8 +20,7 @@ def run(run: Run, dataset_dir: str | Path) -> str:
 
     splits = load_dataset(run.settings.dataset, dataset_dir, run.settings.task)
     files.save_torch(run.layout.prepared, splits.state())
-    files.write_json(run.layout.prepared_spec, dataclasses.replace(Shape.of(splits), dataset=run.settings.dataset)
-                     .to_dict())
+    Shape.of(splits, run.settings.dataset).write(run.layout.prepared_spec)
     return (f"{run.settings.dataset}: {splits.task}, {len(splits.train_x)} train / {len(splits.val_x)} val / "
             f"{len(splits.test_x)} test, inputs {'x'.join(map(str, splits.input_shape))}, {splits.num_outputs} "
             f"outputs -> {run.layout.prepared}")

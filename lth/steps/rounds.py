@@ -10,7 +10,6 @@ every step whose outputs exist, and each DVC stage runs exactly one of them on t
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -80,7 +79,7 @@ def find_ticket(
               reporter=reporter or SilentReporter())
     with RunLock(layout.root):
         check_settings_file(layout, settings, data_checksum(settings.dataset, splits))
-        write_spec(layout, Shape.of(splits), settings.dataset)
+        Shape.of(splits, settings.dataset).write(layout.prepared_spec)  # for the run's readers: no data needed
         for step in (init, rewind_point):
             if not _done(step.outputs(run)):
                 step.run(run)
@@ -95,14 +94,6 @@ def find_ticket(
             records.append(record)
         summary.run(run, [DENSE_ROUND, *keys])
     return records
-
-
-def write_spec(layout: Layout, shape: Shape, dataset: str) -> None:
-    """data/prepared/spec.json: what the data gives the model (task, example shape, outputs), under the dataset's
-    name in the settings, so the run's readers (report, compact, experiments) build the model without the data."""
-    wanted = dataclasses.replace(shape, dataset=dataset).to_dict()
-    if not layout.prepared_spec.is_file() or files.read_json(layout.prepared_spec) != wanted:
-        files.write_json(layout.prepared_spec, wanted)
 
 
 def data_checksum(dataset: str, splits) -> Optional[str]:  # noqa: ANN001 - lth.datasets.Splits

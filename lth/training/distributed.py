@@ -354,4 +354,4 @@ def _describe(splits: Any) -> Any:
     if not hasattr(splits, "train_x"):
         return None
     return (splits.name, tuple(splits.train_x.shape), tuple(splits.val_x.shape), tuple(splits.test_x.shape),
-            int(splits.train_y.sum()), float(splits.train_x[:64].double().sum()))
+            float(splits.train_y.double().sum()), float(splits.train_x[:64].double().sum()))
