@@ -4,15 +4,23 @@ Every DVC stage is a fresh `python -m stages.<name>`, and importing torch costs 
 seconds most stages take; the default experiment runs ~90 of them. The first stage starts a server
 that imports torch, numpy, yaml and pandas (third-party code only: never lth or stages, so a stage
 always runs the code on disk) and waits on a UNIX socket. A later stage process sends the server its
-working directory, environment, arguments and its stdin/stdout/stderr; the server forks, and the fork
-runs the stage module as `__main__` exactly as `python -m` would, writing to the stage's own streams.
-The stage process waits, forwards Ctrl-C / SIGTERM to the fork and exits with its exit status, so DVC
-sees an ordinary process. A fork whose stage process disappears (kill -9) stops as on SIGTERM.
+working directory, arguments, its stdin/stdout/stderr and the part of its environment that differs
+from the server's; the server forks, and the fork runs the stage module as `__main__` exactly as
+`python -m` would, writing to the stage's own streams. The stage process waits, forwards Ctrl-C /
+SIGTERM to the fork and exits with its exit status, so DVC sees an ordinary process. A fork whose
+stage process disappears (kill -9) stops as on SIGTERM.
 
-Whenever anything is unusual (LTH_WARM=0, no server yet, another Python, no fork or UNIX sockets, any
-error before the fork has started) the stage simply runs in its own process. The server exits after
-IDLE_SECONDS without a request. Results are the same either way: the same code runs on the same
-inputs (tests/test_warm.py).
+On a shared machine only the user's own server hears a stage: the socket, the pid file and the start
+lock live in a directory private to the user (`$XDG_RUNTIME_DIR/lth`, else `$TMPDIR/lth-<uid>`: created
+0700, used only while it is a real directory owned by the user that nobody else can enter), and each
+side checks the other's uid (SO_PEERCRED) before sending anything. The environment crosses the socket
+only where it differs from the server's (which the stage learns as salted hashes), so a secret both
+share never does; nothing of it is logged. SECURITY.md states the threat model.
+
+Whenever anything is unusual (LTH_WARM=0, no private directory, a peer of another uid, no server yet,
+another Python, no fork or UNIX sockets, any error before the fork has started) the stage simply runs
+in its own process. The server exits after IDLE_SECONDS without a request. Results are the same either
+way: the same code runs on the same inputs (tests/test_warm.py).
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ import json
 import os
 import signal
 import socket
+import stat
 import struct
 import subprocess
 import sys
@@ -34,17 +43,69 @@ PRELOAD = ("numpy", "yaml", "pandas", "torch", "torch.nn.functional", "torch.fun
            "torch._dynamo")  # the optimizers import torch._dynamo on first use: ~2 s
 _HEADER = struct.Struct("!I")
 _FDS = struct.Struct("3i")
+_CREDENTIALS = struct.Struct("3i")  # SO_PEERCRED: pid, uid, gid
+HELLO_SECONDS = 10  # a server that does not greet a stage this soon is not used
 
 
-def _address() -> Path:
-    """One server per user, Python interpreter, installed torch and version of this file."""
+def private_dir() -> Optional[Path]:
+    """A directory only this user can enter, for the server's socket and files; None when none can be trusted:
+    `$XDG_RUNTIME_DIR/lth` (a per-user directory by the XDG spec) or `$TMPDIR/lth-<uid>`, created 0700 and
+    used only while it is a real directory (not a symlink) owned by this user with no access for others."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    candidates = [Path(runtime) / "lth"] if runtime else []
+    candidates.append(Path(os.environ.get("TMPDIR", "/tmp")) / f"lth-{os.getuid()}")
+    for folder in candidates:
+        try:
+            os.mkdir(folder, 0o700)
+        except FileExistsError:
+            pass
+        except OSError:
+            continue
+        try:
+            info = os.lstat(folder)
+        except OSError:
+            continue
+        if stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() and not info.st_mode & 0o077:
+            return folder
+    return None
+
+
+def server_key() -> str:
+    """One server per Python interpreter, installed torch and version of this file."""
     import importlib.util
 
     torch = importlib.util.find_spec("torch")
     stamp = os.stat(torch.origin).st_mtime_ns if torch and torch.origin else 0
     blob = f"{sys.executable}|{sys.version}|{stamp}|".encode() + Path(__file__).read_bytes()
-    key = hashlib.sha256(blob).hexdigest()[:16]
-    return Path(os.environ.get("TMPDIR", "/tmp")) / f"lth-warm-{os.getuid()}-{key}.sock"
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _address() -> Optional[Path]:
+    """The server's socket in the user's private directory (None: there is none to trust)."""
+    folder = private_dir()
+    return None if folder is None else folder / f"warm-{server_key()}.sock"
+
+
+def _peer_is_me(conn: socket.socket) -> bool:
+    """Whether the process at the other end of a UNIX socket runs as this user (False where it cannot be told)."""
+    if not hasattr(socket, "SO_PEERCRED"):
+        return False
+    try:
+        _, uid, _ = _CREDENTIALS.unpack(conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _CREDENTIALS.size))
+    except OSError:
+        return False
+    return uid == os.getuid()
+
+
+def _digest(salt: str, value: str) -> str:
+    return hashlib.sha256(f"{salt}|{value}".encode()).hexdigest()
+
+
+def environment_change(hashes: dict, salt: str, environ: dict) -> tuple[dict, list]:
+    """What turns the server's environment (known by its salted hashes) into `environ`: the variables to set
+    (new or different) and those to remove. A variable with the same value on both sides is not sent."""
+    changed = {k: v for k, v in environ.items() if hashes.get(k) != _digest(salt, v)}
+    return changed, sorted(k for k in hashes if k not in environ)
 
 
 def _send(conn: socket.socket, message: dict) -> None:
@@ -78,6 +139,8 @@ def run_in_server(module: str) -> Optional[int]:
         return None
     try:
         address = _address()
+        if address is None:
+            return None  # no directory private to this user: no warm starts
         conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             conn.connect(str(address))
@@ -86,8 +149,16 @@ def run_in_server(module: str) -> Optional[int]:
             _start_server(address)  # warm for the stages after this one
             return None
         with conn, _Forwarding() as forwarding:  # from before the fork can run: its output may come first
-            request = {"module": module, "argv": sys.argv, "cwd": os.getcwd(), "env": dict(os.environ),
-                       "path0": os.path.abspath(sys.path[0] or os.getcwd())}
+            if not _peer_is_me(conn):
+                return None  # not this user's server: say nothing to it
+            conn.settimeout(HELLO_SECONDS)
+            hello = _receive(conn)
+            conn.settimeout(None)
+            if not hello or "env" not in hello:
+                return None
+            env_set, env_unset = environment_change(hello["env"], hello["salt"], dict(os.environ))
+            request = {"module": module, "argv": sys.argv, "cwd": os.getcwd(), "env_set": env_set,
+                       "env_unset": env_unset, "path0": os.path.abspath(sys.path[0] or os.getcwd())}
             data = json.dumps(request).encode()
             conn.sendmsg([_HEADER.pack(len(data)) + data],
                          [(socket.SOL_SOCKET, socket.SCM_RIGHTS, _FDS.pack(0, 1, 2))])
@@ -138,7 +209,7 @@ def _start_server(address: Path) -> None:
     """Start the server in the background, unless another stage is doing so; never waits for it."""
     starting = address.with_suffix(".starting")
     try:
-        os.close(os.open(starting, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        os.close(os.open(starting, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW, 0o600))
     except FileExistsError:
         if time.time() - starting.stat().st_mtime > 60:
             starting.unlink(missing_ok=True)  # left by a server that died while starting
@@ -162,6 +233,8 @@ def serve(address: Path) -> None:
         if _threads() > 1:
             return  # a library started worker threads: forking it would be unsafe, so serve nothing
         signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # forks are reaped by the kernel
+        if private_dir() != address.parent:
+            return  # started for another folder, or it is no longer private: serve nothing
         address.unlink(missing_ok=True)
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         umask = os.umask(0o077)  # the socket is this user's only
@@ -171,7 +244,10 @@ def serve(address: Path) -> None:
             os.umask(umask)
         listener.listen(16)
         listener.settimeout(IDLE_SECONDS)
-        address.with_suffix(".pid").write_text(str(os.getpid()))
+        address.with_suffix(".pid").unlink(missing_ok=True)
+        pid = os.open(address.with_suffix(".pid"), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(pid, "w") as handle:
+            handle.write(str(os.getpid()))
     finally:
         starting.unlink(missing_ok=True)
     with listener:
@@ -196,17 +272,23 @@ def _threads() -> int:
 
 
 def _become_the_stage(conn: socket.socket) -> None:
-    """In the fork: take the stage process's streams, directory, environment and argv, run it, report."""
+    """In the fork: check the peer is this user, greet it with the environment's salted hashes, take the stage
+    process's streams, directory, environment change and argv, run it, report."""
     status = 1
     try:
+        if not _peer_is_me(conn):
+            os._exit(1)  # another user's process: it learns nothing, not even the hashes
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the stage's own subprocesses (torchrun) need waitpid
+        salt = os.urandom(16).hex()
+        _send(conn, {"salt": salt, "env": {k: _digest(salt, v) for k, v in os.environ.items()}})
         request, fds = _request(conn)
         for target, fd in enumerate(fds):
             os.dup2(fd, target)
             os.close(fd)
         os.chdir(request["cwd"])
-        os.environ.clear()
-        os.environ.update(request["env"], LTH_WARM="0")  # the stage itself must not ask the server again
+        for name in request["env_unset"]:
+            os.environ.pop(name, None)
+        os.environ.update(request["env_set"], LTH_WARM="0")  # the stage itself must not ask the server again
         sys.argv = request["argv"]
         extra = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
         sys.path[:0] = [request["path0"], *extra]  # as `python -m` in that directory would have it

@@ -36,8 +36,9 @@ def warm(tmp_path):
     (work / "probe.py").write_text(PROBE)
     env = {**os.environ, "TMPDIR": str(tmp_path), "PYTHONPATH": str(REPO), "PROBE_VALUE": "42"}
     env.pop("LTH_WARM", None)
+    env.pop("XDG_RUNTIME_DIR", None)  # the server's files under tmp_path
     yield work, env, tmp_path
-    for pid_file in tmp_path.glob("lth-warm-*.pid"):
+    for pid_file in tmp_path.glob(PID_FILES):
         try:
             os.kill(int(pid_file.read_text()), signal.SIGTERM)
         except (ProcessLookupError, ValueError):
@@ -49,9 +50,12 @@ def client(work: Path, env: dict, *args: str, **options) -> subprocess.Completed
                           text=True, timeout=60, **options)
 
 
+PID_FILES = "lth-*/warm-*.pid"  # in the user's private directory under TMPDIR
+
+
 def wait_for_server(tmp_path: Path) -> None:
     deadline = time.monotonic() + 60
-    while not list(tmp_path.glob("lth-warm-*.pid")):
+    while not list(tmp_path.glob(PID_FILES)):
         assert time.monotonic() < deadline, "the warm server never came up"
         time.sleep(0.1)
 
@@ -65,6 +69,10 @@ def test_a_stage_runs_in_a_fork_of_the_warm_server_as_in_its_own_process(warm):
     assert "warm 3" in second.stderr and second.returncode == 3  # exit status passed through
     assert "preloaded torch: True lth: False" in second.stdout  # torch warm, no project code in the server
     assert f"cwd: {work}" in second.stdout and "argv: ['3']" in second.stdout and "env: 42" in second.stdout
+    changed = client(work, {**env, "PROBE_VALUE": "43"}, "0")  # another value: the fork has the stage's own
+    assert "warm 0" in changed.stderr and "env: 43" in changed.stdout
+    unset = client(work, {k: v for k, v in env.items() if k != "PROBE_VALUE"}, "0")
+    assert "warm 0" in unset.stderr and "env: None" in unset.stdout
     assert "to stderr" in second.stderr  # the stage writes to the stage process's own streams
     off = client(work, {**env, "LTH_WARM": "0"}, "0")
     assert "cold" in off.stderr
@@ -92,13 +100,14 @@ def test_dvc_stages_give_the_same_files_warm_and_cold(tmp_path):
     for mode in ("1", "0"):
         root = tiny_project(tmp_path / f"warm{mode}", rounds=1)
         env = {**ENV, "LTH_WARM": mode, "TMPDIR": str(tmp_path)}
+        env.pop("XDG_RUNTIME_DIR", None)
         for target in ("prepare", "mask@r01"):
             result = subprocess.run(["dvc", "repro", target], cwd=root, env=env, capture_output=True, text=True)
             assert result.returncode == 0, result.stderr
             if mode == "1" and target == "prepare":
                 wait_for_server(tmp_path)  # init, rewind_point, train_dense, score and mask then run warm
         outputs[mode] = {p.relative_to(root): p.read_bytes() for p in (root / "data").rglob("*.pt")}
-    for pid_file in tmp_path.glob("lth-warm-*.pid"):
+    for pid_file in tmp_path.glob(PID_FILES):
         os.kill(int(pid_file.read_text()), signal.SIGTERM)
     assert outputs["1"].keys() == outputs["0"].keys() and len(outputs["1"]) >= 5
     assert all(outputs["1"][k] == outputs["0"][k] for k in outputs["1"]), "warm and cold outputs differ"

@@ -25,7 +25,12 @@ FORMAT = "lth/1"
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write to a temp file in the same directory, fsync, then rename over `path`."""
+    """Write to a temp file in the same directory, fsync, then rename over `path`.
+
+    The temp file gets a fresh random name, created exclusively (mkstemp: O_EXCL), so nobody can plant a
+    symlink there; the rename replaces whatever `path` was (a symlink is replaced, not followed). The file
+    ends with the permissions any tool's would have (0666 less the umask), so colleagues can read results.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -33,6 +38,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
+            os.fchmod(handle.fileno(), 0o666 & ~current_umask())
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException as exc:
@@ -41,6 +47,13 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             raise write_error(path, exc) from None
         raise
     _fsync_directory(path.parent)
+
+
+def current_umask() -> int:
+    """The process's umask (reading it means setting it: set back at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_error(path: Path, exc: OSError) -> LthError:

@@ -13,6 +13,7 @@ import fcntl
 import json
 import os
 import socket
+import tempfile
 from pathlib import Path
 from types import TracebackType
 from typing import Optional
@@ -53,11 +54,19 @@ class RunLock:
         self._held = False
 
     def owner(self) -> Optional[dict]:
-        """The lock file's contents, or None when there is none; an unreadable lock counts as stale."""
+        """The lock file's contents, or None when there is none; an unreadable lock counts as stale. A lock that
+        is a symbolic link (somebody planted it) is refused: lth never reads or writes through one."""
+        if self.path.is_symlink():
+            raise LthError(f"{self.path} is a symbolic link, not an lth lock file: delete it (and check who made it)")
         try:
-            data = json.loads(self.path.read_text())
+            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW)
         except FileNotFoundError:
             return None
+        except OSError:
+            return {}
+        try:
+            with os.fdopen(fd) as handle:
+                data = json.loads(handle.read())
         except (OSError, ValueError):
             return {}
         return data if isinstance(data, dict) else {}
@@ -87,8 +96,10 @@ class RunLock:
                     f"finish or use another --out. If no such run exists, delete {self.path}"
                 )
             me = {"pid": os.getpid(), "host": socket.gethostname(), "started": process_start_time(os.getpid())}
-            tmp = self.path.with_name(f"{LOCK_NAME}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(me))
+            fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=f"{LOCK_NAME}.", suffix=".tmp")  # O_EXCL, random
+            with os.fdopen(fd, "w") as handle:
+                handle.write(json.dumps(me))
+                os.fchmod(handle.fileno(), 0o644)
             os.replace(tmp, self.path)  # takes over a stale lock in one step
             self._held = True
         finally:

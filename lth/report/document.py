@@ -7,6 +7,7 @@ leaves a half-written folder and a previous report stays intact until the new on
 from __future__ import annotations
 
 import html
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -233,21 +234,33 @@ def _html(runs: list["RunData"], sections: list[Section]) -> str:
 
 
 def write_report(runs: list["RunData"], out: Path) -> list[Path]:
-    """Build the whole report in a temporary folder beside `out`, then move it into place."""
+    """Build the whole report in a temporary folder beside `out`, then move it into place.
+
+    Both temporary folders (the new report's, and the old report's on its way out) get fresh random names
+    (mkdtemp), so no path of them can be planted; the report folder ends with the permissions any tool's
+    would have (0777 less the umask), so colleagues and a web server can read it."""
+    from lth.core.files import current_umask
+
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    retired = None
     try:
         sections = build_sections(runs, staging)
         (staging / "report.md").write_text(_markdown(runs, sections))
         (staging / "index.html").write_text(_html(runs, sections))
-        retired = out.with_name(f".{out.name}.old")
+        os.chmod(staging, 0o777 & ~current_umask())
         if out.exists():
-            shutil.rmtree(retired, ignore_errors=True)
-            out.rename(retired)
+            retired = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
+            out.rename(retired)  # replaces the empty folder mkdtemp made
         staging.rename(out)
-        shutil.rmtree(retired, ignore_errors=True)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
+        if retired is not None and not out.exists():
+            retired.rename(out)  # the previous report back in place
+        elif retired is not None:
+            shutil.rmtree(retired, ignore_errors=True)  # still empty: the previous report never moved
         raise
+    if retired is not None:
+        shutil.rmtree(retired, ignore_errors=True)
     return sorted(out.iterdir())
