@@ -15,6 +15,7 @@ import typer
 from rich.table import Table
 
 from lth.core.errors import LthError, unknown_choice
+from lth.core.fractions import HELP as FRACTIONS
 from lth.experiments.cli import app as experiment_app
 from lth.pruning.at_init import CONTROLS as AT_INIT_CONTROLS, METHODS as AT_INIT_METHODS, PruneAtInitSettings
 from lth.pruning.prune import GRANULARITIES, METHODS
@@ -29,6 +30,20 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(experiment_app, name="experiment")
+
+
+def _version(show: bool) -> None:
+    if show:
+        from lth import __version__
+
+        console.print(f"lth {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                          help="Print lth's version and exit.")) -> None:
+    """Lottery tickets: find sparse trainable sub-networks (Frankle & Carbin; Zhou et al.)."""
 
 
 class Listing(str, Enum):
@@ -73,12 +88,15 @@ def exp_table(
     if csv:
         console.print(frame.to_csv(index=False), end="", highlight=False, soft_wrap=True)
         return
-    table = Table(title=f"DVC experiments of {repo}")
-    for column in frame.columns:
-        table.add_column(column, justify="left" if column in ("experiment", "params that differ") else "right",
-                         overflow="fold", no_wrap=column not in ("experiment", "params that differ"))
-    for row in frame.itertuples(index=False):
-        table.add_row(*("-" if value is None else str(value) for value in row))
+    # a param per line and the figures on one: at 80 columns no cell breaks a word ("criterion=mov / ement")
+    params = [str(value).split(", ") for value in frame["params that differ"]]
+    table = Table(title=f"DVC experiments of {repo}: test metric at early stop @ % weights")
+    table.add_column("experiment", no_wrap=True, overflow="fold")
+    table.add_column("params that differ", min_width=max(len(item) for items in params for item in items))
+    for column in ("best", "sparsest\nmatching", "last round"):
+        table.add_column(column, justify="right", no_wrap=True)
+    for row, items in zip(frame.itertuples(index=False), params):
+        table.add_row(str(row[0]), "\n".join(items), *("-" if value is None else str(value) for value in row[2:]))
     console.print(table)
 
 
@@ -86,15 +104,18 @@ def exp_table(
 def check_params(path: Path = typer.Argument(Path("params.yaml"), help="The params file to check.")) -> None:
     """Check params.yaml the way every stage will, before `dvc repro`: DVC's own errors about params (such as
     'failed to resolve stages.score.foreach') name neither the file nor the expected form."""
-    from lth.engine.params import load_params
+    from lth.engine.params import load_params, read_yaml
+    from lth.experiments.settings import check_experiments
 
     params = load_params(path)
     settings = params.settings
     rounds = len(params.rounds)
+    experiments = check_experiments(read_yaml(path).get("experiments"), settings, list(params.rounds), str(path))
     console.print(f"{path} is valid: {settings.model} on {settings.dataset}, r00 + {rounds} pruning "
                   f"round{'s' if rounds != 1 else ''}, {settings.trials} trial{'s' if settings.trials != 1 else ''}"
                   + (f", controls {', '.join(settings.controls)}" if settings.controls else "")
-                  + schedule_words(settings), highlight=False)
+                  + schedule_words(settings)
+                  + (f"; experiments {', '.join(experiments)}" if experiments else ""), highlight=False)
 
 
 def schedule_words(settings) -> str:  # noqa: ANN001 - RunSettings
@@ -158,7 +179,7 @@ def find_ticket(
                                                         "repeat."),
     schedule: str = typer.Option("iterative", help=setting_help("prune.schedule")),
     target_remaining: str = typer.Option("5%", help="Weights remaining after the one-shot prune (--schedule "
-                                                    "oneshot), e.g. 5% or 3.5%."),
+                                                    f"oneshot): {FRACTIONS}."),
     early_bird: bool = typer.Option(False, "--early-bird", help=setting_help("prune.early_bird")),
     early_bird_distance: float = typer.Option(0.1, help=setting_help("prune.early_bird_distance")),
     seed: int = typer.Option(0, help=setting_help("seed")),
@@ -179,9 +200,9 @@ def find_ticket(
     MODEL and DATASET may be your own (README: Bring your own model and data). Re-running the same command
     continues after the last finished step.
     """
-    from lth.engine.settings import defaults_for, replace
+    from lth.core.fractions import parse_fraction
     from lth.core.steps import Step
-    from lth.pruning.at_init import parse_remaining
+    from lth.engine.settings import defaults_for, replace
 
     settings = replace(
         defaults_for(model, dataset),
@@ -205,7 +226,7 @@ def find_ticket(
         train__eval_every=eval_every,
         train__precision=precision,
         prune__schedule=schedule,
-        prune__target=parse_remaining(target_remaining) if schedule == "oneshot" else None,
+        prune__target=parse_fraction(target_remaining, "--target-remaining") if schedule == "oneshot" else None,
         prune__early_bird=early_bird,
         prune__early_bird_distance=early_bird_distance,
         **_pruning_changes(pruning),
@@ -392,6 +413,7 @@ def learn_supermask(
     device: str = typer.Option("auto", help=setting_help("device")),
     out: Optional[Path] = typer.Option(None, help="Output directory "
                                                   "\\[default: a folder of runs/ named by model, dataset and seed]."),
+    force: bool = typer.Option(False, "--force", help="Replace a result in --out made with other settings."),
 ) -> None:
     """Learn a supermask: weights frozen at θ0 (or signed constant), a Bernoulli mask trained by straight-through."""
     from lth.core import files
@@ -407,11 +429,13 @@ def learn_supermask(
                                  init_prob=init_prob, rescale=rescale, eval_every=eval_every).validate()
     splits = load_dataset(dataset, dataset_dir, task).to(resolve_device(device))
     out = out or Path("runs") / run_name("supermask", model, dataset, f"seed{seed}")
+    made_with = {"model": model, "dataset": dataset, "task": splits.task, "seed": seed, "supermask": settings}
+    files.check_result(out / "supermask.json", made_with, force)
     with ProgressReporter(False) as reporter:
         reporter.begin(f"supermask ({settings.weights})")
         result = learn(model, splits, settings, seed, progress=reporter.progress)
     files.save_tensors(out / "mask.pt", "mask", model, result["mask"])
-    files.write_json(out / "supermask.json", {**result["metrics"], "curve": result["curve"]})
+    files.write_result(out / "supermask.json", {**result["metrics"], "curve": result["curve"]}, made_with)
     m = result["metrics"]
     metric = get_task(m["task"]).headline
     table = Table(title=f"Learned supermask ({settings.weights} weights)")
@@ -432,7 +456,7 @@ def prune_at_init(
     task: str = typer.Option("auto", help=setting_help("task")),
     method: Optional[List[str]] = typer.Option(None, help=f"Method: {' | '.join(AT_INIT_METHODS)}; repeat for several "
                                                     "\\[default: all]."),
-    remaining: Optional[List[str]] = typer.Option(None, help="Weights kept, e.g. 5% or 3.5%; repeat for several "
+    remaining: Optional[List[str]] = typer.Option(None, help=f"Weights kept: {FRACTIONS}; repeat for several "
                                                              "\\[default: 10%]."),
     control: Optional[List[str]] = typer.Option(None, help="Sanity control trained beside the method: "
                                                            f"{' | '.join(AT_INIT_CONTROLS)} or none; repeat "
@@ -449,6 +473,7 @@ def prune_at_init(
                                                   "METHOD.json \\[default: a folder of runs/ named by model, "
                                                   "dataset and seed]."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or progress lines."),
+    force: bool = typer.Option(False, "--force", help="Replace results in --out made with other settings."),
 ) -> None:
     """Prune θ0 in one shot (SNIP, GraSP, SynFlow, magnitude, random), then train it beside its sanity controls.
 
@@ -457,13 +482,13 @@ def prune_at_init(
     from lth.datasets import load_dataset
     from lth.engine.settings import defaults_for, replace
     from lth.experiments.prune_at_init import results_table, run_methods
-    from lth.pruning.at_init import parse_remaining
+    from lth.core.fractions import parse_fraction
     from lth.training.device import resolve_device
 
     controls = [c for c in (control or ["shuffle", "reinit"]) if c != "none"]
     exp = PruneAtInitSettings(methods=tuple(method or PruneAtInitSettings.methods), controls=tuple(controls),
                               synflow_rounds=synflow_rounds).validate("prune-at-init --method/--control")
-    fractions = [parse_remaining(text) for text in remaining or ["10%"]]
+    fractions = [parse_fraction(text, "--remaining") for text in remaining or ["10%"]]
     settings = replace(defaults_for(model, dataset), seed=seed, trials=trials, task=task,
                        train__duration=training_length(duration, epochs, iterations)).validate()
     out = out or Path("runs") / run_name("prune-at-init", model, dataset, f"seed{seed}")
@@ -473,7 +498,8 @@ def prune_at_init(
                   + (f", controls {', '.join(controls)}" if controls else "")
                   + (f", {trials} trials" if trials > 1 else "") + f" -> {out}")
     with ProgressReporter(quiet) as reporter:
-        results = run_methods(settings, splits, exp.methods, fractions, controls, synflow_rounds, out, reporter)
+        results = run_methods(settings, splits, exp.methods, fractions, controls, synflow_rounds, out, reporter,
+                              force)
     console.print(results_table(results))
     console.print(f"results: {out}/metrics/prune_at_init")
 

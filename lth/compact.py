@@ -472,6 +472,18 @@ def compact_rounds(root: str | Path, rounds: Optional[list[int]] = None, trials:
     dense = dense_reference(settings.model, run.shape.input_shape, run.shape.num_outputs, run_benchmark, batch_size,
                             threads)
     rows = [compact_round(run, ref, splits, dense, run_benchmark, batch_size, threads) for ref in refs]
-    files.write_json(run.layout.compact_summary, {"dense": dense, "rounds": [
-        {k: v for k, v in row.items() if k != "units"} for row in rows]})
+    files.write_json(run.layout.compact_summary, {"dense": dense, "rounds": _merged(run, rows)})
     return dense, rows
+
+
+def _merged(run, rows: list[dict]) -> list[dict]:  # noqa: ANN001 - lth.engine.run.Run
+    """The summary's rows: those just compacted, beside the rows of other finished (round, trial) pairs already
+    in metrics/compact.json, so compacting one round never drops the others' results; sorted by round, trial."""
+    from lth.engine.params import round_key
+
+    path, finished = run.layout.compact_summary, set(run.finished_rounds())
+    earlier = files.read_json(path).get("rounds", []) if path.is_file() else []
+    new = {(row["round"], row["trial"]): {k: v for k, v in row.items() if k != "units"} for row in rows}
+    kept = {(row["round"], row["trial"]): row for row in earlier
+            if round_key(row["round"]) in finished and row["trial"] in run.trials}
+    return [row for _, row in sorted({**kept, **new}.items())]

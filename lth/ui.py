@@ -12,8 +12,27 @@ from rich.table import Table
 
 from lth.core.errors import LthError
 
-console = Console()
-err_console = Console(stderr=True)
+class LogConsole(Console):
+    """A rich Console that, writing to a pipe or a log file, never breaks a word or a path to fit 80 columns:
+    text wraps at spaces only, and a path longer than a line stays whole on a line of its own, so it can be
+    copied out of a cluster's log. Tables and terminals are rich's own."""
+
+    def print(self, *objects, **options) -> None:  # noqa: ANN003 - rich's options
+        if self.is_terminal or options.get("soft_wrap") or not objects or not all(isinstance(o, str) for o in objects):
+            super().print(*objects, **options)
+            return
+        import textwrap
+
+        plain = str(options.get("sep", " ")).join(
+            self.render_str(o, markup=options.get("markup"), highlight=False).plain for o in objects)
+        width = options.get("width") or self.width
+        lines = [textwrap.fill(part, width, break_long_words=False, break_on_hyphens=False) or part
+                 for part in plain.split("\n")]
+        super().print("\n".join(lines), end=options.get("end", "\n"), markup=False, highlight=False, soft_wrap=True)
+
+
+console = LogConsole()
+err_console = LogConsole(stderr=True)
 
 
 def setting_help(key: str, default: Optional[str] = None, of: Optional[type] = None) -> str:

@@ -59,5 +59,8 @@ def run(stage: Callable[[], None]) -> None:
 def workspace(**options: Any):
     """The DVC workspace (params.yaml in the current directory) as a Run."""
     from lth.engine.run import open_workspace
+    from lth.experiments.settings import workspace_experiments
 
-    return open_workspace(".", **options)
+    ws = open_workspace(".", **options)
+    workspace_experiments(ws)  # params.yaml checked whole, as `lth check-params` does: no late failure after training
+    return ws

@@ -10,7 +10,7 @@ from stages._common import run, workspace
 
 def main() -> None:
     from lth.core import files
-    from lth.experiments import EXPERIMENTS, experiment_module
+    from lth.experiments.registry import EXPERIMENTS, experiment_module
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--name", required=True, help=f"experiment: {', '.join(EXPERIMENTS)}")

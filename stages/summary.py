@@ -1,5 +1,5 @@
 """Stage `summary`: metrics/summary.json (dvc metrics / exp show), metrics/networks.csv and the plot data
-for `dvc plots`, over the declared rounds (stale files of removed rounds are ignored)."""
+for `dvc plots`, over the declared rounds; the results of rounds no longer declared are removed."""
 
 from __future__ import annotations
 
@@ -12,6 +12,9 @@ def main() -> None:
     ws = workspace()
     records = summary.run(ws)
     print(f"summary of {len(records)} rounds -> {ws.layout.summary}")
+    stale = summary.remove_undeclared_rounds(ws)
+    if stale:
+        print(f"removed the results of rounds no longer declared in params.yaml: {', '.join(stale)}")
 
 
 if __name__ == "__main__":

@@ -160,7 +160,7 @@ def test_one_shot_prunes_once_and_bad_targets_are_refused(tmp_path):
     with pytest.raises(LthError, match="prunes once"):
         find_ticket(lenet(prune__schedule="oneshot"), 2, tmp_path / "two", tiny_splits())
     for target in (0.0, 1.0, 1.5):
-        with pytest.raises(LthError, match="bad target"):
+        with pytest.raises(LthError, match="bad prune.target"):
             lenet(prune__schedule="oneshot", prune__target=target).validate()
     with pytest.raises(LthError, match="cannot be reached"):
         from lth.pruning.schedule import oneshot_keep
@@ -177,7 +177,7 @@ def test_cli_options_and_their_errors(monkeypatch, capsys, tmp_path):
     code, out, err = run_cli(monkeypatch, capsys, *args, "--schedule", "oneshot", "--rounds", "3",
                              "--out", str(tmp_path / "a"))
     assert code == 2 and "the one-shot schedule prunes once" in err and len(err.strip().splitlines()) == 1
-    for bad, message in ((["--target-remaining", "0%"], "bad remaining"),
+    for bad, message in ((["--target-remaining", "0%"], "bad --target-remaining '0%'"),
                          (["--early-bird-distance", "0"], "bad early_bird_distance"),
                          (["--schedule", "twice"], "unknown schedule 'twice'")):
         code, out, err = run_cli(monkeypatch, capsys, *args, "--schedule", "oneshot", *bad,

@@ -371,7 +371,7 @@ def test_cli_experiments_end_to_end_on_mnist_5k(tmp_path, monkeypatch, capsys):
 
 
 def test_dvc_experiment_stages_name_declared_params_and_experiments():
-    from lth.experiments import EXPERIMENTS
+    from lth.experiments.registry import EXPERIMENTS
 
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     params = yaml.safe_load((REPO / "params.yaml").read_text())

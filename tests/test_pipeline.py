@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -143,11 +144,29 @@ def test_pipeline_repro_cache_reuse_and_added_round(tmp_path):
     table = subprocess.run([sys.executable, "-m", "lth", "exp-table"], cwd=root, capture_output=True, text=True,
                            env={**ENV, "COLUMNS": "80"})
     assert table.returncode == 0, table.stderr
-    assert max(len(line) for line in table.stdout.splitlines()) <= 80 and "r03" in table.stdout
+    lines = table.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80 and "rounds=3" in table.stdout
+    for word in ("criterion=movement", "mask1_action=signed_constant", "criterion=large_final"):  # never broken
+        assert any(word in line for line in lines), (word, table.stdout)
+    # the README's DVC recipes: 80 columns, and the headline metrics in them (a full `dvc exp show` is "…")
+    recipes = [line.split("  #")[0].strip() for line in (REPO / "README.md").read_text().splitlines()
+               if line.startswith(("dvc exp show --no-pager", "dvc metrics diff --targets"))]
+    assert len(recipes) == 3, recipes
+    for recipe in recipes:
+        shown = subprocess.run(shlex.split(recipe), cwd=root, capture_output=True, text=True,
+                               env={**ENV, "COLUMNS": "80"})
+        lines = shown.stdout.splitlines()
+        assert shown.returncode == 0 and lines and max(map(len, lines)) <= 80, (recipe, shown.stdout, shown.stderr)
+        assert re.search(r"\b0\.\d{3}", shown.stdout) and "…" not in shown.stdout, (recipe, shown.stdout)
+        if "exp show" in recipe:
+            assert "movement" in shown.stdout and "large_final" in shown.stdout, shown.stdout
+        else:
+            assert "last.early_stop_test_acc" in shown.stdout, shown.stdout
     frame = pd.read_csv(io.StringIO(sh(root, sys.executable, "-m", "lth", "exp-table", "--csv")))
     assert any("mask1_action=signed_constant" in p for p in frame["params that differ"]), frame.to_string()
     assert any("rounds=3" in p for p in frame["params that differ"]), frame.to_string()
-    assert frame["best"].str.fullmatch(r"\d+\.\d% @ \d+\.\d%").all()
+    for column in ("best", "sparsest matching", "last round"):  # accuracy @ weights remaining, each
+        assert frame[column].str.fullmatch(r"\d+\.\d% @ \d+\.\d%").all(), frame[column]
 
     # the report compares the experiments, read through dvc.api, labelled by the params that differ
     sh(root, sys.executable, "-m", "lth", "report", "--all-experiments", "--out", "compare")
@@ -179,6 +198,16 @@ def test_pipeline_repro_cache_reuse_and_added_round(tmp_path):
     assert dense["early_bird"]["distances"], dense["early_bird"]
     compute = json.loads((root / "metrics" / "per_round.json").read_text())["r03"]["compute"]
     assert compute["to_ticket_iterations"] < compute["total_iterations"]
+
+    # fewer rounds again (3 -> 2): the results of r03 leave the workspace, and DVC sees nothing to do
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["rounds"] = rounds_yaml(2)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    shrunk = sh(root, "dvc", "repro")
+    assert {"summary", "report"} <= ran(shrunk) and "rounds no longer declared in params.yaml: r03" in shrunk
+    assert not (root / "metrics" / "rounds" / "r03.json").exists() and not (root / "data" / "rounds" / "r03").exists()
+    assert "r03" not in json.loads((root / "metrics" / "per_round.json").read_text())
+    assert ran(sh(root, "dvc", "repro")) == set() and "up to date" in sh(root, "dvc", "status")
 
 
 def test_pipeline_trains_three_trials_and_both_controls_batched(tmp_path):

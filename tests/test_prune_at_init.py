@@ -202,8 +202,13 @@ def test_prune_and_train_records_a_round_with_controls_and_collapse(monkeypatch,
     saved = json.loads((out / "metrics" / "prune_at_init" / "random.json").read_text())["results"]
     assert again[0] == saved[0] and saved[0]["networks"][0]["curve"] and len(saved) == 3  # kept as saved
     calls.clear()
-    run_methods(tiny_settings(seed=1), splits, ["random"], [0.5], ["shuffle"], 5, out)
-    assert calls == [("random", 0.5)]  # other settings: recomputed, not reused
+    before = (out / "metrics" / "prune_at_init" / "random.json").read_bytes()
+    with pytest.raises(LthError, match=r"random.json holds results made with other settings \(settings.seed: 0 "
+                                       r"there, 1 now\): give another --out, or --force"):
+        run_methods(tiny_settings(seed=1), splits, ["random"], [0.5], ["shuffle"], 5, out)
+    assert calls == [] and (out / "metrics" / "prune_at_init" / "random.json").read_bytes() == before  # refused
+    run_methods(tiny_settings(seed=1), splits, ["random"], [0.5], ["shuffle"], 5, out, force=True)
+    assert calls == [("random", 0.5)]  # --force: recomputed, not reused
 
 
 def test_cli_prune_at_init_end_to_end_and_bad_input(monkeypatch, capsys, tmp_path):
@@ -223,9 +228,9 @@ def test_cli_prune_at_init_end_to_end_and_bad_input(monkeypatch, capsys, tmp_pat
 
     base = ["prune-at-init", "lenet-300-100", "mnist-5k", str(tmp_path), "--iterations", "6",
             "--out", str(tmp_path / "bad")]
-    for extra, message in ((["--remaining", "0%"], "bad remaining '0%'"),
-                           (["--remaining", "150%"], "bad remaining '150%'"),
-                           (["--remaining", "abc"], "bad remaining 'abc'"),
+    for extra, message in ((["--remaining", "0%"], "bad --remaining '0%'"),
+                           (["--remaining", "150%"], "bad --remaining '150%'"),
+                           (["--remaining", "abc"], "bad --remaining 'abc'"),
                            (["--method", "snap"], "unknown pruning-at-init method 'snap'"),
                            (["--control", "flip"], "unknown pruning-at-init control 'flip'")):
         code, stdout, stderr = run_cli(monkeypatch, capsys, *base, *extra)

@@ -14,7 +14,8 @@ import torch
 from conftest import run_cli, tiny_splits
 from lth.core.errors import LthError
 from lth.engine.settings import RunSettings, TrainSettings
-from lth.experiments.stability import barrier, check, error_line, instability, interpolate
+from lth.experiments.settings import check_line as check
+from lth.experiments.stability import barrier, error_line, instability, interpolate
 
 FAST = TrainSettings(optimizer="adam", lr=1e-3, batch_size=20, duration="12it", eval_every="6it")
 
@@ -79,7 +80,7 @@ def test_instability_trains_two_copies_per_rewind_point(run):
     assert results[0]["test_error"] == results[1]["test_error"]  # own rewind here is θ0: the same as 0it
     contrast = instability(t, splits, ["0it"], "init", points=3)
     assert contrast[0]["test_error"] != results[1]["test_error"][::2]
-    for bad, message in ((("flip", 5), "unknown pair 'flip'"), (("init", 2), "bad --points 2")):
+    for bad, message in ((("flip", 5), "unknown pair 'flip'"), (("init", 2), "bad points 2")):
         with pytest.raises(LthError, match=message):
             check(*bad)
 
@@ -100,7 +101,7 @@ def test_cli_stability_writes_results_and_refuses_bad_input(run, tmp_path, monke
     assert saved["round"] == 1 and saved["pair"] == "data-order" and len(saved["rewinds"]) == 2
     assert "Instability" in stdout
 
-    for extra, message in ((["--round", "4"], "round r04 of"), (["--round", "1", "--points", "2"], "bad --points 2"),
+    for extra, message in ((["--round", "4"], "round r04 of"), (["--round", "1", "--points", "2"], "bad points 2"),
                            (["--round", "1", "--pair", "twins"], "unknown pair 'twins'"),
                            (["--round", "1", "--rewind", "soon"], "soon")):
         code, _, stderr = run_cli(monkeypatch, capsys, "experiment", "stability", str(root), str(tmp_path), *extra,

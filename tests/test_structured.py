@@ -238,7 +238,9 @@ def test_structured_run_then_compact_the_whole_run(tmp_path, monkeypatch, capsys
 
     code, stdout, _ = run_cli(monkeypatch, capsys, "compact", str(out), "--round", "1", "--trial", "0")
     assert code == 0 and "Compacted tickets" in stdout
-    assert [r["round"] for r in json.loads((out / "metrics" / "compact.json").read_text())["rounds"]] == [1]
+    again = json.loads((out / "metrics" / "compact.json").read_text())["rounds"]
+    assert [r["round"] for r in again] == [0, 1, 2]  # one round recompacted: the others' rows are kept
+    assert again[0] == summary["rounds"][0] and "cpu" not in again[1] and "cpu" in again[2]
 
 
 # --- bad input -----------------------------------------------------------------------------------------

@@ -24,15 +24,18 @@ Choices = Callable[[], Iterable[str]]
 
 def setting(default: Any = dataclasses.MISSING, help: str = "", *, choices: Optional[Choices] = None,
             label: str = "", inline: bool = False, default_factory: Any = dataclasses.MISSING,
-            beyond: Optional[tuple[Callable[[Any], bool], str]] = None) -> Any:
+            beyond: Optional[tuple[Callable[[Any], bool], str]] = None, parse: Optional[Callable[[Any], Any]] = None
+            ) -> Any:
     """A dataclass field with its help text and, optionally, its valid values.
 
     `label` names the setting in errors ('unknown mask-1 action ...'; default: the field name);
     `inline` lists the choices in help texts (for short, torch-free registries; long ones point to
     `lth list`); `beyond` = (accepts, words): values outside the choices that are valid all the same
-    (a reference to the user's own code, checked when it is loaded), and how the error names them.
+    (a reference to the user's own code, checked when it is loaded), and how the error names them;
+    `parse` turns a value as written ('5%') into the setting's type before it is checked (0.05).
     """
-    metadata = {"help": help, "choices": choices, "label": label, "inline": inline, "beyond": beyond}
+    metadata = {"help": help, "choices": choices, "label": label, "inline": inline, "beyond": beyond,
+                "parse": parse}
     return field(default=default, default_factory=default_factory, metadata=metadata)
 
 
@@ -132,11 +135,14 @@ def _build(cls: type, data: Mapping[str, Any], base: Any, where: str) -> Any:
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     values: dict[str, Any] = {}
+    parsers = {f.name: f.metadata.get("parse") for f in dataclasses.fields(cls)}
     for key, raw in data.items():
         if key not in names:
             close = get_close_matches(str(key), names, n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             raise LthError(f"{where}: unknown key '{key}'{hint}; valid keys: {', '.join(names)}")
+        if parsers[key] is not None and raw is not None:
+            raw = parsers[key](raw)
         values[key] = _coerce(hints[key], raw, f"{where}.{key}", getattr(base, key))
     return dataclasses.replace(base, **values)
 
@@ -174,3 +180,15 @@ def _coerce(hint: Any, raw: Any, where: str, base: Any) -> Any:
             raise LthError(f"{where}: expected a string, got {raw!r}")
         return str(raw)
     return raw
+
+
+def differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """'key: old there, new now' for every leaf that differs between two nested mappings of settings."""
+    diffs = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            diffs += differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            diffs.append(f"{prefix}{key}: {a!r} there, {b!r} now")
+    return diffs

@@ -44,8 +44,11 @@ def one_line(exc: BaseException, limit: int = 240) -> str:
 
 
 def unknown_choice(what: str, value: object, choices: Iterable[str]) -> LthError:
-    """Build the standard 'unknown X' error, with a did-you-mean hint when one is close."""
+    """Build the standard 'unknown X' error, with a did-you-mean hint when one is close (a slip of case too:
+    'SGD' -> 'sgd')."""
     choices = sorted(choices)
-    hint = get_close_matches(str(value), choices, n=1)
+    same_but_case = [c for c in choices if c.lower() == str(value).lower()]
+    hint = same_but_case or get_close_matches(str(value), choices, n=1) or get_close_matches(
+        str(value).lower(), choices, n=1)
     suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
     return LthError(f"unknown {what} '{value}'{suggestion}; valid choices: {', '.join(choices)}")

@@ -104,6 +104,34 @@ def read_json(path: str | Path) -> Any:
         raise LthError(f"corrupted JSON file {path}: {exc}") from None
 
 
+def check_result(path: str | Path, made_with: Mapping[str, Any], force: bool = False) -> None:
+    """A result file is never replaced silently by one made with other settings: an LthError names what differs
+    and the ways out. A result made with the same settings (a rerun), or no result yet, passes; `force` replaces.
+    The result file records its settings under `made_with` (`write_result`)."""
+    from lth.core.config import differences, plain
+
+    path = Path(path)
+    if force or not path.is_file():
+        return
+    try:
+        existing = read_json(path)
+    except LthError:
+        existing = {}
+    recorded = existing.get("made_with") if isinstance(existing, dict) else None
+    if recorded == plain(made_with):
+        return
+    diffs = "; ".join(differences(recorded, plain(made_with))) if isinstance(recorded, dict) else "not recorded there"
+    raise LthError(f"{path} holds a result made with other settings ({diffs}): give another --out, or --force to "
+                   "replace it")
+
+
+def write_result(path: str | Path, payload: Mapping[str, Any], made_with: Mapping[str, Any]) -> None:
+    """A result file (JSON, atomically) that records the settings it was made with, for `check_result`."""
+    from lth.core.config import plain
+
+    write_json(path, {**payload, "made_with": plain(made_with)})
+
+
 def save_torch(path: str | Path, obj: Any) -> None:
     """torch.save, atomically (a crash never leaves a half-written file under `path`)."""
     import torch

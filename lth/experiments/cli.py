@@ -46,11 +46,22 @@ def _default_out(run_dir: Path, name: str) -> Path:
     return Layout(run_dir).experiment_metrics(name)
 
 
-def _save(out: Path, payload: dict) -> None:
+def _claim(out: Path, made_with: dict, force: bool) -> Path:
+    """`out`, once it is known not to hold a result made with other settings (checked before any training)."""
     from lth.core import files
 
-    files.write_json(out, payload)
+    files.check_result(out, made_with, force)
+    return out
+
+
+def _save(out: Path, payload: dict, made_with: dict) -> None:
+    from lth.core import files
+
+    files.write_result(out, payload, made_with)
     console.print(f"results: {out}")
+
+
+FORCE_HELP = "Replace a result at the output path made with other settings."
 
 
 def _print(table) -> None:
@@ -75,21 +86,25 @@ def transfer(
     out: Optional[Path] = typer.Option(
         None, help="Results JSON \\[default: transfer-rNN-DATASET.json in RUN_DIR's "
                     "metrics/experiments/]."),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ) -> None:
     """Train a ticket on another dataset and/or optimizer; report ticket vs random re-init vs dense."""
     from lth.experiments.common import arms_table, results_only
     from lth.experiments.transfer import check_compatible, transfer as run
 
+    length = training_length(duration, epochs, iterations)
+    made_with = {"source": str(run_dir), "round": round, "trial": trial, "dataset": dataset, "optimizer": optimizer,
+                 "lr": lr, "momentum": momentum, "duration": length, "eval_every": eval_every}
+    out = _claim(out or _default_out(run_dir, run_name(f"transfer-r{round:02d}", dataset)), made_with, force)
     ticket = _ticket(run_dir, round, trial)
     check_compatible(ticket, dataset)
     results = results_only(run(ticket, dataset, _splits(dataset, dataset_dir, device), optimizer, lr, momentum,
-                               training_length(duration, epochs, iterations), eval_every))
+                               length, eval_every))
     source = f"{ticket.settings.dataset}/{ticket.settings.train.optimizer}"
     _print(arms_table(f"Transfer: round {round} ticket of {source} -> {dataset}/{optimizer or ticket.settings.train.optimizer}",
                       results))
-    _save(out or _default_out(run_dir, run_name(f"transfer-r{round:02d}", dataset)),
-          {"source": str(run_dir), "round": round, "trial": trial, "dataset": dataset, "optimizer": optimizer,
-           "lr": lr, "results": results})
+    _save(out, {"source": str(run_dir), "round": round, "trial": trial, "dataset": dataset, "optimizer": optimizer,
+                "lr": lr, "results": results}, made_with)
 
 
 @app.command("combine")
@@ -107,18 +122,22 @@ def combine(
     device: str = typer.Option("auto", help=DEVICE_HELP),
     out: Optional[Path] = typer.Option(None, help="Results JSON \\[default: combine-rNN.json in "
                                                   "RUN_A's metrics/experiments/]."),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ) -> None:
     """Combine two tickets' masks (union, intersection), train from θ0; compare with both parents."""
     from lth.experiments.combine import combine as run
     from lth.experiments.common import arms_table, results_only
 
+    length, hows = training_length(duration, epochs, iterations), list(how or ("union", "intersection"))
+    made_with = {"run_a": str(run_a), "run_b": str(run_b), "round": round, "round_b": round_b or round, "how": hows,
+                 "duration": length, "eval_every": eval_every}
+    out = _claim(out or _default_out(run_a, f"combine-r{round:02d}"), made_with, force)
     parent_a, parent_b = _ticket(run_a, round), _ticket(run_b, round_b or round)
     splits = _splits(parent_a.settings.dataset, dataset_dir, device, parent_a.settings.task)
-    results = results_only(run(parent_a, parent_b, splits, tuple(how or ("union", "intersection")),
-                               training_length(duration, epochs, iterations), eval_every))
+    results = results_only(run(parent_a, parent_b, splits, tuple(hows), length, eval_every))
     _print(arms_table(f"Combined tickets (round {round}; mask overlap {results['parent-a']['overlap']:.3f})", results))
-    _save(out or _default_out(run_a, f"combine-r{round:02d}"),
-          {"run_a": str(run_a), "run_b": str(run_b), "round": round, "round_b": round_b or round, "results": results})
+    _save(out, {"run_a": str(run_a), "run_b": str(run_b), "round": round, "round_b": round_b or round,
+                "results": results}, made_with)
 
 
 @app.command("removal")
@@ -137,6 +156,7 @@ def removal(
     device: str = typer.Option("auto", help=DEVICE_HELP),
     out: Optional[Path] = typer.Option(None, help="Results JSON \\[default: removal-rNN.json in "
                                                   "RUN_DIR's metrics/experiments/]."),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ) -> None:
     """Remove the ticket, search the remaining weights for another, repeat; count how many still match."""
     from rich.table import Table
@@ -144,10 +164,13 @@ def removal(
     from lth.experiments.removal import metrics, remove_tickets
     from lth.tasks import get_task
 
+    length = training_length(duration, epochs, iterations)
+    made_with = {"source": str(run_dir), "round": round, "trial": trial, "max_tickets": max_tickets, "margin": margin,
+                 "removed": removed, "duration": length, "eval_every": eval_every}
+    out = _claim(out or _default_out(run_dir, f"removal-r{round:02d}"), made_with, force)
     ticket = _ticket(run_dir, round, trial)
     splits = _splits(ticket.settings.dataset, dataset_dir, device, ticket.settings.task)
-    result = remove_tickets(ticket, splits, max_tickets, margin, removed, training_length(duration, epochs, iterations),
-                            eval_every, log=lambda line: console.print(f"  {line}", highlight=False))
+    result = remove_tickets(ticket, splits, max_tickets, margin, removed, length, eval_every, log=lambda line: console.print(f"  {line}", highlight=False))
     metric = get_task(splits.task).headline
     judged = f"early_stop_test_{metric.name}"
     table = Table(title=f"Ticket removal (dense {metric.label} {metric.show(result['dense'][judged])}, margin "
@@ -161,8 +184,8 @@ def removal(
                       metric.show(c[judged]) if c else "-", f"{100 * f['weights_remaining']:.2f}",
                       metric.show(f[judged]), "yes" if entry["matching"] else "no")
     _print(table)
-    _save(out or _default_out(run_dir, f"removal-r{round:02d}"),
-          {"source": str(run_dir), "round": round, "removed": removed, "margin": margin, **metrics(result)})
+    _save(out, {"source": str(run_dir), "round": round, "removed": removed, "margin": margin, **metrics(result)},
+          made_with)
 
 
 @app.command("perturb")
@@ -182,6 +205,7 @@ def perturb(
     device: str = typer.Option("auto", help=DEVICE_HELP),
     out: Optional[Path] = typer.Option(None, help="Results JSON \\[default: perturb-MODEL-DATASET-seedS.json "
                                                   "under runs/]."),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ) -> None:
     """Selective dropout: per-epoch masks whose removed weights get noise; vs plain training and dropout."""
     from lth.experiments.common import with_training
@@ -192,6 +216,8 @@ def perturb(
     settings = with_training(replace(defaults_for(model, dataset), seed=seed),
                              duration=training_length(duration, epochs, iterations), eval_every=eval_every)
     exp = PerturbSettings(fraction, noise, scale, criterion, settings.train.duration, eval_every).validate()
+    made_with = {"model": model, "dataset": dataset, "seed": seed, "perturb": dict(exp.__dict__)}
+    out = _claim(out or Path("runs") / f"{run_name('perturb', model, dataset, f'seed{seed}')}.json", made_with, force)
     splits = _splits(dataset, dataset_dir, device)
     init = build_model(model, splits.input_shape, splits.num_outputs, seed).state_dict()
     results = perturb_experiment(model, init, splits, settings.train, exp, seed)
@@ -209,8 +235,7 @@ def perturb(
         table.add_row(arm, metric.show(r[f"end_test_{metric.name}"]), metric.show(r[f"early_stop_test_{metric.name}"]),
                       f"{r['early_stop_iteration']}", "-" if repeat is None else f"{100 * repeat:.1f}")
     _print(table)
-    _save(out or Path("runs") / f"{run_name('perturb', model, dataset, f'seed{seed}')}.json",
-          {"model": model, "dataset": dataset, "settings": exp.__dict__, "results": results})
+    _save(out, {"model": model, "dataset": dataset, "settings": exp.__dict__, "results": results}, made_with)
 
 
 @app.command("optimizers")
@@ -230,6 +255,7 @@ def optimizers(
     device: str = typer.Option("auto", help=DEVICE_HELP),
     out: Optional[Path] = typer.Option(None, help="Sweep directory \\[default: optimizers-MODEL-DATASET-seedS "
                                                   "under runs/]."),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ) -> None:
     """The optimizer / warmup / rewinding sweep: one resumable find-ticket run per variant, one table."""
     from rich.table import Table
@@ -243,6 +269,8 @@ def optimizers(
                          duration=training_length(duration, epochs, iterations), eval_every=eval_every)
     chosen = pick_variants(variant)
     out = out or Path("runs") / run_name("optimizers", model, dataset, f"seed{seed}")
+    made_with = {"settings": base.to_dict(), "rounds": rounds, "variants": {k: v.__dict__ for k, v in chosen.items()}}
+    _claim(out / "sweep.json", made_with, force)
     records = sweep(base, chosen, rounds, out, _splits(dataset, dataset_dir, device))
     table_data = tabulate(records)
     first = next(iter(records.values()))
@@ -256,7 +284,7 @@ def optimizers(
     for name, row in table_data.items():
         table.add_row(name, *(metric.show(row[key][f"early_stop_test_{metric.name}"]) for key in keys))
     _print(table)
-    _save(out / "sweep.json", {"variants": {k: v.__dict__ for k, v in chosen.items()}, "table": table_data})
+    _save(out / "sweep.json", {"variants": {k: v.__dict__ for k, v in chosen.items()}, "table": table_data}, made_with)
 
 
 @app.command("stability")
@@ -276,22 +304,27 @@ def stability(
     device: str = typer.Option("auto", help=DEVICE_HELP),
     out: Optional[Path] = typer.Option(None, help="Results JSON \\[default: stability-rNN.json in RUN_DIR's "
                                                   "metrics/experiments/]."),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ) -> None:
     """Instability analysis: two copies of the ticket from the same rewound weights, trained with different
     data orders; the error barrier on the line between them (< 2 points: linearly connected)."""
     from rich.table import Table
 
     from lth.core.steps import Step
-    from lth.experiments.stability import OWN, check, instability, stability_record
+    from lth.experiments.settings import OWN, check_line
+    from lth.experiments.stability import instability, stability_record
     from lth.tasks import get_task
 
-    check(pair, points)
+    check_line(pair, points)
     for point in rewind or []:
         Step.parse(point)  # a bad step string is a clear error before any training
+    length = training_length(duration, epochs, iterations)
+    made_with = {"source": str(run_dir), "round": round, "trial": trial, "rewinds": list(rewind or [OWN]),
+                 "pair": pair, "points": points, "duration": length, "eval_every": eval_every}
+    out = _claim(out or _default_out(run_dir, f"stability-r{round:02d}"), made_with, force)
     ticket = _ticket(run_dir, round, trial)
     splits = _splits(ticket.settings.dataset, dataset_dir, device, ticket.settings.task)
-    rewinds = instability(ticket, splits, rewind or [OWN], pair, points, training_length(duration, epochs, iterations),
-                          eval_every)
+    rewinds = instability(ticket, splits, rewind or [OWN], pair, points, length, eval_every)
     record = {"source": str(run_dir), **stability_record(ticket, round, trial, pair, rewinds, splits.task)}
     error, threshold = get_task(splits.task).error, record["threshold"]
     judged = f" (< {error.show(threshold)}: stable)" if threshold is not None else ""
@@ -305,4 +338,4 @@ def stability(
         table.add_row(r["rewind"], error.show(r["barrier"]), f"{error.show(line[0])} / {error.show(line[-1])}",
                       error.show(max(line)), stable)
     _print(table)
-    _save(out or _default_out(run_dir, f"stability-r{round:02d}"), record)
+    _save(out, record, made_with)

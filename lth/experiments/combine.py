@@ -6,7 +6,6 @@ intersection, trained from θ0 of the first run, next to both parent tickets tra
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
 import torch
@@ -14,22 +13,12 @@ from torch import Tensor
 
 from lth.core.errors import LthError, unknown_choice
 from lth.experiments.common import Arm, Ticket, train_arms, with_training
+from lth.experiments.settings import COMBINATIONS, CombineSettings
 
-COMBINATIONS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
+OPERATIONS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {  # for every name in COMBINATIONS
     "union": torch.logical_or,
     "intersection": torch.logical_and,
 }
-
-
-@dataclass(frozen=True)
-class CombineSettings:
-    """params.yaml `experiments.combine`: parent A is the pipeline's ticket at `round`; parent B is found by
-    the stage itself (find-ticket with the pipeline's settings, seed `seed_b` and criterion `criterion_b`)."""
-
-    round: str = "r05"
-    seed_b: int = 1
-    criterion_b: str = "large_final"
-    how: tuple[str, ...] = ("union", "intersection")
 
 
 def combine_masks(a: Mapping[str, Tensor], b: Mapping[str, Tensor], how: str) -> dict[str, Tensor]:
@@ -37,7 +26,7 @@ def combine_masks(a: Mapping[str, Tensor], b: Mapping[str, Tensor], how: str) ->
         raise unknown_choice("combination", how, COMBINATIONS)
     if set(a) != set(b) or any(a[k].shape != b[k].shape for k in a):
         raise LthError("the two masks belong to different architectures")
-    return {name: COMBINATIONS[how](a[name].bool(), b[name].bool()) for name in a}
+    return {name: OPERATIONS[how](a[name].bool(), b[name].bool()) for name in a}
 
 
 def overlap(a: Mapping[str, Tensor], b: Mapping[str, Tensor]) -> float:

@@ -77,15 +77,17 @@ def with_training(settings: RunSettings, **changes: Any) -> RunSettings:
 
 
 def experiment_params(run: "Run", name: str, cls: type) -> Any:
-    """The `experiments.<name>` group of the workspace's params.yaml as the experiment's settings dataclass."""
-    from lth.core.config import build
-    from lth.engine.params import read_yaml
+    """The `experiments.<name>` group of the workspace's params.yaml as the experiment's settings dataclass
+    (`cls`), checked as `lth check-params` checks it."""
+    from lth.experiments.settings import workspace_experiments
 
     path = run.layout.params_file
-    group = (read_yaml(path).get("experiments") or {}).get(name)
+    group = workspace_experiments(run).get(name)
     if group is None:
         raise LthError(f"{path}: missing 'experiments: {{{name}: ...}}' (the settings of the {name} experiment)")
-    return build(cls, group, f"{path}: experiments.{name}")
+    if not isinstance(group, cls):
+        raise LthError(f"internal: experiments.{name} holds {type(group).__name__}, not {cls.__name__}")
+    return group
 
 
 def arms_table(title: str, results: Mapping[str, dict], extra: Sequence[str] = ()):

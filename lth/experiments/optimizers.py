@@ -10,59 +10,12 @@ resetting to θ0 where plain Adam/SGD need rewinding to θk?
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Optional
 
 from lth.core.errors import LthError, unknown_choice
 from lth.engine.settings import RunSettings
-
-
-@dataclass(frozen=True)
-class Variant:
-    """Overrides of one sweep point; lr 0 keeps the model's learning rate."""
-
-    optimizer: str = "adam"
-    lr: float = 0.0
-    momentum: float = 0.0
-    warmup: str = "0it"
-    rewind: str = "0it"
-
-    def apply(self, settings: RunSettings) -> RunSettings:
-        from lth.engine.settings import replace
-        from lth.core.steps import Step
-
-        rewinding = Step.parse(self.rewind) != Step()
-        return replace(settings, train__optimizer=self.optimizer, train__lr=self.lr or None,
-                       train__momentum=self.momentum, train__warmup=self.warmup, train__nesterov=False,
-                       rewind=self.rewind, mask1_action="rewind" if rewinding else "reset").validate()
-
-
-DEFAULT_VARIANTS: dict[str, Variant] = {
-    "radam-no-warmup": Variant("radam"),
-    "adam-no-warmup": Variant("adam"),
-    "adam-warmup": Variant("adam", warmup="2ep"),
-    "sgd-warmup": Variant("sgd", lr=0.05, momentum=0.9, warmup="2ep"),
-    "adam-rewind": Variant("adam", rewind="1ep"),
-}
-
-
-@dataclass(frozen=True)
-class OptimizersSettings:
-    """params.yaml `experiments.optimizers`: pruning rounds (after the dense r00) and training length of every
-    variant, and the variants."""
-
-    rounds: int = 3
-    duration: str = "5ep"
-    eval_every: str = "1ep"
-    variants: dict[str, dict] = field(default_factory=dict)  # name -> Variant fields; empty: DEFAULT_VARIANTS
-
-    def parsed_variants(self, where: str = "experiments.optimizers.variants") -> dict[str, Variant]:
-        from lth.core.config import build
-
-        if not self.variants:
-            return dict(DEFAULT_VARIANTS)
-        return {name: build(Variant, spec or {}, f"{where}.{name}") for name, spec in self.variants.items()}
+from lth.experiments.settings import DEFAULT_VARIANTS, OptimizersSettings, Variant
 
 
 def pick_variants(names: Optional[list[str]]) -> dict[str, Variant]:

@@ -16,66 +16,27 @@ network it steps, and the per-epoch mask is a hook (`EveryEpoch`) that re-draws 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Callable, Mapping, Optional
 
 import torch
 from torch import Tensor, nn
 
-from lth.core.errors import LthError, unknown_choice
 from lth.core.seeds import derive_seed
+from lth.experiments.settings import PerturbSettings
 from lth.models.layers import output_layer, prunable_layers
 from lth.training.networks import SingleNetwork
 
 
-@dataclass(frozen=True)
-class Noise:
-    name: str
-    description: str
-    sample: Callable[[torch.Size, torch.Generator, torch.device], Tensor]  # unit-variance, zero-mean draws
-
-
-NOISES: dict[str, Noise] = {
-    n.name: n
-    for n in [
-        Noise("gaussian", "normal noise", lambda shape, g, d: torch.randn(shape, generator=g, device=d)),
-        Noise("uniform", "uniform noise of the same variance",
-              lambda shape, g, d: (torch.rand(shape, generator=g, device=d) * 2 - 1) * math.sqrt(3.0)),
-        Noise("laplace", "Laplace noise of the same variance (heavier tails)",
-              lambda shape, g, d: _laplace(shape, g, d)),
-    ]
+SAMPLERS: dict[str, Callable[[torch.Size, torch.Generator, torch.device], Tensor]] = {  # unit-variance, zero-mean
+    "gaussian": lambda shape, g, d: torch.randn(shape, generator=g, device=d),  # one per name in NOISES
+    "uniform": lambda shape, g, d: (torch.rand(shape, generator=g, device=d) * 2 - 1) * math.sqrt(3.0),
+    "laplace": lambda shape, g, d: _laplace(shape, g, d),
 }
 
 
 def _laplace(shape: torch.Size, g: torch.Generator, device: torch.device) -> Tensor:
     u = torch.rand(shape, generator=g, device=device).clamp(1e-7, 1 - 1e-7) - 0.5
     return -torch.sign(u) * torch.log1p(-2 * u.abs()) / math.sqrt(2.0)  # Laplace(0, 1/sqrt(2)): variance 1
-
-
-@dataclass(frozen=True)
-class PerturbSettings:
-    """params.yaml `experiments.perturb` (the network starts from the pipeline's θ0, trial 0)."""
-
-    fraction: float = 0.2
-    noise: str = "gaussian"
-    scale: float = 1.0
-    criterion: str = "large_final"
-    duration: str = "10ep"
-    eval_every: str = "1ep"
-
-    def validate(self) -> "PerturbSettings":
-        from lth.pruning.criteria import get_criterion
-
-        if not 0 < self.fraction < 1:
-            raise LthError(f"bad fraction {self.fraction}: must be in (0, 1)")
-        if self.noise not in NOISES:
-            raise unknown_choice("noise", self.noise, NOISES)
-        if not self.scale >= 0:
-            raise LthError(f"bad scale {self.scale}: must be >= 0")
-        if get_criterion(self.criterion).gradient_at:
-            raise LthError(f"criterion '{self.criterion}' needs data; per-epoch masks use weight-only criteria "
-                           "such as large_final, movement, magnitude_increase")
-        return self
 
 
 def _hidden_rates(fraction: float) -> dict[str, float]:
@@ -122,7 +83,7 @@ class PerturbedNetwork(SingleNetwork):
         if self.perturbed is None or self.settings.scale == 0:
             return self.model(x[0]).unsqueeze(0)
         params = dict(self.params)
-        noise = NOISES[self.settings.noise].sample
+        noise = SAMPLERS[self.settings.noise]
         for n, where in self.perturbed.items():
             w = params[n]
             draw = noise(w.shape, self.generator, w.device) * (self.settings.scale * self.stds[n])

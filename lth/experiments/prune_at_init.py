@@ -124,23 +124,32 @@ def results_table(results: Sequence[dict]):
 
 
 def run_methods(settings: RunSettings, splits, methods: Sequence[str], remaining: Sequence[float],
-                controls: Sequence[str], synflow_rounds: int, out: Path, reporter=None) -> list[dict]:
+                controls: Sequence[str], synflow_rounds: int, out: Path, reporter=None, force: bool = False
+                ) -> list[dict]:
     """Each method at each target, into OUT/metrics/prune_at_init/<method>.json as each finishes.
 
     Idempotent like find-ticket: a rerun with the same settings keeps what is saved and trains only what is
-    missing; a file made with other settings is recomputed (and replaced only once a new result is ready)."""
+    missing. A file made with other settings is never replaced silently: the run refuses before training,
+    naming what differs, unless `force` (then it is replaced once a new result is ready)."""
     from lth.core import files
-    from lth.core.config import plain
+    from lth.core.config import differences, plain
     from lth.engine.layout import Layout
     from lth.engine.records import upgrade_at_init
 
     identity = {"settings": plain(settings.to_dict()), "controls": list(controls), "synflow_rounds": synflow_rounds}
     layout, everything = Layout(out), []
+    saved = {m: files.read_json(layout.at_init_metrics(m)) if layout.at_init_metrics(m).is_file() else {}
+             for m in methods}
+    for method in methods:
+        made_with = saved[method].get("run")
+        if saved[method] and made_with != identity and not force:
+            diffs = "; ".join(differences(made_with, identity)) if isinstance(made_with, dict) else "not recorded"
+            raise LthError(f"{layout.at_init_metrics(method)} holds results made with other settings ({diffs}): "
+                           "give another --out, or --force to replace them")
     for method in methods:
         path = layout.at_init_metrics(method)
-        saved = files.read_json(path) if path.is_file() else {}
-        done = ({r["target_weights_remaining"]: r for r in map(upgrade_at_init, saved.get("results", []))}
-                if saved.get("run") == identity else {})
+        done = ({r["target_weights_remaining"]: r for r in map(upgrade_at_init, saved[method].get("results", []))}
+                if saved[method].get("run") == identity else {})
         for fraction in remaining:
             target = round(fraction, 6)
             if target in done:

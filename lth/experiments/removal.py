@@ -14,7 +14,6 @@ network holds.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable, Mapping, Optional
 
 import torch
@@ -23,25 +22,7 @@ from torch import Tensor
 from lth.core.errors import LthError, unknown_choice
 from lth.experiments.common import Arm, State, Ticket, train_arms, with_training
 from lth.core.seeds import derive_seed
-
-REMOVED_VALUES = {
-    "zero": "removed ticket weights are zero and frozen",
-    "reinit": "removed ticket weights are frozen at a fresh draw from the model's init distribution",
-}
-
-
-@dataclass(frozen=True)
-class RemovalSettings:
-    """params.yaml `experiments.removal`."""
-
-    round: str = "r05"
-    trial: int = 0
-    max_tickets: int = 3
-    margin: float = 0.02
-    removed: str = "zero"
-    duration: str = "10ep"
-    eval_every: str = "1ep"
-
+from lth.experiments.settings import REMOVED_VALUES, RemovalSettings
 
 def shrink(settings, scores: Mapping[str, Tensor], mask: Mapping[str, Tensor], available: Mapping[str, Tensor],
            kinds: Mapping[str, str], round_index: int) -> dict[str, Tensor]:

@@ -20,43 +20,15 @@ paper does: the interpolated statistics mean nothing.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Mapping, Optional, Sequence
 
-from lth.core.errors import LthError, unknown_choice
 from lth.core.seeds import derive_seed
+from lth.experiments.settings import OWN, StabilitySettings, check_line
 
 if TYPE_CHECKING:
     from torch import Tensor
 
     from lth.engine.run import Ticket
-
-PAIRS = {
-    "data-order": "same rewound weights, two data orders (stability to SGD noise)",
-    "init": "two initialisations, each rewound the same way, two data orders (the contrast)",
-}
-OWN = "own"  # the run's own rewind point: the round's start weights
-
-
-@dataclass(frozen=True)
-class StabilitySettings:
-    """params.yaml `experiments.stability`: which pipeline ticket, which rewind points, the pair and the line."""
-
-    round: str = "r05"
-    trial: int = 0
-    rewinds: tuple[str, ...] = ("0it", "100it", "500it")
-    pair: str = "data-order"
-    points: int = 30
-    duration: str = ""  # empty: the run's own training length
-    eval_every: str = ""
-
-
-def check(pair: str, points: int) -> None:
-    if pair not in PAIRS:
-        raise unknown_choice("pair", pair, PAIRS)
-    if points < 3:
-        raise LthError(f"bad --points {points}: the line needs at least 3 points (both ends and one between)")
-
 
 def interpolate(a: Mapping[str, "Tensor"], b: Mapping[str, "Tensor"], alpha: float) -> dict:
     """(1 - α)·a + α·b for floating tensors; integer buffers (batch-norm step counts) are a's."""
@@ -138,7 +110,7 @@ def instability(ticket: "Ticket", splits, rewinds: Sequence[str] = (OWN,), pair:
     from lth.tasks import get_task
     from lth.training.trainer import Network, TrainJob, train_networks
 
-    check(pair, points)
+    check_line(pair, points)
     task = get_task(splits.task)
     settings = ticket.settings
     train = dataclasses.replace(settings.train, **{k: v for k, v in (("duration", duration),
@@ -188,7 +160,7 @@ def run_stage(run) -> dict:  # noqa: ANN001 - lth.engine.run.Run of the workspac
     from lth.experiments.common import experiment_params
 
     exp = experiment_params(run, "stability", StabilitySettings)
-    check(exp.pair, exp.points)
+    check_line(exp.pair, exp.points)
     ticket = run.ticket(exp.round, exp.trial)
     splits = run.data()
     rewinds = instability(ticket, splits, list(exp.rewinds) or [OWN], exp.pair, exp.points,

@@ -12,28 +12,14 @@ since its mask was tied to the source outputs. The target may be any dataset, yo
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from typing import Optional
 
 import torch
 
 from lth.core.errors import LthError
 from lth.experiments.common import Arm, State, Ticket, train_arms, with_training
+from lth.experiments.settings import TransferSettings
 from lth.core.seeds import derive_seed
-
-
-@dataclass(frozen=True)
-class TransferSettings:
-    """params.yaml `experiments.transfer`: which pipeline ticket, and the target dataset and training."""
-
-    round: str = "r05"
-    trial: int = 0
-    dataset: str = ""  # '' : the run's own dataset
-    optimizer: str = "sgd"
-    lr: float = 0.01
-    momentum: float = 0.9
-    duration: str = "10ep"
-    eval_every: str = "1ep"
 
 
 def check_compatible(ticket: Ticket, target: str, target_shape: Optional[tuple[int, ...]] = None) -> None:

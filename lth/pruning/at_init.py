@@ -181,15 +181,10 @@ CONTROLS = {
 
 
 def parse_remaining(text: str | float) -> float:
-    """'5%' or 5 -> 0.05: the fraction of prunable weights kept, in (0, 1]."""
-    raw = str(text).strip().rstrip("%").strip()
-    try:
-        value = float(raw) / 100
-    except ValueError:
-        raise LthError(f"bad remaining '{text}': expected a percentage such as 5% or 3.5%") from None
-    if not 0 < value <= 1:
-        raise LthError(f"bad remaining '{text}': the weights kept must be in (0, 100%]")
-    return value
+    """'5%' or 0.05 -> 0.05: the fraction of prunable weights kept, in (0, 1] (lth.core.fractions)."""
+    from lth.core.fractions import parse_fraction
+
+    return parse_fraction(text, "remaining")
 
 
 def _global_top(scores: Mapping[str, "Tensor"], alive: Mapping[str, "Tensor"], keep: int, seed: int) -> "Mask":
@@ -275,7 +270,8 @@ class PruneAtInitSettings:
     methods: tuple[str, ...] = setting(("snip", "grasp", "synflow", "magnitude", "random"),
                                        "Pruning-at-init methods, one DVC stage each.", choices=lambda: METHODS,
                                        label="pruning-at-init method", inline=True)
-    remaining: str = setting("10%", "Weights kept, a percentage in (0, 100%], global over the prunable layers.")
+    remaining: str = setting("10%", "Weights kept, global over the prunable layers: a fraction such as 0.1, or a "
+                                    "percentage such as 10%.")
     controls: tuple[str, ...] = setting(("shuffle", "reinit"), "Sanity controls trained beside each method "
                                                                "(Frankle et al. 2021).",
                                         choices=lambda: CONTROLS, label="pruning-at-init control", inline=True)

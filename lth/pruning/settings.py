@@ -18,6 +18,12 @@ def _methods():
     return METHODS
 
 
+def _fraction(value, what: str) -> float:  # noqa: ANN001 - a number or a string with %
+    from lth.core.fractions import parse_fraction
+
+    return parse_fraction(value, what)
+
+
 def _schedules():
     from lth.pruning.schedule import SCHEDULES
 
@@ -35,7 +41,8 @@ class PruneSettings:
         help="Fraction of the surviving weights removed per round, per layer kind (conv, fc, output).",
         default_factory=lambda: {"conv": 0.1, "fc": 0.2, "output": 0.1})
     schedule: str = setting("iterative", "How far each round prunes.", choices=_schedules, inline=True)
-    target: float = setting(0.05, "Fraction of all prunable weights the one-shot schedule keeps (0.05: 5%).")
+    target: float = setting(0.05, "Weights the one-shot schedule keeps, of all prunable ones: a fraction such as "
+                                  "0.05, or a percentage such as 5%.", parse=lambda v: _fraction(v, "prune.target"))
     early_bird: bool = setting(False, "Stop a round's training once the mask it would give has settled "
                                       "(You et al. 2020's early-bird tickets).")
     early_bird_distance: float = setting(0.1, "Early-bird: the mask has settled when its normalised Hamming "
@@ -50,9 +57,9 @@ class PruneSettings:
         for kind, rate in self.rates.items():
             if not 0 <= rate < 1:
                 raise LthError(f"bad pruning rate {kind}={rate}: must be in [0, 1)")
-        if not 0 < self.target < 1:
-            raise LthError(f"bad target {self.target!r}: the fraction of weights one-shot pruning keeps must be in "
-                           "(0, 1), e.g. 0.05 for 5%")
+        if not 0 < _fraction(self.target, "prune.target") < 1:
+            raise LthError(f"bad prune.target {self.target!r}: one-shot pruning keeps fewer than all the weights "
+                           "(a fraction such as 0.05, or a percentage such as 5%)")
         if not 0 < self.early_bird_distance <= 1:
             raise LthError(f"bad early_bird_distance {self.early_bird_distance!r}: a normalised Hamming distance, "
                            "in (0, 1]")

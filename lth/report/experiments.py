@@ -33,8 +33,8 @@ def _at(row: dict, prefix: str) -> str | None:
 
 def experiment_frame(repo: str = ".") -> "pd.DataFrame":
     """One row per experiment (baseline and workspace included): its name, the params that differ between
-    the rows, the best and the sparsest matching ticket (test headline metric at early stop @ % weights), the last
-    round."""
+    the rows, and the best ticket, the sparsest ticket still matching the dense network and the last round's
+    ticket, each as its test headline metric at early stop @ % weights ('96.2% @ 32.9%')."""
     import pandas as pd
     import yaml
 
@@ -56,6 +56,6 @@ def experiment_frame(repo: str = ".") -> "pd.DataFrame":
             "params that differ": ", ".join(changed) or "-",
             "best": _at(row, "best"),
             "sparsest matching": _at(row, "sparsest_matching"),
-            "last round": f"r{int(row['last.round']):02d}" if isinstance(row.get("last.round"), (int, float)) else None,
+            "last round": _at(row, "last"),
         })
     return pd.DataFrame(out, columns=["experiment", "params that differ", "best", "sparsest matching", "last round"])

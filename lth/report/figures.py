@@ -45,15 +45,27 @@ def _label(metric: "Metric") -> str:
     return f"test {metric.label}" + ("" if metric.higher_is_better else " (lower is better)")
 
 
+def weight_ticks(weights: Iterable[float], most: int = 12) -> list[float]:
+    """Where the % weights axis is labelled (`weights` in percent): at every round's sparsity when there are few
+    rounds (a run of two rounds shows 100, 80, 64), else at the paper's ticks (100, 51.3, 26.2 ...) within the
+    range, else (a range they do not cover) at an even subset of the rounds'."""
+    values = sorted({round(w, 4) for w in weights if w > 0}, reverse=True)
+    if len(values) <= most:
+        return values
+    low, high = values[-1], values[0]
+    paper = [t for t in PAPER_TICKS if low / 1.15 <= t <= high * 1.15]
+    return paper if len(paper) >= 3 else values[:: -(-len(values) // most)]
+
+
 def _weights_axis(ax, weights: Iterable[float]) -> None:
     """The decreasing log axis of % weights remaining; `weights` are fractions."""
     weights = [100 * w for w in weights if w > 0]
     low, high = min(weights), max(weights)
     ax.set_xscale("log")
     ax.set_xlim(high * 1.15, low / 1.15)  # decreasing: the network thins from left to right
-    ticks = [t for t in PAPER_TICKS if low / 1.15 <= t <= high * 1.15]
+    ticks = weight_ticks(weights)
     ax.set_xticks(ticks)
-    ax.set_xticklabels([f"{t:g}" for t in ticks])
+    ax.set_xticklabels([f"{t:.3g}" for t in ticks])
     ax.minorticks_off()
     ax.set_xlabel("% weights remaining (log scale)")
     ax.grid(True, alpha=0.3)
@@ -153,7 +165,7 @@ def learning_curve_figure(run: "RunData", rounds: Sequence[int]) -> "Figure":
     fig, ax = plt.subplots(figsize=(8, 4.5))
     by_round = {rec["round"]: rec for rec in run.records}
     metric = task_of(run.records[0]).headline
-    settled: list[float] = []  # values after the first evaluations: they set the y range
+    settled: list[float] = []  # every value drawn: they set the y range
     for i, r in enumerate(rounds):
         record = by_round[r]
         for arm in (TICKET, "reinit"):
@@ -161,11 +173,11 @@ def learning_curve_figure(run: "RunData", rounds: Sequence[int]) -> "Figure":
             if x:
                 ax.plot(x, y, ARM_STYLE[arm], color=f"C{i % 10}",
                         label=f"{100 * record['weights_remaining']:.1f}% {arm}")
-                settled += y[len(y) // 10 + 1:]
-    if settled:  # zoom on where the curves differ, as the papers do; the first steps go off the scale
+                settled += [v for v in y if v is not None]
+    if settled:  # every curve whole, its first evaluation included
         low, high = min(settled), max(settled)
-        margin = max(0.005 * max(abs(high), 1e-9) if not metric.percent else 0.005, 0.1 * (high - low))
-        ax.set_ylim(low - margin, min(1.0, high + margin) if metric.percent else high + margin)
+        margin = max(0.005 * max(abs(high), 1e-9) if not metric.percent else 0.005, 0.05 * (high - low))
+        ax.set_ylim(low - margin, min(1.0 + margin, high + margin) if metric.percent else high + margin)
     ax.set_xlabel("training iteration")
     ax.set_ylabel(f"{_label(metric)} (mean over trials)")
     ax.set_title(f"Learning curves: {run.label}")

@@ -125,10 +125,19 @@ def declared_rounds(params: Mapping[str, Any]) -> list[str]:
     return ["r00", *sorted(k.split(".")[1] for k in params if re.fullmatch(r"rounds\.r\d{2,}\.prev", k))]
 
 
+def in_git(repo: str) -> bool:
+    """Whether `repo` lies in a git repository (where DVC keeps its experiments)."""
+    here = Path(repo).resolve()
+    return any((folder / ".git").exists() for folder in (here, *here.parents))
+
+
 def experiment_rows(repo: str) -> list[dict]:
     """`dvc.api.exp_show` of `repo`: one flat row (params and metrics) per experiment, baseline and workspace."""
     import dvc.api
 
+    if not in_git(repo):
+        raise LthError(f"'{repo}' is not in a git repository, where DVC keeps its experiments: run this in the "
+                       "project's clone (or give --repo)")
     try:
         return dvc.api.exp_show(repo=repo)
     except Exception as exc:  # dvc raises its own types for "not a DVC repo", "not a git repo", ...
@@ -213,6 +222,9 @@ def resolve(sources: Iterable[str], repo: str = ".", all_experiments: bool = Fal
         path = Path(source)
         if (path / "settings.json").is_file() or (path / "params.yaml").is_file() or is_at_init_output(path):
             runs.append(from_results(path))
+        elif not path.exists() and ("/" in source or source.startswith(".")):  # a path, not an experiment name
+            raise LthError(f"{source} does not exist: give a find-ticket run directory, a DVC workspace, a "
+                           "prune-at-init output or a DVC experiment name")
         else:
             what = (f"'{source}' is neither a find-ticket run directory (no settings.json), a DVC workspace "
                     f"(no params.yaml), a prune-at-init output (no metrics/prune_at_init/) nor a DVC experiment "

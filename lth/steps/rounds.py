@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from lth.core import files, interrupt
+from lth.core.config import differences
 from lth.core.errors import LthError
 from lth.core.lock import RunLock
 from lth.core.steps import Step
@@ -119,21 +120,10 @@ def check_settings_file(layout: Layout, settings: RunSettings, data: Optional[st
         if existing.get("fingerprint") in settings.fingerprints()[1:]:
             files.write_json(layout.settings_file, wanted)
         elif existing.get("fingerprint") != wanted["fingerprint"]:
-            diffs = _differences(existing.get("settings", {}), wanted["settings"])
+            diffs = differences(existing.get("settings", {}), wanted["settings"])
             raise LthError(
                 f"{layout.root} holds a run made with other settings ({'; '.join(diffs) or 'unreadable settings'}); "
                 "use another --out or delete that directory"
             )
         return
     files.write_json(layout.settings_file, wanted)
-
-
-def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
-    diffs = []
-    for key in sorted(set(old) | set(new)):
-        a, b = old.get(key), new.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            diffs += _differences(a, b, f"{prefix}{key}.")
-        elif a != b:
-            diffs.append(f"{prefix}{key}: {a!r} there, {b!r} now")
-    return diffs

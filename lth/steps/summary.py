@@ -226,3 +226,20 @@ def run(run: Run, keys: list[str] | None = None) -> list[dict]:
     files.write_json(layout.curves_plot, learning_curve_rows(records))
     files.write_json(layout.layers_plot, layer_rows(records))
     return records
+
+
+def remove_undeclared_rounds(run: Run) -> list[str]:
+    """Remove the results of rounds params.yaml no longer declares (after `rounds` shrank): their metrics and
+    data/rounds folders, so the workspace and git hold only what the params made and nobody reads an r07
+    of an earlier chain beside today's r01-r03. DVC's cache keeps the data (`dvc checkout` of that commit).
+    Returns the removed rounds."""
+    import shutil
+
+    declared = {DENSE_ROUND, *run.rounds}
+    stale = [key for key in run.layout.round_keys_on_disk() if key not in declared]
+    for key in stale:
+        run.layout.round_metrics(key).unlink(missing_ok=True)
+        folder = run.layout.root / "data" / "rounds" / key
+        if folder.is_dir():
+            shutil.rmtree(folder)
+    return stale
