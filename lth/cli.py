@@ -16,6 +16,7 @@ from rich.table import Table
 
 from lth.core.errors import LthError, unknown_choice
 from lth.core.fractions import HELP as FRACTIONS
+from lth.datasets_cli import app as datasets_app
 from lth.experiments.cli import app as experiment_app
 from lth.pruning.at_init import CONTROLS as AT_INIT_CONTROLS, METHODS as AT_INIT_METHODS, PruneAtInitSettings
 from lth.pruning.prune import GRANULARITIES, METHODS
@@ -30,6 +31,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(experiment_app, name="experiment")
+app.add_typer(datasets_app, name="datasets")
 
 
 def _version(show: bool) -> None:

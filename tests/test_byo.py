@@ -154,7 +154,7 @@ def test_a_data_file_is_a_dep_of_prepare_and_replacing_it_reruns_the_stages_that
     status = json.loads(sh(root, "dvc", "status", "--json"))
     assert {stage for stage, changes in status.items() if any(
         "data/mine.npz" in c.get("changed deps", {}) for c in changes if isinstance(c, dict))} == {
-        "prepare", "exp_transfer"}  # the stages that may read the file (the transfer target may be it)
+        "prepare", "exp_transfer", "exp_transfer_domains"}  # the stages that may read it (a transfer target may be it)
     again = ran(sh(root, "dvc", "repro", "summary"))
     assert {"prepare", "train_dense", "train@r01", "summary"} <= again
     assert not again & {"code", "init", "early_bird"}  # θ0 does not read the data: its stage reuses its result

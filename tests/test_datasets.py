@@ -193,11 +193,13 @@ def test_root_that_is_a_file(tmp_path: Path) -> None:
 
 
 def test_registry() -> None:
-    assert set(DATASETS) == {"mnist", "fashion-mnist", "cifar-10", "cifar-100", "mnist-5k"}
+    assert set(DATASETS) == {"mnist", "fashion-mnist", "cifar-10", "cifar-100", "mnist-5k", "mnist-5k-rotation",
+                             "speech-digits", "tts-digits"}
     for name, spec in DATASETS.items():
         assert isinstance(spec, DatasetSpec) and spec.name == name and get_dataset_spec(name) is spec
         assert "\n" not in spec.description and spec.description
-        assert len(spec.input_shape) == 3 and callable(spec.load)
+        assert len(spec.input_shape) == 3 and callable(spec.load) and spec.train_size
+        assert (spec.target_unit is not None) == (spec.task == "regression")
 
 
 def test_unknown_dataset() -> None:

@@ -407,6 +407,7 @@ def test_experiment_stage_entry_points_on_a_tiny_pipeline_workspace(tmp_path, mo
                              variants={"radam-no-warmup": {"optimizer": "radam"}, "adam-rewind": {"rewind": "6it"}})
     exp["perturb"].update(duration="12it", eval_every="12it")  # per-epoch masks: see test_perturb_experiment_arms
     exp["stability"].update(round="r01", rewinds=["0it", "6it"], points=4, duration="12it", eval_every="6it")
+    exp["transfer_domains"].update(rounds=["r01"], targets=["mnist-5k-rotation"], duration="12it", eval_every="6it")
     monkeypatch.chdir(tmp_path)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
@@ -420,11 +421,14 @@ def test_experiment_stage_entry_points_on_a_tiny_pipeline_workspace(tmp_path, mo
     stage(train_stage, "--round", "r00")
     for module in (score, mask_stage, rewind, train_stage):
         stage(module, "--round", "r01")
-    for name in ("transfer", "combine", "removal", "optimizers", "perturb", "stability"):
+    for name in ("transfer", "transfer_domains", "combine", "removal", "optimizers", "perturb", "stability"):
         stage(experiment, "--name", name)
         assert (tmp_path / "metrics" / "experiments" / f"{name}.json").is_file(), name
     read = lambda name: json.loads((tmp_path / "metrics" / "experiments" / f"{name}.json").read_text())  # noqa: E731
     assert set(read("transfer")) == {"ticket", "reinit", "dense"}
+    rotation = read("transfer_domains")["targets"]["mnist-5k-rotation"]
+    assert rotation["task"] == "regression" and rotation["new_head"] and rotation["unit"]["name"] == "degrees"
+    assert list(rotation["rounds"]) == ["r01"] and len(rotation["rounds"]["r01"]["ticket"]["per_trial"]) == 2
     assert read("transfer")["ticket"]["weights_remaining"] == pytest.approx(
         json.loads((tmp_path / "metrics" / "rounds" / "r01.json").read_text())["weights_remaining"])
     assert {"parent-a", "parent-b", "union", "intersection"} == set(read("combine"))

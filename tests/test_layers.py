@@ -1,7 +1,7 @@
 """The package is layered: imports point down only, and no module imports itself back through others.
 
-    cli, api -> experiments, report, compact -> ui -> steps -> engine -> training, pruning -> models, datasets
-        -> tasks -> core
+    cli, api -> experiments, report, compact, datasets_cli -> ui -> steps -> engine -> training, pruning
+        -> models, datasets -> tasks -> core
 
 A module may import modules of its own package or of a lower layer; packages of one layer never import
 each other. Imports inside functions count (they run too); imports under `if TYPE_CHECKING:` count for
@@ -24,7 +24,7 @@ LAYERS = {
     "lth.engine": 4,
     "lth.steps": 5,
     "lth.ui": 6,
-    "lth.experiments": 7, "lth.report": 7, "lth.compact": 7,
+    "lth.experiments": 7, "lth.report": 7, "lth.compact": 7, "lth.datasets_cli": 7,
     "lth.cli": 8, "lth.api": 8,
     "lth.__main__": 9,
 }

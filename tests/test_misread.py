@@ -151,7 +151,7 @@ def _bad_params(tmp_path: Path, keys: tuple, value) -> Path:
 def test_the_tiny_params_of_these_cases_are_valid(tmp_path, monkeypatch, capsys):
     path = _bad_params(tmp_path, ("perturb", "noise"), "gaussian")
     code, out, err = run_cli(monkeypatch, capsys, "check-params", str(path))
-    assert code == 0 and "is valid" in out and "experiments transfer, combine" in " ".join(out.split()), err
+    assert code == 0 and "is valid" in out and "experiments transfer, transfer_domains, combine" in " ".join(out.split()), err
 
 
 @pytest.mark.parametrize("keys, value, message", BAD_EXPERIMENTS, ids=[" ".join(map(str, c[0])) + f"={c[1]}"

@@ -56,6 +56,7 @@ def tiny_project(root: Path, rounds: int = 2, **changes) -> Path:
     params["experiments"]["optimizers"].update(rounds=1, variants={"radam-no-warmup": {"optimizer": "radam"}})
     params["prune_at_init"].update(methods=["snip", "synflow"], synflow_rounds=10)
     params["experiments"]["stability"].update(rewinds=["0it", "20it"], points=5)
+    params["experiments"]["transfer_domains"].update(rounds=sorted({"r01", f"r{rounds:02d}"}))
     params["device"] = "cpu"
     params.update(changes)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -70,7 +71,7 @@ def tiny_project(root: Path, rounds: int = 2, **changes) -> Path:
 def test_pipeline_repro_cache_reuse_and_added_round(tmp_path):
     root = tiny_project(tmp_path / "project")
     first = sh(root, "dvc", "repro")
-    assert {"exp_transfer", "exp_combine", "exp_removal", "exp_optimizers", "exp_perturb", "exp_stability",
+    assert {"exp_transfer", "exp_transfer_domains", "exp_combine", "exp_removal", "exp_optimizers", "exp_perturb", "exp_stability",
             "code", "prepare", "init", "rewind_point", "early_bird", "train_dense", "score@r01", "mask@r01", "rewind@r01", "train@r01",
             "score@r02", "mask@r02", "rewind@r02", "train@r02", "supermask", "summary", "report",
             "prune_at_init@snip", "prune_at_init@synflow"} == ran(first)
@@ -176,6 +177,14 @@ def test_pipeline_repro_cache_reuse_and_added_round(tmp_path):
     assert any("criterion=large_final" in label for label in labels), labels
     assert compare.groupby("run")["round"].max().max() == 3  # the experiment with the added round
     assert (compare.loc[compare["round"] == 0, "ticket_early_stop_test_acc"].nunique()) == 1  # every experiment shares the dense round
+
+    # the transfer curve with other settings: only its stage and the report run
+    curve = sh(root, "dvc", "exp", "run", "-S", "experiments.transfer_domains.trials=1")
+    assert ran(curve) == {"exp_transfer_domains", "report"}
+    domains = json.loads((root / "metrics" / "experiments" / "transfer_domains.json").read_text())["targets"]
+    assert set(domains) == {"tts-digits", "mnist-5k-rotation"} and domains["mnist-5k-rotation"]["metric"] == "rmse"
+    assert list(domains["tts-digits"]["rounds"]) == ["r01", "r02"] and domains["tts-digits"]["trials"] == 1
+    assert (root / "report" / "transfer.png").is_file() and (root / "report" / "transfer.csv").is_file()
 
     # pruning at init to another target: only its stages (and the report, which shows them) run
     sparser = sh(root, "dvc", "exp", "run", "-S", "prune_at_init.remaining=2%")

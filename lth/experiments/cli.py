@@ -71,10 +71,16 @@ def _print(table) -> None:
 @app.command("transfer")
 def transfer(
     run_dir: Path = typer.Argument(..., help=RUN_HELP),
-    dataset: str = typer.Argument(..., help="Target dataset, same input shape as the source's (e.g. fashion-mnist)."),
+    dataset: str = typer.Argument(..., help="Target dataset, same input shape as the source's: another image set "
+                                            "(fashion-mnist), another domain (tts-digits, speech-digits) or task "
+                                            "(mnist-5k-rotation), or yours."),
     dataset_dir: Path = typer.Argument(..., help="Directory holding (or receiving) the target dataset."),
     round: int = typer.Option(5, "--round", min=1, help=ROUND_HELP),
-    trial: int = typer.Option(0, min=0, help="Trial of the run."),
+    rounds: Optional[str] = typer.Option(
+        None, help="Several rounds at once, e.g. 2,5,9,12: the transfer curve (ticket vs re-init vs dense against "
+                   "weights remaining, --trials each); replaces --round."),
+    trial: int = typer.Option(0, min=0, help="Trial of the run whose ticket moves."),
+    trials: int = typer.Option(2, min=1, help="With --rounds: seeds per arm on the target."),
     optimizer: Optional[str] = typer.Option(None, help=setting_help("train.optimizer", "the run's")),
     lr: Optional[float] = typer.Option(None, help="Target learning rate \\[default: the run's]."),
     momentum: Optional[float] = typer.Option(None, help="SGD momentum \\[default: the run's]."),
@@ -84,15 +90,20 @@ def transfer(
     eval_every: Optional[str] = typer.Option(None, help="Evaluation cadence, a step string \\[default: the run's]."),
     device: str = typer.Option("auto", help=DEVICE_HELP),
     out: Optional[Path] = typer.Option(
-        None, help="Results JSON \\[default: transfer-rNN-DATASET.json in RUN_DIR's "
-                    "metrics/experiments/]."),
+        None, help="Results JSON \\[default: transfer-rNN-DATASET.json (with --rounds: transfer-curve-DATASET.json) "
+                    "in RUN_DIR's metrics/experiments/]."),
     force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ) -> None:
-    """Train a ticket on another dataset and/or optimizer; report ticket vs random re-init vs dense."""
+    """Train a ticket on another dataset, domain, task and/or optimizer; report ticket vs random re-init vs dense.
+    Another task (classification -> regression) gets a fresh, dense output layer sized to its targets."""
     from lth.experiments.common import arms_table, results_only
     from lth.experiments.transfer import check_compatible, transfer as run
 
     length = training_length(duration, epochs, iterations)
+    if rounds is not None:
+        _transfer_curve(run_dir, dataset, dataset_dir, _round_list(rounds), trial, trials, optimizer, lr, momentum,
+                        length, eval_every, device, out, force)
+        return
     made_with = {"source": str(run_dir), "round": round, "trial": trial, "dataset": dataset, "optimizer": optimizer,
                  "lr": lr, "momentum": momentum, "duration": length, "eval_every": eval_every}
     out = _claim(out or _default_out(run_dir, run_name(f"transfer-r{round:02d}", dataset)), made_with, force)
@@ -105,6 +116,68 @@ def transfer(
                       results))
     _save(out, {"source": str(run_dir), "round": round, "trial": trial, "dataset": dataset, "optimizer": optimizer,
                 "lr": lr, "results": results}, made_with)
+
+
+def _round_list(text: str) -> list[int]:
+    """'2,5,9,12' -> [2, 5, 9, 12]; anything else is a clear error."""
+    from lth.core.errors import LthError
+
+    try:
+        values = [int(part) for part in text.replace(" ", "").split(",") if part]
+    except ValueError:
+        raise LthError(f"bad --rounds '{text}': give round numbers separated by commas, e.g. 2,5,9,12") from None
+    if not values or any(v < 1 for v in values) or len(set(values)) != len(values):
+        raise LthError(f"bad --rounds '{text}': give distinct pruned rounds (1 or more), e.g. 2,5,9,12")
+    return values
+
+
+def _transfer_curve(run_dir: Path, dataset: str, dataset_dir: Path, rounds: list[int], trial: int, trials: int,
+                    optimizer: Optional[str], lr: Optional[float], momentum: Optional[float], length: Optional[str],
+                    eval_every: Optional[str], device: str, out: Optional[Path], force: bool) -> None:
+    from lth.engine.params import round_key
+    from lth.engine.run import open_results
+    from lth.experiments.transfer import check_compatible, transfer_curve
+
+    made_with = {"source": str(run_dir), "rounds": rounds, "trial": trial, "trials": trials, "dataset": dataset,
+                 "optimizer": optimizer, "lr": lr, "momentum": momentum, "duration": length, "eval_every": eval_every}
+    out = _claim(out or _default_out(run_dir, run_name("transfer-curve", dataset)), made_with, force)
+    source = open_results(run_dir)
+    keys = [round_key(r) for r in rounds]
+    check_compatible(source.ticket(keys[0], trial), dataset)
+    for key in keys[1:]:  # every round finished before anything trains
+        source.ticket(key, trial)
+    result = transfer_curve(source, dataset, _splits(dataset, dataset_dir, device), keys, trial, trials, optimizer,
+                            lr, momentum, length, eval_every)
+    _print(curve_table(result))
+    _save(out, {**result, "source": {**result["source"], "run": str(run_dir)}}, made_with)
+
+
+def curve_table(result: dict):
+    """A rich table of a transfer curve: a row per round (and the dense network), each arm's test headline
+    metric at early stop as mean ± standard deviation over the trials."""
+    from rich.table import Table
+
+    from lth.tasks import metric_named
+
+    metric = metric_named(result["metric"])
+    unit = result.get("unit")
+    scale = unit["per_target"] if unit and not metric.percent and metric.name == "rmse" else 1
+    key = f"early_stop_test_{metric.name}"
+    label = f"test {metric.label}" + (f" ({unit['name']})" if scale != 1 else (f" {metric.unit}" if metric.unit else ""))
+
+    def cell(arm: dict) -> str:
+        mean, std = arm[key] * scale, arm[f"{key}_std"] * scale
+        return f"{metric.show(mean)} ± {metric.show(std)}" if not metric.percent else \
+            f"{100 * mean:.2f} ± {100 * std:.2f}"
+
+    table = Table(title=f"Transfer curve: {result['source']['dataset']} tickets -> {result['target']} "
+                        f"({result['task']}, {result['trials']} trials; {label} at early stop, mean ± std)")
+    for column in ("round", "% weights", "ticket", "reinit"):
+        table.add_column(column, justify="right")
+    table.add_row("dense", "100.00", cell(result["dense"]), "")
+    for key_round, row in result["rounds"].items():
+        table.add_row(key_round, f"{100 * row['weights_remaining']:.2f}", cell(row["ticket"]), cell(row["reinit"]))
+    return table
 
 
 @app.command("combine")

@@ -25,6 +25,8 @@ EXPERIMENTS: dict[str, Experiment] = {
     for e in [
         Experiment("transfer", "lth.experiments.transfer",
                    "a ticket trained on another dataset and/or optimizer, vs random re-init and dense"),
+        Experiment("transfer_domains", "lth.experiments.transfer_domains",
+                   "tickets of several rounds trained on other domains and tasks (sound, regression): the curve"),
         Experiment("combine", "lth.experiments.combine",
                    "two tickets' masks combined by union or intersection, trained from θ0, vs both parents"),
         Experiment("removal", "lth.experiments.removal",

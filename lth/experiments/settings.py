@@ -131,6 +131,51 @@ class TransferSettings:
 
 
 @dataclass(frozen=True)
+class TransferDomainsSettings:
+    """params.yaml `experiments.transfer_domains`: the pipeline's tickets at `rounds` (its trial `trial`) trained on
+    each target dataset (another domain or task) `trials` times, beside random re-init and the dense network:
+    the transfer curve. Training is the pipeline's `train` with the length given here."""
+
+    targets: tuple[str, ...] = ("tts-digits", "mnist-5k-rotation")
+    rounds: tuple[str, ...] = ("r02", "r05", "r09", "r12")
+    trial: int = 0
+    trials: int = 2
+    duration: str = "20ep"
+    eval_every: str = "1ep"
+
+    def check(self, ctx: Context) -> None:
+        if not self.targets:
+            raise LthError(f"{ctx.at('targets')}: list at least one target dataset")
+        for i, target in enumerate(self.targets):
+            _at(ctx.at(f"targets[{i}]"), lambda: replace(ctx.run, dataset=target, task="auto").validate())
+            _same_inputs(ctx.run.dataset, target, ctx.at(f"targets[{i}]"))
+        if not self.rounds:
+            raise LthError(f"{ctx.at('rounds')}: list at least one pruned round")
+        declared = ctx.rounds
+        for i, key in enumerate(self.rounds):
+            if key not in declared:
+                raise LthError(f"{ctx.at(f'rounds[{i}]')}: {key!r} is not a declared pruned round; valid: "
+                               f"{', '.join(declared) or 'none'}")
+        if len(set(self.rounds)) != len(self.rounds):
+            raise LthError(f"{ctx.at('rounds')}: a round is listed twice: {', '.join(self.rounds)}")
+        _trial(self.trial, ctx)
+        if self.trials < 1:
+            raise LthError(f"{ctx.at('trials')}: must be at least 1, got {self.trials}")
+        _training(self.duration, self.eval_every, ctx)
+
+
+def _same_inputs(source: str, target: str, where: str) -> None:
+    """Registered source and target datasets whose examples differ in shape: an error naming both shapes."""
+    from lth.datasets import DATASETS
+
+    a, b = DATASETS.get(source), DATASETS.get(target)
+    if a is not None and b is not None and tuple(a.input_shape) != tuple(b.input_shape):
+        shape = lambda s: "x".join(map(str, s))  # noqa: E731
+        raise LthError(f"{where}: '{target}' has {shape(b.input_shape)} inputs but the tickets were found on "
+                       f"'{source}' ({shape(a.input_shape)} inputs): input shapes must match")
+
+
+@dataclass(frozen=True)
 class CombineSettings:
     """params.yaml `experiments.combine`: parent A is the pipeline's ticket at `round`; parent B is found by
     the stage itself (find-ticket with the pipeline's settings, seed `seed_b` and criterion `criterion_b`)."""
@@ -310,6 +355,7 @@ def _trial(trial: int, ctx: Context) -> None:
 
 SETTINGS: dict[str, type] = {
     "transfer": TransferSettings,
+    "transfer_domains": TransferDomainsSettings,
     "combine": CombineSettings,
     "removal": RemovalSettings,
     "optimizers": OptimizersSettings,

@@ -76,6 +76,8 @@ def build_sections(runs: list["RunData"], folder: Path) -> list[Section]:
         sections.append(_at_init_section(runs, imp_runs, folder, task))
     if any(run.stability for run in runs):
         sections.append(_stability_section(runs, folder, task))
+    if any(run.transfer_curves for run in runs):
+        sections.append(_transfer_section(runs, folder))
     return sections
 
 
@@ -110,6 +112,21 @@ def _stability_section(runs: list["RunData"], folder: Path, task: "Task") -> Sec
                    "orders (pair data-order; init: two initialisations). The barrier is the highest test "
                    f"{task.error.label} on the line between them minus the mean of its ends; {judged}.",
                    [_save(figures.stability_figure(frame, task), folder, "stability.png")], frame, "stability.csv")
+
+
+def _transfer_section(runs: list["RunData"], folder: Path) -> Section:
+    """Transfer across domains and tasks: a panel per target, and the curves side by side in a table."""
+    frame = tables.transfer_frame(runs)
+    table = tables.transfer_table(frame)
+    frame.to_csv(folder / "transfer_curves.csv", index=False)
+    table.to_csv(folder / "transfer.csv", index=False)
+    return Section("Transfer across domains and tasks",
+                   "Tickets of several rounds trained on another dataset, domain or task (another task gets a fresh, "
+                   "dense output layer), each beside a random re-initialisation of the same mask and the dense "
+                   "network, several seeds each: the target's test metric at early stop, mean ± standard "
+                   "deviation over the trials. 'ticket beats reinit': the gap exceeds the two spreads combined. "
+                   "The dotted green line is the source run's own ticket on its own test set.",
+                   [_save(figures.transfer_figure(frame), folder, "transfer.png")], table, "transfer.csv")
 
 
 def _at_init_section(runs: list["RunData"], imp_runs: list["RunData"], folder: Path, task: "Task") -> Section:

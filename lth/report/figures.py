@@ -354,3 +354,54 @@ def compute_figure(frame: "pd.DataFrame", task: "Task") -> "Figure":
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+TRANSFER_STYLE = {"ticket": ("-", "C0"), "reinit": ("--", "C1")}
+
+
+def transfer_figure(frame: "pd.DataFrame") -> "Figure":
+    """Transfer across domains and tasks: one panel per target, its test metric at early stop vs % weights
+    remaining for the ticket and its random re-initialisation (mean ± std over trials as error bars), the dense
+    network as a band, and the source run's own ticket curve (its metric, right axis) for reference."""
+    from lth.tasks import metric_named
+
+    plt = _pyplot()
+    targets = list(dict.fromkeys(zip(frame["run"], frame["target"])))
+    fig, axes = plt.subplots(1, len(targets), figsize=(6 * len(targets), 4.5), squeeze=False)
+    for ax, (run, target) in zip(axes[0], targets):
+        rows = frame[(frame["run"] == run) & (frame["target"] == target)]
+        arms = rows[rows["arm"].isin(["ticket", "reinit", "dense"])]
+        metric = metric_named(arms["metric"].iloc[0])
+        factor = 100 if metric.percent else 1
+        unit = arms["unit"].iloc[0]
+        for arm, (style, color) in TRANSFER_STYLE.items():
+            part = arms[arms["arm"] == arm].sort_values("weights_remaining", ascending=False)
+            ax.errorbar(percent(part["weights_remaining"]), factor * part["mean"], yerr=factor * part["std"],
+                        fmt=style, marker="o", markersize=4, capsize=3, color=color, label=f"{arm} on {target}")
+        dense = arms[arms["arm"] == "dense"].iloc[0]
+        ax.axhline(factor * dense["mean"], color="grey", linestyle=(0, (1, 3)), label="dense on target")
+        ax.axhspan(factor * (dense["mean"] - dense["std"]), factor * (dense["mean"] + dense["std"]), color="grey",
+                   alpha=0.12, linewidth=0)
+        ax.set_ylabel(f"test {metric.label}{f' ({unit})' if unit else ''} at early stop"
+                      + ("" if metric.higher_is_better else ", lower is better"))
+        source = rows[rows["arm"].str.startswith("source")].sort_values("weights_remaining", ascending=False)
+        if not source.empty:
+            twin = ax.twinx()
+            source_metric = metric_named(source["metric"].iloc[0])
+            scale = 100 if source_metric.percent else 1
+            twin.plot(percent(source["weights_remaining"]), scale * source["mean"], ":", marker=".", color="C2",
+                      label=f"{source['arm'].iloc[0]}, own test set (right axis)")
+            twin.set_ylabel(f"source test {source_metric.label}{' (%)' if source_metric.percent else ''}",
+                            color="C2")
+            twin.tick_params(axis="y", colors="C2")
+            handles = ax.get_legend_handles_labels()
+            more = twin.get_legend_handles_labels()
+            ax.legend(handles[0] + more[0], handles[1] + more[1], fontsize=7, loc="best")
+        else:
+            ax.legend(fontsize=7, loc="best")
+        _weights_axis(ax, list(arms["weights_remaining"]))  # the source's rounds sit at (nearly) the same places
+        title = f"{target} ({arms['task'].iloc[0]}, {int(arms['trials'].iloc[0])} trials)"
+        ax.set_title(title if frame["run"].nunique() == 1 else f"{run} · {title}", fontsize=10)
+    fig.suptitle("Transfer across domains and tasks: tickets vs random re-init vs dense")
+    fig.tight_layout()
+    return fig

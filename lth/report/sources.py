@@ -34,6 +34,7 @@ class RunData:
     compaction: list[dict] = field(default_factory=list)  # `lth compact` results per round, when it was run
     at_init: list[dict] = field(default_factory=list)  # pruning-at-init results (method, target, networks)
     stability: list[dict] = field(default_factory=list)  # instability analyses (lth.experiments.stability), per round
+    transfer_curves: list[dict] = field(default_factory=list)  # transfer curves (lth.experiments.transfer), per target
 
     @property
     def model(self) -> str:
@@ -84,11 +85,16 @@ def from_results(path: Path) -> RunData:
         mask = layout.trial_file(layout.round_dir(f"r{r:02d}", "mask"), trial)
         return files.load_tensors(mask, "mask") if mask.is_file() else None
 
-    stability = [files.read_json(p) for p in sorted(layout.experiment_metrics("stability").parent.glob("stability*.json"))]
+    folder = layout.experiment_metrics("stability").parent
+    stability = [files.read_json(p) for p in sorted(folder.glob("stability*.json"))]
+    curves = [files.read_json(p) for p in sorted(folder.glob("transfer-curve-*.json"))]
+    if layout.is_workspace and "experiments.transfer_domains.targets" in params:
+        domains = layout.experiment_metrics("transfer_domains")
+        curves += [files.read_json(domains)] if domains.is_file() else []
     name = path.resolve().name or str(path)
     return RunData(name, params, records, load_mask, input_shape=_input_shape(layout, params), compaction=compaction,
                    at_init=_at_init_results(payload for payload in at_init.values()),
-                   stability=_stability_results(stability))
+                   stability=_stability_results(stability), transfer_curves=_transfer_curves(curves))
 
 
 def _input_shape(layout, params: Mapping[str, Any]) -> Optional[tuple[int, ...]]:  # noqa: ANN001 - Layout
@@ -111,6 +117,17 @@ def _stability_results(found: Iterable[Any]) -> list[dict]:
     from lth.engine.records import upgrade_stability
 
     return [upgrade_stability(s) for s in found if isinstance(s, dict) and "rewinds" in s]
+
+
+def _transfer_curves(found: Iterable[Any]) -> list[dict]:
+    """Transfer curves, one per target: a `transfer --rounds` result as it is, the pipeline's per target."""
+    curves = []
+    for payload in found:
+        if isinstance(payload, dict) and isinstance(payload.get("targets"), dict):
+            curves += [c for c in payload["targets"].values() if isinstance(c, dict) and "rounds" in c]
+        elif isinstance(payload, dict) and "rounds" in payload and "dense" in payload:
+            curves.append(payload)
+    return curves
 
 
 def is_at_init_output(path: Path) -> bool:
@@ -181,6 +198,13 @@ def from_experiment(repo: str, name: str, rev: str) -> RunData:
                                                                     repo=repo, rev=rev))])
         except Exception:  # not run at that revision
             pass
+    curves = []
+    if "experiments.transfer_domains.targets" in params:
+        try:
+            curves = _transfer_curves([json.loads(dvc.api.read(str(workspace.experiment_metrics("transfer_domains")),
+                                                               repo=repo, rev=rev))])
+        except Exception:  # not run at that revision
+            pass
     input_shape = None
     try:
         input_shape = tuple(json.loads(dvc.api.read(str(workspace.prepared_spec), repo=repo, rev=rev))["input_shape"])
@@ -197,7 +221,7 @@ def from_experiment(repo: str, name: str, rev: str) -> RunData:
         return _masks_from_bytes(blob, f"{target} at {name}")
 
     return RunData(name, params, sorted(records, key=lambda rec: rec["round"]), load_mask, input_shape=input_shape,
-                   at_init=at_init, stability=stability)
+                   at_init=at_init, stability=stability, transfer_curves=curves)
 
 
 def _masks_from_bytes(blob: bytes, where: str):

@@ -249,3 +249,69 @@ def compute_matched_table(frame: "pd.DataFrame", tolerance: float = 1.25) -> "pd
             if abs(np.log(nearest["weights_remaining"] / weights)) <= np.log(tolerance):
                 rows.append({"weights_target": weights, **nearest.to_dict()})
     return pd.DataFrame(rows, columns=["weights_target", *frame.columns])
+
+
+def transfer_frame(runs: Iterable["RunData"]) -> "pd.DataFrame":
+    """Transfer curves (lth.experiments.transfer), a row per run, target, arm and round: the target task's test
+    headline metric at early stop (mean and standard deviation over the trials), in the target's unit where it
+    has one (RMSE in degrees for mnist-5k-rotation); `source` rows are the source run's own ticket curve (its
+    own metric on its own test set)."""
+    import pandas as pd
+
+    from lth.tasks import metric_named
+
+    rows = []
+    for run in runs:
+        for curve in run.transfer_curves:
+            metric = metric_named(curve["metric"])
+            unit = curve.get("unit") or {}
+            scale = unit.get("per_target", 1.0) if metric.name == "rmse" else 1.0
+            key = f"early_stop_test_{metric.name}"
+            base = {"run": run.label, "target": curve["target"], "task": curve["task"], "metric": metric.name,
+                    "unit": unit.get("name", "") if scale != 1.0 else ("%" if metric.percent else ""),
+                    "trials": curve["trials"]}
+
+            def row(arm: str, label: str, weights: float, entry: dict) -> dict:
+                return {**base, "round": label, "arm": arm, "weights_remaining": weights,
+                        "mean": round(entry[key] * scale, 6), "std": round(entry.get(f"{key}_std", 0.0) * scale, 6)}
+
+            rows.append(row("dense", "r00", 1.0, curve["dense"]))
+            for label, entry in curve["rounds"].items():
+                for arm in ("ticket", "reinit"):
+                    rows.append(row(arm, label, entry["weights_remaining"], entry[arm]))
+            source = curve.get("source", {})
+            for label, entry in source.get("curve", {}).items():
+                name = next((k for k in entry if k.startswith("early_stop_test_")), None)
+                if name is not None:
+                    rows.append({**base, "round": label, "arm": f"source ({source.get('dataset', '?')})",
+                                 "metric": name[len("early_stop_test_"):], "unit": "", "trials": 1,
+                                 "weights_remaining": entry["weights_remaining"], "mean": entry[name], "std": 0.0})
+    return pd.DataFrame(rows, columns=["run", "target", "task", "metric", "unit", "trials", "round", "arm",
+                                       "weights_remaining", "mean", "std"])
+
+
+def transfer_table(frame: "pd.DataFrame") -> "pd.DataFrame":
+    """The transfer curves side by side: a row per run, target and round; ticket, reinit and dense as
+    'mean ± std' in the target's metric, and whether the ticket beats re-init by more than their spreads."""
+    import pandas as pd
+
+    from lth.tasks import metric_named
+
+    out = []
+    for (run, target), rows in frame.groupby(["run", "target"], sort=False):
+        arms = rows[rows["arm"].isin(["ticket", "reinit", "dense"])]
+        metric = metric_named(arms["metric"].iloc[0])
+        factor = 100 if metric.percent else 1
+        show = lambda r: f"{factor * r['mean']:.4g} ± {factor * r['std']:.2g}"  # noqa: E731
+        dense = arms[arms["arm"] == "dense"].iloc[0]
+        for label, group in arms[arms["arm"] != "dense"].groupby("round", sort=False):
+            ticket, reinit = (group[group["arm"] == arm].iloc[0] for arm in ("ticket", "reinit"))
+            gap = ticket["mean"] - reinit["mean"] if metric.higher_is_better else reinit["mean"] - ticket["mean"]
+            noise = (ticket["std"] ** 2 + reinit["std"] ** 2) ** 0.5
+            unit = arms["unit"].iloc[0]
+            out.append({"run": run, "target": target, "metric": f"{metric.label}{f' ({unit})' if unit else ''}",
+                        "round": label, "% weights": round(100 * ticket["weights_remaining"], 2),
+                        "ticket": show(ticket), "reinit": show(reinit), "dense": show(dense),
+                        "ticket beats reinit": "yes" if gap > noise else ("no" if gap < -noise else "within spread")})
+    return pd.DataFrame(out, columns=["run", "target", "metric", "round", "% weights", "ticket", "reinit", "dense",
+                                      "ticket beats reinit"])
