@@ -365,3 +365,15 @@ def test_espeak_held_by_someone_else_cannot_be_reset(espeak_ng) -> None:
     finally:
         _unload_function()(held._handle)
     Espeak(espeak_ng.library, espeak_ng.data)
+
+
+def test_tts_noise_is_seeded_per_clip_and_within_its_snr_range() -> None:
+    clean = tone(440.0, 0.5, 22050)
+    noisy = tts_digits.with_noise(clean, 7)
+    assert torch.equal(noisy, tts_digits.with_noise(clean, 7))  # the same clip: the same noise
+    assert not torch.equal(noisy, tts_digits.with_noise(clean, 8))
+    for index in range(20):
+        noise = tts_digits.with_noise(clean, index).double() - clean.double()
+        snr = 10 * math.log10(clean.double().square().mean() / noise.square().mean())
+        low, high = tts_digits.NOISE_SNR_DB
+        assert low - 0.5 <= snr <= high + 0.5, (index, snr)
