@@ -20,7 +20,7 @@ run: $(STAMP)
 
 # The default experiment's rounds in one process, without DVC (no experiments, supermask or report).
 find-ticket: $(STAMP)
-	$(PY) -m lth find-ticket lenet-300-100 mnist-5k data/datasets --rounds 20 --control reinit --control random-prune
+	$(PY) -m lth find-ticket lenet-300-100 mnist-5k data/datasets --rounds 20 --trials 3 --control reinit --control random-prune
 
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2  # two workers: the DVC-pipeline tests are mostly process start-up, so they overlap well

@@ -100,6 +100,36 @@ def exp_table(
     for row, items in zip(frame.itertuples(index=False), params):
         table.add_row(str(row[0]), "\n".join(items), *("-" if value is None else str(value) for value in row[2:]))
     console.print(table)
+    console.print("sparsest matching: the sparsest ticket that is not worse than dense beyond noise (2 standard "
+                  "errors: trials' spread, at least the test set's); `lth compare A B` tells, round by round, "
+                  "which differences between two experiments are beyond noise.")
+
+
+@app.command("compare")
+def compare(
+    a: str = typer.Argument(..., help="Run A: a find-ticket run directory, a DVC workspace or a DVC experiment."),
+    b: str = typer.Argument(..., help="Run B, the same kinds (it may be A itself, with --arm-b)."),
+    arm_a: Optional[str] = typer.Option(None, help="Arm of A to compare (ticket, reinit, random-prune ...) "
+                                                   "\\[default: every arm both runs have, each with itself]."),
+    arm_b: Optional[str] = typer.Option(None, help="Arm of B to compare it with \\[default: ticket]."),
+    repo: str = typer.Option(".", help="DVC repository the experiment names refer to."),
+    csv: bool = typer.Option(False, "--csv", help="Print CSV (fractions) instead of a table."),
+) -> None:
+    """Two runs round by round: each arm's test metric at early stop (mean over trials), B - A, its
+    uncertainty (the trials' spread, at least the finite test set's), and whether it is beyond noise (more
+    than 2 standard errors): what to read instead of a raw `dvc metrics diff`."""
+    from lth.engine.records import task_of
+    from lth.report.compare import compare_frame, compare_table
+    from lth.report.sources import resolve
+
+    run_a, run_b = resolve([a], repo)[0], resolve([b], repo)[0]
+    frame = compare_frame(run_a, run_b, arm_a, arm_b)
+    if csv:
+        console.print(frame.to_csv(index=False), end="", highlight=False, soft_wrap=True)
+        return
+    console.print(compare_table(frame, task_of(run_a.records[0]).headline, a, b))
+    beyond = int(frame["beyond_noise"].sum())
+    console.print(f"{beyond} of {len(frame)} row(s) differ beyond noise.")
 
 
 @app.command("check-params")

@@ -148,7 +148,8 @@ def test_a_data_file_is_a_dep_of_prepare_and_replacing_it_reruns_the_stages_that
     sh(root, "git", "commit", "-qm", "my own data")
     assert {"prepare", "init", "train@r01"} <= ran(sh(root, "dvc", "repro", "summary"))
     spec = json.loads((root / "data" / "prepared" / "spec.json").read_text())
-    assert spec == {"dataset": "data/mine.npz", "task": "classification", "input_shape": [12], "num_outputs": 3}
+    assert spec == {"dataset": "data/mine.npz", "task": "classification", "input_shape": [12], "num_outputs": 3,
+                    "test_size": 100}
 
     np.savez(root / "data" / "mine.npz", x_train=x[:200] + 1, y_train=y[:200], x_test=x[200:], y_test=y[200:])
     status = json.loads(sh(root, "dvc", "status", "--json"))
@@ -514,7 +515,8 @@ def test_package_module_references_for_model_and_data_and_their_sources(tmp_path
     assert code == 0, stderr
     out = tmp_path / "runs" / "mypkg.nets-MLP-mypkg.data-load-large_final-seed0"
     spec = json.loads((out / "data" / "prepared" / "spec.json").read_text())
-    assert spec == {"dataset": "mypkg.data:load", "task": "classification", "input_shape": [3, 5], "num_outputs": 4}
+    assert spec == {"dataset": "mypkg.data:load", "task": "classification", "input_shape": [3, 5], "num_outputs": 4,
+                    "test_size": 20}
 
     from lth.engine.params import load_params
 

@@ -397,7 +397,7 @@ def test_experiment_stage_entry_points_on_a_tiny_pipeline_workspace(tmp_path, mo
 
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params.update(rounds={"r01": {"prev": "r00"}}, device="cpu", dataset_dir=str(tmp_path / "datasets"),
-                  controls=[])
+                  controls=[], trials=1)
     params["train"].update(duration="12it", eval_every="6it")
     exp = params["experiments"]
     exp["transfer"].update(round="r01", duration="12it", eval_every="6it")

@@ -120,7 +120,7 @@ BAD_EXPERIMENTS = [
     (("stability", "rewinds"), ["0it", "500it"],
      "experiments.stability.rewinds[1]: rewind point '500it' is beyond the training length '20it'"),
     (("stability", "pair"), "seed", "experiments.stability.pair: unknown pair 'seed'"),
-    (("stability", "trial"), 3, "experiments.stability.trial: 3 is not a trial of the pipeline, which has trials 0..0"),
+    (("stability", "trial"), 3, "experiments.stability.trial: 3 is not a trial of the pipeline, which has trials 0..2"),
     (("optimizers", "variants"), {"adam-warmup": {"optimizer": "adam", "warmup": "2ep"}},
      "experiments.optimizers.variants.adam-warmup.warmup: warmup '2ep' is beyond the training length '20it' "
      "(66 iterations per epoch)"),

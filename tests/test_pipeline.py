@@ -58,6 +58,7 @@ def tiny_project(root: Path, rounds: int = 2, **changes) -> Path:
     params["experiments"]["stability"].update(rewinds=["0it", "20it"], points=5)
     params["experiments"]["transfer_domains"].update(rounds=sorted({"r01", f"r{rounds:02d}"}))
     params["device"] = "cpu"
+    params["trials"] = 1  # the default's 3 trials train as one batched step; one keeps these tests quick
     params.update(changes)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     sh(root, "git", "init", "-q")
@@ -80,7 +81,8 @@ def test_pipeline_repro_cache_reuse_and_added_round(tmp_path):
             assert (root / "data" / "rounds" / r / name / "trial-0.pt").is_file(), (r, name)
         assert json.loads((root / "metrics" / "rounds" / f"{r}.json").read_text())["round"] == int(r[1:])
     headline = json.loads((root / "metrics" / "summary.json").read_text())
-    assert set(headline) == {"best", "sparsest_matching", "dense", "last"} and headline["last"]["round"] == 2
+    assert set(headline) == {"best", "sparsest_matching", "dense", "last", "matching"} and headline["last"]["round"] == 2
+    assert headline["matching"]["test_examples"] == 500 and "trials" in headline["last"]
     summary = json.loads((root / "metrics" / "per_round.json").read_text())
     assert summary["r01"]["weights_remaining"] == pytest.approx((0.8 * 265200 + 900) / 266200, abs=1e-6)
     assert {"r00", "r01", "r02"} == set(summary)

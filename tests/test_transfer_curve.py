@@ -150,7 +150,7 @@ def test_cli_transfer_rounds_curve_report_and_bad_input(source, tmp_path, monkey
     table = section.table
     assert list(table["round"]) == ["r01", "r02"] and set(table["target"]) == {"angles.npz"}
     assert table["ticket"].str.contains("±").all()
-    assert set(table["ticket beats reinit"]) <= {"yes", "no", "within spread"}
+    assert set(table["ticket beats reinit"]) <= {"yes", "no", "within noise"}
 
 
 def test_params_group_is_checked_whole():

@@ -59,15 +59,18 @@ class Shape:
     num_outputs: int
     task: str = "classification"
     dataset: str = ""
+    test_size: Optional[int] = field(default=None, compare=False)  # test examples: how finely a metric can tell
 
     @classmethod
     def of(cls, splits: "Splits", dataset: Optional[str] = None) -> "Shape":
         """The shape of `splits`, under the dataset's name in the settings (default: the data's own name)."""
-        return cls(tuple(splits.input_shape), splits.num_outputs, splits.task, dataset or splits.name)
+        return cls(tuple(splits.input_shape), splits.num_outputs, splits.task, dataset or splits.name,
+                   int(splits.test_y.shape[0]))
 
     def to_dict(self) -> dict:
+        size = {} if self.test_size is None else {"test_size": self.test_size}
         return {"dataset": self.dataset, "task": self.task, "input_shape": list(self.input_shape),
-                "num_outputs": self.num_outputs}
+                "num_outputs": self.num_outputs, **size}
 
     def write(self, path: Path) -> None:
         """The spec file (data/prepared/spec.json), atomically."""
@@ -77,8 +80,9 @@ class Shape:
     def read(cls, path: Path) -> "Shape":
         data = files.read_json(path)
         try:
+            size = data.get("test_size")
             return cls(tuple(int(d) for d in data["input_shape"]), int(data["num_outputs"]), str(data["task"]),
-                       str(data.get("dataset", "")))
+                       str(data.get("dataset", "")), int(size) if size is not None else None)
         except (KeyError, TypeError, ValueError):
             raise LthError(f"{path} is not a dataset spec (dataset, task, input_shape, num_outputs); delete it and "
                            "rerun") from None

@@ -203,7 +203,7 @@ def transfer_curve(run, target: str, splits, rounds: list[str], trial: int = 0, 
     for key in rounds:
         arms = {arm: summarize(by_arm[f"{key}/{arm}"], keys) for arm in CURVE_ARMS}
         curve[key] = {"weights_remaining": arms["ticket"]["weights_remaining"], **arms}
-    return {"target": target, "task": splits.task, "metric": task.headline.name,
+    return {"target": target, "task": splits.task, "metric": task.headline.name, "test_examples": len(splits.test_y),
             "unit": {"name": unit[0], "per_target": unit[1]} if unit else None, "new_head": other_task,
             "trials": trials, "training": {"optimizer": settings.train.optimizer, "lr": settings.train.lr,
                                            "duration": str(settings.train.duration)},

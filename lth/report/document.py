@@ -124,7 +124,8 @@ def _transfer_section(runs: list["RunData"], folder: Path) -> Section:
                    "Tickets of several rounds trained on another dataset, domain or task (another task gets a fresh, "
                    "dense output layer), each beside a random re-initialisation of the same mask and the dense "
                    "network, several seeds each: the target's test metric at early stop, mean ± standard "
-                   "deviation over the trials. 'ticket beats reinit': the gap exceeds the two spreads combined. "
+                   "deviation over the trials. 'ticket beats reinit': yes or no when the gap is beyond noise (2 standard errors "
+                   "of the difference: the trials' spread, at least the test set's), else within noise. "
                    "The dotted green line is the source run's own ticket on its own test set.",
                    [_save(figures.transfer_figure(frame), folder, "transfer.png")], table, "transfer.csv")
 
@@ -147,6 +148,27 @@ def _at_init_section(runs: list["RunData"], imp_runs: list["RunData"], folder: P
                    "matched_sparsity.csv")
 
 
+def _test_noise(runs: list["RunData"], task: "Task", dense: "pd.DataFrame") -> str:
+    """How finely the test set can tell accuracies apart: its size and one trial's ± (two standard errors, at
+    the dense network's accuracy), per run whose test size is known (lth.core.noise)."""
+    from lth.core import noise
+    from lth.engine.records import headline
+
+    if not task.headline.percent:
+        return ""
+    parts = []
+    for run in runs:
+        if run.test_size and run.label in dense.index:
+            p = float(dense.loc[run.label, f"{headline(task)}_mean"])
+            half = 100 * noise.binomial_halfwidth(p, run.test_size)
+            trials = max((len([n for n in r["networks"] if n["arm"] == "ticket"]) for r in run.records), default=1)
+            parts.append(f"{run.label + ': ' if len(runs) > 1 else ''}{run.test_size} test examples, so one trial's "
+                         f"accuracy near {100 * p:.1f}% is ±{half:.1f} points (two standard errors; {trials} "
+                         f"trial{'s' if trials != 1 else ''} per arm)")
+    return (" Test-set noise: " + "; ".join(parts) + ". Differences smaller than that are not findings "
+            "(`lth compare A B` judges them).") if parts else ""
+
+
 def _round_sections(runs: list["RunData"], folder: Path, task: "Task") -> list[Section]:
     """The sections of runs with rounds (IMP): the metric and early stop vs sparsity, curves, layers, masks."""
     networks = tables.network_frame(runs)
@@ -163,7 +185,8 @@ def _round_sections(runs: list["RunData"], folder: Path, task: "Task") -> list[S
         Section(f"Test {task.headline.label} vs weights remaining",
                 "Mean over trials (band: min-max). Ticket solid; controls dashed/dotted; dense network dotted "
                 "horizontal line." + ("" if task.headline.higher_is_better else f" Lower {task.headline.label} is "
-                                      "better.") + " Tables and CSV files keep fractions (0.962 is 96.2%).",
+                                      "better.") + " Tables and CSV files keep fractions (0.962 is 96.2%)."
+                + _test_noise(runs, task, dense),
                 [_save(figures.metric_figure(arms, dense, task), folder, "by_sparsity.png")], headline,
                 "summary.csv"),
         Section("Early-stop iteration vs weights remaining", "Iteration of the minimum validation loss.",

@@ -35,6 +35,7 @@ class RunData:
     at_init: list[dict] = field(default_factory=list)  # pruning-at-init results (method, target, networks)
     stability: list[dict] = field(default_factory=list)  # instability analyses (lth.experiments.stability), per round
     transfer_curves: list[dict] = field(default_factory=list)  # transfer curves (lth.experiments.transfer), per target
+    test_size: Optional[int] = None  # test examples (data/prepared/spec.json): how finely accuracies can differ
 
     @property
     def model(self) -> str:
@@ -92,7 +93,9 @@ def from_results(path: Path) -> RunData:
         domains = layout.experiment_metrics("transfer_domains")
         curves += [files.read_json(domains)] if domains.is_file() else []
     name = path.resolve().name or str(path)
+    spec = files.read_json(layout.prepared_spec) if layout.prepared_spec.is_file() else {}
     return RunData(name, params, records, load_mask, input_shape=_input_shape(layout, params), compaction=compaction,
+                   test_size=spec.get("test_size") if isinstance(spec, dict) else None,
                    at_init=_at_init_results(payload for payload in at_init.values()),
                    stability=_stability_results(stability), transfer_curves=_transfer_curves(curves))
 
@@ -205,9 +208,10 @@ def from_experiment(repo: str, name: str, rev: str) -> RunData:
                                                                repo=repo, rev=rev))])
         except Exception:  # not run at that revision
             pass
-    input_shape = None
+    input_shape, test_size = None, None
     try:
-        input_shape = tuple(json.loads(dvc.api.read(str(workspace.prepared_spec), repo=repo, rev=rev))["input_shape"])
+        spec = json.loads(dvc.api.read(str(workspace.prepared_spec), repo=repo, rev=rev))
+        input_shape, test_size = tuple(spec["input_shape"]), spec.get("test_size")
     except Exception:  # no spec at that revision (or not in the cache): the registry's, where it knows the dataset
         input_shape = _input_shape(Layout(Path(repo) / ".no-spec"), params)
 
@@ -221,7 +225,7 @@ def from_experiment(repo: str, name: str, rev: str) -> RunData:
         return _masks_from_bytes(blob, f"{target} at {name}")
 
     return RunData(name, params, sorted(records, key=lambda rec: rec["round"]), load_mask, input_shape=input_shape,
-                   at_init=at_init, stability=stability, transfer_curves=curves)
+                   at_init=at_init, stability=stability, transfer_curves=curves, test_size=test_size)
 
 
 def _masks_from_bytes(blob: bytes, where: str):

@@ -269,7 +269,7 @@ def transfer_frame(runs: Iterable["RunData"]) -> "pd.DataFrame":
             key = f"early_stop_test_{metric.name}"
             base = {"run": run.label, "target": curve["target"], "task": curve["task"], "metric": metric.name,
                     "unit": unit.get("name", "") if scale != 1.0 else ("%" if metric.percent else ""),
-                    "trials": curve["trials"]}
+                    "trials": curve["trials"], "test_examples": curve.get("test_examples")}
 
             def row(arm: str, label: str, weights: float, entry: dict) -> dict:
                 return {**base, "round": label, "arm": arm, "weights_remaining": weights,
@@ -286,16 +286,29 @@ def transfer_frame(runs: Iterable["RunData"]) -> "pd.DataFrame":
                     rows.append({**base, "round": label, "arm": f"source ({source.get('dataset', '?')})",
                                  "metric": name[len("early_stop_test_"):], "unit": "", "trials": 1,
                                  "weights_remaining": entry["weights_remaining"], "mean": entry[name], "std": 0.0})
-    return pd.DataFrame(rows, columns=["run", "target", "task", "metric", "unit", "trials", "round", "arm",
-                                       "weights_remaining", "mean", "std"])
+    return pd.DataFrame(rows, columns=["run", "target", "task", "metric", "unit", "trials", "test_examples", "round",
+                                       "arm", "weights_remaining", "mean", "std"])
 
 
 def transfer_table(frame: "pd.DataFrame") -> "pd.DataFrame":
     """The transfer curves side by side: a row per run, target and round; ticket, reinit and dense as
-    'mean ± std' in the target's metric, and whether the ticket beats re-init by more than their spreads."""
+    'mean ± std' in the target's metric, and whether the ticket beats re-init beyond noise (lth.core.noise: more
+    than 2 standard errors of the difference, from the trials' spread and at least the test set's)."""
+    import math
+
     import pandas as pd
 
+    from lth.core import noise
     from lth.tasks import metric_named
+
+    def estimate(row) -> noise.Estimate:  # noqa: ANN001 - a frame row, its metric in its unit
+        k = int(row["trials"])
+        se = row["std"] / math.sqrt(k)
+        size = pd.to_numeric(row["test_examples"], errors="coerce")  # numpy ints, None or NaN from older files
+        if metric.percent and pd.notna(size) and size > 0:
+            p = min(max(row["mean"], 0.0), 1.0)
+            se = max(se, math.sqrt(p * (1 - p) / (size * k)))
+        return noise.Estimate(row["mean"], se, k, row["std"])
 
     out = []
     for (run, target), rows in frame.groupby(["run", "target"], sort=False):
@@ -306,12 +319,12 @@ def transfer_table(frame: "pd.DataFrame") -> "pd.DataFrame":
         dense = arms[arms["arm"] == "dense"].iloc[0]
         for label, group in arms[arms["arm"] != "dense"].groupby("round", sort=False):
             ticket, reinit = (group[group["arm"] == arm].iloc[0] for arm in ("ticket", "reinit"))
-            gap = ticket["mean"] - reinit["mean"] if metric.higher_is_better else reinit["mean"] - ticket["mean"]
-            noise = (ticket["std"] ** 2 + reinit["std"] ** 2) ** 0.5
+            verdict = noise.difference(estimate(reinit), estimate(ticket))
+            gain = verdict.diff if metric.higher_is_better else -verdict.diff
             unit = arms["unit"].iloc[0]
             out.append({"run": run, "target": target, "metric": f"{metric.label}{f' ({unit})' if unit else ''}",
                         "round": label, "% weights": round(100 * ticket["weights_remaining"], 2),
                         "ticket": show(ticket), "reinit": show(reinit), "dense": show(dense),
-                        "ticket beats reinit": "yes" if gap > noise else ("no" if gap < -noise else "within spread")})
+                        "ticket beats reinit": ("yes" if gain > 0 else "no") if verdict.beyond_noise else "within noise"})
     return pd.DataFrame(out, columns=["run", "target", "metric", "round", "% weights", "ticket", "reinit", "dense",
                                       "ticket beats reinit"])

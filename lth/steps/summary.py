@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from statistics import fmean
+from statistics import fmean, stdev
 from typing import TYPE_CHECKING, Iterable, Optional, Sequence
 
 from lth.core import files
@@ -22,6 +22,7 @@ from lth.engine.records import TICKET, compute_to_ticket, headline, task_of
 from lth.engine.run import Run
 
 if TYPE_CHECKING:
+    from lth.core import noise
     from lth.tasks.base import Task
 
 def network_columns(task: "Task") -> list[str]:
@@ -43,12 +44,14 @@ def stat_keys(task: "Task") -> list[str]:
 def round_keys(task: "Task") -> list[str]:
     """What per_round.json holds of each round's ticket (besides its compute)."""
     return ["weights_remaining", *(f"end_test_{m.name}" for m in task.metrics), "end_test_loss",
-            *(f"early_stop_test_{m.name}" for m in task.metrics), "early_stop_iteration"]
+            *(f"early_stop_test_{m.name}" for m in task.metrics), f"early_stop_test_{task.headline.name}_std",
+            "early_stop_iteration"]
 
 
 def control_keys(task: "Task") -> list[str]:
-    """What per_round.json holds of each control arm."""
-    return [f"end_test_{task.headline.name}", f"early_stop_test_{task.headline.name}"]
+    """What per_round.json holds of each control arm (means over trials, and the early-stop metric's spread)."""
+    return [f"end_test_{task.headline.name}", f"early_stop_test_{task.headline.name}",
+            f"early_stop_test_{task.headline.name}_std"]
 
 
 COMPUTE_KEYS = ("to_ticket_iterations", "total_iterations")  # not the seconds: `dvc metrics diff` shows results
@@ -75,7 +78,18 @@ def arm_stats(record: dict, arm: str) -> Optional[dict]:
         stats[key] = fmean(values) if values else None
         stats[f"{key}_min"] = min(values) if values else None
         stats[f"{key}_max"] = max(values) if values else None
+        stats[f"{key}_std"] = stdev(values) if len(values) > 1 else 0.0 if values else None
+        stats[f"{key}_values"] = values
     return stats
+
+
+def estimate_of(stats: dict, key: str, task: "Task", test_size: Optional[int]) -> "noise.Estimate":
+    """An arm's `key` over its trials as lth.core.noise judges it (a fraction of test examples: binomial floor)."""
+    from lth.core import noise
+
+    binomial = task.metric(key.rsplit("_", 1)[-1]).percent if key.startswith(("end_test_", "early_stop_test_")) \
+        else False
+    return noise.estimate(stats[f"{key}_values"], test_size, binomial)
 
 
 def arms(records: Iterable[dict]) -> list[str]:
@@ -94,11 +108,15 @@ def records_task(records: Sequence[dict]) -> "Task":
     return task_of(records[0]) if records else task_of({})
 
 
-def headline_metrics(records: Iterable[dict]) -> dict:
+def headline_metrics(records: Iterable[dict], test_size: Optional[int] = None) -> dict:
     """What `dvc metrics show` and `dvc exp show` should show first: the best ticket, the sparsest ticket
-    still matching the dense network, the dense network and the last round (ticket means over trials), each
-    judged by the task's test headline metric at early stop (`early_stop_test_acc`: higher is better;
-    `early_stop_test_rmse`: lower is better)."""
+    still matching the dense network, the dense network and the last round (ticket means over trials, with
+    their standard deviation), each judged by the task's test headline metric at early stop
+    (`early_stop_test_acc`: higher is better; `early_stop_test_rmse`: lower is better). "Matching" is
+    lth.core.noise's rule (worse than dense by no more than two standard errors of the difference: the trials'
+    spread, at least the sampling error of `test_size` test examples), stated in the file under `matching`."""
+    from lth.core import noise
+
     records = sorted(records, key=lambda r: r["round"])
     task = records_task(records)
     metric, judged_by = task.headline, headline(task)
@@ -110,11 +128,14 @@ def headline_metrics(records: Iterable[dict]) -> dict:
         summary["best"] = _headline(*best, judged_by)
         dense = next((t for r, t in tickets if r == 0), None)
         if dense is not None:
-            matching = [rt for rt in tickets if metric.better(rt[1][judged_by], dense[judged_by])]
+            reference = estimate_of(dense, judged_by, task, test_size)
+            matching = [rt for rt in tickets if noise.matches(estimate_of(rt[1], judged_by, task, test_size),
+                                                              reference, metric.higher_is_better)]
             summary["sparsest_matching"] = _headline(*min(matching, key=lambda rt: rt[1]["weights_remaining"]),
                                                      judged_by)
             summary["dense"] = _headline(0, dense, judged_by)
         summary["last"] = _headline(*tickets[-1], judged_by)
+        summary["matching"] = {"rule": noise.RULE, "z": noise.Z, "test_examples": test_size}
     return summary
 
 
@@ -127,12 +148,12 @@ def round_metrics(records: Iterable[dict]) -> dict:
     for record in records:
         task = task_of(record)
         ticket = arm_stats(record, TICKET)
-        entry = {k: _finite(record["weights_remaining"] if k == "weights_remaining" else ticket[k])
-                 for k in round_keys(task)}
+        entry = {k: (_rounded if k.endswith("_std") else _finite)(
+                 record["weights_remaining"] if k == "weights_remaining" else ticket[k]) for k in round_keys(task)}
         entry["compute"] = _mean_compute([row for row in compute if row["round"] == record["round"]])
         for arm in arms([record])[1:]:
             stats = arm_stats(record, arm)
-            entry[arm] = {k: _finite(stats[k]) for k in control_keys(task)}
+            entry[arm] = {k: (_rounded if k.endswith("_std") else _finite)(stats[k]) for k in control_keys(task)}
         metrics[f"r{record['round']:02d}"] = entry
     return metrics
 
@@ -146,7 +167,14 @@ def _mean_compute(rows: list[dict]) -> dict:
 def _headline(round_index: int, stats: dict, judged_by: str) -> dict:
     """A round in three numbers: which, how sparse, how good (at early stop; the rest is in per_round.json)."""
     return {"round": round_index, "weights_remaining": stats["weights_remaining"],
-            judged_by: _finite(stats[judged_by])}
+            judged_by: _finite(stats[judged_by]), f"{judged_by}_std": _rounded(stats[f"{judged_by}_std"]),
+            "trials": stats["trials"]}
+
+
+def _rounded(value):
+    """A spread to 6 digits (float noise in the last bits would show as changes in `dvc metrics diff`)."""
+    value = _finite(value)
+    return round(value, 6) if isinstance(value, float) else value
 
 
 def plot_rows(records: Iterable[dict], controls: Iterable[str] = ("reinit", "random-prune")) -> list[dict]:
@@ -218,7 +246,7 @@ def run(run: Run, keys: list[str] | None = None) -> list[dict]:
 
     layout = run.layout
     records = [run.record(key) for key in (keys or [DENSE_ROUND, *run.rounds])]
-    files.write_json(layout.summary, headline_metrics(records))
+    files.write_json(layout.summary, headline_metrics(records, run.shape.test_size))
     files.write_json(layout.round_summary, round_metrics(records))
     frame = pd.DataFrame(network_rows(records), columns=network_columns(records_task(records)))
     files.atomic_write_bytes(layout.networks_table, frame.to_csv(index=False).encode())
