@@ -194,20 +194,17 @@ def from_experiment(repo: str, name: str, rev: str) -> RunData:
         except Exception:  # not run at that revision
             continue
         at_init += _at_init_results([json.loads(text)])
-    stability = []
-    if "experiments.stability.round" in params:
+    def experiment(name: str, key: str) -> list:
+        """Experiment `name`'s metrics at that revision (one JSON payload), when its params group is there."""
+        if key not in params:
+            return []
         try:
-            stability = _stability_results([json.loads(dvc.api.read(str(workspace.experiment_metrics("stability")),
-                                                                    repo=repo, rev=rev))])
+            return [json.loads(dvc.api.read(str(workspace.experiment_metrics(name)), repo=repo, rev=rev))]
         except Exception:  # not run at that revision
-            pass
-    curves = []
-    if "experiments.transfer_domains.targets" in params:
-        try:
-            curves = _transfer_curves([json.loads(dvc.api.read(str(workspace.experiment_metrics("transfer_domains")),
-                                                               repo=repo, rev=rev))])
-        except Exception:  # not run at that revision
-            pass
+            return []
+
+    stability = _stability_results(experiment("stability", "experiments.stability.round"))
+    curves = _transfer_curves(experiment("transfer_domains", "experiments.transfer_domains.targets"))
     input_shape, test_size = None, None
     try:
         spec = json.loads(dvc.api.read(str(workspace.prepared_spec), repo=repo, rev=rev))
