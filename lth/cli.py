@@ -365,6 +365,47 @@ def summary_table(records: list[dict]) -> Table:
     return table
 
 
+@app.command("effective-sparsity")
+def effective_sparsity(
+    run_dir: Path = typer.Argument(..., help="A find-ticket run directory or a DVC workspace."),
+    csv: bool = typer.Option(False, "--csv", help="Print CSV (fractions; a row per round, trial and layer)."),
+) -> None:
+    """Weights remaining vs *effective* weights remaining (Vysogorets & Kempe 2021) of every finished round's
+    ticket: kept weights that lie on no input-to-output path (a neuron or channel cut off on one side) do not
+    count; and the disconnected units of each hidden layer. Chains of Linear/Conv layers only."""
+    import pandas as pd
+
+    from lth.engine.params import round_index
+    from lth.engine.run import open_results
+    from lth.pruning.effective import effective_masks, model_chain
+
+    run = open_results(run_dir)
+    chain = model_chain(run.template)
+    rows = []
+    for key in run.finished_rounds():
+        for trial in run.trials:
+            found = effective_masks(run.ticket(key, trial).mask, chain)
+            for name in chain:
+                rows.append({"round": round_index(key), "trial": trial, "layer": name, "total": found.total[name],
+                             "kept": found.kept[name], "effective": found.effective[name],
+                             "disconnected_units": found.disconnected_units[name]})
+    frame = pd.DataFrame(rows)
+    if csv:
+        console.print(frame.to_csv(index=False), end="", highlight=False, soft_wrap=True)
+        return
+    table = Table(title=f"Effective sparsity of {run_dir} (mean over trials): kept weights on an input-to-output "
+                        "path; units cut off")
+    for column in ("round", "% weights", "% effective", *(f"cut off\n{n.rsplit('.', 1)[0]}" for n in chain[:-1])):
+        table.add_column(column, justify="right")
+    for r, group in frame.groupby("round"):
+        per_trial = group.groupby("trial")[["total", "kept", "effective"]].sum()
+        cut = group.groupby("layer")["disconnected_units"].mean()
+        table.add_row(f"r{r:02d}", f"{100 * (per_trial.kept / per_trial.total).mean():.2f}",
+                      f"{100 * (per_trial.effective / per_trial.total).mean():.2f}",
+                      *(f"{cut[n]:.1f}".rstrip("0").rstrip(".") for n in chain[:-1]))
+    console.print(table)
+
+
 @app.command("compact")
 def compact(
     root: Path = typer.Argument(..., help="A find-ticket run directory or a DVC workspace."),
