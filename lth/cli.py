@@ -365,6 +365,84 @@ def summary_table(records: list[dict]) -> Table:
     return table
 
 
+@app.command("sparse-train")
+def sparse_train(
+    model: str = typer.Argument(..., help="A registered model or your own (package.module:callable, file.py:callable)."),
+    dataset: str = typer.Argument(..., help="A registered dataset or your own (.npz/.pt file, package.module:callable)."),
+    dataset_dir: Path = typer.Argument(Path("data/datasets"), help=setting_help("dataset_dir")),
+    method: Optional[List[str]] = typer.Option(None, help="static | set | rigl; repeat \\[default: all three]."),
+    distribution: Optional[List[str]] = typer.Option(None, help="uniform | erk | erk-power; repeat \\[default: erk]."),
+    remaining: Optional[List[str]] = typer.Option(None, help="Fraction of weights kept, e.g. 10% or 0.1; repeat "
+                                                            "\\[default: 10%]."),
+    trials: int = typer.Option(1, min=1, help="Seeds per network (own θ0 and starting mask)."),
+    update_every: int = typer.Option(100, min=1, help="ΔT: optimizer steps between mask updates."),
+    drop_fraction: float = typer.Option(0.3, help="α: fraction of a layer's weights dropped at the first update "
+                                                  "(cosine decay to 0)."),
+    stop_fraction: float = typer.Option(0.75, help="No mask update after this fraction of training."),
+    epochs: Optional[int] = typer.Option(None, help="Training length in epochs \\[default: the model's]."),
+    iterations: Optional[int] = typer.Option(None, help="Training length in iterations."),
+    duration: Optional[str] = typer.Option(None, help="Training length as a step string."),
+    eval_every: Optional[str] = typer.Option(None, help="Evaluation cadence, a step string \\[default: 100it]."),
+    seed: int = typer.Option(0, help="Seed of θ0, the starting masks and the data order."),
+    device: str = typer.Option("auto", help=setting_help("device")),
+    out: Path = typer.Option(Path("runs/sparse-train.json"), help="Results JSON (one entry per network)."),
+    force: bool = typer.Option(False, "--force", help="Replace a result at --out made with other settings."),
+) -> None:
+    """Train sparse networks from scratch (static masks, SET, RigL) at a fraction of the weights, with a uniform
+    or Erdős–Rényi-Kernel layer-wise allocation: the other half of the field, beside the tickets."""
+    from lth.core import files
+    from lth.core.config import build
+    from lth.core.fractions import parse_fraction
+    from lth.datasets import load_dataset
+    from lth.engine.settings import RunSettings, defaults_for
+    from lth.experiments.sparse_train import sparse_train as run
+    from lth.pruning.distributions import DISTRIBUTIONS
+    from lth.training.device import resolve_device
+    from lth.training.sparse import METHODS, SparseSchedule
+
+    methods = list(method or METHODS)
+    distributions = list(distribution or ["erk"])
+    for name in methods:
+        if name not in METHODS:
+            raise unknown_choice("method", name, METHODS)
+    for name in distributions:
+        if name not in DISTRIBUTIONS:
+            raise unknown_choice("distribution", name, DISTRIBUTIONS)
+    fractions = [parse_fraction(value, "--remaining") for value in (remaining or ["10%"])]
+    schedule = SparseSchedule(methods[0], update_every, drop_fraction, stop_fraction).check()
+    length = training_length(duration, epochs, iterations)
+    changes = {"seed": seed, "train": {k: v for k, v in {"duration": length, "eval_every": eval_every or "100it"}.items()
+                                       if v is not None}}
+    settings = build(RunSettings, {"model": model, "dataset": dataset, **changes}, "sparse-train",
+                     defaults_for(model, dataset)).validate()
+    made_with = {"model": model, "dataset": dataset, "methods": methods, "distributions": distributions,
+                 "remaining": fractions, "trials": trials, "schedule": [update_every, drop_fraction, stop_fraction],
+                 "duration": str(settings.train.duration), "seed": seed}
+    files.check_result(out, made_with, force)
+    splits = load_dataset(dataset, dataset_dir, settings.task).to(resolve_device(device))
+    entries = run(settings, splits, methods, distributions, fractions, schedule, trials)
+    for entry in entries:
+        entry.pop("mask")
+    table = Table(title=f"Sparse training from scratch: {model} on {dataset}, test {splits.task} metric at early stop")
+    for column in ("% weights", "distribution", "method", "trials", "test (early stop)", "updates"):
+        table.add_column(column, justify="right")
+    from lth.tasks import get_task
+
+    metric = get_task(splits.task).headline
+    groups: dict = {}
+    for e in entries:
+        groups.setdefault((e["target_remaining"], e["distribution"], e["method"]), []).append(e)
+    for (fraction, dist, meth), group in groups.items():
+        values = [g[f"early_stop_test_{metric.name}"] for g in group]
+        table.add_row(f"{100 * group[0]['weights_remaining']:.2f}", dist, meth, str(len(group)),
+                      metric.show(sum(values) / len(values)), str(len(group[0]["updates"])))
+    console.print(table)
+    files.write_result(out, {"model": model, "dataset": dataset, "schedule": {
+        "update_every": update_every, "drop_fraction": drop_fraction, "stop_fraction": stop_fraction},
+        "networks": entries}, made_with)
+    console.print(f"results: {out}")
+
+
 @app.command("effective-sparsity")
 def effective_sparsity(
     run_dir: Path = typer.Argument(..., help="A find-ticket run directory or a DVC workspace."),
