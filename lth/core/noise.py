@@ -45,13 +45,17 @@ def estimate(values: Sequence[float], test_size: Optional[int] = None, binomial:
     values = [float(v) for v in values if v is not None and math.isfinite(v)]
     if not values:
         return Estimate(math.nan, math.nan, 0)
-    k, mean = len(values), fmean(values)
-    std = stdev(values) if k > 1 else 0.0
-    se = std / math.sqrt(k)
+    return from_spread(fmean(values), stdev(values) if len(values) > 1 else 0.0, len(values), test_size, binomial)
+
+
+def from_spread(mean: float, std: float, trials: int, test_size: Optional[int] = None,
+                binomial: bool = False) -> Estimate:
+    """`estimate` from a mean and the sample standard deviation of `trials` values (a table that kept only those)."""
+    se = std / math.sqrt(trials)
     if binomial and test_size:
         p = min(max(mean, 0.0), 1.0)
-        se = max(se, math.sqrt(p * (1 - p) / (test_size * k)))
-    return Estimate(mean, se, k, std)
+        se = max(se, math.sqrt(p * (1 - p) / (test_size * trials)))
+    return Estimate(mean, se, trials, std)
 
 
 @dataclass(frozen=True)

@@ -111,23 +111,17 @@ def run_stage(run) -> dict:  # noqa: ANN001 - lth.engine.run.Run of the workspac
 CURVE_ARMS = ("ticket", "reinit")
 
 
-def _spread(values: list[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (0 for a single trial)."""
-    n = len(values)
-    mean = sum(values) / n
-    std = (sum((v - mean) ** 2 for v in values) / (n - 1)) ** 0.5 if n > 1 else 0.0
-    return mean, std
-
-
 def summarize(per_trial: list[dict], keys: list[str]) -> dict:
     """An arm over its trials: each key's mean, `<key>_std` (sample standard deviation) for the task's metrics,
     and the per-trial values under 'per_trial'."""
+    from lth.core.noise import estimate
+
     out: dict = {"trials": len(per_trial)}
     for key in keys:
-        mean, std = _spread([float(r[key]) for r in per_trial])
-        out[key] = round(mean, 6)
+        spread = estimate([float(r[key]) for r in per_trial])
+        out[key] = round(spread.mean, 6)
         if key.startswith(("end_test_", "early_stop_test_", "end_val_")) and key != "end_val_loss":
-            out[f"{key}_std"] = round(std, 6)
+            out[f"{key}_std"] = round(spread.std, 6)
     out["per_trial"] = [{k: r[k] for k in keys} for r in per_trial]
     return out
 

@@ -25,10 +25,6 @@ COLUMNS = ["round", "weights_a", "weights_b", "arm_a", "arm_b", "a", "b", "diffe
            "beyond_noise", "trials_a", "trials_b"]
 
 
-def _values(record: dict, arm: str, key: str) -> list[float]:
-    return [n[key] for n in record["networks"] if n["arm"] == arm and n.get(key) is not None]
-
-
 def compare_frame(a: "RunData", b: "RunData", arm_a: Optional[str] = None, arm_b: Optional[str] = None,
                   z: float = noise.Z) -> "pd.DataFrame":
     """A row per round both runs finished and arm pair: means (fractions in files; the caller shows percent),
@@ -36,13 +32,14 @@ def compare_frame(a: "RunData", b: "RunData", arm_a: Optional[str] = None, arm_b
     import pandas as pd
 
     from lth.engine.records import headline, task_of
+    from lth.steps.summary import arm_stats, estimate_of
 
     if not a.records or not b.records:
         raise LthError(f"nothing to compare: '{(a if not a.records else b).name}' has no finished round")
     task_a, task_b = task_of(a.records[0]), task_of(b.records[0])
     if task_a.name != task_b.name:
         raise LthError(f"cannot compare a {task_a.name} run with a {task_b.name} run")
-    key, binomial = headline(task_a), task_a.headline.percent
+    key = headline(task_a)
     by_round_b = {r["round"]: r for r in b.records}
     rows = []
     for record_a in a.records:
@@ -56,15 +53,14 @@ def compare_frame(a: "RunData", b: "RunData", arm_a: Optional[str] = None, arm_b
         else:
             pairs = [(arm, arm) for arm in arms_a if arm in arms_b]
         for left, right in pairs:
-            values_a, values_b = _values(record_a, left, key), _values(record_b, right, key)
-            if not values_a or not values_b:
+            stats_a, stats_b = arm_stats(record_a, left), arm_stats(record_b, right)
+            if not stats_a or not stats_b or not stats_a[f"{key}_values"] or not stats_b[f"{key}_values"]:
                 continue
-            est_a = noise.estimate(values_a, a.test_size, binomial)
-            est_b = noise.estimate(values_b, b.test_size, binomial)
+            est_a = estimate_of(stats_a, key, task_a, a.test_size)
+            est_b = estimate_of(stats_b, key, task_b, b.test_size)
             diff = noise.difference(est_a, est_b, z)
-            weights_b = next(n["weights_remaining"] for n in record_b["networks"] if n["arm"] == right)
-            weights_a = next(n["weights_remaining"] for n in record_a["networks"] if n["arm"] == left)
-            rows.append({"round": record_a["round"], "weights_a": weights_a, "weights_b": weights_b,
+            rows.append({"round": record_a["round"], "weights_a": stats_a["weights_remaining"],
+                         "weights_b": stats_b["weights_remaining"],
                          "arm_a": left, "arm_b": right, "a": round(est_a.mean, 6), "b": round(est_b.mean, 6),
                          "difference": round(diff.diff, 6), "uncertainty": round(diff.se, 6),
                          "beyond_noise": diff.beyond_noise, "trials_a": est_a.trials, "trials_b": est_b.trials})

@@ -294,21 +294,15 @@ def transfer_table(frame: "pd.DataFrame") -> "pd.DataFrame":
     """The transfer curves side by side: a row per run, target and round; ticket, reinit and dense as
     'mean ± std' in the target's metric, and whether the ticket beats re-init beyond noise (lth.core.noise: more
     than 2 standard errors of the difference, from the trials' spread and at least the test set's)."""
-    import math
-
     import pandas as pd
 
     from lth.core import noise
     from lth.tasks import metric_named
 
     def estimate(row) -> noise.Estimate:  # noqa: ANN001 - a frame row, its metric in its unit
-        k = int(row["trials"])
-        se = row["std"] / math.sqrt(k)
         size = pd.to_numeric(row["test_examples"], errors="coerce")  # numpy ints, None or NaN from older files
-        if metric.percent and pd.notna(size) and size > 0:
-            p = min(max(row["mean"], 0.0), 1.0)
-            se = max(se, math.sqrt(p * (1 - p) / (size * k)))
-        return noise.Estimate(row["mean"], se, k, row["std"])
+        return noise.from_spread(row["mean"], row["std"], int(row["trials"]),
+                                 int(size) if pd.notna(size) and size > 0 else None, metric.percent)
 
     out = []
     for (run, target), rows in frame.groupby(["run", "target"], sort=False):
