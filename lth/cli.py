@@ -397,6 +397,7 @@ def sparse_train(
     from lth.engine.settings import RunSettings, defaults_for
     from lth.experiments.sparse_train import sparse_train as run
     from lth.pruning.distributions import DISTRIBUTIONS
+    from lth.tasks import get_task
     from lth.training.device import resolve_device
     from lth.training.sparse import METHODS, SparseSchedule
 
@@ -409,7 +410,7 @@ def sparse_train(
         if name not in DISTRIBUTIONS:
             raise unknown_choice("distribution", name, DISTRIBUTIONS)
     fractions = [parse_fraction(value, "--remaining") for value in (remaining or ["10%"])]
-    schedule = SparseSchedule(methods[0], update_every, drop_fraction, stop_fraction).check()
+    schedule = SparseSchedule(update_every, drop_fraction, stop_fraction).check()
     length = training_length(duration, epochs, iterations)
     changes = {"seed": seed, "train": {k: v for k, v in {"duration": length, "eval_every": eval_every or "100it"}.items()
                                        if v is not None}}
@@ -426,8 +427,6 @@ def sparse_train(
     table = Table(title=f"Sparse training from scratch: {model} on {dataset}, test {splits.task} metric at early stop")
     for column in ("% weights", "distribution", "method", "trials", "test (early stop)", "updates"):
         table.add_column(column, justify="right")
-    from lth.tasks import get_task
-
     metric = get_task(splits.task).headline
     groups: dict = {}
     for e in entries:

@@ -97,7 +97,7 @@ def one_loop(method: str):
     settings = TrainSettings(optimizer="adam", lr=1e-3, batch_size=20, duration="6it", eval_every="6it")
     loop = TrainingLoop(SingleNetwork(model), [mask], tiny_splits(), settings, [0], hold_pruned=True)
     loop.run([])
-    hook = DynamicSparsity(SparseSchedule(method, update_every=6, drop_fraction=0.5, stop_fraction=1.0),
+    hook = DynamicSparsity(SparseSchedule(update_every=6, drop_fraction=0.5, stop_fraction=1.0),
                            SHAPES, [method], [11])
     loop.total = 100  # as if training went on: the update at step 6 is due
     hook.start(loop)

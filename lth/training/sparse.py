@@ -34,7 +34,8 @@ METHODS = {
 
 @dataclass(frozen=True)
 class SparseSchedule:
-    method: str = "rigl"
+    """When and how much the masks move (each network's method is its own: DynamicSparsity's `methods`)."""
+
     update_every: int = 100  # ΔT, optimizer steps between mask updates
     drop_fraction: float = 0.3  # α at the first update, decaying with a cosine
     stop_fraction: float = 0.75  # no update after this fraction of training
@@ -42,8 +43,6 @@ class SparseSchedule:
     def check(self) -> "SparseSchedule":
         from lth.core.errors import LthError
 
-        if self.method not in METHODS:
-            raise unknown_choice("method", self.method, METHODS)
         if self.update_every < 1:
             raise LthError(f"bad update_every {self.update_every}: at least 1 step")
         if not 0 < self.drop_fraction < 1:
@@ -69,6 +68,9 @@ class DynamicSparsity(Hook):
 
     def __init__(self, schedule: SparseSchedule, shapes: Mapping[str, tuple[int, ...]], methods: Sequence[str],
                  seeds: Sequence[int]):
+        for method in methods:
+            if method not in METHODS:
+                raise unknown_choice("method", method, METHODS)
         self.schedule, self.shapes, self.methods = schedule, dict(shapes), list(methods)
         self.names = list(shapes)
         self.generators = [torch.Generator().manual_seed(s) for s in seeds]
