@@ -22,6 +22,8 @@ from typing import Mapping, Sequence
 import torch
 from torch import Tensor
 
+from lth.pruning.structured import unit_span
+
 
 @dataclass(frozen=True)
 class Effective:
@@ -51,18 +53,11 @@ def _units(mask: Tensor, span: int) -> Tensor:
     return rows.reshape(rows.shape[0], rows.shape[1] // span, span).any(-1)
 
 
-def _span(previous: Tensor, current: Tensor) -> int:
-    units, columns = previous.shape[0], current.shape[1]
-    if columns % units:
-        raise ValueError(f"a layer with {columns} input columns cannot read {units} units")
-    return columns // units
-
-
 def effective_masks(masks: Mapping[str, Tensor], chain: Sequence[str]) -> Effective:
     """The effective part of `masks` (weight name -> bool mask) of layers `chain` in data-flow order, the first
     reading the inputs and the last producing the outputs."""
     layers = [masks[name].bool().cpu() for name in chain]
-    spans = [1] + [_span(a, b) for a, b in zip(layers, layers[1:])]
+    spans = [1] + [unit_span(tuple(a.shape), tuple(b.shape)) for a, b in zip(layers, layers[1:])]
     units = [_units(m, s).float() for m, s in zip(layers, spans)]
     from_input = [torch.ones(units[0].shape[1])]  # every input feature (or channel) is there
     for connectivity in units:

@@ -93,19 +93,21 @@ def from_results(path: Path) -> RunData:
         domains = layout.experiment_metrics("transfer_domains")
         curves += [files.read_json(domains)] if domains.is_file() else []
     name = path.resolve().name or str(path)
-    spec = files.read_json(layout.prepared_spec) if layout.prepared_spec.is_file() else {}
-    return RunData(name, params, records, load_mask, input_shape=_input_shape(layout, params), compaction=compaction,
-                   test_size=spec.get("test_size") if isinstance(spec, dict) else None,
+    spec = files.read_json(layout.prepared_spec) if layout.prepared_spec.is_file() else None
+    spec = spec if isinstance(spec, dict) else None
+    return RunData(name, params, records, load_mask, input_shape=_input_shape(spec, params), compaction=compaction,
+                   test_size=spec.get("test_size") if spec else None,
                    at_init=_at_init_results(payload for payload in at_init.values()),
                    stability=_stability_results(stability), transfer_curves=_transfer_curves(curves))
 
 
-def _input_shape(layout, params: Mapping[str, Any]) -> Optional[tuple[int, ...]]:  # noqa: ANN001 - Layout
-    """The example shape of a run's data: its spec file, else the registry's (older runs), else unknown."""
+def _input_shape(spec: Optional[Mapping[str, Any]], params: Mapping[str, Any]) -> Optional[tuple[int, ...]]:
+    """The example shape of a run's data: its spec file's (data/prepared/spec.json, read by the caller), else the
+    registry's (older runs), else unknown."""
     from lth.datasets import DATASETS
 
-    if layout.prepared_spec.is_file():
-        return tuple(files.read_json(layout.prepared_spec).get("input_shape", ())) or None
+    if spec is not None:
+        return tuple(spec.get("input_shape", ())) or None
     spec = DATASETS.get(str(params.get("dataset")))
     return tuple(spec.input_shape) if spec is not None else None
 
@@ -210,7 +212,7 @@ def from_experiment(repo: str, name: str, rev: str) -> RunData:
         spec = json.loads(dvc.api.read(str(workspace.prepared_spec), repo=repo, rev=rev))
         input_shape, test_size = tuple(spec["input_shape"]), spec.get("test_size")
     except Exception:  # no spec at that revision (or not in the cache): the registry's, where it knows the dataset
-        input_shape = _input_shape(Layout(Path(repo) / ".no-spec"), params)
+        input_shape = _input_shape(None, params)
 
     def load_mask(trial: int, r: int):
         target = str(workspace.trial_file(workspace.round_dir(f"r{r:02d}", "mask"), trial))
