@@ -161,7 +161,7 @@ def schedule_words(settings) -> str:  # noqa: ANN001 - RunSettings
 # pruned unit is (GRANULARITIES; structured units are ranked within each layer).
 _PRUNING_OPTION: dict[str, dict[str, str]] = {
     **{method: {"prune__method": method} for method in METHODS},
-    **{unit: {"pruning": unit, **({"prune__method": "layerwise"} if unit == "structured" else {})}
+    **{unit: {"pruning": unit, **({"prune__method": "layerwise"} if unit != "unstructured" else {})}
        for unit in GRANULARITIES},
 }
 
@@ -206,7 +206,9 @@ def find_ticket(
     mask0: str = typer.Option("zero", help=setting_help("mask0_action")),
     pruning: Optional[str] = typer.Option(
         None, help=f"One of: {' | '.join(_PRUNING_OPTION)}: which weights compete ({', '.join(METHODS)}) or what "
-                   f"a pruned unit is ({', '.join(GRANULARITIES)}; structured is per layer) \\[default: the model's]."),
+                   f"a pruned unit is ({', '.join(GRANULARITIES)}; structured and nm are per layer) "
+                   "\\[default: the model's]."),
+    nm: Optional[str] = typer.Option(None, help=setting_help("prune.nm", "2:4")),
     rate: Optional[List[str]] = typer.Option(None, help="Pruning rate per round for a layer kind, KIND=FRACTION; "
                                                         "repeat."),
     schedule: str = typer.Option("iterative", help=setting_help("prune.schedule")),
@@ -236,6 +238,8 @@ def find_ticket(
     from lth.core.steps import Step
     from lth.engine.settings import defaults_for, replace
 
+    if nm is not None and pruning != "nm":
+        raise LthError(f"--nm {nm} sets the pattern of N:M pruning: add --pruning nm")
     settings = replace(
         defaults_for(model, dataset),
         seed=seed,
@@ -261,6 +265,7 @@ def find_ticket(
         prune__target=parse_fraction(target_remaining, "--target-remaining") if schedule == "oneshot" else None,
         prune__early_bird=early_bird,
         prune__early_bird_distance=early_bird_distance,
+        prune__nm=nm,
         **_pruning_changes(pruning),
     )
     rates = _parse_rates(rate)
@@ -373,8 +378,10 @@ def sparse_train(
     method: Optional[List[str]] = typer.Option(None, help="static | set | rigl; repeat \\[default: all three]."),
     distribution: Optional[List[str]] = typer.Option(None, help="uniform | erk | erk-power; repeat \\[default: erk]."),
     remaining: Optional[List[str]] = typer.Option(None, help="Fraction of weights kept, e.g. 10% or 0.1; repeat "
-                                                            "\\[default: 10%]."),
-    trials: int = typer.Option(1, min=1, help="Seeds per network (own θ0 and starting mask)."),
+                                                            "\\[default: 10%, 3.5%, 1%]."),
+    nm: str = typer.Option("", help="N:M masks instead of --remaining/--distribution, e.g. 2:4 (N kept in every M "
+                                    "consecutive input weights of every layer)."),
+    trials: int = typer.Option(2, min=1, help="Seeds per network (own θ0 and starting mask)."),
     update_every: int = typer.Option(100, min=1, help="ΔT: optimizer steps between mask updates."),
     drop_fraction: float = typer.Option(0.3, help="α: fraction of a layer's weights dropped at the first update "
                                                   "(cosine decay to 0)."),
@@ -385,60 +392,67 @@ def sparse_train(
     eval_every: Optional[str] = typer.Option(None, help="Evaluation cadence, a step string \\[default: 100it]."),
     seed: int = typer.Option(0, help="Seed of θ0, the starting masks and the data order."),
     device: str = typer.Option("auto", help=setting_help("device")),
-    out: Path = typer.Option(Path("runs/sparse-train.json"), help="Results JSON (one entry per network)."),
+    checkpoint_every: str = typer.Option("0it", help="Save the training state this often (a step string; 0it: only "
+                                                     "when interrupted), so a rerun resumes it."),
+    out: Path = typer.Option(Path("runs/sparse-train.json"), help="Results JSON (a summary and one entry per "
+                                                                  "network); OUT's .details.json and .masks.pt beside it "
+                                                                  "hold update histories, curves and final masks."),
     force: bool = typer.Option(False, "--force", help="Replace a result at --out made with other settings."),
 ) -> None:
     """Train sparse networks from scratch (static masks, SET, RigL) at a fraction of the weights, with a uniform
-    or Erdős–Rényi-Kernel layer-wise allocation: the other half of the field, beside the tickets."""
+    or Erdős–Rényi-Kernel layer-wise allocation (or N:M masks): the other half of the field, beside the tickets.
+    Interrupted (Ctrl-C), the same command resumes where it stopped. Under torchrun the processes share every
+    network's batches, and their mask updates are checked to agree."""
     from lth.core import files
     from lth.core.config import build
-    from lth.core.fractions import parse_fraction
     from lth.datasets import load_dataset
     from lth.engine.settings import RunSettings, defaults_for
-    from lth.experiments.sparse_train import sparse_train as run
-    from lth.pruning.distributions import DISTRIBUTIONS
+    from lth.experiments.sparse_train import made_with, run_settings, train_and_save
+    from lth.engine.sparse_train import SparseTrainSettings, load_settings
     from lth.tasks import get_task
-    from lth.training.device import resolve_device
-    from lth.training.sparse import METHODS, SparseSchedule
+    from lth.training.distributed import session
 
-    methods = list(method or METHODS)
-    distributions = list(distribution or ["erk"])
-    for name in methods:
-        if name not in METHODS:
-            raise unknown_choice("method", name, METHODS)
-    for name in distributions:
-        if name not in DISTRIBUTIONS:
-            raise unknown_choice("distribution", name, DISTRIBUTIONS)
-    fractions = [parse_fraction(value, "--remaining") for value in (remaining or ["10%"])]
-    schedule = SparseSchedule(update_every, drop_fraction, stop_fraction).check()
+    defaults = SparseTrainSettings()
+    exp = load_settings({"methods": method or list(defaults.methods),
+                         "distributions": distribution or list(defaults.distributions),
+                         "remaining": remaining or list(defaults.remaining), "nm": nm, "trials": trials,
+                         "update_every": update_every, "drop_fraction": drop_fraction, "stop_fraction": stop_fraction},
+                        "sparse-train")
     length = training_length(duration, epochs, iterations)
     changes = {"seed": seed, "train": {k: v for k, v in {"duration": length, "eval_every": eval_every or "100it"}.items()
                                        if v is not None}}
     settings = build(RunSettings, {"model": model, "dataset": dataset, **changes}, "sparse-train",
                      defaults_for(model, dataset)).validate()
-    made_with = {"model": model, "dataset": dataset, "methods": methods, "distributions": distributions,
-                 "remaining": fractions, "trials": trials, "schedule": [update_every, drop_fraction, stop_fraction],
-                 "duration": str(settings.train.duration), "seed": seed}
-    files.check_result(out, made_with, force)
-    splits = load_dataset(dataset, dataset_dir, settings.task).to(resolve_device(device))
-    entries = run(settings, splits, methods, distributions, fractions, schedule, trials)
-    for entry in entries:
-        entry.pop("mask")
-    table = Table(title=f"Sparse training from scratch: {model} on {dataset}, test {splits.task} metric at early stop")
-    for column in ("% weights", "distribution", "method", "trials", "test (early stop)", "updates"):
-        table.add_column(column, justify="right")
+    identity = made_with(run_settings(settings, exp), exp, exp.methods)
+    files.check_result(out, identity, force)
+    stem = out.with_suffix("")
+    # under torchrun (RANK / WORLD_SIZE set) rank 0 leads and the other ranks train beside it (data-parallel)
+    with session(device, "data") as processes:
+        processes.check(settings.train)
+        splits = processes.prepare(lambda: load_dataset(dataset, dataset_dir, settings.task).to(processes.device))
+        if not processes.leader:
+            processes.follow(splits)
+            return
+        if out.is_file() and not force and files.read_json(out).get("made_with") == identity:
+            result = files.read_json(out)  # finished before with these settings: nothing to train
+        else:
+            result = train_and_save(settings, splits, exp, exp.methods, out, Path(f"{stem}.details.json"),
+                                    Path(f"{stem}.masks.pt"), Path(f"{stem}.checkpoint.pt"), checkpoint_every,
+                                    session=processes if processes.size > 1 else None)
     metric = get_task(splits.task).headline
-    groups: dict = {}
-    for e in entries:
-        groups.setdefault((e["target_remaining"], e["distribution"], e["method"]), []).append(e)
-    for (fraction, dist, meth), group in groups.items():
-        values = [g[f"early_stop_test_{metric.name}"] for g in group]
-        table.add_row(f"{100 * group[0]['weights_remaining']:.2f}", dist, meth, str(len(group)),
-                      metric.show(sum(values) / len(values)), str(len(group[0]["updates"])))
+    table = Table(title=f"Sparse training from scratch: {model} on {dataset}, test {metric.name} at early stop "
+                        f"(mean ± std over trials)")
+    for column in ("% weights", "% effective", "distribution", "method", "trials", "test (early stop)", "updates"):
+        table.add_column(column, justify="right")
+    updates = {(e["target_remaining"], e["distribution"], e["method"]): e["updates"] for e in result["networks"]}
+    for row in result["summary"]:
+        key = f"early_stop_test_{metric.name}"
+        effective = row["effective_remaining"]
+        table.add_row(f"{100 * row['weights_remaining']:.2f}",
+                      "-" if effective is None else f"{100 * effective:.2f}", row["distribution"], row["method"],
+                      str(row["trials"]), f"{metric.show(row[key])} ± {metric.show(row[key + '_std'])}",
+                      str(updates[(row["target_remaining"], row["distribution"], row["method"])]))
     console.print(table)
-    files.write_result(out, {"model": model, "dataset": dataset, "schedule": {
-        "update_every": update_every, "drop_fraction": drop_fraction, "stop_fraction": stop_fraction},
-        "networks": entries}, made_with)
     console.print(f"results: {out}")
 
 
@@ -496,6 +510,10 @@ def compact(
                                    help="Measure CPU latency (1 sample) and throughput of dense vs compact."),
     batch_size: int = typer.Option(256, min=1, help="Batch size of the throughput measurement."),
     threads: int = typer.Option(1, min=1, help="CPU threads while timing (1: stable on a shared machine)."),
+    nm: bool = typer.Option(False, "--nm", help="Instead: check that a --pruning nm ticket is 2:4 in every pruned "
+                                                "layer (default round: the last finished) and, on a CUDA GPU, time it "
+                                                "as torch semi-structured sparse (fp16, --batch-size) against the "
+                                                "dense masked network."),
 ) -> None:
     """Cut dead neurons/channels out of tickets: a smaller dense network (torch.export .pt2) per round.
 
@@ -504,10 +522,41 @@ def compact(
     """
     from lth.compact import compact_rounds
 
+    if nm:
+        _compact_nm(root, round, trial, batch_size)
+        return
     dense, rows = compact_rounds(root, round, trial, dataset_dir, benchmark, batch_size, threads)
     console.print(compact_table(dense, rows))
     if benchmark:
         console.print(speed_table(rows))
+
+
+def _compact_nm(root: Path, rounds: Optional[List[int]], trials: Optional[List[int]], batch_size: int) -> None:
+    """`lth compact --nm`: the 2:4 check, and on a CUDA GPU dense vs semi-structured inference time."""
+    from lth.compact import NO_GPU, nm_rounds
+
+    rows = nm_rounds(root, rounds, trials, batch_size)
+    if not rows[0]["cuda"]:
+        for row in rows:
+            console.print(f"r{row['round']:02d} trial {row['trial']}: at most 2 of every 4 consecutive inputs kept in "
+                          f"{', '.join(row['layers'])}", highlight=False)
+        console.print(NO_GPU, highlight=False)
+        return
+    table = Table(title="2:4 semi-structured vs dense masked network (fp16, CUDA, median of 30)")
+    for column in ("trial", "round", "batch", "ms dense", "ms 2:4", "speed-up", "2:4 layers"):
+        table.add_column(column, justify="right", no_wrap=True)
+    for row in rows:
+        timed = "speedup" in row
+        table.add_row(str(row["trial"]), str(row["round"]), str(row["batch_size"]),
+                      f"{row['dense_ms']:.3f}" if timed else "-", f"{row['sparse_ms']:.3f}" if timed else "-",
+                      f"{row['speedup']:.2f}x" if timed else "-", str(len(row["converted"])))
+    console.print(table)
+    for row in rows:
+        where = f"r{row['round']:02d} trial {row['trial']}"
+        if "reason" in row:
+            console.print(f"{where}: no speed-up: {row['reason']}", highlight=False, markup=False)
+        for name, reason in (row["skipped"].items() if row["converted"] else ()):  # else: all in the reason
+            console.print(f"{where}: {name} stays dense: {reason}", highlight=False, markup=False)
 
 
 def compact_table(dense: dict, rows: list[dict]) -> Table:
@@ -662,12 +711,16 @@ def report(
     out: Path = typer.Option(Path("report"), help="Report folder to write (replaced when complete)."),
     repo: str = typer.Option(".", help="DVC repository the experiment names refer to."),
     all_experiments: bool = typer.Option(False, "--all-experiments", help="Add every DVC experiment of --repo."),
+    x_axis: str = typer.Option("weights", "--x-axis", help="x of the accuracy-vs-sparsity figures: weights (weights "
+                                                           "remaining) | effective (effective weights remaining: "
+                                                           "kept and on an input-to-output path)."),
 ) -> None:
     """Plots and tables of finished rounds (accuracy and early stop vs % weights, learning curves, per-layer
-    sparsity, first-layer masks) as index.html + report.md + PNG + CSV; several runs are compared in one plot."""
+    sparsity, first-layer masks, pruning at init, sparse training) as index.html + report.md + PNG + CSV;
+    several runs are compared in one plot."""
     from lth.report import make_report
 
-    written = make_report(sources or [], out, repo=repo, all_experiments=all_experiments)
+    written = make_report(sources or [], out, repo=repo, all_experiments=all_experiments, x_axis=x_axis)
     console.print(f"report: {out / 'index.html'} ({len(written)} files: "
                   f"{', '.join(p.name for p in written if p.suffix == '.png')})")
 
@@ -722,12 +775,13 @@ def settings_table() -> Table:
     from lth.engine.params import SourceSettings, WorkspaceSettings
     from lth.engine.settings import RunSettings
     from lth.training.settings import DistributedSettings
+    from lth.engine.sparse_train import SparseTrainSettings
 
     table = registry_table("Settings of params.yaml (a run's settings.json holds those down to `pruning`)",
                            ("setting", "default", "meaning"))
     groups = [describe(RunSettings), describe(DistributedSettings, "train.distributed."),
               describe(WorkspaceSettings), describe(SourceSettings, "sources."), describe(SupermaskSettings, "supermask."),
-              describe(PruneAtInitSettings, "prune_at_init.")]
+              describe(PruneAtInitSettings, "prune_at_init."), describe(SparseTrainSettings, "sparse_train.")]
     for info in (info for group in groups for info in group):
         names = info.names()
         valid = f" One of: {' | '.join(names)}." if names and (info.inline or len(names) <= 4) else ""

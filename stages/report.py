@@ -1,5 +1,5 @@
 """Stage `report`: report/index.html, report.md, PNGs and CSVs of this workspace's declared rounds and its
-pruning-at-init methods (metrics/prune_at_init)."""
+pruning-at-init methods (metrics/prune_at_init) and sparse-training methods (metrics/sparse_train)."""
 
 from __future__ import annotations
 

@@ -173,3 +173,40 @@ def test_batch_that_does_not_split_over_the_processes_is_refused_up_front():
         Session(World(1, 2, 1), torch.device("cpu"), "data").check(settings.train)
     Session(World(1, 2, 1), torch.device("cpu"), "trials").check(settings.train)  # whole batches per network: fine
     Session(None, torch.device("cpu"), "data").check(settings.train)
+
+
+@pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun is not installed next to this Python")
+def test_sparse_training_under_torchrun_moves_the_masks_alike_on_every_process(tmp_path):
+    """Two processes (gloo) train SET and RigL networks data-parallel: each moves its own masks (SET's draws are
+    seeded, RigL's gradients are DDP's averages), and the processes' digests of every final mask and update
+    history are compared at the end (a disagreement is an error, exit 2); the result has exact counts."""
+    from lth.datasets import load_dataset
+    from lth.training.sparse import SparseHooks, SparseSchedule
+
+    load_dataset("mnist-5k", tmp_path / "datasets")
+    env = {key: value for key, value in os.environ.items() if key not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env.update(PYTHONPATH=str(REPO), COLUMNS="200")
+    command = [str(TORCHRUN), "--standalone", "--nproc_per_node=2", "-m", "lth", "sparse-train", "lenet-300-100",
+               "mnist-5k", str(tmp_path / "datasets"), "--method", "set", "--method", "rigl", "--remaining", "10%",
+               "--trials", "1", "--iterations", "30", "--eval-every", "10it", "--update-every", "5", "--device", "cpu",
+               "--out", str(tmp_path / "st.json")]
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads((tmp_path / "st.json").read_text())
+    assert [n["method"] for n in result["networks"]] == ["set", "rigl"]
+    assert all(n["updates"] == 4 for n in result["networks"])  # at 5, 10, 15, 20 (< 75% of 30)
+    masks = torch.load(tmp_path / "st.masks.pt", weights_only=True)
+    for i, net in enumerate(result["networks"]):
+        assert {name: int(masks[f"{i}.{name}"].sum()) for name in net["counts"]} == net["counts"]
+
+    # the digest the processes compare tells masks and histories apart
+    hooks = SparseHooks(SparseSchedule(), {"w": (2, 2)}, ["set"], [1])
+
+    class Done:
+        final_masks = [{"w": torch.tensor([[True, False], [False, True]])}]
+        history = [[{"iteration": 5, "dropped": {"w": 1}, "grown": {"w": 1}}]]
+
+    hooks.made = [(Done(), [0])]
+    before = hooks.fingerprint()
+    Done.final_masks[0]["w"][0, 1] = True
+    assert hooks.fingerprint() != before

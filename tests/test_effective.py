@@ -83,3 +83,74 @@ def test_the_command_on_a_run(tmp_path, monkeypatch, capsys):
     assert code == 0 and "% effective" in out and "r01" in out, err
     code, _, err = run_cli(monkeypatch, capsys, "effective-sparsity", str(tmp_path / "nothing"))
     assert code == 2 and "nothing" in err
+
+
+def test_every_record_carries_effective_sparsity_and_the_report_can_plot_it(tmp_path):
+    """IMP rounds, pruning at init and sparse training record effective_remaining (equal to effective_masks of
+    the network's mask), per layer too; a model that is not a chain says why instead; `lth report --x-axis
+    effective` draws on it, and the sparse-training section lines the methods up with the tickets."""
+    from conftest import tiny_splits
+    from lth.core import files
+    from lth.engine.layout import Layout
+    from lth.engine.settings import defaults_for, replace
+    from lth.experiments.prune_at_init import prune_and_train
+    from lth.experiments.sparse_train import train_and_save
+    from lth.report import make_report
+    from lth.steps.rounds import find_ticket
+    from lth.engine.sparse_train import SparseTrainSettings
+
+    settings = replace(defaults_for("lenet-300-100", "mnist-5k"), trials=2, controls=("reinit",),
+                       train__duration="12it", train__eval_every="6it", train__batch_size=20,
+                       prune__rates={"fc": 0.9, "output": 0.5})
+    splits = tiny_splits()
+    records = find_ticket(settings, 2, tmp_path / "run", splits)
+    chain = ["fc1.weight", "fc2.weight", "fc3.weight"]
+    layout = Layout(tmp_path / "run")
+    for record in records:
+        for net in record["networks"]:
+            if net["arm"] != "ticket":
+                continue
+            mask = files.load_tensors(layout.trial_file(layout.round_dir(f"r{record['round']:02d}", "mask"),
+                                                        net["trial"]), "mask")
+            expected = effective_masks(mask, chain)
+            assert net["effective_remaining"] == round(expected.effective_remaining, 6)
+            assert net["disconnected_units"] == sum(expected.disconnected_units.values())
+            assert net["layers"]["fc1.weight"]["effective_remaining"] == round(
+                expected.effective["fc1.weight"] / expected.total["fc1.weight"], 6)
+    assert records[-1]["networks"][0]["effective_remaining"] <= records[-1]["networks"][0]["weights_remaining"]
+
+    at_init = prune_and_train(replace(settings, trials=1), splits, "random", 0.05)
+    assert 0 < at_init["networks"][0]["effective_remaining"] <= at_init["networks"][0]["weights_remaining"]
+
+    exp = SparseTrainSettings(methods=("static", "rigl"), remaining=("20%", "5%"), trials=2, update_every=4)
+    out = layout.sparse_train_dir
+    metrics = train_and_save(settings, splits, exp, exp.methods, out / "st.json", tmp_path / "d.json",
+                             tmp_path / "m.pt", tmp_path / "ck.pt")
+    assert all(0 < n["effective_remaining"] <= n["weights_remaining"] for n in metrics["networks"])
+
+    class Branchy(nn.Module):  # a residual connection: not a chain
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(4, 4), nn.Linear(4, 2)
+
+        def forward(self, x):
+            return self.b(x + self.a(x))
+
+    from lth.pruning.effective import effective_fields
+
+    with pytest.raises(LthError) as err:
+        model_chain(Branchy())
+    fields = effective_fields({"a.weight": torch.ones(4, 4, dtype=torch.bool)}, str(err.value))
+    assert fields["effective_remaining"] is None and "not computed" in fields["effective_not_computed"]
+
+    make_report([str(tmp_path / "run")], tmp_path / "report", x_axis="effective")
+    report = tmp_path / "report"
+    assert (report / "sparse_train.png").is_file() and (report / "by_sparsity.png").is_file()
+    matched = pd.read_csv(report / "sparse_vs_tickets.csv")
+    assert list(matched["weights_remaining"]) == pytest.approx([0.2, 0.05], abs=1e-4)
+    assert {"static", "rigl", "IMP ticket", "IMP reinit", "best"} <= set(matched.columns)
+    assert "effective weights remaining" in (report / "report.md").read_text()
+    arms = pd.read_csv(report / "arms.csv")
+    assert arms["effective_remaining"].notna().all()
+    with pytest.raises(LthError, match="unknown x axis 'pixels'"):
+        make_report([str(tmp_path / "run")], tmp_path / "report2", x_axis="pixels")

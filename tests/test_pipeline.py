@@ -55,6 +55,8 @@ def tiny_project(root: Path, rounds: int = 2, **changes) -> Path:
     params["experiments"]["removal"]["max_tickets"] = 2
     params["experiments"]["optimizers"].update(rounds=1, variants={"radam-no-warmup": {"optimizer": "radam"}})
     params["prune_at_init"].update(methods=["snip", "synflow"], synflow_rounds=10)
+    params["sparse_train"].update(methods=["static", "rigl"], remaining=["10%"], trials=1, duration="20it",
+                                  update_every=5)
     params["experiments"]["stability"].update(rewinds=["0it", "20it"], points=5)
     params["experiments"]["transfer_domains"].update(rounds=sorted({"r01", f"r{rounds:02d}"}))
     params["device"] = "cpu"
@@ -75,7 +77,7 @@ def test_pipeline_repro_cache_reuse_and_added_round(tmp_path):
     assert {"exp_transfer", "exp_transfer_domains", "exp_combine", "exp_removal", "exp_optimizers", "exp_perturb", "exp_stability",
             "code", "prepare", "init", "rewind_point", "early_bird", "train_dense", "score@r01", "mask@r01", "rewind@r01", "train@r01",
             "score@r02", "mask@r02", "rewind@r02", "train@r02", "supermask", "summary", "report",
-            "prune_at_init@snip", "prune_at_init@synflow"} == ran(first)
+            "prune_at_init@snip", "prune_at_init@synflow", "sparse_train@static", "sparse_train@rigl"} == ran(first)
     for r in ("r00", "r01", "r02"):
         for name in ("start", "mask", "final"):
             assert (root / "data" / "rounds" / r / name / "trial-0.pt").is_file(), (r, name)
@@ -202,6 +204,21 @@ def test_pipeline_repro_cache_reuse_and_added_round(tmp_path):
             "headline.2%.reinit_early_stop_test_acc"} <= set(diff)
     assert (root / "report" / "prune_at_init.png").is_file()
 
+    # sparse training at another fraction: only its stages and the report run; metrics diff sees the summary
+    sparse = sh(root, "dvc", "exp", "run", "-S", "sparse_train.remaining=[5%]")
+    assert ran(sparse) == {"sparse_train@static", "sparse_train@rigl", "report"}
+    for method in ("static", "rigl"):
+        result = json.loads((root / "metrics" / "sparse_train" / f"{method}.json").read_text())
+        assert [row["weights_remaining"] for row in result["summary"]] == [pytest.approx(0.05, abs=1e-5)]
+        assert result["networks"][0]["effective_remaining"] <= result["networks"][0]["weights_remaining"]
+        assert (root / "data" / "sparse_train" / f"{method}.pt").is_file()
+    updates = json.loads((root / "data" / "sparse_train" / "rigl.json").read_text())["networks"][0]["updates"]
+    assert [u["iteration"] for u in updates] == [5, 10]  # every 5 steps, none after 75% of 20
+    diff = json.loads(sh(root, "dvc", "metrics", "diff", "--json"))["metrics/sparse_train/rigl.json"]
+    assert diff["headline.rigl erk 5%.weights_remaining"]["new"] == pytest.approx(0.05, abs=1e-5)
+    assert "headline.rigl erk 5%.early_stop_test_acc" in diff
+    assert (root / "report" / "sparse_train.png").is_file() and (root / "report" / "sparse_vs_tickets.csv").is_file()
+
     # early-bird on: every train stage reruns, the dense round included (its checks now draw masks); a new
     # criterion reached the dense round above only through data/early_bird.json, which stayed unchanged
     early = sh(root, "dvc", "exp", "run", "-S", "prune.early_bird=true")
@@ -212,7 +229,9 @@ def test_pipeline_repro_cache_reuse_and_added_round(tmp_path):
     assert compute["to_ticket_iterations"] < compute["total_iterations"]
 
     # fewer rounds again (3 -> 2): the results of r03 leave the workspace, and DVC sees nothing to do
-    params = yaml.safe_load((root / "params.yaml").read_text())
+    from lth.engine.params import read_yaml
+
+    params = read_yaml(root / "params.yaml")  # as DVC wrote it (YAML 1.2: prune.nm 2:4 unquoted, not 124)
     params["rounds"] = rounds_yaml(2)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     shrunk = sh(root, "dvc", "repro")

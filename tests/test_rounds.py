@@ -52,7 +52,7 @@ def test_lenet_sparsity_follows_the_paper_schedule_exactly(tmp_path):
     assert list(summary) == ["r00", "r01", "r02", "r03", "r04"]
     assert json.loads((tmp_path / "metrics" / "summary.json").read_text())["last"]["round"] == 4
     table = (tmp_path / "metrics" / "networks.csv").read_text()
-    assert table.startswith("round,trial,arm,weights_remaining,end_test_acc,early_stop_test_acc") \
+    assert table.startswith("round,trial,arm,weights_remaining,effective_remaining,end_test_acc,early_stop_test_acc") \
         and len(table.splitlines()) == 6
 
 

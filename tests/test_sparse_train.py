@@ -146,20 +146,104 @@ def test_an_update_zeroes_changed_weights_moments_and_keeps_counts(method):
 
 def test_cli_writes_records_and_refuses_bad_input(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    code, out, err = run_cli(monkeypatch, capsys, "sparse-train", "lenet-300-100", "mnist-5k", str(tmp_path),
-                             "--method", "static", "--method", "rigl", "--remaining", "10%", "--iterations", "40",
-                             "--eval-every", "20it", "--update-every", "10", "--out", "st.json")
+    args = ("sparse-train", "lenet-300-100", "mnist-5k", str(tmp_path), "--method", "static", "--method", "rigl",
+            "--remaining", "10%", "--trials", "1", "--iterations", "40", "--eval-every", "20it", "--update-every",
+            "10", "--out", "st.json")
+    code, out, err = run_cli(monkeypatch, capsys, *args)
     assert code == 0, err
     payload = json.loads((tmp_path / "st.json").read_text())
     assert [n["method"] for n in payload["networks"]] == ["static", "rigl"]
     assert payload["networks"][0]["weights_remaining"] == pytest.approx(0.1, abs=1e-5)
-    assert "early_stop_test_acc" in payload["networks"][1] and len(payload["networks"][1]["updates"]) == 2
+    assert "early_stop_test_acc" in payload["networks"][1] and payload["networks"][1]["updates"] == 2
+    assert [row["method"] for row in payload["summary"]] == ["static", "rigl"]
+    assert payload["summary"][1]["early_stop_test_acc"] == payload["networks"][1]["early_stop_test_acc"]
+    details = json.loads((tmp_path / "st.details.json").read_text())["networks"]
+    assert len(details[1]["updates"]) == 2 and details[1]["updates"][0]["iteration"] == 10 and details[1]["curve"]
+    masks = torch.load(tmp_path / "st.masks.pt", weights_only=True)
+    counts = payload["networks"][1]["counts"]
+    assert {name: int(masks[f"1.{name}"].sum()) for name in counts} == counts  # the final mask, exact counts
     assert "Sparse training from scratch" in out
+    written = (tmp_path / "st.json").stat().st_mtime_ns
+    code, out, err = run_cli(monkeypatch, capsys, *args)  # the same settings again: read, not retrained
+    assert code == 0 and (tmp_path / "st.json").stat().st_mtime_ns == written and "Sparse training" in out
     for extra, message in ((("--method", "grasp"), "unknown method 'grasp'"),
                            (("--distribution", "erdos"), "unknown distribution 'erdos'"),
-                           (("--remaining", "150%"), "--remaining"),
+                           (("--remaining", "150%"), "remaining '150%'"),
+                           (("--nm", "4:4"), "4:4"),
+                           (("--nm", "2:3"), "fc1.weight"),  # 784 inputs are not a multiple of 3
                            (("--drop-fraction", "1.5"), "bad drop_fraction 1.5")):
         code, _, err = run_cli(monkeypatch, capsys, "sparse-train", "lenet-300-100", "mnist-5k", str(tmp_path),
                                *extra, "--iterations", "20", "--out", "bad.json")
-        assert code == 2 and message in err and "Traceback" not in err, (extra, err)
+        assert code == 2 and message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, \
+            (extra, err)
     assert not (tmp_path / "bad.json").exists()
+
+
+@pytest.mark.parametrize("method", ["set", "rigl"])
+def test_nm_masks_keep_n_in_every_group_through_the_updates(method):
+    from lth.engine.settings import RunSettings, TrainSettings
+    from lth.experiments.sparse_train import sparse_train
+    from lth.training.sparse import SparseSchedule
+
+    train = TrainSettings(optimizer="adam", lr=1e-3, batch_size=20, duration="40it", eval_every="20it")
+    settings = RunSettings(model="lenet-300-100", dataset="mnist-5k", train=train)
+    entries = sparse_train(settings, tiny_splits(), ["static", method], ["erk"], [0.05],
+                           SparseSchedule(update_every=5, drop_fraction=0.3, stop_fraction=0.75), trials=1, nm=(2, 4))
+    static, moved = entries
+    assert static["distribution"] == "2:4" and static["weights_remaining"] == 0.5
+    for entry in entries:
+        for name, mask in entry["mask"].items():
+            groups = mask.reshape(mask.shape[0], -1, 4).sum(-1)  # 4 consecutive input weights
+            assert bool((groups == 2).all()), (entry["method"], name)
+    assert len(moved["updates"]) == 5 and moved["updates"][0]["dropped"]["fc1.weight"] > 0
+    assert any(not torch.equal(moved["mask"][n], static["mask"][n]) for n in static["mask"])  # it moved
+
+
+def test_interrupted_sparse_training_resumes_bit_identical(tmp_path):
+    import signal
+
+    from lth.core.interrupt import Interrupted, graceful_stop
+    from lth.engine.settings import RunSettings, TrainSettings
+    from lth.experiments.sparse_train import train_and_save
+    from lth.engine.sparse_train import SparseTrainSettings
+
+    train = TrainSettings(optimizer="adam", lr=1e-3, batch_size=20, duration="40it", eval_every="10it")
+    settings = RunSettings(model="lenet-300-100", dataset="mnist-5k", train=train)
+    exp = SparseTrainSettings(methods=("static", "set", "rigl"), remaining=("5%",), trials=1, update_every=5)
+    splits = tiny_splits()
+
+    def paths(root):
+        return [root / "m.json", root / "d.json", root / "m.pt", root / "ck.pt"]
+
+    straight = train_and_save(settings, splits, exp, exp.methods, *paths(tmp_path / "a"))
+    sent = []
+
+    def stop_at_23(iteration, total, point):  # after the update at 20, before the one at 25
+        if iteration >= 23 and not sent:
+            sent.append(iteration)
+            signal.raise_signal(signal.SIGINT)
+
+    with graceful_stop(), pytest.raises(Interrupted):
+        train_and_save(settings, splits, exp, exp.methods, *paths(tmp_path / "b"), progress=stop_at_23)
+    assert (tmp_path / "b" / "ck.pt").is_file() and not (tmp_path / "b" / "m.json").exists()
+    resumed = train_and_save(settings, splits, exp, exp.methods, *paths(tmp_path / "b"))
+    assert not (tmp_path / "b" / "ck.pt").exists()
+    assert resumed["networks"] == straight["networks"] and resumed["summary"] == straight["summary"]
+    assert json.loads((tmp_path / "b" / "d.json").read_text()) == json.loads((tmp_path / "a" / "d.json").read_text())
+    a, b = (torch.load(root / "m.pt", weights_only=True) for root in (tmp_path / "a", tmp_path / "b"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_settings_group_checks():
+    from lth.engine.sparse_train import load_settings
+
+    assert load_settings({}, "sparse_train").fractions() == [0.1, 0.035, 0.01]
+    assert load_settings({"nm": "2:4"}, "sparse_train").fractions() == [0.5]
+    for group, message in (({"methods": ["grow"]}, "unknown method 'grow'"),
+                           ({"distributions": ["erk", "erk"]}, "names one twice"),
+                           ({"remaining": ["0%"]}, "sparse_train.remaining"),
+                           ({"stop_fraction": 0}, "bad stop_fraction 0"),
+                           ({"nm": "3:2"}, "3:2"),
+                           ({"duration": "ten"}, "ten")):
+        with pytest.raises(LthError, match=message):
+            load_settings(group, "sparse_train")

@@ -57,11 +57,13 @@ def test_unexpected_errors_are_one_line_and_the_traceback_waits_for_lth_debug(tm
             "6", "--rounds", "1", "--out", str(tmp_path / "file")]
     result = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 2 and "is a file" in result.stderr and "Traceback" not in result.stderr
-    # an error nobody anticipated: a report of a run whose compaction file lacks what the table reads
+    # an error nobody anticipated: a report of a run whose round record lacks what the tables read
     run = tmp_path / "run"
     (run / "metrics" / "rounds").mkdir(parents=True)
     (run / "settings.json").write_text(json.dumps({"settings": {"model": "lenet-300-100", "dataset": "mnist-5k"}}))
-    (run / "metrics" / "rounds" / "r00.json").write_text(json.dumps({"round": 0, "weights_remaining": 100.0}))
+    (run / "metrics" / "rounds" / "r00.json").write_text(json.dumps(
+        {"format": 2, "task": "classification", "round": 0, "weights_remaining": 1.0,
+         "networks": [{"trial": 0, "arm": "ticket", "weights_remaining": 1.0}]}))
     report = [sys.executable, "-m", "lth", "report", str(run), "--out", str(tmp_path / "report")]
     plain = subprocess.run(report, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert plain.returncode == 2 and "Traceback" not in plain.stderr, plain.stderr

@@ -16,6 +16,8 @@ inside one directory, so a DVC stage has one output per artifact whatever the nu
     metrics/rounds/rNN.json                                      every network of the round (written last)
     metrics/summary.json, per_round.json, networks.csv, by_sparsity.json, learning_curves.json, layer_sparsity.json
     metrics/experiments/NAME.json, data/experiments/NAME/        research experiments
+    metrics/sparse_train/METHOD.json                             sparse training from scratch (static, SET, RigL)
+    data/sparse_train/METHOD.json, METHOD.pt                     its update histories, curves and final masks
     metrics/prune_at_init/METHOD.json                            pruning at initialization, trained
     data/supermask/mask.pt, metrics/supermask.json               a learned supermask
     data/compact/rNN/trial-T.{pt2,json}, metrics/compact.json    compacted tickets (lth compact)
@@ -170,6 +172,27 @@ class Layout:
     def at_init_metrics(self, method: str) -> Path:
         """metrics/prune_at_init/<method>.json: a pruning-at-init method trained beside its controls."""
         return self.at_init_dir / f"{method}.json"
+
+    @property
+    def sparse_train_dir(self) -> Path:
+        """metrics/sparse_train/: sparse training from scratch, one JSON per method (the CLI's --out may be here)."""
+        return self.metrics / "sparse_train"
+
+    def sparse_train_metrics(self, method: str) -> Path:
+        """metrics/sparse_train/<method>.json: networks trained sparse from scratch with one method."""
+        return self.sparse_train_dir / f"{method}.json"
+
+    def sparse_train_details(self, method: str) -> Path:
+        """data/sparse_train/<method>.json: their mask update histories and learning curves."""
+        return self.root / "data" / "sparse_train" / f"{method}.json"
+
+    def sparse_train_masks(self, method: str) -> Path:
+        """data/sparse_train/<method>.pt: their final masks ('i.layer': network i of the metrics file)."""
+        return self.root / "data" / "sparse_train" / f"{method}.pt"
+
+    def sparse_train_checkpoint(self, method: str) -> Path:
+        """An unfinished sparse training's state (lth.training.checkpoint): not a result, removed when done."""
+        return self.root / "data" / "checkpoints" / f"sparse-train-{method}.pt"
 
     def experiment_dir(self, name: str) -> Path:
         """Where an experiment keeps what it computes besides its metrics (e.g. a second ticket's run)."""

@@ -51,7 +51,7 @@ class SourceSettings:
 
 
 PIPELINE_KEYS = ("dataset_dir", "device", "checkpoint_every", "rounds", "supermask", "experiments", "prune_at_init",
-                 "sources")
+                 "sparse_train", "sources")
 
 
 @dataclass(frozen=True)
@@ -109,13 +109,32 @@ def parse_rounds(raw: Any, where: str = "params.yaml: rounds") -> dict[str, str]
     return dict(sorted(chain.items(), key=lambda kv: round_index(kv[0])))
 
 
+def yaml_loader():  # noqa: ANN201 - a yaml.SafeLoader subclass
+    """PyYAML's safe loader with YAML 1.2's integers: no base-60 '2:4' = 124. DVC (ruamel, YAML 1.2) rewrites
+    params.yaml on `dvc exp run -S` and leaves an N:M pattern such as '2:4' unquoted; read as YAML 1.1 it would
+    become a number, so lth reads params.yaml the way DVC writes it."""
+    import re
+
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    int_tag = "tag:yaml.org,2002:int"
+    Loader.yaml_implicit_resolvers = {first: [(tag, regexp) for tag, regexp in resolvers if tag != int_tag]
+                                      for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+    Loader.add_implicit_resolver(int_tag, re.compile(r"^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)"
+                                                     r"|[-+]?0x[0-9a-fA-F_]+)$"), list("-+0123456789"))
+    return Loader
+
+
 def read_yaml(path: str | Path) -> dict:
     """params.yaml as a mapping; a missing file or bad YAML is an LthError naming the file (and line)."""
     import yaml
 
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(), Loader=yaml_loader())  # noqa: S506 - a SafeLoader subclass
     except FileNotFoundError:
         raise LthError(f"missing {path}: run from the project root, where params.yaml lives") from None
     except yaml.YAMLError as exc:
@@ -153,6 +172,10 @@ def load_params(path: str | Path = "params.yaml") -> PipelineParams:
     check_experiment_rounds(data.get("experiments"), [DENSE_ROUND, *rounds], path)
     if "prune_at_init" in data:
         load_at_init_settings(data["prune_at_init"], f"{path}: prune_at_init")
+    if "sparse_train" in data:
+        from lth.engine.sparse_train import load_settings as load_sparse_settings
+
+        load_sparse_settings(data["sparse_train"], f"{path}: sparse_train")
     check_workspace_sources(settings, sources, data.get("experiments"), path)
     return PipelineParams(settings, workspace.dataset_dir, workspace.device, rounds, supermask, checkpoint_every,
                           processes, sources)

@@ -50,8 +50,10 @@ def task_of(record: Mapping[str, Any]) -> "Task":
     return get_task(record.get("task", "classification"))
 
 
-def network_metrics(mask: Mapping[str, "Tensor"], result: "TrainResult", task: "Task") -> dict:
-    """The scalar results of one network, plus per-layer sparsity measured in the trained tensors."""
+def network_metrics(mask: Mapping[str, "Tensor"], result: "TrainResult", task: "Task",
+                    chain: "Sequence[str] | str | None" = None) -> dict:
+    """The scalar results of one network, plus per-layer sparsity measured in the trained tensors; with the
+    model's layer `chain` (lth.pruning.effective.chain_of) also its effective sparsity, overall and per layer."""
     start, final, early = result.curve[0], result.final, result.early_stop
     in_tensors = tensor_remaining_fraction(result.state, list(mask))
     layers = {
@@ -60,8 +62,16 @@ def network_metrics(mask: Mapping[str, "Tensor"], result: "TrainResult", task: "
         for name, (kept, total) in kept_counts(mask).items()
     }
     names = [m.name for m in task.metrics]
+    effective = {}
+    if chain is not None:
+        from lth.pruning.effective import effective_fields
+
+        effective = effective_fields(mask, chain)
+        for name, fields in effective.pop("effective_layers", {}).items():
+            layers[name].update(fields)
     return {
         "weights_remaining": round(remaining_fraction(mask), 6),
+        **effective,
         "nonzero_weights_remaining": round(in_tensors["all"], 6),
         **{key("start", "test", m): start[f"test_{m}"] for m in names},
         **{key("end", split, m): final[f"{split}_{m}"] for split in ("test", "val") for m in (*names, "loss")},
@@ -74,14 +84,14 @@ def network_metrics(mask: Mapping[str, "Tensor"], result: "TrainResult", task: "
 
 
 def round_record(round_index: int, networks: Sequence["Network"], results: Sequence["TrainResult"], task: "Task",
-                 seconds: Optional[float] = None) -> dict:
+                 seconds: Optional[float] = None, chain: "Sequence[str] | str | None" = None) -> dict:
     """Everything measured in a round: one entry per network (trial, arm, metrics, learning curve).
 
     `seconds`, the wall time of the round's training, is shared equally among the networks trained together
-    (each entry's `seconds`: what its training cost, for compute-to-ticket).
+    (each entry's `seconds`: what its training cost, for compute-to-ticket). `chain`: see `network_metrics`.
     """
     share = {} if seconds is None else {"seconds": round(seconds / max(len(networks), 1), 3)}
-    entries = [{"trial": n.trial, "arm": n.arm, **network_metrics(n.mask, r, task), **share, "curve": r.curve}
+    entries = [{"trial": n.trial, "arm": n.arm, **network_metrics(n.mask, r, task, chain), **share, "curve": r.curve}
                for n, r in zip(networks, results)]
     ticket = next((e for e in entries if e["arm"] == TICKET), entries[0])  # experiments may name no arm 'ticket'
     return {"format": FORMAT, "task": task.name, "round": round_index, "weights_remaining": ticket["weights_remaining"],

@@ -150,6 +150,9 @@ class RunSettings:
                            f"not '{self.prune.method}' (CLI: --pruning structured implies layerwise)")
         if self.pruning == "structured" and self.prune.schedule == "oneshot":
             raise LthError("the one-shot schedule prunes single weights: use pruning 'unstructured' with it")
+        if self.pruning == "nm" and self.prune.method != "layerwise":
+            raise LthError(f"N:M pruning ranks weights within groups of each layer: set prune.method to layerwise, "
+                           f"not '{self.prune.method}' (CLI: --pruning nm implies layerwise)")
         if not 0 <= self.seed <= MAX_SEED:
             raise LthError(f"bad seed {self.seed}: must be between 0 and {MAX_SEED}")
         if not 1 <= self.trials <= MAX_TRIALS:
@@ -249,10 +252,25 @@ def check_data(settings: RunSettings, splits: "Splits") -> None:
         raise LthError(f"rewind step '{settings.rewind}' ({rewind} iterations) is beyond the training length "
                        f"'{t.duration}' ({total} iterations at batch size {t.batch_size} on {num_train} examples)")
     check_model_fits(settings.model, splits.input_shape, splits.num_outputs, settings.dataset)
+    if settings.pruning == "nm":
+        check_nm_layers(settings, splits.input_shape, splits.num_outputs)
     warmup = Step.parse(t.warmup).to_iterations(per_epoch)
     if warmup > total:
         raise LthError(f"warmup '{t.warmup}' ({warmup} iterations) is longer than the training length "
                        f"'{t.duration}' ({total} iterations): the learning rate would never reach {t.lr}")
+
+
+def check_nm_layers(settings: RunSettings, input_shape: tuple[int, ...], num_outputs: int) -> None:
+    """N:M pruning: every layer it prunes (its kind's rate > 0) has an input size that is a multiple of M."""
+    from lth.models import build_model
+    from lth.models.layers import prunable_layers
+    from lth.pruning.nm import check_nm_shapes, parse_nm
+
+    net = build_model(settings.model, tuple(input_shape), num_outputs, 0)
+    weights = dict(net.named_parameters())
+    pruned = {name: tuple(weights[name].shape) for name, kind in prunable_layers(net).items()
+              if settings.prune.rates.get(kind, 0.0) > 0}
+    check_nm_shapes(pruned, parse_nm(settings.prune.nm)[1])
 
 
 def check_model_fits(model: str, input_shape: tuple[int, ...], num_outputs: int, dataset: str = "the dataset") -> None:

@@ -51,7 +51,10 @@ def prune_and_train(settings: RunSettings, splits, method: str, remaining: float
             networks.append(Network(trial, control, seed, apply_mask(start, arm_mask), arm_mask))
             collapsed[f"{trial}/{control}"] = collapsed_layers(arm_mask)
     results = train_networks(TrainJob(settings.model, settings.train), splits, networks, progress=progress)
-    record = round_record(0, networks, results, get_task(splits.task))
+    from lth.pruning.effective import chain_of
+
+    chain = chain_of(settings.model, splits.input_shape, splits.num_outputs)
+    record = round_record(0, networks, results, get_task(splits.task), chain=chain)
     del record["round"]
     return {"method": method, "target_weights_remaining": round(remaining, 6),
             "weights_remaining": round(remaining_fraction(networks[0].mask), 6),

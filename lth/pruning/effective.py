@@ -59,10 +59,10 @@ def effective_masks(masks: Mapping[str, Tensor], chain: Sequence[str]) -> Effect
     layers = [masks[name].bool().cpu() for name in chain]
     spans = [1] + [unit_span(tuple(a.shape), tuple(b.shape)) for a, b in zip(layers, layers[1:])]
     units = [_units(m, s).float() for m, s in zip(layers, spans)]
-    from_input = [torch.ones(units[0].shape[1])]  # every input feature (or channel) is there
+    from_input = [torch.ones(units[0].shape[1], dtype=torch.float32)]  # every input feature (or channel) is there
     for connectivity in units:
         from_input.append((connectivity @ from_input[-1] > 0).float())
-    to_output = [torch.ones(units[-1].shape[0])]  # every output is wanted
+    to_output = [torch.ones(units[-1].shape[0], dtype=torch.float32)]  # every output is wanted
     for connectivity in reversed(units):
         to_output.insert(0, (connectivity.t() @ to_output[0] > 0).float())
     # unit i of level k (level 0: the inputs; level k: the outputs of layer k-1) is connected both ways
@@ -90,3 +90,31 @@ def model_chain(model) -> list[str]:  # noqa: ANN001 - nn.Module
     except LthError as exc:
         reason = str(exc).replace("effective sparsity works", "it works")
         raise LthError(f"effective sparsity is not computed: {reason}") from None
+
+
+def chain_of(model_name: str, input_shape: tuple[int, ...], num_outputs: int) -> "list[str] | str":
+    """The model's layer chain for `effective_fields`, or why effective sparsity is not computed for it."""
+    from lth.core.errors import LthError
+    from lth.models import build_model
+
+    try:
+        return model_chain(build_model(model_name, input_shape, num_outputs, 0))
+    except LthError as exc:
+        return str(exc)
+
+
+def effective_fields(mask: Mapping[str, Tensor], chain: "Sequence[str] | str") -> dict:
+    """What every record lth writes says of a network's effective sparsity: `effective_remaining` (a fraction of
+    all prunable weights), `disconnected_units` (hidden neurons/channels on no input-to-output path) and, per
+    layer, both; or `effective_remaining: null` with `effective_not_computed` saying why (a graph that is not a
+    chain, a mask without the chain's layers)."""
+    if isinstance(chain, str):
+        return {"effective_remaining": None, "effective_not_computed": chain}
+    if set(chain) != set(mask):
+        return {"effective_remaining": None,
+                "effective_not_computed": "effective sparsity is not computed: the mask's layers are not the chain's"}
+    result = effective_masks(mask, chain)
+    return {"effective_remaining": round(result.effective_remaining, 6),
+            "disconnected_units": sum(result.disconnected_units.values()),
+            "effective_layers": {name: {"effective_remaining": round(result.effective[name] / result.total[name], 6),
+                                        "disconnected_units": result.disconnected_units[name]} for name in chain}}

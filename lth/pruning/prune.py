@@ -139,14 +139,49 @@ def _structured(scores, mask, kinds, rates, method, round_index, seed, units) ->
     return structured_next_mask(scores, mask, kinds, rates, method, round_index, seed, units())
 
 
+def kept_per_group(n: int, m: int, rate: float, round_index: int) -> int:
+    """N:M pruning's round r keeps max(N, min(M, round(M (1 - rate)^r))) of every group of M: IMP's gradual
+    schedule within each group, exactly N:M once that reaches N."""
+    return max(n, min(m, kept_after(m, rate, round_index)))
+
+
+def _nm(scores, mask, kinds, rates, method, round_index, seed, units, keep=None, nm=(2, 4)) -> "Mask":  # noqa: ANN001
+    """Per group of M consecutive input weights of every pruned layer, the best-scored survivors (lth.pruning.nm);
+    the one-shot schedule (`keep` given; its counts do not apply) goes straight to N:M."""
+    from lth.core.errors import LthError
+    from lth.pruning.nm import check_nm_shapes, nm_keep
+
+    if round_index < 1:
+        raise ValueError("round 0 is the dense network; pruning starts at round 1")
+    if method != "layerwise":
+        raise LthError(f"N:M pruning is per group of weights within each layer; got pruning method '{method}'")
+    n, m = nm
+    pruned = [name for name in mask if rates.get(kinds[name], 0.0) > 0]
+    check_nm_shapes({name: tuple(mask[name].shape) for name in pruned}, m)
+    new = {name: t.clone() for name, t in mask.items()}
+    for name in pruned:
+        k = n if keep is not None else kept_per_group(n, m, rates[kinds[name]], round_index)
+        new[name] = nm_keep(scores[name], mask[name], k, m)
+    return new
+
+
+def _nm_options(prune) -> dict:  # noqa: ANN001 - lth.pruning.settings.PruneSettings
+    from lth.pruning.nm import parse_nm
+
+    return {"nm": parse_nm(prune.nm)}
+
+
 @dataclass(frozen=True)
 class Granularity:
-    """What one pruned unit is; `next_mask(scores, mask, kinds, rates, method, round, seed, units)`, `units` a
-    function giving the model's unit layers (lth.pruning.structured.unit_layers; only structured calls it)."""
+    """What one pruned unit is; `next_mask(scores, mask, kinds, rates, method, round, seed, units, **options)`,
+    `units` a function giving the model's unit layers (lth.pruning.structured.unit_layers; only structured calls
+    it), `options(prune settings)` the further keyword arguments its next_mask takes from the pruning settings
+    (N:M's pattern)."""
 
     name: str
     description: str
     next_mask: Callable[..., "Mask"]
+    options: Callable[..., dict] = lambda prune: {}
 
 
 GRANULARITIES: dict[str, Granularity] = {
@@ -155,5 +190,8 @@ GRANULARITIES: dict[str, Granularity] = {
         Granularity("unstructured", "single weights (Frankle & Carbin's IMP)", _unstructured),
         Granularity("structured", "whole neurons and conv channels, per layer; see lth.pruning.structured",
                     _structured),
+        Granularity("nm", "N:M: N kept in every M consecutive input weights (prune.nm; 2:4 runs as GPU "
+                          "semi-structured sparsity, lth compact --nm), tightening per round like IMP", _nm,
+                    _nm_options),
     ]
 }

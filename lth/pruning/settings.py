@@ -30,6 +30,14 @@ def _schedules():
     return SCHEDULES
 
 
+def _nm_text(value) -> str:  # noqa: ANN001 - as written in params.yaml / settings.json
+    """YAML 1.1 reads an unquoted 2:4 as the base-60 number 124: refuse it instead of misreading it."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        raise LthError(f"bad prune.nm {value}: write the N:M pattern in quotes, e.g. nm: '2:4' (YAML reads an "
+                       "unquoted 2:4 as the number 124)")
+    return value
+
+
 @dataclass(frozen=True)
 class PruneSettings:
     """Per layer or globally, how much of each kind of layer goes per round (or in one shot), and when a round's
@@ -43,6 +51,8 @@ class PruneSettings:
     schedule: str = setting("iterative", "How far each round prunes.", choices=_schedules, inline=True)
     target: float = setting(0.05, "Weights the one-shot schedule keeps, of all prunable ones: a fraction such as "
                                   "0.05, or a percentage such as 5%.", parse=lambda v: _fraction(v, "prune.target"))
+    nm: str = setting("2:4", "N:M pattern of pruning 'nm': N kept in every M consecutive input weights (quote it "
+                             "in YAML: nm: '2:4').", parse=_nm_text)
     early_bird: bool = setting(False, "Stop a round's training once the mask it would give has settled "
                                       "(You et al. 2020's early-bird tickets).")
     early_bird_distance: float = setting(0.1, "Early-bird: the mask has settled when its normalised Hamming "
@@ -60,6 +70,9 @@ class PruneSettings:
         if not 0 < _fraction(self.target, "prune.target") < 1:
             raise LthError(f"bad prune.target {self.target!r}: one-shot pruning keeps fewer than all the weights "
                            "(a fraction such as 0.05, or a percentage such as 5%)")
+        from lth.pruning.nm import parse_nm
+
+        parse_nm(self.nm)
         if not 0 < self.early_bird_distance <= 1:
             raise LthError(f"bad early_bird_distance {self.early_bird_distance!r}: a normalised Hamming distance, "
                            "in (0, 1]")

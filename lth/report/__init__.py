@@ -10,8 +10,11 @@ from pathlib import Path
 from typing import Iterable
 
 
-def make_report(sources: Iterable[str], out: Path, repo: str = ".", all_experiments: bool = False) -> list[Path]:
+def make_report(sources: Iterable[str], out: Path, repo: str = ".", all_experiments: bool = False,
+                x_axis: str = "weights") -> list[Path]:
+    """`x_axis`: 'weights' (weights remaining) or 'effective' (effective weights remaining) on the x axis of the
+    accuracy-vs-sparsity figures."""
     from lth.report.document import write_report
     from lth.report.sources import resolve
 
-    return write_report(resolve(sources, repo=repo, all_experiments=all_experiments), out)
+    return write_report(resolve(sources, repo=repo, all_experiments=all_experiments), out, x_axis)

@@ -65,15 +65,22 @@ def _mask_maps(run: "RunData") -> list[tuple[str, object]]:
     return maps
 
 
-def build_sections(runs: list["RunData"], folder: Path) -> list[Section]:
-    """Compute every table and draw every picture into `folder`; return the report's sections in order."""
+def build_sections(runs: list["RunData"], folder: Path, x_axis: str = "weights") -> list[Section]:
+    """Compute every table and draw every picture into `folder`; return the report's sections in order.
+    `x_axis`: what the accuracy-vs-sparsity figures put on x, weights remaining or effective weights remaining."""
+    if x_axis not in figures.X_AXES:
+        from lth.core.errors import unknown_choice
+
+        raise unknown_choice("x axis", x_axis, figures.X_AXES)
     task = tables.report_task(runs)
     imp_runs = [run for run in runs if run.records]
-    sections = _round_sections(imp_runs, folder, task) if imp_runs else []
+    sections = _round_sections(imp_runs, folder, task, x_axis) if imp_runs else []
     if imp_runs:
         sections.append(_compute_section(imp_runs, folder, task))
     if any(run.at_init for run in runs):
-        sections.append(_at_init_section(runs, imp_runs, folder, task))
+        sections.append(_at_init_section(runs, imp_runs, folder, task, x_axis))
+    if any(run.sparse_train for run in runs):
+        sections.append(_sparse_train_section(runs, imp_runs, folder, task, x_axis))
     if any(run.stability for run in runs):
         sections.append(_stability_section(runs, folder, task))
     if any(run.transfer_curves for run in runs):
@@ -130,7 +137,8 @@ def _transfer_section(runs: list["RunData"], folder: Path) -> Section:
                    [_save(figures.transfer_figure(frame), folder, "transfer.png")], table, "transfer.csv")
 
 
-def _at_init_section(runs: list["RunData"], imp_runs: list["RunData"], folder: Path, task: "Task") -> Section:
+def _at_init_section(runs: list["RunData"], imp_runs: list["RunData"], folder: Path, task: "Task",
+                     x_axis: str = "weights") -> Section:
     """Pruning at initialization next to IMP: one figure, and a table at matched sparsity."""
     import pandas as pd
 
@@ -144,8 +152,32 @@ def _at_init_section(runs: list["RunData"], imp_runs: list["RunData"], folder: P
                    "(Frankle et al. 2021): shuffle = the mask permuted within each layer, reinit = the mask on "
                    "fresh weights, invert = the lowest-scored weights. IMP columns: the ticket of the IMP round "
                    "nearest in weights remaining. Emptied layers: layer collapse.",
-                   [_save(figures.at_init_figure(at_init, arms, task), folder, "prune_at_init.png")], matched,
+                   [_save(figures.at_init_figure(at_init, arms, task, x_axis), folder, "prune_at_init.png")], matched,
                    "matched_sparsity.csv")
+
+
+def _sparse_train_section(runs: list["RunData"], imp_runs: list["RunData"], folder: Path, task: "Task",
+                          x_axis: str = "weights") -> Section:
+    """Sparse training from scratch next to the tickets, pruning at init and its controls: one figure, and a
+    table at matched sparsity."""
+    import pandas as pd
+
+    sparse = tables.sparse_train_frame(runs, task)
+    arms = tables.arm_frame(tables.network_frame(imp_runs), task) if imp_runs else pd.DataFrame()
+    at_init = tables.at_init_frame(runs, task)
+    sizes = {run.test_size for run in runs if run.sparse_train}
+    matched = tables.sparse_matched_table(sparse, arms, at_init, task, sizes.pop() if len(sizes) == 1 else None)
+    sparse.to_csv(folder / "sparse_train.csv", index=False)
+    matched.to_csv(folder / "sparse_vs_tickets.csv", index=False)
+    return Section("Sparse training vs tickets",
+                   f"The {_metric_words(task)} at early stop, mean ± standard deviation over trials, of networks trained "
+                   "sparse from scratch: a random mask with the distribution's per-layer counts, fixed (static) or "
+                   "moved during training (SET: random growth; RigL: growth by gradient magnitude). Beside them the "
+                   "IMP tickets and their reinit control (band: min-max over trials) and pruning at initialization. "
+                   "The table puts them at matched sparsity (IMP: its round nearest in weights remaining); 'best' is "
+                   "beyond noise when its lead over the next exceeds 2 standard errors of the difference.",
+                   [_save(figures.sparse_train_figure(sparse, arms, at_init, task, x_axis), folder,
+                          "sparse_train.png")], matched, "sparse_vs_tickets.csv")
 
 
 def _test_noise(runs: list["RunData"], task: "Task", dense: "pd.DataFrame") -> str:
@@ -169,7 +201,7 @@ def _test_noise(runs: list["RunData"], task: "Task", dense: "pd.DataFrame") -> s
             "(`lth compare A B` judges them).") if parts else ""
 
 
-def _round_sections(runs: list["RunData"], folder: Path, task: "Task") -> list[Section]:
+def _round_sections(runs: list["RunData"], folder: Path, task: "Task", x_axis: str = "weights") -> list[Section]:
     """The sections of runs with rounds (IMP): the metric and early stop vs sparsity, curves, layers, masks."""
     networks = tables.network_frame(runs)
     arms = tables.arm_frame(networks, task)
@@ -182,15 +214,15 @@ def _round_sections(runs: list["RunData"], folder: Path, task: "Task") -> list[S
 
     words = _metric_words(task)
     sections = [
-        Section(f"Test {task.headline.label} vs weights remaining",
+        Section(f"Test {task.headline.label} vs {figures.X_AXES[x_axis][1][2:]}",
                 "Mean over trials (band: min-max). Ticket solid; controls dashed/dotted; dense network dotted "
                 "horizontal line." + ("" if task.headline.higher_is_better else f" Lower {task.headline.label} is "
                                       "better.") + " Tables and CSV files keep fractions (0.962 is 96.2%)."
                 + _test_noise(runs, task, dense),
-                [_save(figures.metric_figure(arms, dense, task), folder, "by_sparsity.png")], headline,
+                [_save(figures.metric_figure(arms, dense, task, x_axis), folder, "by_sparsity.png")], headline,
                 "summary.csv"),
         Section("Early-stop iteration vs weights remaining", "Iteration of the minimum validation loss.",
-                [_save(figures.early_stop_figure(arms, dense), folder, "early_stop.png")]),
+                [_save(figures.early_stop_figure(arms, dense, x_axis), folder, "early_stop.png")]),
     ]
     curves = Section("Learning curves", f"The {words} during training at selected sparsities: ticket solid, "
                                         "reinit control dashed.")
@@ -273,7 +305,7 @@ def _html(runs: list["RunData"], sections: list[Section]) -> str:
     return "\n".join(parts)
 
 
-def write_report(runs: list["RunData"], out: Path) -> list[Path]:
+def write_report(runs: list["RunData"], out: Path, x_axis: str = "weights") -> list[Path]:
     """Build the whole report in a temporary folder beside `out`, then move it into place.
 
     Both temporary folders (the new report's, and the old report's on its way out) get fresh random names
@@ -286,7 +318,7 @@ def write_report(runs: list["RunData"], out: Path) -> list[Path]:
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     retired = None
     try:
-        sections = build_sections(runs, staging)
+        sections = build_sections(runs, staging, x_axis)
         (staging / "report.md").write_text(_markdown(runs, sections))
         (staging / "index.html").write_text(_html(runs, sections))
         os.chmod(staging, 0o777 & ~current_umask())

@@ -57,9 +57,17 @@ def weight_ticks(weights: Iterable[float], most: int = 12) -> list[float]:
     return paper if len(paper) >= 3 else values[:: -(-len(values) // most)]
 
 
-def _weights_axis(ax, weights: Iterable[float]) -> None:
-    """The decreasing log axis of % weights remaining; `weights` are fractions."""
-    weights = [100 * w for w in weights if w > 0]
+# The x axes of accuracy-vs-sparsity figures: weights kept, or kept *and* on an input-to-output path
+# (effective sparsity, Vysogorets & Kempe 2021; lth.pruning.effective), a column of the frames drawn.
+X_AXES = {"weights": ("weights_remaining", "% weights remaining"),
+          "effective": ("effective_remaining", "% effective weights remaining")}
+
+
+def _weights_axis(ax, weights: Iterable[float], x: str = "weights") -> None:
+    """The decreasing log axis of % weights remaining (or effective, `x`); `weights` are fractions."""
+    weights = [100 * w for w in weights if w == w and w > 0]  # w == w: not NaN (effective not computed)
+    if not weights:
+        return
     low, high = min(weights), max(weights)
     ax.set_xscale("log")
     ax.set_xlim(high * 1.15, low / 1.15)  # decreasing: the network thins from left to right
@@ -67,7 +75,7 @@ def _weights_axis(ax, weights: Iterable[float]) -> None:
     ax.set_xticks(ticks)
     ax.set_xticklabels([f"{t:.3g}" for t in ticks])
     ax.minorticks_off()
-    ax.set_xlabel("% weights remaining (log scale)")
+    ax.set_xlabel(f"{X_AXES[x][1]} (log scale)")
     ax.grid(True, alpha=0.3)
 
 
@@ -86,7 +94,9 @@ def _arms_in(arms: "pd.DataFrame") -> list[str]:
     return [TICKET] + [a for a in present if a != TICKET]
 
 
-def _draw_metric(ax, arms: "pd.DataFrame", metric: str, dense: Optional["pd.DataFrame"]) -> None:
+def _draw_metric(ax, arms: "pd.DataFrame", metric: str, dense: Optional["pd.DataFrame"], x_axis: str = "weights"
+                 ) -> None:
+    column = X_AXES[x_axis][0]
     runs = list(dict.fromkeys(arms["run"]))
     arm_names = _arms_in(arms)
     for run in runs:
@@ -96,7 +106,7 @@ def _draw_metric(ax, arms: "pd.DataFrame", metric: str, dense: Optional["pd.Data
                 continue
             color = _series_color(run, arm, runs, arm_names)
             label = arm if len(runs) == 1 else f"{run} · {arm}"
-            x = percent(rows["weights_remaining"])
+            x = percent(rows[column])
             ax.plot(x, rows[f"{metric}_mean"], ARM_STYLE.get(arm, "-."), marker="o", markersize=3,
                     color=color, label=label)
             if (rows["trials"] > 1).any():
@@ -106,10 +116,10 @@ def _draw_metric(ax, arms: "pd.DataFrame", metric: str, dense: Optional["pd.Data
             ax.axhline(dense.loc[run, f"{metric}_mean"], color=_colors(runs)[run] if len(runs) > 1 else "grey",
                        linestyle=(0, (1, 3)), linewidth=1,
                        label="dense" if len(runs) == 1 else f"{run} · dense")
-    _weights_axis(ax, arms["weights_remaining"])
+    _weights_axis(ax, arms[column], x_axis)
 
 
-def metric_figure(arms: "pd.DataFrame", dense: "pd.DataFrame", task: "Task") -> "Figure":
+def metric_figure(arms: "pd.DataFrame", dense: "pd.DataFrame", task: "Task", x_axis: str = "weights") -> "Figure":
     """The test headline metric (accuracy, RMSE) vs % weights remaining, at early stop (left) and at the end of
     training (right)."""
     plt = _pyplot()
@@ -117,7 +127,7 @@ def metric_figure(arms: "pd.DataFrame", dense: "pd.DataFrame", task: "Task") -> 
     label = _label(task.headline)
     for ax, key, title in ((axes[0], headline(task), "at early stop (min. validation loss)"),
                            (axes[1], headline(task, "end"), "at the end of training")):
-        _draw_metric(ax, arms, key, dense)
+        _draw_metric(ax, arms, key, dense, x_axis)
         ax.set_title(f"{label[0].upper()}{label[1:]} {title}")
     axes[0].set_ylabel(f"{label} (mean; band: min-max over trials)")
     axes[0].legend(fontsize=8, loc="lower left")
@@ -125,11 +135,11 @@ def metric_figure(arms: "pd.DataFrame", dense: "pd.DataFrame", task: "Task") -> 
     return fig
 
 
-def early_stop_figure(arms: "pd.DataFrame", dense: "pd.DataFrame") -> "Figure":
+def early_stop_figure(arms: "pd.DataFrame", dense: "pd.DataFrame", x_axis: str = "weights") -> "Figure":
     """Early-stop iteration (minimum validation loss) vs % weights remaining."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    _draw_metric(ax, arms, "early_stop_iteration", dense)
+    _draw_metric(ax, arms, "early_stop_iteration", dense, x_axis)
     ax.set_title("Early-stop iteration")
     ax.set_ylabel("iteration of min. validation loss (mean; band: min-max)")
     ax.legend(fontsize=8)
@@ -252,11 +262,11 @@ def mask_figure(maps: list[tuple[str, object]], title: str) -> "Figure":
 AT_INIT_STYLE = {TICKET: ("-", "o"), "shuffle": ("--", "s"), "reinit": (":", "^"), "invert": ("-.", "v")}
 
 
-def at_init_figure(at_init: "pd.DataFrame", arms: "pd.DataFrame", task: "Task") -> "Figure":
+def at_init_figure(at_init: "pd.DataFrame", arms: "pd.DataFrame", task: "Task", x_axis: str = "weights") -> "Figure":
     """Pruning at initialization vs IMP: the test headline metric at early stop vs % weights remaining. Each method
     a color, its mask solid and its controls dashed (shuffle), dotted (reinit), dash-dot (invert); IMP runs in
     black/grey."""
-    key = headline(task)
+    key, column = headline(task), X_AXES[x_axis][0]
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(11, 5))
     methods = list(dict.fromkeys(at_init["method"]))
@@ -269,15 +279,15 @@ def at_init_figure(at_init: "pd.DataFrame", arms: "pd.DataFrame", task: "Task") 
                     continue
                 rows = rows.sort_values("weights_remaining", ascending=False)
                 label = method if arm == TICKET else f"{method} · {arm}"
-                ax.plot(percent(rows["weights_remaining"]), rows[f"{key}_mean"], style, marker=marker, markersize=4,
+                ax.plot(percent(rows[column]), rows[f"{key}_mean"], style, marker=marker, markersize=4,
                         color=f"C{i % 10}", label=label if len(at_init_runs) == 1 else f"{run} · {label}")
     imp = arms[arms["arm"] == TICKET] if not arms.empty else arms
     for j, run in enumerate(dict.fromkeys(imp["run"]) if not imp.empty else []):
         rows = imp[imp["run"] == run].sort_values("round")
-        ax.plot(percent(rows["weights_remaining"]), rows[f"{key}_mean"], "-", marker=".", linewidth=2,
+        ax.plot(percent(rows[column]), rows[f"{key}_mean"], "-", marker=".", linewidth=2,
                 color=("black", "dimgrey", "silver")[j % 3], label=_short(f"IMP: {run}"))
-    weights = list(at_init["weights_remaining"]) + (list(imp["weights_remaining"]) if not imp.empty else [])
-    _weights_axis(ax, weights)
+    weights = list(at_init[column]) + (list(imp[column]) if not imp.empty else [])
+    _weights_axis(ax, weights, x_axis)
     ax.set_ylabel(f"{_label(task.headline)} at early stop (mean over trials)")
     ax.set_title("Pruning at initialization vs iterative magnitude pruning")
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
@@ -403,5 +413,48 @@ def transfer_figure(frame: "pd.DataFrame") -> "Figure":
         title = f"{target} ({arms['task'].iloc[0]}, {int(arms['trials'].iloc[0])} trials)"
         ax.set_title(title if frame["run"].nunique() == 1 else f"{run} · {title}", fontsize=10)
     fig.suptitle("Transfer across domains and tasks: tickets vs random re-init vs dense")
+    fig.tight_layout()
+    return fig
+
+
+SPARSE_COLORS = {"static": "C2", "set": "C1", "rigl": "C3"}
+DISTRIBUTION_STYLE = {"erk": "-", "uniform": "--", "erk-power": "-."}
+
+
+def sparse_train_figure(sparse: "pd.DataFrame", arms: "pd.DataFrame", at_init: "pd.DataFrame", task: "Task",
+                        x_axis: str = "weights") -> "Figure":
+    """Sparse training vs tickets: the test headline metric at early stop vs % weights remaining. Each sparse
+    method and distribution a line with error bars (± std over trials; a color per method, ERK solid, uniform
+    dashed, ERK-power dash-dot, N:M dotted), IMP tickets in black and their reinit control in grey (band: min-max), pruning
+    at initialization as markers."""
+    key, column = headline(task), X_AXES[x_axis][0]
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(11, 5))
+    single = sparse["run"].nunique() == 1
+    methods = list(dict.fromkeys(sparse["method"]))
+    for (run, method, distribution), rows in sparse.groupby(["run", "method", "distribution"], sort=False):
+        rows = rows.sort_values("weights_remaining", ascending=False)
+        label = f"{method} ({distribution})" if single else f"{run} · {method} ({distribution})"
+        ax.errorbar(percent(rows[column]), rows[f"{key}_mean"], yerr=rows[f"{key}_std"],
+                    fmt=DISTRIBUTION_STYLE.get(distribution, ":"), marker="s", markersize=4, capsize=3,
+                    color=SPARSE_COLORS.get(method, f"C{(4 + methods.index(method)) % 10}"), label=label)
+    imp_arms = arms[arms["arm"].isin([TICKET, "reinit"])] if not arms.empty else arms
+    for (run, arm), rows in (imp_arms.groupby(["run", "arm"], sort=False) if not imp_arms.empty else []):
+        rows = rows.sort_values("round")
+        color = "black" if arm == TICKET else "grey"
+        ax.plot(percent(rows[column]), rows[f"{key}_mean"], "-" if arm == TICKET else "--", marker=".",
+                linewidth=2 if arm == TICKET else 1, color=color, label=_short(f"IMP {arm}: {run}"))
+        if (rows["trials"] > 1).any():
+            ax.fill_between(percent(rows[column]), rows[f"{key}_min"], rows[f"{key}_max"], color=color, alpha=0.12,
+                            linewidth=0)
+    tickets = at_init[at_init["arm"] == TICKET] if not at_init.empty else at_init
+    for i, (method, rows) in enumerate(tickets.groupby("method", sort=False) if not tickets.empty else []):
+        ax.plot(percent(rows[column]), rows[f"{key}_mean"], linestyle="none", marker="^v<>dP*X"[i % 8],
+                markersize=7, color="dimgrey", label=f"at init: {method}")
+    weights = list(sparse[column]) + (list(imp_arms[column]) if not imp_arms.empty else [])
+    _weights_axis(ax, weights, x_axis)
+    ax.set_ylabel(f"{_label(task.headline)} at early stop (mean ± std over trials)")
+    ax.set_title("Sparse training from scratch vs lottery tickets")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     return fig

@@ -35,6 +35,7 @@ class RunData:
     at_init: list[dict] = field(default_factory=list)  # pruning-at-init results (method, target, networks)
     stability: list[dict] = field(default_factory=list)  # instability analyses (lth.experiments.stability), per round
     transfer_curves: list[dict] = field(default_factory=list)  # transfer curves (lth.experiments.transfer), per target
+    sparse_train: list[dict] = field(default_factory=list)  # sparse training summaries (lth.experiments.sparse_train)
     test_size: Optional[int] = None  # test examples (data/prepared/spec.json): how finely accuracies can differ
 
     @property
@@ -66,17 +67,20 @@ def from_results(path: Path) -> RunData:
 
     layout = Layout(path)
     at_init = {p.stem: files.read_json(p) for p in sorted(layout.at_init_dir.glob("*.json"))}
+    sparse = {p.stem: files.read_json(p) for p in sorted(layout.sparse_train_dir.glob("*.json"))}
     if layout.is_workspace:
         params = flatten(read_yaml(layout.params_file))
         declared = set(declared_rounds(params))  # stale files of removed rounds are ignored
         keys = [key for key in layout.finished_round_keys() if key in declared]
         methods = params.get("prune_at_init.methods") or ()
         at_init = {m: payload for m, payload in at_init.items() if m in methods}
+        sparse = {m: payload for m, payload in sparse.items() if m in (params.get("sparse_train.methods") or ())}
     elif layout.settings_file.is_file():
         params = flatten(files.read_json(layout.settings_file).get("settings", {}))
         keys = layout.finished_round_keys()
-    else:  # only `lth prune-at-init` results: their settings are recorded beside them
-        params = flatten(next(iter(at_init.values()), {}).get("run", {}).get("settings", {}))
+    else:  # only `lth prune-at-init` / `lth sparse-train` results: their settings are recorded beside them
+        params = flatten(next(iter(at_init.values()), {}).get("run", {}).get("settings", {})
+                         or next(iter(sparse.values()), {}).get("made_with", {}).get("settings", {}))
         keys = []
     records = [read_record(layout.round_metrics(key)) for key in keys]
     compaction = (files.read_json(layout.compact_summary).get("rounds", [])  # written by `lth compact ROOT`
@@ -98,7 +102,14 @@ def from_results(path: Path) -> RunData:
     return RunData(name, params, records, load_mask, input_shape=_input_shape(spec, params), compaction=compaction,
                    test_size=spec.get("test_size") if spec else None,
                    at_init=_at_init_results(payload for payload in at_init.values()),
-                   stability=_stability_results(stability), transfer_curves=_transfer_curves(curves))
+                   stability=_stability_results(stability), transfer_curves=_transfer_curves(curves),
+                   sparse_train=_sparse_rows(sparse.values()))
+
+
+def _sparse_rows(payloads: Iterable[Any]) -> list[dict]:
+    """The summary rows of sparse-training results (one per remaining, distribution and method)."""
+    return [row for payload in payloads if isinstance(payload, dict) for row in payload.get("summary", [])
+            if isinstance(row, dict) and "method" in row]
 
 
 def _input_shape(spec: Optional[Mapping[str, Any]], params: Mapping[str, Any]) -> Optional[tuple[int, ...]]:
@@ -136,10 +147,11 @@ def _transfer_curves(found: Iterable[Any]) -> list[dict]:
 
 
 def is_at_init_output(path: Path) -> bool:
-    """A folder written by `lth prune-at-init --out` (it has no settings.json or params.yaml)."""
+    """A folder written by `lth prune-at-init --out` or `lth sparse-train --out DIR/metrics/sparse_train/NAME.json`
+    (it has no settings.json or params.yaml)."""
     from lth.engine.layout import Layout
 
-    return any(Layout(path).at_init_dir.glob("*.json"))
+    return any(Layout(path).at_init_dir.glob("*.json")) or any(Layout(path).sparse_train_dir.glob("*.json"))
 
 
 def declared_rounds(params: Mapping[str, Any]) -> list[str]:
@@ -196,6 +208,13 @@ def from_experiment(repo: str, name: str, rev: str) -> RunData:
         except Exception:  # not run at that revision
             continue
         at_init += _at_init_results([json.loads(text)])
+    sparse = []
+    for method in params.get("sparse_train.methods") or ():
+        try:
+            sparse.append(json.loads(dvc.api.read(str(workspace.sparse_train_metrics(method)), repo=repo, rev=rev)))
+        except Exception:  # not run at that revision
+            continue
+
     def experiment(name: str, key: str) -> list:
         """Experiment `name`'s metrics at that revision (one JSON payload), when its params group is there."""
         if key not in params:
@@ -224,7 +243,8 @@ def from_experiment(repo: str, name: str, rev: str) -> RunData:
         return _masks_from_bytes(blob, f"{target} at {name}")
 
     return RunData(name, params, sorted(records, key=lambda rec: rec["round"]), load_mask, input_shape=input_shape,
-                   at_init=at_init, stability=stability, transfer_curves=curves, test_size=test_size)
+                   at_init=at_init, stability=stability, transfer_curves=curves, test_size=test_size,
+                   sparse_train=_sparse_rows(sparse))
 
 
 def _masks_from_bytes(blob: bytes, where: str):

@@ -50,12 +50,13 @@ def network_frame(runs: Iterable["RunData"]) -> "pd.DataFrame":
 def arm_frame(networks: "pd.DataFrame", task: "Task") -> "pd.DataFrame":
     """Mean, min and max over trials of each run x round x arm (columns like `early_stop_test_acc_mean`)."""
     grouped = networks.groupby(["run", "round", "arm"], sort=False)
-    stats = grouped[list(aggregated(task))].agg(["mean", "min", "max"])
+    stats = grouped[list(aggregated(task))].agg(["mean", "min", "max", "std"])
     stats.columns = [f"{metric}_{stat}" for metric, stat in stats.columns]
     stats["weights_remaining"] = grouped["weights_remaining"].first()
+    stats["effective_remaining"] = grouped["effective_remaining"].mean()  # NaN where not measured
     stats["trials"] = grouped["trial"].nunique()
     frame = stats.reset_index()
-    order = ["run", "round", "arm", "weights_remaining", "trials"]
+    order = ["run", "round", "arm", "weights_remaining", "effective_remaining", "trials"]
     return frame[order + [c for c in frame.columns if c not in order]]  # in the records' order: ticket first
 
 
@@ -140,13 +141,87 @@ def at_init_frame(runs: Iterable["RunData"], task: "Task") -> "pd.DataFrame":
             for arm in dict.fromkeys(n["arm"] for n in result["networks"]):
                 nets = [n for n in result["networks"] if n["arm"] == arm]
                 values = [n[key] for n in nets]
+                effective = [n.get("effective_remaining") for n in nets]
                 rows.append({"run": run.label, "method": result["method"],
                              "target_weights_remaining": result["target_weights_remaining"], "arm": arm,
-                             "weights_remaining": nets[0]["weights_remaining"], "trials": len(nets),
+                             "weights_remaining": nets[0]["weights_remaining"],
+                             "effective_remaining": (sum(effective) / len(effective) if None not in effective
+                                                     else float("nan")), "trials": len(nets),
                              f"{key}_mean": round(sum(values) / len(values), 6), f"{key}_min": min(values),
                              f"{key}_max": max(values), "emptied_layers": ", ".join(emptied)})
     return pd.DataFrame(rows, columns=["run", "method", "target_weights_remaining", "arm", "weights_remaining",
-                                       "trials", f"{key}_mean", f"{key}_min", f"{key}_max", "emptied_layers"])
+                                       "effective_remaining", "trials", f"{key}_mean", f"{key}_min", f"{key}_max",
+                                       "emptied_layers"])
+
+
+SPARSE_METHODS = ("static", "set", "rigl")
+
+
+def sparse_train_frame(runs: Iterable["RunData"], task: "Task") -> "pd.DataFrame":
+    """Sparse training from scratch, per run, target, distribution and method: weights remaining (measured in the
+    final masks), effective remaining, and the test headline metric at early stop as mean and std over trials."""
+    import pandas as pd
+
+    key = headline(task)
+    rows = [{"run": run.label, "method": r["method"], "distribution": r["distribution"],
+             "target_weights_remaining": r["target_remaining"], "weights_remaining": r["weights_remaining"],
+             "effective_remaining": r["effective_remaining"] if r.get("effective_remaining") is not None
+             else float("nan"), "trials": r["trials"], f"{key}_mean": r[key], f"{key}_std": r[f"{key}_std"]}
+            for run in runs for r in run.sparse_train if key in r]
+    order = {method: i for i, method in enumerate(SPARSE_METHODS)}  # static, SET, RigL: as the papers list them
+    rows.sort(key=lambda r: (r["run"], -r["target_weights_remaining"], r["distribution"], order.get(r["method"], 99)))
+    return pd.DataFrame(rows, columns=["run", "method", "distribution", "target_weights_remaining",
+                                       "weights_remaining", "effective_remaining", "trials", f"{key}_mean",
+                                       f"{key}_std"])
+
+
+def sparse_matched_table(sparse: "pd.DataFrame", arms: "pd.DataFrame", at_init: "pd.DataFrame", task: "Task",
+                         test_size: Optional[int] = None) -> "pd.DataFrame":
+    """A row per run, target and distribution: each sparse-training method's mean ± std next to the IMP ticket and
+    its reinit control at the IMP round nearest in weights remaining, and each pruning-at-init method at the
+    nearest target; 'best' names the best of them and whether its lead over the second is beyond noise
+    (lth.core.noise: 2 standard errors of the difference, the trials' spread or at least the test set's)."""
+    import pandas as pd
+
+    from lth.core import noise
+
+    key = headline(task)
+    better = task.headline.higher_is_better
+    binomial = task.headline.percent
+    rows = []
+    for (run, target, distribution), group in sparse.groupby(["run", "target_weights_remaining", "distribution"],
+                                                              sort=False):
+        row: dict = {"run": run, "distribution": distribution,
+                     "weights_remaining": round(float(group["weights_remaining"].mean()), 6)}
+        candidates: dict[str, tuple[float, float, int]] = {}
+        for _, r in group.iterrows():
+            row[r["method"]] = f"{r[f'{key}_mean']:.4g} ± {r[f'{key}_std']:.2g}"
+            candidates[r["method"]] = (r[f"{key}_mean"], r[f"{key}_std"], int(r["trials"]))
+        for arm in (TICKET, "reinit"):
+            own = arms[(arms["arm"] == arm)] if not arms.empty else arms
+            for imp in (list(dict.fromkeys(own["run"])) if not own.empty else []):
+                nearest = nearest_round(own[own["run"] == imp], row["weights_remaining"])
+                name = f"IMP {arm}" if arms["run"].nunique() == 1 else f"{imp}: IMP {arm}"
+                row[f"{name} weights_remaining"] = nearest["weights_remaining"]
+                row[name] = f"{nearest[f'{key}_mean']:.4g}"
+                spread = nearest[f"{key}_std"]
+                candidates[name] = (nearest[f"{key}_mean"], 0.0 if spread != spread else spread, int(nearest["trials"]))
+        tickets = at_init[at_init["arm"] == TICKET] if not at_init.empty else at_init
+        for method, rows_of in (tickets.groupby("method", sort=False) if not tickets.empty else []):
+            nearest = rows_of.loc[(rows_of["weights_remaining"] - row["weights_remaining"]).abs().idxmin()]
+            if 1 / 1.5 <= nearest["weights_remaining"] / row["weights_remaining"] <= 1.5:  # else: not comparable
+                row[f"at init: {method}"] = f"{nearest[f'{key}_mean']:.4g} ({100 * nearest['weights_remaining']:.3g}%)"
+        ranked = sorted(candidates.items(), key=lambda kv: kv[1][0], reverse=better)
+        if len(ranked) > 1:
+            (first, a), (_, b) = ranked[0], ranked[1]
+            estimates = [noise.from_spread(m, s, n, test_size, binomial) for m, s, n in (a, b)]
+            gap = noise.difference(*estimates)
+            row["best"] = f"{first} ({'beyond noise' if gap.beyond_noise else 'within noise of the next'})"
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    if not frame.empty and frame["run"].nunique() == 1:
+        frame = frame.drop(columns="run")
+    return frame
 
 
 def stability_frame(runs: Iterable["RunData"], task: "Task") -> "pd.DataFrame":

@@ -32,9 +32,10 @@ def next_mask(settings: RunSettings, scores: Mapping, mask: Mapping, kinds: Mapp
     from lth.pruning.prune import GRANULARITIES
     from lth.pruning.schedule import oneshot_keep
 
-    prune = GRANULARITIES[settings.pruning].next_mask
+    granularity = GRANULARITIES[settings.pruning]
+    prune = granularity.next_mask
     rates, method = settings.prune.rates, settings.prune.method
-    keep = {}  # the iterative schedule's counts are the pruning function's own
+    keep = granularity.options(settings.prune)  # N:M's pattern; the iterative schedule's counts are prune's own
     if settings.prune.schedule == "oneshot":
         check_oneshot_round(next_round)
         keep["keep"] = oneshot_keep({n: m.numel() for n, m in mask.items()}, kinds, rates, method,

@@ -29,7 +29,7 @@ def network_columns(task: "Task") -> list[str]:
     """The columns of metrics/networks.csv for a task: one row per network, the task's test metrics at the
     end and at early stop, the early-stop iteration, validation metrics and losses (lth.engine.records names)."""
     names = [m.name for m in task.metrics]
-    return ["round", "trial", "arm", "weights_remaining", *(f"end_test_{m}" for m in names),
+    return ["round", "trial", "arm", "weights_remaining", "effective_remaining", *(f"end_test_{m}" for m in names),
             *(f"early_stop_test_{m}" for m in names), "early_stop_iteration", *(f"end_val_{m}" for m in names),
             "end_val_loss", "end_test_loss", "iterations"]
 
@@ -63,7 +63,9 @@ def network_rows(records: Iterable[dict]) -> list[dict]:
     for record in sorted(records, key=lambda r: r["round"]):
         columns = network_columns(task_of(record))
         for net in record["networks"]:
-            rows.append({c: _finite(record["round"] if c == "round" else net[c]) for c in columns})
+            # effective_remaining: None in records written before it was measured (or not computed for the model)
+            rows.append({c: _finite(record["round"] if c == "round" else net.get(c) if c == "effective_remaining"
+                                    else net[c]) for c in columns})
     return rows
 
 

@@ -70,7 +70,11 @@ def run(run: Run, key: str) -> dict:
     began = time.perf_counter()
     splits = run.data()
     results = trainer(job, splits, networks, progress=run.reporter.progress, checkpoint=checkpoint, **hooks)
-    record = round_record(r, networks, results, get_task(splits.task), seconds=time.perf_counter() - began)
+    from lth.pruning.effective import chain_of
+
+    chain = chain_of(run.settings.model, splits.input_shape, splits.num_outputs)
+    record = round_record(r, networks, results, get_task(splits.task), seconds=time.perf_counter() - began,
+                          chain=chain)
     if early_bird:
         for entry in record["networks"]:
             if entry["arm"] == TICKET:

@@ -196,22 +196,27 @@ class Session:
     def train_networks(self, job: Any, splits: Any, networks: list, progress: Optional[Callable] = None,
                        checkpoint: Any = None, hooks_for: Optional[Callable] = None) -> list:
         """lth.training.trainer.train_networks, shared with the followers (leader only). Mid-round checkpoints
-        (lth.training.checkpoint) are kept by a single process only; hooks that change the training (early-bird
-        stops) run in a single process only."""
+        (lth.training.checkpoint) are kept by a single process only. Hooks that change the training run under
+        torchrun only when they say they can (`distributable`: a picklable factory every process builds its own
+        hooks from, with a `fingerprint()` of what they did, which must agree across the processes: the mask
+        updates of sparse training), and then in data mode; early-bird stops run in a single process only."""
         from lth.training.trainer import train_networks
 
         if self.world is None:
             return train_networks(job, splits, networks, progress, checkpoint=checkpoint, hooks_for=hooks_for)
-        if hooks_for is not None:
+        if hooks_for is not None and not getattr(hooks_for, "distributable", False):
             raise LthError("early-bird stops are not supported under torchrun yet: run without torchrun")
+        if hooks_for is not None and self.mode != "data":
+            raise LthError("sparse training under torchrun shares each network's batches (--distributed-mode data), "
+                           "not the networks (trials)")
         self.check(job.train)
-        header = {"op": "train", "job": job,
+        header = {"op": "train", "job": job, "hooks_for": hooks_for,
                   "networks": [(n.trial, n.arm, n.seed, _spec(n.start), _spec(n.mask)) for n in networks]}
         self._broadcast_object(header)
         for net in networks:
             _broadcast_tensors(net.start, self.device)
             _broadcast_tensors(net.mask, self.device)
-        return self._train(job, splits, networks, progress)
+        return self._train(job, splits, networks, progress, hooks_for)
 
     def follow(self, splits: Any) -> None:
         """Train whatever the leader sends until it says stop (followers only)."""
@@ -226,19 +231,27 @@ class Session:
                 start = _broadcast_tensors(_empty(start_spec), self.device)
                 mask = _broadcast_tensors(_empty(mask_spec), self.device)
                 networks.append(Network(trial, arm, seed, start, mask))
-            self._train(header["job"], splits, networks, None)
+            self._train(header["job"], splits, networks, None, header.get("hooks_for"))
 
     def stop(self) -> None:
         if self.world is not None and self.leader and self.ready:
             self._broadcast_object({"op": "stop"})
             self.ready = False
 
-    def _train(self, job: Any, splits: Any, networks: list, progress: Optional[Callable]) -> list:
+    def _train(self, job: Any, splits: Any, networks: list, progress: Optional[Callable],
+               hooks_for: Optional[Callable] = None) -> list:
         from lth.training.trainer import train_networks
 
         assert self.world is not None
         if self.mode == "data":
-            return train_networks(job, splits, networks, progress, parallel=Replicas(self.world, self.device))
+            results = train_networks(job, splits, networks, progress, parallel=Replicas(self.world, self.device),
+                                     hooks_for=hooks_for)
+            if hooks_for is not None:  # every process moved its masks itself: they must have moved alike
+                prints = self._gather(hooks_for.fingerprint())
+                if any(p != prints[0] for p in prints):
+                    raise LthError(f"the processes' hooks disagree ({', '.join(prints)}): their mask updates "
+                                   "differ; run without torchrun and report this")
+            return results
         mine = list(range(self.world.rank, len(networks), self.size))
         results = train_networks(job, splits, [networks[i] for i in mine], progress) if mine else []
         gathered = self._gather(list(zip(mine, results)))

@@ -13,52 +13,21 @@ weight comes back with old momentum. Static training never changes its mask.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Optional, Sequence
 
 import torch
 from torch import Tensor
 
 from lth.core.errors import unknown_choice
 from lth.training.hooks import Hook
+from lth.training.sparse_schedule import METHODS, SparseSchedule
+
+__all__ = ["METHODS", "SparseSchedule", "DynamicSparsity", "SparseHooks", "dense_gradients"]
 
 if TYPE_CHECKING:
     from lth.training.loop import TrainingLoop
 
-METHODS = {
-    "static": "the starting mask, fixed",
-    "set": "drop the smallest weights, grow at random (Mocanu et al. 2018)",
-    "rigl": "drop the smallest weights, grow the largest gradients (Evci et al. 2020)",
-}
-
-
-@dataclass(frozen=True)
-class SparseSchedule:
-    """When and how much the masks move (each network's method is its own: DynamicSparsity's `methods`)."""
-
-    update_every: int = 100  # ΔT, optimizer steps between mask updates
-    drop_fraction: float = 0.3  # α at the first update, decaying with a cosine
-    stop_fraction: float = 0.75  # no update after this fraction of training
-
-    def check(self) -> "SparseSchedule":
-        from lth.core.errors import LthError
-
-        if self.update_every < 1:
-            raise LthError(f"bad update_every {self.update_every}: at least 1 step")
-        if not 0 < self.drop_fraction < 1:
-            raise LthError(f"bad drop_fraction {self.drop_fraction}: it must be in (0, 1)")
-        if not 0 < self.stop_fraction <= 1:
-            raise LthError(f"bad stop_fraction {self.stop_fraction}: it must be in (0, 1]")
-        return self
-
-    def fraction(self, iteration: int, stop: int) -> float:
-        """The drop fraction at `iteration` (cosine decay to 0 at `stop`)."""
-        return self.drop_fraction / 2 * (1 + math.cos(math.pi * iteration / stop))
-
-
-def _slice(t: Tensor, i: int, count: int, shape: torch.Size) -> Tensor:
-    """Network i's part of a (possibly stacked) tensor, flattened, as a view."""
-    return (t if count == 1 and t.shape == shape else t[i]).reshape(-1)
+STATE_KEY = "dynamic_sparsity"  # the hook's state in the loop's extras (saved with mid-round checkpoints)
 
 
 class DynamicSparsity(Hook):
@@ -67,11 +36,11 @@ class DynamicSparsity(Hook):
     the weights dropped and grown."""
 
     def __init__(self, schedule: SparseSchedule, shapes: Mapping[str, tuple[int, ...]], methods: Sequence[str],
-                 seeds: Sequence[int]):
+                 seeds: Sequence[int], nm: Optional[tuple[int, int]] = None):
         for method in methods:
             if method not in METHODS:
                 raise unknown_choice("method", method, METHODS)
-        self.schedule, self.shapes, self.methods = schedule, dict(shapes), list(methods)
+        self.schedule, self.shapes, self.methods, self.nm = schedule, dict(shapes), list(methods), nm
         self.names = list(shapes)
         self.generators = [torch.Generator().manual_seed(s) for s in seeds]
         self.history: list[list[dict]] = [[] for _ in methods]
@@ -81,6 +50,29 @@ class DynamicSparsity(Hook):
         found = {id(w): j for j, w in enumerate(loop.weights)}  # the loop masks only tensors with a pruned weight
         self.index = {name: found[id(params[name])] for name in self.names if id(params[name]) in found}
         self.stop = int(self.schedule.stop_fraction * loop.total)
+        # N:M groups are consecutive input weights of the standard layout: where each one sits in the loop's
+        self.where = {name: torch.argsort(self._layout_of(loop, name)) for name in self.index} if self.nm else {}
+        saved = loop.extras.get(STATE_KEY)
+        if saved is not None:  # resumed from a mid-round checkpoint: the masks and draws as they were then
+            with torch.no_grad():
+                for target, value in zip(loop.multipliers, saved["multipliers"]):
+                    target.copy_(value)
+            self.history = [list(h) for h in saved["history"]]
+            for generator, state in zip(self.generators, saved["generators"]):
+                generator.set_state(state)
+        self._save_state(loop)
+
+    def _save_state(self, loop: "TrainingLoop") -> None:
+        """What a checkpoint must hold to resume the updates exactly: the live masks, the history, the draws."""
+        loop.extras[STATE_KEY] = {"multipliers": loop.multipliers, "history": self.history,
+                                  "generators": [g.get_state() for g in self.generators]}
+
+    def _layout_of(self, loop: "TrainingLoop", name: str) -> Tensor:
+        """For each flat position of layer `name` in the loop's layout of one network (stacked MLPs store weights
+        transposed), the flat index of the standard-layout element there."""
+        shape, numel = self.shapes[name], math.prod(self.shapes[name])
+        where = loop.nets.stack(name, [torch.arange(numel, dtype=torch.float64).view(shape)] * loop.count)
+        return (where if loop.count == 1 else where[0]).reshape(-1).long()
 
     def end(self, loop: "TrainingLoop") -> None:
         """Each network's final mask (name -> bool tensor in the weight's own shape), for its record."""
@@ -89,9 +81,7 @@ class DynamicSparsity(Hook):
                              if name not in self.index} for _ in range(loop.count)]
         for name, j in self.index.items():
             shape, numel = self.shapes[name], math.prod(self.shapes[name])
-            # where each standard-layout element sits in the loop's layout (stacked MLPs store weights transposed)
-            where = loop.nets.stack(name, [torch.arange(numel, dtype=torch.float64).view(shape)] * loop.count)
-            where = (where if loop.count == 1 else where[0]).reshape(-1).long().cpu()
+            where = self._layout_of(loop, name).cpu()
             for i in range(loop.count):
                 part = loop.multipliers[j] if loop.count == 1 else loop.multipliers[j][i]
                 flat = torch.zeros(numel, dtype=torch.bool)
@@ -109,45 +99,142 @@ class DynamicSparsity(Hook):
         updates = [{"iteration": loop.iteration, "dropped": {}, "grown": {}} for _ in self.methods]
         with torch.no_grad():
             for name, j in self.index.items():
-                weight, multiplier = loop.weights[j], loop.multipliers[j]
-                shape = loop.nets.params[name].shape[1:] if loop.count > 1 else weight.shape
-                states = [s for s in loop.optimizer.state.get(weight, {}).values()
-                          if isinstance(s, Tensor) and s.shape == weight.shape]
-                for i, method in enumerate(self.methods):
-                    if method == "static":
-                        continue
-                    w, m = _slice(weight, i, loop.count, shape), _slice(multiplier, i, loop.count, shape)
-                    g = _slice(grads[j], i, loop.count, shape) if grads is not None else None
-                    changed, dropped = self._update(w, m, g, method, fraction, i)
-                    for state in states:
-                        _slice(state, i, loop.count, shape)[changed] = 0
-                    updates[i]["dropped"][name] = updates[i]["grown"][name] = dropped
+                if self.nm:
+                    self._update_nm_layer(loop, name, j, grads, fraction, updates)
+                else:
+                    self._update_layer(loop, name, j, grads, fraction, updates)
         for i, update in enumerate(updates):
             if self.methods[i] != "static":
                 self.history[i].append(update)
+        self._save_state(loop)
 
-    def _update(self, w: Tensor, m: Tensor, g: Tensor | None, method: str, fraction: float, i: int
-                ) -> tuple[Tensor, int]:
-        """Drop and grow in network i's layer (flat views); the positions that changed, and how many dropped."""
-        kept = m != 0
+    def _update_layer(self, loop: "TrainingLoop", name: str, j: int, grads: list[Tensor] | None, fraction: float,
+                      updates: list[dict]) -> None:
+        """Drop and grow in layer `name` of every moving network at once (rows of one matrix: one topk for all of
+        them runs faster than one per network)."""
+        weight, multiplier = loop.weights[j], loop.multipliers[j]
+        rows = [i for i, method in enumerate(self.methods) if method != "static"]
+        flat_w, flat_m = weight.view(loop.count, -1), multiplier.view(loop.count, -1)  # loop layout, per network
+        w, kept = flat_w[rows], flat_m[rows] != 0
+        counts = [int(fraction * int(k)) for k in kept.sum(1)]
+        most = max(counts)
+        for i, n in zip(rows, counts):
+            updates[i]["dropped"][name] = updates[i]["grown"][name] = n
+        if most == 0:
+            return
+        first = torch.arange(most, device=w.device).unsqueeze(0) < torch.tensor(counts, device=w.device).unsqueeze(1)
+        which = torch.arange(len(rows), device=w.device).unsqueeze(1).expand(-1, most)[first]
+        alike = len(set(counts)) == 1  # every row drops as many (the same fraction and distribution): no order needed
+        sizes = kept.sum(1)
+        if alike and bool((sizes == sizes[0]).all()):  # rank only the kept weights (a tenth of them, say)
+            positions = kept.nonzero()[:, 1].view(len(rows), -1)
+            smallest = torch.topk(w.gather(1, positions).abs(), most, dim=1, largest=False, sorted=False).indices
+            drop = positions.gather(1, smallest).reshape(-1)
+        else:
+            magnitude = torch.where(kept, w.abs(), torch.full_like(w, math.inf))
+            drop = torch.topk(magnitude, most, dim=1, largest=False).indices[first]  # each row's n smallest kept
+        after = kept.clone()
+        after[which, drop] = False
+        score = torch.stack([torch.rand(w.shape[1], generator=self.generators[i]).to(w.device)
+                             if self.methods[i] == "set" else grads[j].view(loop.count, -1)[i].abs().to(w.dtype)
+                             for i in rows])
+        score = torch.where(after, torch.full_like(score, -math.inf), score)
+        grow = torch.topk(score, most, dim=1, sorted=not alike).indices[first]  # each row's n best not kept
+        after[which, grow] = True
+        index = torch.tensor(rows, device=w.device)
+        flat_m[index] = after.to(flat_m.dtype)
+        changed_rows, changed = index[torch.cat([which, which])], torch.cat([drop, grow])
+        flat_w[changed_rows, changed] = 0  # dropped weights vanish, grown ones start at zero
+        for state in loop.optimizer.state.get(weight, {}).values():
+            if isinstance(state, Tensor) and state.shape == weight.shape:
+                state.view(loop.count, -1)[changed_rows, changed] = 0
+
+    def _update_nm_layer(self, loop: "TrainingLoop", name: str, j: int, grads: list[Tensor] | None,
+                         fraction: float, updates: list[dict]) -> None:
+        """`_update_layer` under an N:M pattern, one network after another."""
+        weight, multiplier = loop.weights[j], loop.multipliers[j]
+        states = [s for s in loop.optimizer.state.get(weight, {}).values()
+                  if isinstance(s, Tensor) and s.shape == weight.shape]
+        for i, method in enumerate(self.methods):
+            if method == "static":
+                continue
+            w, m = weight.view(loop.count, -1)[i], multiplier.view(loop.count, -1)[i]
+            g = grads[j].view(loop.count, -1)[i] if grads is not None else None
+            changed, dropped = self._update_nm(w, m, g, method, fraction, i, self.where[name])
+            for state in states:
+                state.view(loop.count, -1)[i][changed] = 0
+            updates[i]["dropped"][name] = updates[i]["grown"][name] = dropped
+
+    def _update_nm(self, w: Tensor, m: Tensor, g: Tensor | None, method: str, fraction: float, i: int,
+                   where: Tensor) -> tuple[Tensor, int]:
+        """`_update` under an N:M pattern: each group of M consecutive input weights (standard layout) that loses
+        weights to the drop grows as many back among its own non-kept weights, so every group keeps N."""
+        m_count = self.nm[1]
+        kept = m[where] != 0  # standard layout, flat
         n = int(fraction * int(kept.sum()))
         if n == 0:
             return torch.zeros(0, dtype=torch.long, device=w.device), 0
-        magnitude = torch.where(kept, w.abs(), torch.full_like(w, math.inf))
+        standard = w[where]
+        magnitude = torch.where(kept, standard.abs(), torch.full_like(standard, math.inf))
         drop = torch.topk(magnitude, n, largest=False).indices
         after = kept.clone()
         after[drop] = False
         if method == "set":
-            score = torch.rand(w.shape, generator=self.generators[i]).to(w.device)
+            score = torch.rand(standard.shape, generator=self.generators[i]).to(w.device)
         else:
-            score = g.abs().to(w.dtype)
-        score = torch.where(after, torch.full_like(score, -math.inf), score)
-        grow = torch.topk(score, n).indices
-        after[grow] = True
-        m.copy_(after.to(m.dtype))
-        changed = torch.cat([drop, grow])
+            score = g[where].abs().to(w.dtype)
+        groups = after.view(-1, m_count)
+        lost = (~after & kept).view(-1, m_count).sum(1, keepdim=True)  # weights each group dropped
+        score = torch.where(groups, torch.full_like(score.view(-1, m_count), -math.inf), score.view(-1, m_count))
+        rank = torch.argsort(torch.argsort(score, dim=1, descending=True, stable=True), dim=1, stable=True)
+        grow = ((rank < lost) & ~groups).view(-1)
+        after |= grow
+        m[where] = after.to(m.dtype)
+        changed = where[torch.cat([drop, grow.nonzero().view(-1)])]
         w[changed] = 0  # dropped weights vanish, grown ones start at zero
         return changed, n
+
+
+class SparseHooks:
+    """`hooks_for` of lth.training.trainer.train_networks for sparse training: the DynamicSparsity hook of each
+    training loop, network i with method `methods[i]` and growth seed `seeds[i]`. Picklable and rebuilt by
+    every process under torchrun (lth.training.distributed: `distributable`), where `fingerprint` shows that
+    every process made the same mask updates."""
+
+    distributable = True
+
+    def __init__(self, schedule: SparseSchedule, shapes: Mapping[str, tuple[int, ...]], methods: Sequence[str],
+                 seeds: Sequence[int], nm: Optional[tuple[int, int]] = None):
+        self.schedule, self.shapes, self.methods, self.seeds, self.nm = schedule, dict(shapes), list(methods), \
+            list(seeds), nm
+        self.made: list[tuple[DynamicSparsity, list[int]]] = []
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "made": []}  # what is sent is the recipe, not a loop's hooks
+
+    def __call__(self, indices: Sequence[int]) -> list[Hook]:
+        indices = list(indices)
+        hook = DynamicSparsity(self.schedule, self.shapes, [self.methods[i] for i in indices],
+                               [self.seeds[i] for i in indices], self.nm)
+        self.made.append((hook, indices))
+        return [hook]
+
+    def results(self) -> dict[int, tuple[dict[str, Tensor], list[dict]]]:
+        """Network index -> (its final mask, its update history)."""
+        return {i: (hook.final_masks[position], hook.history[position])
+                for hook, indices in self.made for position, i in enumerate(indices)}
+
+    def fingerprint(self) -> str:
+        """A digest of every final mask and update history."""
+        import hashlib
+        import json
+
+        digest = hashlib.sha256()
+        for i, (mask, history) in sorted(self.results().items()):
+            digest.update(json.dumps([i, history], sort_keys=True).encode())
+            for name in sorted(mask):
+                digest.update(mask[name].cpu().numpy().tobytes())
+        return digest.hexdigest()[:16]
 
 
 def dense_gradients(loop: "TrainingLoop") -> list[Tensor]:
