@@ -44,15 +44,16 @@ def _with_packages(name: str, modules: dict[str, Path]) -> set[str]:
     return {".".join(parts[:i]) for i in range(1, len(parts) + 1) if ".".join(parts[:i]) in modules}
 
 
-def _runtime_nodes(tree: ast.AST, lazy: bool = False):
-    """Every node but those inside `if TYPE_CHECKING:` blocks (annotations only: they never run) and, unless
-    `lazy`, those of the module-level `__getattr__` (lazy exports; with `lazy`: only those)."""
+def _runtime_nodes(tree: ast.AST, lazy: bool = False, type_level: bool = False):
+    """Every node but those inside `if TYPE_CHECKING:` blocks (annotations only: they never run; with
+    `type_level` they count too) and, unless `lazy`, those of the module-level `__getattr__` (lazy exports;
+    with `lazy`: only those)."""
     todo = [child for child in ast.iter_child_nodes(tree) if _is_lazy(child)] if lazy else [tree]
     while todo:
         node = todo.pop()
         yield node
         for child in ast.iter_child_nodes(node):
-            if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
+            if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test) and not type_level:
                 todo += child.orelse
             elif not (node is tree and _is_lazy(child)):
                 todo.append(child)
@@ -74,18 +75,32 @@ def _has_lazy(path: Path) -> bool:
     return any(_is_lazy(node) for node in ast.iter_child_nodes(_parsed(path)))
 
 
+def _defined(path: Path) -> set[str]:
+    """The names a module binds at its top level (`__version__ = ...`): taking one is not a lazy export."""
+    names: set[str] = set()
+    for node in ast.iter_child_nodes(_parsed(path)):
+        if isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names |= {t.id for t in targets if isinstance(t, ast.Name)}
+        elif isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names |= {(alias.asname or alias.name).split(".")[0] for alias in node.names}
+    return names
+
+
 def _is_lazy(node: ast.AST) -> bool:
     """A module-level `def __getattr__`: it runs only when a name the package lacks is taken from it."""
     return isinstance(node, ast.FunctionDef) and node.name == "__getattr__"
 
 
-def imports_of(name: str, modules: dict[str, Path], lazy: bool = False) -> set[str]:
+def imports_of(name: str, modules: dict[str, Path], lazy: bool = False, type_level: bool = False) -> set[str]:
     """The project modules that module `name` may import, anywhere in its file (`lazy`: only those its lazy
-    exports import)."""
+    exports import; `type_level`: also those imported for annotations only, tests/test_layers.py's view)."""
     path = modules[name]
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found: set[str] = set()
-    for node in _runtime_nodes(_parsed(path), lazy):
+    for node in _runtime_nodes(_parsed(path), lazy, type_level):
         if isinstance(node, ast.Import):
             for alias in node.names:
                 found |= _with_packages(alias.name, modules)
@@ -100,7 +115,7 @@ def imports_of(name: str, modules: dict[str, Path], lazy: bool = False) -> set[s
             for alias in node.names:  # `from lth.steps import train` imports a submodule
                 found |= _with_packages(f"{base}.{alias.name}", modules)
                 if f"{base}.{alias.name}" not in modules and base in modules and base != name \
-                        and _has_lazy(modules[base]):
+                        and _has_lazy(modules[base]) and alias.name not in _defined(modules[base]):
                     found |= imports_of(base, modules, lazy=True)  # `from lth import find_ticket`: a lazy export
         elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in modules:
             found |= _with_packages(node.value, modules)  # 'lth.models.lenet' in a registry

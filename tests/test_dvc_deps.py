@@ -1,7 +1,8 @@
 """dvc.yaml's code deps are complete: every project file a stage's command imports is covered by a dep.
 
 A stage whose deps miss a file it runs would keep serving old results after that file changes: the
-worst defect a "reproducible, cached and diffable" pipeline can have. The import closure is found by
+worst defect a "reproducible, cached and diffable" pipeline can have. The import closure is the one the
+pipeline itself computes (stages/code.py, the `code` stage: this file checks that code, not a copy of it),
 walking the AST of `stages/` and `lth/` from the stage's module: module-level imports and imports
 inside functions alike (DVC cannot know which function runs), relative imports, and string constants
 that name a project module (registries that import their entries on demand, `import_module(...)`).
@@ -12,7 +13,6 @@ from the package itself (`import lth`, `from lth import find_ticket`).
 
 from __future__ import annotations
 
-import ast
 import copy
 import re
 from pathlib import Path
@@ -25,90 +25,16 @@ PACKAGES = ("lth", "stages")
 
 
 def project_modules(root: Path = REPO) -> dict[str, Path]:
-    """Dotted module name -> file, for every Python file of the project's packages."""
-    modules = {}
-    for package in PACKAGES:
-        for path in (root / package).rglob("*.py"):
-            parts = list(path.relative_to(root).with_suffix("").parts)
-            if parts[-1] == "__init__":
-                parts = parts[:-1]
-            modules[".".join(parts)] = path
-    return modules
+    from stages import code
 
-
-def _with_packages(name: str, modules: dict[str, Path]) -> set[str]:
-    """`a.b.c` and the packages it is imported through (`a`, `a.b`), those that are project modules."""
-    parts = name.split(".")
-    return {".".join(parts[:i]) for i in range(1, len(parts) + 1) if ".".join(parts[:i]) in modules}
-
-
-def lazy_exports(name: str, modules: dict[str, Path]) -> set[str]:
-    """The project modules a package's module-level `__getattr__` imports (empty: it has none)."""
-    text = modules[name].read_text()
-    if "def __getattr__" not in text:
-        return set()
-    tree = ast.parse(text)
-    found: set[str] = set()
-    for function in (n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "__getattr__"):
-        for node in ast.walk(function):
-            if isinstance(node, ast.ImportFrom) and node.module:
-                found |= {f"{node.module}.{a.name}" for a in node.names if f"{node.module}.{a.name}" in modules}
-                found |= _with_packages(node.module, modules)
-            elif isinstance(node, ast.Import):
-                found |= {a.name for a in node.names if a.name in modules}
-    return found
-
-
-def imports_of(name: str, modules: dict[str, Path]) -> set[str]:
-    """The project modules that module `name` imports anywhere in its file."""
-    path = modules[name]
-    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    found: set[str] = set()
-    for node in _runtime_nodes(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.Import):
-            for alias in node.names:
-                found |= _with_packages(alias.name, modules)
-                if alias.name in modules:  # `import lth`: its lazy names are reachable
-                    found |= lazy_exports(alias.name, modules)
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
-                base = ".".join([*anchor, *([base] if base else [])])
-            found |= _with_packages(base, modules)
-            for alias in node.names:  # `from lth.steps import train` imports a submodule
-                found |= _with_packages(f"{base}.{alias.name}", modules)
-                if f"{base}.{alias.name}" not in modules and base in modules and base != name:
-                    found |= lazy_exports(base, modules)  # a name the package exports lazily
-        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in modules:
-            found |= _with_packages(node.value, modules)  # 'lth.models.lenet' in a registry
-    return found - {name}
-
-
-def _runtime_nodes(tree: ast.AST):
-    """Every node, except those inside `if TYPE_CHECKING:` blocks (annotations only: they never run) and a
-    module-level `__getattr__` (lazy exports: `lazy_exports`)."""
-    todo = [tree]
-    while todo:
-        node = todo.pop()
-        yield node
-        for child in ast.iter_child_nodes(node):
-            if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
-                todo += child.orelse
-            elif not (node is tree and isinstance(child, ast.FunctionDef) and child.name == "__getattr__"):
-                todo.append(child)
+    return code.project_modules(root)
 
 
 def import_closure(name: str, modules: dict[str, Path], root: Path = REPO) -> set[Path]:
-    """Every project file that importing `name` may execute (relative to `root`)."""
-    seen: set[str] = set()
-    todo = list(_with_packages(name, modules))
-    while todo:
-        current = todo.pop()
-        if current not in seen:
-            seen.add(current)
-            todo += imports_of(current, modules)
-    return {modules[m].relative_to(root) for m in seen}
+    """Every project file that importing `name` may execute (relative to `root`): the `code` stage's walk."""
+    from stages import code
+
+    return {path.relative_to(root) for path in code.closure(name, modules)}
 
 
 def stage_module(cmd: str) -> str:
@@ -185,16 +111,6 @@ def test_the_fingerprint_changes_with_a_file_of_the_closure_and_only_then(tmp_pa
     assert code.fingerprint("stages.mask", code.project_modules(tmp_path), tmp_path) != before
 
 
-def test_the_two_import_walks_agree():
-    """stages/code.py's walk (what the pipeline uses) and this file's (an independent reading) find the same files."""
-    from stages import code
-
-    modules = project_modules()
-    for module in ("stages.train", "stages.score", "stages.experiment", "stages.report"):
-        theirs = {p.relative_to(REPO) for p in code.closure(module, code.project_modules(REPO))}
-        assert theirs == import_closure(module, modules), module
-
-
 def test_code_deps_exist():
     for stage, spec in load_dvc()["stages"].items():
         for dep in spec.get("do", spec).get("deps", []):
@@ -213,10 +129,12 @@ def test_lazy_exports_are_followed_only_from_modules_that_take_them(tmp_path):
         shutil.copytree(REPO / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
     (tmp_path / "stages" / "uses_api.py").write_text("def main():\n    from lth import find_ticket\n")
     modules = code.project_modules(tmp_path)
-    for walk in (lambda m: {str(p.relative_to(tmp_path)) for p in code.closure(m, modules)},
-                 lambda m: {str(p) for p in import_closure(m, project_modules(tmp_path), tmp_path)}):
-        assert "lth/api.py" not in walk("stages.mask") and "lth/__init__.py" in walk("stages.mask")
-        assert "lth/api.py" in walk("stages.uses_api") and "lth/steps/rounds.py" in walk("stages.uses_api")
+
+    def walk(module: str) -> set[str]:
+        return {str(p.relative_to(tmp_path)) for p in code.closure(module, modules)}
+
+    assert "lth/api.py" not in walk("stages.mask") and "lth/__init__.py" in walk("stages.mask")
+    assert "lth/api.py" in walk("stages.uses_api") and "lth/steps/rounds.py" in walk("stages.uses_api")
 
 
 def test_the_walk_sees_function_level_and_registry_imports():

@@ -38,24 +38,12 @@ def unit(module: str) -> str:
     raise AssertionError(f"{module} belongs to no layer: add it to LAYERS")
 
 
-def imports(path, runtime_only: bool) -> set[str]:
-    found = set()
-    todo = [ast.parse(path.read_text())]
-    while todo:
-        node = todo.pop()
-        for child in ast.iter_child_nodes(node):
-            if runtime_only and isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
-                todo += child.orelse
-                continue
-            todo.append(child)
-            if isinstance(child, ast.Import):
-                found |= {alias.name for alias in child.names}
-            elif isinstance(child, ast.ImportFrom) and child.module and not child.level:
-                found.add(child.module)
-                found |= {f"{child.module}.{alias.name}" for alias in child.names}
-            elif isinstance(child, ast.Constant) and isinstance(child.value, str) and child.value.startswith("lth."):
-                found.add(child.value)
-    return found
+def imports(name: str, type_level: bool) -> set[str]:
+    """The project modules `name` imports, by the walk the pipeline's code fingerprints use (stages/code.py):
+    imports inside functions and registry strings too, and with `type_level` those under TYPE_CHECKING."""
+    from stages import code
+
+    return code.imports_of(name, code.project_modules(REPO), type_level=type_level)
 
 
 def lth_modules() -> dict:
@@ -65,9 +53,9 @@ def lth_modules() -> dict:
 def test_imports_point_down_only():
     modules = lth_modules()
     wrong = []
-    for name, path in modules.items():
+    for name in modules:
         mine = unit(name)
-        for target in imports(path, runtime_only=False):
+        for target in imports(name, type_level=True):
             if target not in modules or target == "lth":
                 continue
             theirs = unit(target)
@@ -81,9 +69,9 @@ def test_no_import_cycles():
     modules = lth_modules()
     # a module's own packages are not edges: `from lth.report import figures` in lth.report.document runs
     # lth/report/__init__.py first by Python's rules, whatever that imports
-    graph = {name: {t for t in imports(path, runtime_only=True)
+    graph = {name: {t for t in imports(name, type_level=False)
                     if t in modules and t != name and not name.startswith(t + ".")}
-             for name, path in modules.items()}
+             for name in modules}
     state: dict[str, int] = {}
     cycles = []
 
