@@ -520,7 +520,7 @@ def compact(
     Writes ROOT/data/compact/rNN/trial-T.pt2 and .json (params, MACs, file size, output check[, CPU speed])
     and ROOT/metrics/compact.json; load a network with torch.export.load(path).module().
     """
-    from lth.compact import compact_rounds
+    from lth.compact.runner import compact_rounds
 
     if nm:
         _compact_nm(root, round, trial, batch_size)
@@ -533,7 +533,7 @@ def compact(
 
 def _compact_nm(root: Path, rounds: Optional[List[int]], trials: Optional[List[int]], batch_size: int) -> None:
     """`lth compact --nm`: the 2:4 check, and on a CUDA GPU dense vs semi-structured inference time."""
-    from lth.compact import NO_GPU, nm_rounds
+    from lth.compact.semi_structured import NO_GPU, nm_rounds
 
     rows = nm_rounds(root, rounds, trials, batch_size)
     if not rows[0]["cuda"]:
@@ -792,27 +792,18 @@ def settings_table() -> Table:
 
 def main() -> None:
     """Entry point: LthError becomes one clear line on stderr and exit code 2; Ctrl-C says how to resume; any
-    other exception is one `error:` line too (exit 2), its traceback shown only with LTH_DEBUG=1."""
-    import os
-
+    other exception is one `error:` line too (exit 2), its traceback shown only with LTH_DEBUG=1
+    (lth.core.failures, as every DVC stage)."""
     from rich.markup import escape  # messages quote paths and library text: "[/...]" must not read as markup
 
-    from lth.core.errors import DEBUG_VARIABLE, describe_unexpected
-    from lth.core.interrupt import Interrupted
+    from lth.core.failures import report_failures
 
-    try:
-        app()
-    except Interrupted as exc:
-        err_console.print(f"{escape(str(exc))}; rerun the same command to resume", highlight=False, soft_wrap=True)
-        sys.exit(130)
-    except LthError as exc:
-        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        err_console.print("interrupted: finished rounds are saved; rerun the same command to resume", highlight=False)
-        sys.exit(130)
-    except Exception as exc:  # noqa: BLE001 - the user gets one line; LTH_DEBUG=1 shows the traceback
-        if os.environ.get(DEBUG_VARIABLE, "") not in ("", "0"):
-            raise
-        err_console.print(f"[bold red]error:[/] {escape(describe_unexpected(exc))}", highlight=False, soft_wrap=True)
-        sys.exit(2)
+    def tell_error(text: str) -> None:
+        err_console.print(f"[bold red]error:[/] {escape(text)}", highlight=False, soft_wrap=True)
+
+    def tell_interrupted(text: str) -> None:
+        err_console.print(f"{escape(text)}; rerun the same command to resume" if text else
+                          "interrupted: finished rounds are saved; rerun the same command to resume",
+                          highlight=False, soft_wrap=True)
+
+    report_failures(app, tell_error, tell_interrupted, 130)

@@ -6,8 +6,6 @@ import argparse
 import sys
 from typing import Any, Callable
 
-from lth.core.errors import LthError
-
 
 def round_argument(description: str) -> str:
     """Parse `--round rNN`, returning the round name."""
@@ -28,30 +26,23 @@ def run(stage: Callable[[], None]) -> None:
         if status is not None:
             sys.exit(status)
     from lth.core import timing
-    from lth.core.interrupt import Interrupted, graceful_stop
+    from lth.core.failures import report_failures
+    from lth.core.interrupt import graceful_stop
+
+    def body() -> None:
+        with graceful_stop():
+            stage()
+
+    def tell_error(text: str) -> None:
+        print(f"error: {text}", file=sys.stderr)
+
+    def tell_interrupted(text: str) -> None:
+        print(f"error: {text or 'interrupted'}; rerun `dvc repro` to continue (finished stages are kept)",
+              file=sys.stderr)
 
     timing.mark("main")
     try:
-        with graceful_stop():
-            stage()
-    except Interrupted as exc:
-        print(f"error: {exc}; rerun `dvc repro` to continue (finished stages are kept)", file=sys.stderr)
-        sys.exit(2)
-    except LthError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        print("error: interrupted; rerun `dvc repro` to continue (finished stages are kept)", file=sys.stderr)
-        sys.exit(2)
-    except Exception as exc:  # noqa: BLE001 - one line; LTH_DEBUG=1 shows the traceback
-        import os
-
-        from lth.core.errors import DEBUG_VARIABLE, describe_unexpected
-
-        if os.environ.get(DEBUG_VARIABLE, "") not in ("", "0"):
-            raise
-        print(f"error: {describe_unexpected(exc)}", file=sys.stderr)
-        sys.exit(2)
+        report_failures(body, tell_error, tell_interrupted, 2)
     finally:
         timing.write_record()  # LTH_PROFILE only (benchmarks/pipeline_profile.py)
 

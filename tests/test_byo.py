@@ -252,7 +252,7 @@ def test_structured_pruning_and_compaction_of_an_own_chain_and_a_clear_no_for_a_
     code, _, stderr = run_cli(monkeypatch, capsys, base[0], "nets.py:small_conv", "mnist-5k", str(tmp_path / "d"),
                               *base[1:], "--out", "conv")
     assert code == 0, stderr
-    from lth.compact import compact_rounds
+    from lth.compact.runner import compact_rounds
 
     _, rows = compact_rounds(tmp_path / "conv")
     assert rows[1]["check"]["outputs_match"] and rows[1]["params"]["compact"] < rows[0]["params"]["compact"]
@@ -450,7 +450,8 @@ def test_fingerprints_hash_only_settings_that_differ_from_their_defaults_and_old
 
 
 def test_criteria_at_init_stability_removal_compaction_and_perturbation_all_work_for_regression(tmp_path):
-    from lth.compact import compact_network, compare_outputs, masked_network
+    from lth.compact.measure import compare_outputs
+    from lth.compact.surgery import compact_network, masked_network
     from lth.datasets.arrays import from_arrays
     from lth.engine.run import open_results
     from lth.engine.settings import defaults_for, replace

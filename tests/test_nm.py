@@ -201,7 +201,7 @@ def test_compact_nm_on_cpu_checks_the_pattern_and_says_a_gpu_is_needed(nm_run, m
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_compact_nm_on_cuda_times_both_or_says_why_not(nm_run, monkeypatch, capsys):
-    from lth.compact import nm_rounds, semi_structured_speed
+    from lth.compact.semi_structured import nm_rounds, semi_structured_speed
 
     rows = nm_rounds(nm_run, batch_size=256)
     row = rows[0]

@@ -41,6 +41,10 @@ def test_uniform_and_erk_counts_match_an_independent_computation():
         layer_counts(SHAPES, 0.1, "erdos")
     with pytest.raises(LthError, match=r"bad remaining fraction 1.5: it must be in \(0, 1\]"):
         layer_counts(SHAPES, 1.5, "erk")
+    odd = {**SHAPES, "scale.weight": (300,)}  # a vector: ERK's (sum of dims) / (product) does not apply
+    with pytest.raises(LthError, match=r"distribution erk cannot scale layer 'scale.weight' \(weight shape \(300,\)\)"):
+        layer_counts(odd, 0.1, "erk")
+    assert sum(layer_counts(odd, 0.1, "uniform").values()) == round(0.1 * (sum(math.prod(s) for s in SHAPES.values()) + 300))
 
 
 def train(methods, **schedule):

@@ -8,18 +8,11 @@ import json
 import pytest
 import torch
 from conftest import run_cli, tiny_splits
-from lth.compact import (
-    OffsetConv,
-    compact_network,
-    compact_rounds,
-    compare_outputs,
-    count_macs,
-    count_params,
-    export_bytes,
-    load_exported,
-    masked_network,
-    plan_units,
-)
+from lth.compact.export import export_bytes, load_exported
+from lth.compact.measure import compare_outputs, count_macs, count_params
+from lth.compact.runner import compact_rounds
+from lth.compact.surgery import OffsetConv, compact_network, masked_network
+from lth.compact.units import plan_units
 from lth.pruning.criteria import score_layers
 from lth.core.errors import LthError
 from lth.core.masks import ones_mask

@@ -32,6 +32,13 @@ def densities(shapes: Mapping[str, tuple[int, ...]], remaining: float, distribut
         raise unknown_choice("distribution", distribution, DISTRIBUTIONS)
     if not 0 < remaining <= 1:
         raise LthError(f"bad remaining fraction {remaining}: it must be in (0, 1]")
+    if not shapes:
+        raise LthError("the model has no prunable layer to share the weights among")
+    unscalable = [name for name, shape in shapes.items() if len(shape) < 2 or 0 in shape]
+    if POWERS[distribution] and unscalable:  # (sum of dims) / (product of dims) needs a weight matrix or kernel
+        name = unscalable[0]
+        raise LthError(f"distribution {distribution} cannot scale layer '{name}' (weight shape {tuple(shapes[name])}): "
+                       "it needs a weight of at least two non-empty dimensions; use the distribution uniform")
     sizes = {name: math.prod(shape) for name, shape in shapes.items()}
     raw = {name: (sum(shape) / sizes[name]) ** POWERS[distribution] for name, shape in shapes.items()}
     budget = remaining * sum(sizes.values())
