@@ -48,10 +48,6 @@ def starting_nm_mask(shapes: dict[str, tuple[int, ...]], nm: tuple[int, int], se
             for name, shape in shapes.items()}
 
 
-def distribution_label(distribution: str, nm: Optional[tuple[int, int]]) -> str:
-    return f"{nm[0]}:{nm[1]}" if nm else distribution
-
-
 def sparse_train(settings: "RunSettings", splits, methods: Sequence[str], distributions: Sequence[str],  # noqa: ANN001
                  remaining: Sequence[float], schedule: "SparseSchedule", trials: int = 1, progress=None,  # noqa: ANN001
                  nm: Optional[tuple[int, int]] = None, checkpoint: Optional["Checkpoint"] = None,
@@ -78,7 +74,7 @@ def sparse_train(settings: "RunSettings", splits, methods: Sequence[str], distri
         from lth.pruning.nm import check_nm_shapes
 
         check_nm_shapes(shapes, nm[1])
-        remaining, distributions = [nm[0] / nm[1]], [distribution_label("", nm)]
+        remaining, distributions = [nm[0] / nm[1]], [f"{nm[0]}:{nm[1]}"]  # the pattern names the allocation
     networks, labels, methods_of = [], [], []
     for fraction in remaining:
         for distribution in distributions:

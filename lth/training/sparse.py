@@ -167,8 +167,9 @@ class DynamicSparsity(Hook):
 
     def _update_nm(self, w: Tensor, m: Tensor, g: Tensor | None, method: str, fraction: float, i: int,
                    where: Tensor) -> tuple[Tensor, int]:
-        """`_update` under an N:M pattern: each group of M consecutive input weights (standard layout) that loses
-        weights to the drop grows as many back among its own non-kept weights, so every group keeps N."""
+        """Network i's drop and grow under an N:M pattern (flat views): each group of M consecutive input weights
+        (standard layout) that loses weights to the drop grows as many back among its own non-kept weights, so
+        every group keeps N."""
         m_count = self.nm[1]
         kept = m[where] != 0  # standard layout, flat
         n = int(fraction * int(kept.sum()))
