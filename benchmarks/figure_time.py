@@ -20,9 +20,9 @@ import torch
 
 from batched_speed import machine, sync
 from lth.datasets import load_dataset
-from lth.engine.run import SilentReporter
-from lth.engine.settings import defaults_for, replace
-from lth.steps.rounds import find_ticket
+from lth.runs.run import SilentReporter
+from lth.runs.settings import defaults_for, replace
+from lth.steps.rounds import run_rounds
 from lth.training.device import resolve_device
 from lth.training.precision import PRECISIONS
 
@@ -59,7 +59,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
-        find_ticket(settings, args.rounds, Path(out), splits, Clock())
+        run_rounds(settings, args.rounds, Path(out), splits, Clock())
         dense = Clock.finished[0] - start
         pruned = (Clock.finished[-1] - Clock.finished[0]) / args.rounds
     scale = args.figure_iterations / args.iterations

@@ -38,7 +38,7 @@ def kind_of(argv: list[str]) -> str:
 
 def tiny(params: dict) -> dict:
     """CI's tiny pipeline (.ci/run): 3 rounds x 2 epochs, the experiments briefly on the last round."""
-    from lth.engine.params import rounds_yaml
+    from lth.runs.params import rounds_yaml
 
     params["rounds"] = rounds_yaml(3)
     params["train"].update(duration="2ep", eval_every="20it")

@@ -19,7 +19,7 @@ import time
 import torch
 
 from lth.datasets import load_dataset
-from lth.engine.settings import RunSettings, TrainSettings
+from lth.runs.settings import RunSettings, TrainSettings
 from lth.experiments.sparse_train import sparse_train
 from lth.training.sparse import SparseSchedule
 

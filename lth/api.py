@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     import pandas as pd
     from torch import Tensor, nn
 
-    from lth.engine.run import Run
+    from lth.runs.run import Run
 
 __all__ = ["Results", "find_ticket", "load_run", "register_dataset", "register_model"]
 
@@ -83,7 +83,7 @@ def dataset_name(dataset: Dataset, task: str) -> str:
 def settings_for(model: str, dataset: str, settings: Mapping[str, Any]):  # noqa: ANN201 - RunSettings
     """RunSettings: the model's defaults, with `settings` (params.yaml's names and groups) on top, validated."""
     from lth.core.config import build
-    from lth.engine.settings import RunSettings, defaults_for
+    from lth.runs.settings import RunSettings, defaults_for
 
     return build(RunSettings, {"model": model, "dataset": dataset, **settings}, "lth.find_ticket",
                  defaults_for(model, dataset)).validate()
@@ -93,12 +93,12 @@ def find_ticket(model: Model, dataset: Dataset, *, rounds: int = 20, out: Option
                 dataset_dir: str | Path = "data/datasets", device: str = "auto", progress: bool = False,
                 checkpoint_every: str = "0it", **settings: Any) -> list[dict]:
     """Iterative pruning: the dense round r00 and `rounds` pruning rounds, into the run directory `out` (default
-    runs/MODEL-DATASET-CRITERION-seedN), resumable as the CLI's; returns the round records (lth.engine.records).
+    runs/MODEL-DATASET-CRITERION-seedN), resumable as the CLI's; returns the round records (lth.runs.records).
 
     `settings`: params.yaml's settings, e.g. `criterion="movement"`, `trials=3`, `controls=["reinit"]`,
     `task="regression"`, `train={"lr": 1e-3, "duration": "2ep"}`, `prune={"rates": {"fc": 0.3}}`."""
     from lth.datasets import load_dataset
-    from lth.steps.rounds import find_ticket as run
+    from lth.steps.rounds import run_rounds
     from lth.training.device import resolve_device
     from lth.ui import ProgressReporter, run_name
 
@@ -108,15 +108,15 @@ def find_ticket(model: Model, dataset: Dataset, *, rounds: int = 20, out: Option
     out = Path(out) if out is not None else Path("runs") / run_name(chosen.model, chosen.dataset, chosen.criterion,
                                                                     f"seed{chosen.seed}")
     if not progress:
-        return run(chosen, rounds, out, splits, checkpoint_every=checkpoint_every)
+        return run_rounds(chosen, rounds, out, splits, checkpoint_every=checkpoint_every)
     with ProgressReporter(quiet=False) as reporter:
-        return run(chosen, rounds, out, splits, reporter, checkpoint_every=checkpoint_every)
+        return run_rounds(chosen, rounds, out, splits, reporter, checkpoint_every=checkpoint_every)
 
 
 def load_run(path: str | Path, model: Optional[Model] = None) -> "Results":
     """The results of a find-ticket run directory (or a DVC workspace). A run whose model was a callable given in
     Python needs it again (`model=make_net`) to rebuild networks; tables and masks do not."""
-    from lth.engine.run import open_results
+    from lth.runs.run import open_results
 
     if model is not None and not isinstance(model, str):
         model_name(model)
@@ -124,7 +124,7 @@ def load_run(path: str | Path, model: Optional[Model] = None) -> "Results":
 
 
 def _round_key(round: int | str) -> str:
-    from lth.engine.params import round_index, round_key
+    from lth.runs.params import round_index, round_key
 
     return round_key(round) if isinstance(round, int) else round_key(round_index(round))
 
@@ -151,7 +151,7 @@ class Results:
 
     @property
     def task(self) -> str:
-        from lth.engine.records import task_of
+        from lth.runs.records import task_of
 
         return task_of(self.records[0]).name if self.records else self.run.shape.task
 

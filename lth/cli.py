@@ -1,4 +1,4 @@
-"""The command line: parsing and printing only; the work happens in lth.engine and friends.
+"""The command line: parsing and printing only; the work happens in lth.runs and friends.
 
 Heavy modules (torch, torchvision, pandas) are imported inside the commands, so `--help` is instant.
 Option help comes from the settings' declarations (lth.core.config), so it says what params.yaml says.
@@ -9,19 +9,20 @@ from __future__ import annotations
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, List, Optional
 
 import typer
 from rich.table import Table
 
 from lth.core.errors import LthError, unknown_choice
-from lth.core.fractions import HELP as FRACTIONS
+from lth.core.fractions import HELP as FRACTIONS, parse_fraction
 from lth.datasets_cli import app as datasets_app
 from lth.experiments.cli import app as experiment_app
 from lth.pruning.at_init import CONTROLS as AT_INIT_CONTROLS, METHODS as AT_INIT_METHODS, PruneAtInitSettings
 from lth.pruning.prune import GRANULARITIES, METHODS
 from lth.training.settings import DistributedSettings, SupermaskSettings
-from lth.ui import ProgressReporter, console, err_console, registry_table, run_name, setting_help, training_length
+from lth.ui import (PAPER, Exposed, ProgressReporter, changes, console, err_console, option, registry_table, run_name,
+                    setting_help, training_length, with_parameters)
 
 app = typer.Typer(
     help="Lottery tickets: find sparse trainable sub-networks (Frankle & Carbin; Zhou et al.). "
@@ -118,7 +119,7 @@ def compare(
     """Two runs round by round: each arm's test metric at early stop (mean over trials), B - A, its
     uncertainty (the trials' spread, at least the finite test set's), and whether it is beyond noise (more
     than 2 standard errors): what to read instead of a raw `dvc metrics diff`."""
-    from lth.engine.records import task_of
+    from lth.runs.records import task_of
     from lth.report.compare import compare_frame, compare_table
     from lth.report.sources import resolve
 
@@ -136,7 +137,7 @@ def compare(
 def check_params(path: Path = typer.Argument(Path("params.yaml"), help="The params file to check.")) -> None:
     """Check params.yaml the way every stage will, before `dvc repro`: DVC's own errors about params (such as
     'failed to resolve stages.score.foreach') name neither the file nor the expected form."""
-    from lth.engine.params import load_params, read_yaml
+    from lth.runs.params import load_params, read_yaml
     from lth.experiments.settings import check_experiments
 
     params = load_params(path)
@@ -174,117 +175,93 @@ def _pruning_changes(value: Optional[str]) -> dict[str, str]:
     return _PRUNING_OPTION[value]
 
 
-PAPER = "the model's paper setting"
+# find-ticket's parameters in the order --help lists them: the declared settings it exposes (help, default and
+# choices from the declarations: lth.runs.settings and the groups it holds, lth.runs.params.WorkspaceSettings) and
+# the few options that are no setting.
+FIND_TICKET = (
+    Exposed("model", required=True),
+    Exposed("dataset", required=True),
+    Exposed("dataset_dir", argument=True, annotation=Path),
+    Exposed("task"),
+    option("rounds", Optional[int], typer.Option(None, help="Pruning rounds after the dense round r00 (>= 1): --rounds "
+                                                            "20 trains r00..r20 \\[default: 20; 1 with --schedule "
+                                                            "oneshot].")),
+    option("epochs", Optional[int], typer.Option(None, help="Training length per round in epochs.")),
+    option("iterations", Optional[int], typer.Option(None, help="Training length per round in iterations.")),
+    *(Exposed(f"train.{name}", shown=PAPER) for name in ("duration", "batch_size", "lr", "optimizer", "momentum")),
+    Exposed("train.nesterov"),
+    Exposed("train.weight_decay", shown=PAPER),
+    Exposed("train.warmup", shown=PAPER),
+    Exposed("train.milestones", shown=PAPER, comma=True),
+    Exposed("train.eval_every"),
+    Exposed("train.precision"),
+    Exposed("criterion"),
+    Exposed("rewind"),
+    Exposed("mask1_action", "mask1", shown="{}, or rewind when --rewind is set"),
+    Exposed("mask0_action", "mask0"),
+    option("pruning", Optional[str], typer.Option(
+        None, help=f"One of: {' | '.join(_PRUNING_OPTION)}: which weights compete ({', '.join(METHODS)}) or what "
+                   f"a pruned unit is ({', '.join(GRANULARITIES)}; structured and nm are per layer) "
+                   "\\[default: the model's].")),
+    Exposed("prune.nm", shown="{}"),  # given without --pruning nm, an error
+    option("rate", Optional[List[str]], typer.Option(None, help="Pruning rate per round for a layer kind, "
+                                                                "KIND=FRACTION; repeat.")),
+    Exposed("prune.schedule"),
+    Exposed("prune.target", "target_remaining", parse=parse_fraction),  # used by --schedule oneshot only
+    Exposed("prune.early_bird"),
+    Exposed("prune.early_bird_distance"),
+    Exposed("seed"),
+    Exposed("trials"),
+    Exposed("controls", "control"),
+    Exposed("device"),
+    option("out", Optional[Path], typer.Option(None, help="Run directory "
+                                                          "\\[default: MODEL-DATASET-CRITERION-seedN under runs/].")),
+    option("quiet", bool, typer.Option(False, "--quiet", "-q", help="No progress bar or progress lines.")),
+    option("progress_every", float, typer.Option(30.0, help="Seconds between progress lines when the output is not "
+                                                            "a terminal (a pipe or a log file).")),
+    Exposed("checkpoint_every", note="Does not change results."),
+    Exposed("mode", "distributed_mode", of=DistributedSettings, note="Under torchrun."),
+)
 
 
 @app.command("find-ticket")
-def find_ticket(
-    model: str = typer.Argument(..., help=setting_help("model")),
-    dataset: str = typer.Argument(..., help=setting_help("dataset")),
-    dataset_dir: Path = typer.Argument(Path("data/datasets"), help=setting_help("dataset_dir")),
-    task: str = typer.Option("auto", help=setting_help("task")),
-    rounds: Optional[int] = typer.Option(None, help="Pruning rounds after the dense round r00 (>= 1): --rounds 20 "
-                                                   "trains r00..r20 \\[default: 20; 1 with --schedule oneshot]."),
-    epochs: Optional[int] = typer.Option(None, help="Training length per round in epochs."),
-    iterations: Optional[int] = typer.Option(None, help="Training length per round in iterations."),
-    duration: Optional[str] = typer.Option(None, help=setting_help("train.duration", PAPER)),
-    batch_size: Optional[int] = typer.Option(None, help=setting_help("train.batch_size", PAPER)),
-    lr: Optional[float] = typer.Option(None, help=setting_help("train.lr", PAPER)),
-    optimizer: Optional[str] = typer.Option(None, help=setting_help("train.optimizer", PAPER)),
-    momentum: Optional[float] = typer.Option(None, help=setting_help("train.momentum", PAPER)),
-    nesterov: bool = typer.Option(False, "--nesterov", help=setting_help("train.nesterov")),
-    weight_decay: Optional[float] = typer.Option(None, help=setting_help("train.weight_decay", PAPER)),
-    warmup: Optional[str] = typer.Option(None, help=setting_help("train.warmup", PAPER)),
-    milestones: Optional[str] = typer.Option(None, help=setting_help("train.milestones", PAPER).replace(
-        "Steps", "Comma-separated steps", 1)),
-    eval_every: Optional[str] = typer.Option(None, help=setting_help("train.eval_every", "100it")),
-    precision: Optional[str] = typer.Option(None, help=setting_help("train.precision", "fp32")),
-    criterion: str = typer.Option("large_final", help=setting_help("criterion")),
-    rewind: str = typer.Option("0it", help=setting_help("rewind")),
-    mask1: Optional[str] = typer.Option(None, help=setting_help("mask1_action",
-                                                                "reset, or rewind when --rewind is set")),
-    mask0: str = typer.Option("zero", help=setting_help("mask0_action")),
-    pruning: Optional[str] = typer.Option(
-        None, help=f"One of: {' | '.join(_PRUNING_OPTION)}: which weights compete ({', '.join(METHODS)}) or what "
-                   f"a pruned unit is ({', '.join(GRANULARITIES)}; structured and nm are per layer) "
-                   "\\[default: the model's]."),
-    nm: Optional[str] = typer.Option(None, help=setting_help("prune.nm", "2:4")),
-    rate: Optional[List[str]] = typer.Option(None, help="Pruning rate per round for a layer kind, KIND=FRACTION; "
-                                                        "repeat."),
-    schedule: str = typer.Option("iterative", help=setting_help("prune.schedule")),
-    target_remaining: str = typer.Option("5%", help="Weights remaining after the one-shot prune (--schedule "
-                                                    f"oneshot): {FRACTIONS}."),
-    early_bird: bool = typer.Option(False, "--early-bird", help=setting_help("prune.early_bird")),
-    early_bird_distance: float = typer.Option(0.1, help=setting_help("prune.early_bird_distance")),
-    seed: int = typer.Option(0, help=setting_help("seed")),
-    trials: int = typer.Option(1, help=setting_help("trials")),
-    control: Optional[List[str]] = typer.Option(None, help=setting_help("controls") + " Repeat for several."),
-    device: str = typer.Option("auto", help=setting_help("device")),
-    out: Optional[Path] = typer.Option(None, help="Run directory "
-                                                  "\\[default: MODEL-DATASET-CRITERION-seedN under runs/]."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or progress lines."),
-    progress_every: float = typer.Option(30.0, help="Seconds between progress lines when the output is not a "
-                                                    "terminal (a pipe or a log file)."),
-    checkpoint_every: str = typer.Option("2000it", help=setting_help("checkpoint_every") + " Does not change "
-                                                                                           "results."),
-    distributed_mode: str = typer.Option("data", help="Under torchrun: " + setting_help("mode", of=DistributedSettings)),
-) -> None:
+@with_parameters(*FIND_TICKET)
+def find_ticket_command(**given: Any) -> None:
     """Iterative magnitude pruning: train, prune the lowest-scored weights of each layer, rewind, repeat.
 
     MODEL and DATASET may be your own (README: Bring your own model and data). Re-running the same command
     continues after the last finished step.
     """
-    from lth.core.fractions import parse_fraction
-    from lth.core.steps import Step
-    from lth.engine.settings import defaults_for, replace
+    from lth.core.durations import Step
+    from lth.runs.settings import defaults_for, replace
 
-    if nm is not None and pruning != "nm":
-        raise LthError(f"--nm {nm} sets the pattern of N:M pruning: add --pruning nm")
-    settings = replace(
-        defaults_for(model, dataset),
-        seed=seed,
-        trials=trials,
-        task=task,
-        controls=tuple(control) if control else None,
-        criterion=criterion,
-        mask1_action=mask1 or ("reset" if Step.parse(rewind) == Step() else "rewind"),
-        mask0_action=mask0,
-        rewind=rewind,
-        train__optimizer=optimizer,
-        train__lr=lr,
-        train__batch_size=batch_size,
-        train__duration=training_length(duration, epochs, iterations),
-        train__momentum=momentum,
-        train__nesterov=nesterov or None,
-        train__weight_decay=weight_decay,
-        train__warmup=warmup,
-        train__milestones=tuple(m.strip() for m in milestones.split(",") if m.strip()) if milestones is not None else None,
-        train__eval_every=eval_every,
-        train__precision=precision,
-        prune__schedule=schedule,
-        prune__target=parse_fraction(target_remaining, "--target-remaining") if schedule == "oneshot" else None,
-        prune__early_bird=early_bird,
-        prune__early_bird_distance=early_bird_distance,
-        prune__nm=nm,
-        **_pruning_changes(pruning),
-    )
-    rates = _parse_rates(rate)
+    if given["nm"] is not None and given["pruning"] != "nm":
+        raise LthError(f"--nm {given['nm']} sets the pattern of N:M pruning: add --pruning nm")
+    oneshot = given["schedule"] == "oneshot"
+    given["duration"] = training_length(given["duration"], given["epochs"], given["iterations"])
+    given["target_remaining"] = given["target_remaining"] if oneshot else None
+    change = changes(FIND_TICKET, given)
+    if "mask1_action" not in change and Step.parse(given["rewind"]) != Step():
+        change["mask1_action"] = "rewind"  # --rewind alone picks the rewind action
+    settings = replace(defaults_for(given["model"], given["dataset"]), **change, **_pruning_changes(given["pruning"]))
+    rates = _parse_rates(given["rate"])
     if rates:
         settings = replace(settings, prune__rates={**settings.prune.rates, **rates})
     settings.validate()
-    out = out or Path("runs") / run_name(model, dataset, criterion, f"seed{seed}")
-    Step.parse(checkpoint_every)
-    rounds = rounds if rounds is not None else (1 if schedule == "oneshot" else 20)
+    out = given["out"] or Path("runs") / run_name(settings.model, settings.dataset, settings.criterion,
+                                                  f"seed{settings.seed}")
+    Step.parse(given["checkpoint_every"])
+    rounds = given["rounds"] if given["rounds"] is not None else (1 if oneshot else 20)
     if rounds < 1:
         raise LthError(f"bad --rounds {rounds}: the number of pruning rounds after the dense round r00 must be >= 1")
-    if schedule == "oneshot" and rounds != 1:
+    if oneshot and rounds != 1:
         raise LthError(f"bad --rounds {rounds}: the one-shot schedule prunes once (r01); leave --rounds out")
-    _run_find_ticket(settings, rounds, dataset_dir, device, out, quiet, distributed_mode, checkpoint_every,
-                     progress_every)
+    _run_find_ticket(settings, rounds, given["dataset_dir"], given["device"], out, given["quiet"],
+                     given["distributed_mode"], given["checkpoint_every"], given["progress_every"])
 
 
 def _run_find_ticket(settings, rounds: int, dataset_dir: Path, device: str, out: Path, quiet: bool,
-                     distributed_mode: str = "data", checkpoint_every: str = "0it", progress_every: float = 30.0) -> None:
+                     distributed_mode: str, checkpoint_every: str, progress_every: float) -> None:
     from lth.datasets import load_dataset
     from lth.training.distributed import session
 
@@ -299,11 +276,11 @@ def _run_find_ticket(settings, rounds: int, dataset_dir: Path, device: str, out:
             processes.follow(splits)
 
 
-def _lead_find_ticket(settings, rounds: int, splits, processes, out: Path, quiet: bool,
-                      checkpoint_every: str = "0it", progress_every: float = 30.0) -> None:
-    from lth.engine.layout import Layout
+def _lead_find_ticket(settings, rounds: int, splits, processes, out: Path, quiet: bool, checkpoint_every: str,
+                      progress_every: float) -> None:
+    from lth.runs.layout import Layout
     from lth.core.interrupt import graceful_stop
-    from lth.steps.rounds import find_ticket as run
+    from lth.steps.rounds import run_rounds
 
     from rich.markup import escape
 
@@ -322,7 +299,7 @@ def _lead_find_ticket(settings, rounds: int, splits, processes, out: Path, quiet
         + f" -> {out}"
     )
     with graceful_stop(), ProgressReporter(quiet, progress_every) as reporter:  # Ctrl-C / SIGTERM: save, then exit 130
-        records = run(settings, rounds, out, splits, reporter, trainer=processes.train_networks,
+        records = run_rounds(settings, rounds, out, splits, reporter, trainer=processes.train_networks,
                       checkpoint_every=checkpoint_every)
     console.print(summary_table(records))
     console.print(compute_line(records))
@@ -331,7 +308,7 @@ def _lead_find_ticket(settings, rounds: int, splits, processes, out: Path, quiet
 
 def compute_line(records: list[dict]) -> str:
     """The training spent to reach the last round's ticket (trial 0; controls excluded)."""
-    from lth.engine.records import compute_to_ticket
+    from lth.runs.records import compute_to_ticket
 
     rows = [row for row in compute_to_ticket(records) if row["trial"] == 0]
     last = rows[-1]
@@ -345,7 +322,7 @@ def compute_line(records: list[dict]) -> str:
 def summary_table(records: list[dict]) -> Table:
     """Round, % weights, the ticket's test headline metric (accuracy %, RMSE ...; mean [min-max] over trials) and
     each control's."""
-    from lth.engine.records import TICKET, headline
+    from lth.runs.records import TICKET, headline
     from lth.steps.summary import arm_stats, arms, records_task
 
     task = records_task(records)
@@ -406,9 +383,9 @@ def sparse_train(
     from lth.core import files
     from lth.core.config import build
     from lth.datasets import load_dataset
-    from lth.engine.settings import RunSettings, defaults_for
+    from lth.runs.settings import RunSettings, defaults_for
     from lth.experiments.sparse_train import made_with, run_settings, train_and_save
-    from lth.engine.sparse_train import SparseTrainSettings, load_settings
+    from lth.runs.sparse_train import SparseTrainSettings, load_settings
     from lth.tasks import get_task
     from lth.training.distributed import session
 
@@ -466,8 +443,8 @@ def effective_sparsity(
     count; and the disconnected units of each hidden layer. Chains of Linear/Conv layers only."""
     import pandas as pd
 
-    from lth.engine.params import round_index
-    from lth.engine.run import open_results
+    from lth.runs.params import round_index
+    from lth.runs.run import open_results
     from lth.pruning.effective import effective_masks, model_chain
 
     run = open_results(run_dir)
@@ -679,7 +656,7 @@ def prune_at_init(
     Re-running the same command keeps finished results. Compare with IMP: lth report IMP_RUN OUT.
     """
     from lth.datasets import load_dataset
-    from lth.engine.settings import defaults_for, replace
+    from lth.runs.settings import defaults_for, replace
     from lth.experiments.prune_at_init import results_table, run_methods
     from lth.core.fractions import parse_fraction
     from lth.training.device import resolve_device
@@ -772,10 +749,10 @@ def list_registry(what: Listing = typer.Argument(Listing.all, help="What to list
 def settings_table() -> Table:
     """Every setting of params.yaml, from its declaration: key, type, default, valid values, meaning."""
     from lth.core.config import describe
-    from lth.engine.params import SourceSettings, WorkspaceSettings
-    from lth.engine.settings import RunSettings
+    from lth.runs.params import SourceSettings, WorkspaceSettings
+    from lth.runs.settings import RunSettings
     from lth.training.settings import DistributedSettings
-    from lth.engine.sparse_train import SparseTrainSettings
+    from lth.runs.sparse_train import SparseTrainSettings
 
     table = registry_table("Settings of params.yaml (a run's settings.json holds those down to `pruning`)",
                            ("setting", "default", "meaning"))

@@ -5,8 +5,11 @@ neither, so the command modules never import each other.
 
 from __future__ import annotations
 
-from typing import Optional
+import inspect
+from dataclasses import dataclass
+from typing import Any, Callable, List, Optional
 
+import typer
 from rich.console import Console
 from rich.table import Table
 
@@ -39,19 +42,115 @@ def setting_help(key: str, default: Optional[str] = None, of: Optional[type] = N
     """A CLI option's help: the declared help of setting `key` ('train.lr', 'device'; of the settings class
     `of`, default the run's and the workspace's), its choices where they are short, and `default` (bracketed
     and escaped, so rich prints it instead of reading it as markup)."""
+    return _with_default(declared(key, of).describe(), default)
+
+
+def _with_default(text: str, default: Optional[str]) -> str:
+    return f"{text} \\[default: {default}]." if default else text
+
+
+def declared(key: str, of: Optional[type] = None):  # noqa: ANN201 - a lth.core.config.SettingInfo
+    """The declaration of setting `key` of the settings class `of` (default: the run's, then the workspace's)."""
     from lth.core.config import find
-    from lth.engine.params import WorkspaceSettings
-    from lth.engine.settings import RunSettings
+    from lth.runs.params import WorkspaceSettings
+    from lth.runs.settings import RunSettings
 
     for cls in (of,) if of else (RunSettings, WorkspaceSettings):
         try:
-            text = find(cls, key).describe()
-            break
+            return find(cls, key)
         except KeyError:
             continue
-    else:
-        raise KeyError(key)
-    return f"{text} \\[default: {default}]." if default else text
+    raise KeyError(key)
+
+
+PAPER = "the model's paper setting"
+_TYPES = {"str": str, "int": int, "float": float, "bool": bool}
+
+
+@dataclass(frozen=True)
+class Exposed:
+    """A declared setting that a command exposes as an option (with `argument` or `required`, an argument):
+    help, default, type and choices come from the declaration.
+
+    `name`: the parameter, hence the option (default: the field's name; 'batch_size' is --batch-size).
+    `of`: the settings class (default: RunSettings, then WorkspaceSettings; RunSettings' make `changes`).
+    `shown`: words for the default in the help ('{}': the declared default), the option's default then being
+    None: not given, it leaves the base settings' value (the model's paper setting, say). A list is repeated
+    (--control a --control b), or with `comma` one comma-separated value; `parse(text, option)` reads a value
+    written as text (5% -> 0.05). `note` follows the declared help. A bool is a flag.
+    """
+
+    key: str
+    name: str = ""
+    of: Optional[type] = None
+    shown: str = ""
+    argument: bool = False
+    required: bool = False
+    comma: bool = False
+    parse: Optional[Callable[[str, str], Any]] = None
+    note: str = ""
+    annotation: Any = None
+
+    @property
+    def param(self) -> str:
+        return self.name or self.key.rpartition(".")[2]
+
+    def parameter(self) -> inspect.Parameter:
+        info = declared(self.key, self.of)
+        many = info.type == "list" and not self.comma
+        kind = str if self.comma or self.parse else _TYPES.get(info.type, str)
+        default = None if self.shown or many else ",".join(info.default) if self.comma else info.default
+        words = self.shown.replace("{}", str(info.default)) or (", ".join(info.default) if many else "")
+        more = " Repeat for several." if many else " Comma-separated." if self.comma else ""
+        text = _with_default(info.describe() + more + (f" {self.note}" if self.note else ""), words)
+        flag = "--" + self.param.replace("_", "-")
+        if self.required or self.argument:
+            typer_info = typer.Argument(... if self.required else default, help=text)
+        elif kind is bool:
+            typer_info = typer.Option(default, f"{flag}/--no-{flag[2:]}" if default else flag, help=text)
+        else:
+            typer_info = typer.Option(default, help=text)
+        kind = List[kind] if many else kind
+        return option(self.param, self.annotation or (Optional[kind] if default is None else kind), typer_info)
+
+    def value(self, given: Any) -> Any:
+        """The setting's value from the option's; None where it leaves the base value (not given, a flag off)."""
+        if given is None or given is False or (isinstance(given, (list, tuple)) and not given):
+            return None
+        if self.comma:
+            return tuple(part.strip() for part in given.split(",") if part.strip())
+        if self.parse:
+            return self.parse(given, "--" + self.param.replace("_", "-"))
+        return tuple(given) if isinstance(given, (list, tuple)) else given
+
+
+def option(name: str, annotation: Any, typer_info: Any) -> inspect.Parameter:
+    """A command parameter that is no setting: `typer_info` is its typer.Option or typer.Argument."""
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=typer_info, annotation=annotation)
+
+
+def with_parameters(*table: Any) -> Callable:
+    """Decorator: the command takes `table`'s parameters (Exposed settings and `option`s, in that order) as
+    keyword arguments; typer reads them from the signature this sets."""
+
+    def apply(command: Callable) -> Callable:
+        command.__signature__ = inspect.Signature(
+            [entry.parameter() if isinstance(entry, Exposed) else entry for entry in table])
+        return command
+
+    return apply
+
+
+def changes(table: tuple, given: dict[str, Any]) -> dict[str, Any]:
+    """lth.runs.settings.replace's changes ('train__lr': 0.1) from the given values of `table`'s RunSettings
+    options; an option not given changes nothing."""
+    from lth.core.config import describe
+    from lth.runs.settings import RunSettings
+
+    run = {info.key for info in describe(RunSettings)}
+    values = {entry.key.replace(".", "__"): entry.value(given[entry.param])
+              for entry in table if isinstance(entry, Exposed) and entry.of is None and entry.key in run}
+    return {key: value for key, value in values.items() if value is not None}
 
 
 def training_length(duration: Optional[str], epochs: Optional[int], iterations: Optional[int]) -> Optional[str]:
@@ -85,7 +184,7 @@ def run_name(*parts: str) -> str:
 
 
 class ProgressReporter:
-    """Progress of each round (lth.engine.run.Reporter): a live bar in a terminal, a plain line every
+    """Progress of each round (lth.runs.run.Reporter): a live bar in a terminal, a plain line every
     `every` seconds otherwise (a pipe, a log file, CI), so a long round shows progress in logs too.
 
     In a terminal the bar is the part that shrinks: the iteration count, the time spent and left, and the

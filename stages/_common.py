@@ -14,7 +14,7 @@ def round_argument(description: str) -> str:
     return parser.parse_args().round
 
 
-def run(stage: Callable[[], None]) -> None:
+def run_stage(stage: Callable[[], None]) -> None:
     """Run a stage (in a fork of the warm server, stages/_warm.py, when one is up): a bad value or file, an
     interruption (Ctrl-C, SIGTERM: the train stages save their state first) or any unexpected error is one
     line on stderr and exit code 2 (LTH_DEBUG=1 shows an unexpected error's traceback)."""
@@ -49,7 +49,7 @@ def run(stage: Callable[[], None]) -> None:
 
 def workspace(**options: Any):
     """The DVC workspace (params.yaml in the current directory) as a Run."""
-    from lth.engine.run import open_workspace
+    from lth.runs.run import open_workspace
     from lth.experiments.settings import workspace_experiments
 
     ws = open_workspace(".", **options)

@@ -19,7 +19,7 @@ import hashlib
 from importlib import metadata
 from pathlib import Path
 
-from stages._common import run
+from stages._common import run_stage
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("lth", "stages")
@@ -156,7 +156,7 @@ def _version(library: str) -> str:
 
 def main() -> None:
     from lth.core import files
-    from lth.engine.layout import Layout
+    from lth.runs.layout import Layout
 
     layout = Layout(Path("."))
     modules = project_modules(Path.cwd())
@@ -167,4 +167,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    run(main)
+    run_stage(main)

@@ -4,18 +4,18 @@ pruning rate leaves the dense round cached while early-bird is off."""
 
 from __future__ import annotations
 
-from stages._common import run
+from stages._common import run_stage
 
 
 def main() -> None:
     from pathlib import Path
 
     from lth.core import files
-    from lth.engine.params import load_params
+    from lth.runs.params import load_params
     from lth.steps.early_bird import what_training_reads
 
     files.write_json(Path("data") / "early_bird.json", what_training_reads(load_params("params.yaml").settings))
 
 
 if __name__ == "__main__":
-    run(main)
+    run_stage(main)

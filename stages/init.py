@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from stages._common import run, workspace
+from stages._common import run_stage, workspace
 
 
 def main() -> None:
     from lth.steps import init
 
-    init.run(workspace())
+    init.execute(workspace())
 
 
 if __name__ == "__main__":
-    run(main)
+    run_stage(main)

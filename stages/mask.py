@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from stages._common import round_argument, run, workspace
+from stages._common import round_argument, run_stage, workspace
 
 
 def main() -> None:
     from lth.steps import mask
 
     key = round_argument(__doc__)
-    print(f"{key}: {mask.run(workspace(), key):.2f}% of weights kept")
+    print(f"{key}: {mask.execute(workspace(), key):.2f}% of weights kept")
 
 
 if __name__ == "__main__":
-    run(main)
+    run_stage(main)

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from stages._common import run, workspace
+from stages._common import run_stage, workspace
 
 
 def main() -> None:
     from lth.steps import prepare
 
     ws = workspace()
-    print(prepare.run(ws, ws.params.dataset_dir))
+    print(prepare.execute(ws, ws.params.dataset_dir))
 
 
 if __name__ == "__main__":
-    run(main)
+    run_stage(main)

@@ -3,11 +3,11 @@ pruning-at-init methods (metrics/prune_at_init) and sparse-training methods (met
 
 from __future__ import annotations
 
-from stages._common import run
+from stages._common import run_stage
 
 
 def main() -> None:
-    from lth.engine.layout import Layout
+    from lth.runs.layout import Layout
     from lth.report import make_report
 
     out = Layout(".").report
@@ -16,4 +16,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    run(main)
+    run_stage(main)

@@ -3,14 +3,14 @@ rewind to θk, ...) and the mask-0 action on pruned ones (zero, freeze at θ0, .
 
 from __future__ import annotations
 
-from stages._common import round_argument, run, workspace
+from stages._common import round_argument, run_stage, workspace
 
 
 def main() -> None:
     from lth.steps import rewind
 
-    rewind.run(workspace(), round_argument(__doc__))
+    rewind.execute(workspace(), round_argument(__doc__))
 
 
 if __name__ == "__main__":
-    run(main)
+    run_stage(main)

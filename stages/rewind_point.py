@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from stages._common import run
+from stages._common import run_stage
 from stages._training import training_workspace
 
 
@@ -11,8 +11,8 @@ def main() -> None:
 
     ws = training_workspace("stages.rewind_point", [], rewind_point.needs_training)
     if ws is not None:  # None: ran under torchrun, or this rank trained what rank 0 sent
-        print(f"rewind point: iteration {rewind_point.run(ws)}")
+        print(f"rewind point: iteration {rewind_point.execute(ws)}")
 
 
 if __name__ == "__main__":
-    run(main)
+    run_stage(main)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from stages._common import round_argument, run, workspace
+from stages._common import round_argument, run_stage, workspace
 
 
 def main() -> None:
     from lth.steps import score
 
-    score.run(workspace(), round_argument(__doc__))
+    score.execute(workspace(), round_argument(__doc__))
 
 
 if __name__ == "__main__":
-    run(main)
+    run_stage(main)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-from stages._common import run, workspace
+from stages._common import run_stage, workspace
 
 
 def main() -> None:
@@ -24,4 +24,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    run(main)
+    run_stage(main)

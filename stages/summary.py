@@ -3,14 +3,14 @@ for `dvc plots`, over the declared rounds; the results of rounds no longer decla
 
 from __future__ import annotations
 
-from stages._common import run, workspace
+from stages._common import run_stage, workspace
 
 
 def main() -> None:
     from lth.steps import summary
 
     ws = workspace()
-    records = summary.run(ws)
+    records = summary.execute(ws)
     print(f"summary of {len(records)} rounds -> {ws.layout.summary}")
     stale = summary.remove_undeclared_rounds(ws)
     if stale:
@@ -18,4 +18,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    run(main)
+    run_stage(main)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from stages._common import run, workspace
+from stages._common import run_stage, workspace
 
 
 def main() -> None:
@@ -19,4 +19,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    run(main)
+    run_stage(main)

@@ -136,10 +136,10 @@ def tiny_splits(n_train: int = 120, n_eval: int = 40, shape: tuple[int, int, int
 
 
 class RunFiles:
-    """Test shorthand for a run's files by trial and round number (lth.engine.layout.Layout spells rNN)."""
+    """Test shorthand for a run's files by trial and round number (lth.runs.layout.Layout spells rNN)."""
 
     def __init__(self, root):
-        from lth.engine.layout import Layout
+        from lth.runs.layout import Layout
 
         self.layout = Layout(Path(root))
         self.root = self.layout.root

@@ -13,9 +13,9 @@ from lth.core import files
 from lth.training.batched import train_batched
 from lth.core.errors import LthError
 from lth.models import build_model
-from lth.engine.records import TICKET
-from lth.steps.rounds import find_ticket
-from lth.engine.settings import TrainSettings, defaults_for, replace
+from lth.runs.records import TICKET
+from lth.steps.rounds import run_rounds
+from lth.runs.settings import TrainSettings, defaults_for, replace
 from lth.training.loop import train
 
 
@@ -76,7 +76,7 @@ def small(**changes):
 def test_trials_and_controls_in_the_runner(tmp_path):
     splits = tiny_splits()
     settings = small(trials=2, controls=("reinit", "random-prune"))
-    records = find_ticket(settings, 2, tmp_path / "with", splits)
+    records = run_rounds(settings, 2, tmp_path / "with", splits)
     layout = RunFiles(tmp_path / "with")
     assert [len(r["networks"]) for r in records] == [2, 6, 6]
     arms = [(n["trial"], n["arm"]) for n in records[1]["networks"]]
@@ -92,7 +92,7 @@ def test_trials_and_controls_in_the_runner(tmp_path):
             assert reinit["layers"][name]["kept"] == rand["layers"][name]["kept"] == layer["kept"]
             assert rand["layers"][name]["nonzero_remaining"] == pytest.approx(layer["remaining"], abs=1e-3)
     # controls never feed the next mask: tickets' masks equal those of the same run without controls
-    find_ticket(small(trials=2), 2, tmp_path / "without", splits)
+    run_rounds(small(trials=2), 2, tmp_path / "without", splits)
     other = RunFiles(tmp_path / "without")
     for t in (0, 1):
         a, b = load(layout.mask(t, 1), "mask"), load(other.mask(t, 1), "mask")

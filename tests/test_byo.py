@@ -75,6 +75,7 @@ def expected_counts(shapes: dict[str, tuple[int, ...]], kinds: dict[str, str], r
 # --- the CLI and the pipeline on a model of the researcher's own file -----------------------------------------
 
 
+@pytest.mark.heavy
 def test_own_models_in_cli_and_dvc_give_identical_masks_and_edits_rerun_exactly_their_stages(tmp_path, monkeypatch,
                                                                                              capsys):
     root = tiny_project(tmp_path / "project", rounds=2, controls=[])
@@ -93,7 +94,7 @@ def test_own_models_in_cli_and_dvc_give_identical_masks_and_edits_rerun_exactly_
                                   "--rounds", "2", "--iterations", "40", "--eval-every", "10it", "--device", "cpu",
                                   "-q", "--out", str(tmp_path / out))
         assert code == 0, stderr
-    from lth.engine.run import open_results
+    from lth.runs.run import open_results
 
     for out, model in (("cli-mlp", "nets.py:MLP"), ("cli-conv", "nets.py:small_conv")):
         run = open_results(tmp_path / out)
@@ -132,6 +133,7 @@ def test_own_models_in_cli_and_dvc_give_identical_masks_and_edits_rerun_exactly_
     assert code == 2 and "uses helpers.py, which sources.model ('nets.py') does not cover" in stderr, stderr
 
 
+@pytest.mark.heavy
 def test_a_data_file_is_a_dep_of_prepare_and_replacing_it_reruns_the_stages_that_read_data(tmp_path):
     root = tiny_project(tmp_path / "project", rounds=1, controls=[])
     rng = np.random.default_rng(0)
@@ -373,7 +375,7 @@ def test_bad_models_and_data_are_one_line_exit_2_and_write_nothing(model, datase
 
 
 def test_own_defaults_and_model_errors_in_settings_name_the_key(tmp_path, monkeypatch):
-    from lth.engine.settings import from_dict
+    from lth.runs.settings import from_dict
 
     (tmp_path / "own.py").write_text(textwrap.dedent('''
         from torch import nn
@@ -404,8 +406,8 @@ def test_fingerprints_hash_only_settings_that_differ_from_their_defaults_and_old
     import hashlib
 
     from conftest import tiny_splits
-    from lth.engine.settings import RunSettings, defaults_for, replace
-    from lth.steps.rounds import find_ticket
+    from lth.runs.settings import RunSettings, defaults_for, replace
+    from lth.steps.rounds import run_rounds
 
     plain = RunSettings()
     assert plain.fingerprint() == "2-" + hashlib.sha256(b"{}").hexdigest()[:16]  # nothing differs: nothing hashed
@@ -421,15 +423,15 @@ def test_fingerprints_hash_only_settings_that_differ_from_their_defaults_and_old
                                                sort_keys=True).encode()).hexdigest()[:16]
     splits = tiny_splits()
     old, fresh = tmp_path / "old", tmp_path / "fresh"
-    find_ticket(settings, 1, old, splits)
+    run_rounds(settings, 1, old, splits)
     for path in old.rglob("trial-*.pt"):  # as version 1 wrote them
         payload = torch.load(path, weights_only=True)
         payload["meta"]["settings"] = legacy
         files.save_torch(path, payload)
     recorded = json.loads((old / "settings.json").read_text())
     (old / "settings.json").write_text(json.dumps({**recorded, "fingerprint": legacy}))
-    find_ticket(settings, 2, old, splits)  # extends the old run
-    find_ticket(settings, 2, fresh, splits)
+    run_rounds(settings, 2, old, splits)  # extends the old run
+    run_rounds(settings, 2, fresh, splits)
     assert json.loads((old / "settings.json").read_text())["fingerprint"] == current
     for r in ("r01", "r02"):
         a = files.load_tensors(old / "data" / "rounds" / r / "mask" / "trial-0.pt", "mask")
@@ -440,7 +442,7 @@ def test_fingerprints_hash_only_settings_that_differ_from_their_defaults_and_old
         payload = torch.load(old / "data" / "init" / "theta0" / "trial-0.pt", weights_only=True)
         payload["meta"]["settings"] = "2-0000000000000000"
         files.save_torch(old / "data" / "init" / "theta0" / "trial-0.pt", payload)
-        from lth.engine.run import open_results
+        from lth.runs.run import open_results
 
         run = open_results(old)
         run.weights(run.layout.theta0, 0)
@@ -453,20 +455,20 @@ def test_criteria_at_init_stability_removal_compaction_and_perturbation_all_work
     from lth.compact.measure import compare_outputs
     from lth.compact.surgery import compact_network, masked_network
     from lth.datasets.arrays import from_arrays
-    from lth.engine.run import open_results
-    from lth.engine.settings import defaults_for, replace
+    from lth.runs.run import open_results
+    from lth.runs.settings import defaults_for, replace
     from lth.experiments.perturb import PerturbSettings, perturb_experiment
     from lth.experiments.prune_at_init import prune_and_train
     from lth.experiments.removal import remove_tickets
     from lth.experiments.stability import instability, stability_record
-    from lth.steps.rounds import find_ticket
+    from lth.steps.rounds import run_rounds
 
     splits = from_arrays("reg", regression_arrays(400, seed=2))
     assert splits.task == "regression" and splits.input_shape == (8,) and splits.num_outputs == 2
     base = replace(defaults_for("lenet-300-100", "mnist-5k"), train__duration="12it", train__eval_every="6it",
                    train__batch_size=30)
     for criterion in ("snip", "grad", "relevance"):  # gradient and relevance criteria ask the task for the loss
-        records = find_ticket(replace(base, criterion=criterion), 1, tmp_path / criterion, splits)
+        records = run_rounds(replace(base, criterion=criterion), 1, tmp_path / criterion, splits)
         assert records[1]["task"] == "regression" and records[1]["networks"][0]["early_stop_test_rmse"] > 0
     for method in ("snip", "grasp"):
         result = prune_and_train(base, splits, method, 0.2, ["shuffle"])
@@ -519,7 +521,7 @@ def test_package_module_references_for_model_and_data_and_their_sources(tmp_path
     assert spec == {"dataset": "mypkg.data:load", "task": "classification", "input_shape": [3, 5], "num_outputs": 4,
                     "test_size": 20}
 
-    from lth.engine.params import load_params
+    from lth.runs.params import load_params
 
     params = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
     params.update(model="mypkg.nets:MLP", dataset="mypkg.data:load", sources={"model": "mypkg", "dataset": "mypkg"})

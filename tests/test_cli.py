@@ -32,7 +32,7 @@ def test_find_ticket_help(monkeypatch, capsys):
     assert "[default: the model's paper setting]" in out and "[default: fp32]" in out
     # choices come from the registries, the help text from the settings' declarations
     from lth.core.config import find
-    from lth.engine.settings import RunSettings
+    from lth.runs.settings import RunSettings
     from lth.pruning.prune import GRANULARITIES, METHODS
     from lth.training.optimizers import OPTIMIZERS
     from lth.training.precision import PRECISIONS
@@ -43,6 +43,96 @@ def test_find_ticket_help(monkeypatch, capsys):
     assert find(RunSettings, "train.eval_every").help in flat
 
 
+def help_rows(out: str) -> dict[str, str]:
+    """A command's rich --help, one flattened text per argument or option, keyed by its name ('--lr', 'model')."""
+    rows: dict[str, list[str]] = {}
+    name = None
+    for line in out.splitlines():
+        if not line.startswith("│"):
+            name = None
+            continue
+        start = re.match(r"│\s{0,8}(?:\*\s+)?(--[a-z0-9-]+|[a-z_]+)\s", line)
+        if start:
+            name = start.group(1)
+            rows[name] = []
+        if name:
+            rows[name].append(line.strip("│ "))
+    return {name: " ".join(" ".join(parts).split()) for name, parts in rows.items()}
+
+
+def test_find_ticket_options_are_generated_from_the_declarations(monkeypatch, capsys):
+    """Each setting find-ticket exposes has its declaration's help and default in --help, and its option's default
+    is the declared object itself (None where words stand for it: the model's paper setting)."""
+    import typer
+
+    from lth.cli import FIND_TICKET, app
+    from lth.ui import Exposed, declared
+
+    code, out, _ = run_cli(monkeypatch, capsys, "find-ticket", "--help")
+    assert code == 0
+    rows = help_rows(out)
+    params = {param.name: param for param in typer.main.get_command(app).commands["find-ticket"].params}
+    exposed = [entry for entry in FIND_TICKET if isinstance(entry, Exposed)]
+    assert len(exposed) >= 30 and len(FIND_TICKET) - len(exposed) <= 8  # the options that are no setting: few
+    for entry in exposed:
+        info, param = declared(entry.key, entry.of), params[entry.param]
+        row = rows[entry.param if entry.argument or entry.required else param.opts[0]]
+        assert " ".join(info.describe().split()) in row, (entry.key, row)
+        if entry.required:
+            assert param.required
+        elif entry.shown:
+            assert param.default is None
+            assert f"[default: {entry.shown.replace('{}', str(info.default))}]" in row, (entry.key, row)
+        elif info.type == "list" and not entry.comma:
+            assert param.multiple and param.default is None and info.default == []  # repeat --control
+        else:
+            assert param.default is info.default, entry.key
+            if info.type != "bool":  # a flag's off needs no words
+                assert f"[default: {info.default}]" in row, (entry.key, row)
+    assert params["mask1"].opts == ["--mask1"] and params["target_remaining"].opts == ["--target-remaining"]
+    assert params["nesterov"].is_flag and params["control"].multiple and params["quiet"].opts == ["--quiet", "-q"]
+
+
+def test_a_changed_declaration_is_what_find_ticket_uses(monkeypatch):
+    """The options are built from the declarations when the command is: change a declared default, and a
+    command built from the same table shows and uses the new one."""
+    import dataclasses
+
+    import typer
+    from typer.testing import CliRunner
+
+    from lth.cli import FIND_TICKET
+    from lth.pruning.settings import PruneSettings
+    from lth.runs.params import WorkspaceSettings
+    from lth.runs.settings import RunSettings
+    from lth.ui import changes, with_parameters
+
+    def declare(cls: type, name: str, default) -> None:  # noqa: ANN001 - any setting's type
+        monkeypatch.setattr({f.name: f for f in dataclasses.fields(cls)}[name], "default", default)
+
+    declare(RunSettings, "criterion", "magnitude_increase")
+    declare(RunSettings, "trials", 3)
+    declare(PruneSettings, "early_bird_distance", 0.25)
+    declare(WorkspaceSettings, "checkpoint_every", "500it")
+    seen: dict = {}
+    probe = typer.Typer()
+
+    @probe.command()
+    @with_parameters(*FIND_TICKET)
+    def probe_command(**given) -> None:  # noqa: ANN003 - the table's parameters
+        seen.update(given)
+
+    runner = CliRunner()
+    result = runner.invoke(probe, ["lenet-300-100", "mnist-5k", "--rewind", "2it"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert (seen["criterion"], seen["trials"], seen["checkpoint_every"]) == ("magnitude_increase", 3, "500it")
+    change = changes(FIND_TICKET, seen)
+    assert change["criterion"] == "magnitude_increase" and change["prune__early_bird_distance"] == 0.25
+    assert change["rewind"] == "2it" and "train__lr" not in change  # not given: the model's paper setting
+    flat = " ".join(runner.invoke(probe, ["--help"], env={"COLUMNS": "200"}).output.replace("│", " ").split())
+    assert "[default: magnitude_increase]" in flat and "[default: 500it]" in flat and "[default: 0.25]" in flat
+
+
 def test_rounds_counts_pruning_rounds_and_must_be_positive(monkeypatch, capsys, tmp_path):
     for bad in ("0", "-2"):
         code, _, err = run_cli(monkeypatch, capsys, "find-ticket", "lenet-300-100", "mnist-5k", str(tmp_path),
@@ -50,16 +140,16 @@ def test_rounds_counts_pruning_rounds_and_must_be_positive(monkeypatch, capsys, 
         assert code == 2 and "--rounds" in err and "Traceback" not in err, err
         assert not (tmp_path / "run").exists()
     from lth.core.errors import LthError
-    from lth.engine.settings import defaults_for
-    from lth.steps.rounds import find_ticket
+    from lth.runs.settings import defaults_for
+    from lth.steps.rounds import run_rounds
 
     with pytest.raises(LthError, match="bad rounds 0: the number of pruning rounds after the dense round r00"):
-        find_ticket(defaults_for("lenet-300-100", "mnist-5k"), 0, tmp_path / "lib", None)
+        run_rounds(defaults_for("lenet-300-100", "mnist-5k"), 0, tmp_path / "lib", None)
 
 
 def test_list_settings_reads_the_declarations(monkeypatch, capsys):
     from lth.core.config import describe
-    from lth.engine.settings import RunSettings
+    from lth.runs.settings import RunSettings
 
     code, out, _ = run_cli(monkeypatch, capsys, "list", "settings")
     assert code == 0
@@ -137,6 +227,24 @@ def test_error_text_with_brackets_is_printed_as_it_is(monkeypatch, capsys, kind,
 def test_unknown_model_lists_valid_choices(monkeypatch, capsys):
     _, _, err = run_cli(monkeypatch, capsys, "find-ticket", "lenet-301", "mnist-5k", "d")
     assert "valid choices: conv-2, conv-4, conv-6, lenet-300-100, lenet-5, resnet-20, vgg-19" in err
+
+
+@pytest.mark.parametrize("option,label,registry", [
+    ("--criterion", "criterion", "lth.pruning.criteria:CRITERIA"),
+    ("--mask1", "mask-1 action", "lth.pruning.actions:KEPT_ACTIONS"),
+    ("--mask0", "mask-0 action", "lth.pruning.actions:PRUNED_ACTIONS"),
+    ("--control", "control", "lth.pruning.controls:CONTROLS"),
+    ("--optimizer", "optimizer", "lth.training.optimizers:OPTIMIZERS"),
+    ("--schedule", "schedule", "lth.pruning.schedule:SCHEDULES"),
+])
+def test_a_bad_choice_is_one_line_naming_the_valid_ones(monkeypatch, capsys, option, label, registry):
+    import importlib
+
+    module, _, name = registry.partition(":")
+    valid = sorted(getattr(importlib.import_module(module), name))
+    code, out, err = run_cli(monkeypatch, capsys, "find-ticket", "lenet-300-100", "mnist-5k", "d", option, "nope")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err + out
+    assert f"unknown {label} 'nope'; valid choices: {', '.join(valid)}" in err, err
 
 
 def test_dataset_dir_that_is_a_file(monkeypatch, capsys, tmp_path):

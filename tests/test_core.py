@@ -10,8 +10,8 @@ from lth.pruning.criteria import CRITERIA, score_layers
 from lth.core.errors import LthError
 from lth.pruning.prune import next_mask
 from lth.pruning.ranking import kept_after
-from lth.engine.settings import RunSettings, defaults_for, from_dict, replace
-from lth.core.steps import Step
+from lth.runs.settings import RunSettings, defaults_for, from_dict, replace
+from lth.core.durations import Step
 
 
 # --- steps -------------------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """Cost of finding a ticket: early-bird stops (lth/steps/early_bird.py), the one-shot schedule
-(lth/pruning/schedule.py), compute-to-ticket (lth.engine.records.compute_to_ticket) and the report's
+(lth/pruning/schedule.py), compute-to-ticket (lth.runs.records.compute_to_ticket) and the report's
 accuracy-vs-compute figure, on tiny data."""
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from conftest import RunFiles, run_cli, tiny_splits
 from lth.core import files
 from lth.core.errors import LthError
 from lth.core.masks import mask_distance
-from lth.engine.records import TICKET, compute_to_ticket
-from lth.engine.settings import defaults_for, replace
+from lth.runs.records import TICKET, compute_to_ticket
+from lth.runs.settings import defaults_for, replace
 from lth.steps.early_bird import EARLY_BIRD_CHECKS, settled
-from lth.steps.rounds import find_ticket
+from lth.steps.rounds import run_rounds
 
 
 def lenet(**changes):
@@ -76,13 +76,13 @@ def test_early_bird_stops_a_round_only_when_the_rule_holds(tmp_path):
     splits = tiny_splits()
     # distance < 1 always holds for masks that keep 80% of the survivors, so the rule holds at the 6th check
     stops = lenet(prune__early_bird=True, prune__early_bird_distance=1.0, controls=("reinit",), trials=2)
-    find_ticket(stops, 2, tmp_path / "stops", splits)
+    run_rounds(stops, 2, tmp_path / "stops", splits)
     for record in records(tmp_path / "stops", 2):
         check_rule(record, 30, 2)
         ticket = next(n for n in record["networks"] if n["arm"] == TICKET)
         assert ticket["early_bird"]["stopped_at"] == 2 * (EARLY_BIRD_CHECKS + 1)
     # the saved weights are the ones of the stop: evaluating them gives the curve's last point
-    from lth.engine.run import open_results
+    from lth.runs.run import open_results
     from lth.models import build_model
     from lth.tasks import get_task
     from lth.training.evaluation import evaluate
@@ -98,7 +98,7 @@ def test_early_bird_stops_a_round_only_when_the_rule_holds(tmp_path):
 
     # a threshold no distance gets under: every round trains to the end, with its distances recorded
     never = lenet(prune__early_bird=True, prune__early_bird_distance=1e-12, train__duration="12it")
-    find_ticket(never, 1, tmp_path / "never", splits)
+    run_rounds(never, 1, tmp_path / "never", splits)
     for record in records(tmp_path / "never", 1):
         check_rule(record, 12, 2)
         assert record["networks"][0]["early_bird"]["stopped_at"] is None
@@ -110,7 +110,7 @@ def test_networks_trained_one_after_another_stop_where_their_ticket_stopped(tmp_
     settings = replace(defaults_for("lenet-5", "mnist-5k"), train__batch_size=20, train__duration="16it",
                        train__eval_every="2it", prune__early_bird=True, prune__early_bird_distance=1.0,
                        controls=("reinit", "random-prune"))
-    find_ticket(settings, 1, tmp_path / "run", tiny_splits())
+    run_rounds(settings, 1, tmp_path / "run", tiny_splits())
     for record in records(tmp_path / "run", 1):
         check_rule(record, 16, 2)
     assert [n["iterations"] for n in records(tmp_path / "run", 1)[1]["networks"]] == [12, 12, 12]
@@ -126,10 +126,10 @@ def test_early_bird_rounds_resume_from_a_mid_round_checkpoint_as_if_never_interr
     splits = tiny_splits()
     settings = lenet(prune__early_bird=True, prune__early_bird_distance=1.0, train__eval_every="1it",
                      train__duration="12it", controls=("reinit",), trials=2)
-    find_ticket(settings, 2, tmp_path / "straight", splits)
+    run_rounds(settings, 2, tmp_path / "straight", splits)
     with graceful_stop(), pytest.raises(Interrupted):
-        find_ticket(settings, 2, tmp_path / "resumed", splits, SignalAt(1, 4, signal.SIGINT), checkpoint_every="2it")
-    find_ticket(settings, 2, tmp_path / "resumed", splits, checkpoint_every="2it")
+        run_rounds(settings, 2, tmp_path / "resumed", splits, SignalAt(1, 4, signal.SIGINT), checkpoint_every="2it")
+    run_rounds(settings, 2, tmp_path / "resumed", splits, checkpoint_every="2it")
     same_results(tmp_path / "straight", tmp_path / "resumed", 3, 2)
     assert records(tmp_path / "resumed", 2)[1]["networks"][0]["early_bird"]["stopped_at"] == 6
 
@@ -140,12 +140,12 @@ def test_early_bird_rounds_resume_from_a_mid_round_checkpoint_as_if_never_interr
 @pytest.mark.parametrize("method", ["layerwise", "global"])
 @pytest.mark.parametrize("target", [0.05, 0.2])
 def test_one_shot_reaches_the_requested_sparsity_exactly(tmp_path, method, target):
-    from lth.engine.run import open_results
+    from lth.runs.run import open_results
 
     rates = {"conv": 0.0, "fc": 0.2, "output": 0.2 if method == "global" else 0.1}
     settings = lenet(prune__schedule="oneshot", prune__target=target, prune__method=method, prune__rates=rates,
                      train__duration="4it")
-    find_ticket(settings, 1, tmp_path / "run", tiny_splits())
+    run_rounds(settings, 1, tmp_path / "run", tiny_splits())
     mask = open_results(tmp_path / "run").ticket("r01", 0).mask
     total = sum(m.numel() for m in mask.values())
     assert sum(int(m.sum()) for m in mask.values()) == round(total * target)
@@ -158,7 +158,7 @@ def test_one_shot_reaches_the_requested_sparsity_exactly(tmp_path, method, targe
 
 def test_one_shot_prunes_once_and_bad_targets_are_refused(tmp_path):
     with pytest.raises(LthError, match="prunes once"):
-        find_ticket(lenet(prune__schedule="oneshot"), 2, tmp_path / "two", tiny_splits())
+        run_rounds(lenet(prune__schedule="oneshot"), 2, tmp_path / "two", tiny_splits())
     for target in (0.0, 1.0, 1.5):
         with pytest.raises(LthError, match="bad prune.target"):
             lenet(prune__schedule="oneshot", prune__target=target).validate()
@@ -194,7 +194,7 @@ def test_cli_options_and_their_errors(monkeypatch, capsys, tmp_path):
 def test_params_yaml_oneshot_needs_one_declared_round(tmp_path):
     import yaml
 
-    from lth.engine.params import load_params
+    from lth.runs.params import load_params
 
     params = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
     params["prune"]["schedule"] = "oneshot"
@@ -210,7 +210,7 @@ def test_compute_to_ticket_sums_the_tickets_training_of_every_earlier_round(tmp_
     from lth.steps.summary import round_metrics
 
     settings = lenet(prune__early_bird=True, prune__early_bird_distance=1.0, controls=("reinit",), trials=2)
-    find_ticket(settings, 2, tmp_path / "run", tiny_splits())
+    run_rounds(settings, 2, tmp_path / "run", tiny_splits())
     recs = records(tmp_path / "run", 2)
     rows = compute_to_ticket(recs)
     assert [(r["round"], r["trial"]) for r in rows] == [(0, 0), (0, 1), (1, 0), (1, 1), (2, 0), (2, 1)]
@@ -237,10 +237,10 @@ def test_report_puts_runs_on_one_accuracy_vs_compute_plot_with_a_matched_table(t
     from lth.report import make_report
 
     splits = tiny_splits()
-    find_ticket(lenet(train__duration="16it"), 3, tmp_path / "imp", splits)
-    find_ticket(lenet(train__duration="16it", prune__early_bird=True, prune__early_bird_distance=1.0), 3,
+    run_rounds(lenet(train__duration="16it"), 3, tmp_path / "imp", splits)
+    run_rounds(lenet(train__duration="16it", prune__early_bird=True, prune__early_bird_distance=1.0), 3,
                 tmp_path / "early", splits)
-    find_ticket(lenet(train__duration="16it", prune__schedule="oneshot", prune__target=0.5), 1, tmp_path / "once",
+    run_rounds(lenet(train__duration="16it", prune__schedule="oneshot", prune__target=0.5), 1, tmp_path / "once",
                 splits)
     make_report([str(tmp_path / n) for n in ("imp", "early", "once")], tmp_path / "report")
     frame = pd.read_csv(tmp_path / "report" / "compute.csv")
@@ -283,7 +283,7 @@ def test_the_rounds_table_names_every_control_whole_at_80_columns(tmp_path):
 
     from lth.cli import summary_table
 
-    find_ticket(lenet(train__duration="4it", controls=("reinit", "random-prune")), 1, tmp_path / "run", tiny_splits())
+    run_rounds(lenet(train__duration="4it", controls=("reinit", "random-prune")), 1, tmp_path / "run", tiny_splits())
     console = Console(width=80, record=True)
     console.print(summary_table(records(tmp_path / "run", 1)))
     text = console.export_text()

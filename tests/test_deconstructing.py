@@ -11,9 +11,9 @@ from lth.pruning.actions import KEPT_ACTIONS, PRUNED_ACTIONS, rewind_state
 from lth.pruning.criteria import score_layers
 from lth.core.errors import LthError
 from lth.models import build_model
-from lth.steps.rounds import find_ticket
+from lth.steps.rounds import run_rounds
 from lth.steps.mask import next_mask as mask_round
-from lth.engine.settings import TrainSettings, defaults_for, replace
+from lth.runs.settings import TrainSettings, defaults_for, replace
 from lth.training.supermask import SupermaskSettings, frozen_weights, learn_supermask
 from lth.training.loop import train
 
@@ -96,13 +96,13 @@ def small(**changes):
 
 @pytest.mark.parametrize("criterion", ["snip", "grad", "movement", "large_final_same_sign"])
 def test_runner_with_other_criteria_keeps_exact_sparsity(tmp_path, criterion):
-    records = find_ticket(small(criterion=criterion), 2, tmp_path, tiny_splits())
+    records = run_rounds(small(criterion=criterion), 2, tmp_path, tiny_splits())
     assert [round(r["weights_remaining"], 4) for r in records] == [1.0, 0.8004, 0.6406]
     assert all(0 <= n["start_test_acc"] <= 1 for r in records for n in r["networks"])
 
 
 def test_freeze_init_run_keeps_pruned_weights_at_theta0(tmp_path):
-    find_ticket(small(mask0_action="freeze_init"), 1, tmp_path, tiny_splits())
+    run_rounds(small(mask0_action="freeze_init"), 1, tmp_path, tiny_splits())
     layout = RunFiles(tmp_path)
     init = files.load_tensors(layout.init(0), "weights")
     final = files.load_tensors(layout.final(0, 1), "weights")
@@ -112,7 +112,7 @@ def test_freeze_init_run_keeps_pruned_weights_at_theta0(tmp_path):
 
 
 def test_reinit_trainable_keeps_changing_instead_of_shrinking(tmp_path):
-    records = find_ticket(small(mask0_action="reinit_trainable"), 2, tmp_path, tiny_splits())
+    records = run_rounds(small(mask0_action="reinit_trainable"), 2, tmp_path, tiny_splits())
     assert [round(r["weights_remaining"], 4) for r in records] == [1.0, 0.8004, 0.8004]
     layout = RunFiles(tmp_path)
     final = files.load_tensors(layout.final(0, 1), "weights")

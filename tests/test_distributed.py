@@ -64,6 +64,7 @@ def assert_pruned_weights_zero(entry: dict) -> None:
         assert torch.all(weights[~mask.bool()] == 0), layer
 
 
+@pytest.mark.heavy
 @pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun is not installed next to this Python")
 def test_torchrun_two_processes_match_one(tmp_path, monkeypatch, capsys):
     import lth.training.trainer
@@ -145,7 +146,7 @@ def test_unknown_distributed_mode_is_a_clear_error(tmp_path):
 def test_params_train_distributed(tmp_path):
     import yaml
 
-    from lth.engine.params import load_params
+    from lth.runs.params import load_params
     from lth.training.settings import DistributedSettings
 
     base = yaml.safe_load((REPO / "params.yaml").read_text())
@@ -166,7 +167,7 @@ def test_params_train_distributed(tmp_path):
 
 def test_batch_that_does_not_split_over_the_processes_is_refused_up_front():
     from lth.training.distributed import Session
-    from lth.engine.settings import defaults_for, replace
+    from lth.runs.settings import defaults_for, replace
 
     settings = replace(defaults_for("lenet-300-100"), train__batch_size=61)
     with pytest.raises(LthError, match="bad batch_size 61: it must split evenly over the 2 processes"):
@@ -175,6 +176,7 @@ def test_batch_that_does_not_split_over_the_processes_is_refused_up_front():
     Session(None, torch.device("cpu"), "data").check(settings.train)
 
 
+@pytest.mark.heavy
 @pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun is not installed next to this Python")
 def test_sparse_training_under_torchrun_moves_the_masks_alike_on_every_process(tmp_path):
     """Two processes (gloo) train SET and RigL networks data-parallel: each moves its own masks (SET's draws are

@@ -64,13 +64,13 @@ def test_a_model_that_is_not_a_chain_is_not_computed_clearly():
 
 def test_the_command_on_a_run(tmp_path, monkeypatch, capsys):
     from conftest import tiny_splits
-    from lth.engine.settings import RunSettings, TrainSettings, replace
-    from lth.steps.rounds import find_ticket
+    from lth.runs.settings import RunSettings, TrainSettings, replace
+    from lth.steps.rounds import run_rounds
 
     train = TrainSettings(optimizer="adam", lr=1e-3, batch_size=20, duration="8it", eval_every="4it")
     settings = replace(RunSettings(model="lenet-300-100", dataset="mnist-5k", train=train, trials=2),
                        prune__schedule="oneshot", prune__target=0.01)
-    find_ticket(settings, 1, tmp_path / "run", tiny_splits())
+    run_rounds(settings, 1, tmp_path / "run", tiny_splits())
     code, out, err = run_cli(monkeypatch, capsys, "effective-sparsity", str(tmp_path / "run"), "--csv")
     assert code == 0, err
     frame = pd.read_csv(io.StringIO(out))
@@ -91,19 +91,19 @@ def test_every_record_carries_effective_sparsity_and_the_report_can_plot_it(tmp_
     effective` draws on it, and the sparse-training section lines the methods up with the tickets."""
     from conftest import tiny_splits
     from lth.core import files
-    from lth.engine.layout import Layout
-    from lth.engine.settings import defaults_for, replace
+    from lth.runs.layout import Layout
+    from lth.runs.settings import defaults_for, replace
     from lth.experiments.prune_at_init import prune_and_train
     from lth.experiments.sparse_train import train_and_save
     from lth.report import make_report
-    from lth.steps.rounds import find_ticket
-    from lth.engine.sparse_train import SparseTrainSettings
+    from lth.steps.rounds import run_rounds
+    from lth.runs.sparse_train import SparseTrainSettings
 
     settings = replace(defaults_for("lenet-300-100", "mnist-5k"), trials=2, controls=("reinit",),
                        train__duration="12it", train__eval_every="6it", train__batch_size=20,
                        prune__rates={"fc": 0.9, "output": 0.5})
     splits = tiny_splits()
-    records = find_ticket(settings, 2, tmp_path / "run", splits)
+    records = run_rounds(settings, 2, tmp_path / "run", splits)
     chain = ["fc1.weight", "fc2.weight", "fc3.weight"]
     layout = Layout(tmp_path / "run")
     for record in records:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import yaml
 
 from conftest import run_cli, tiny_splits
 from lth.core.errors import LthError
-from lth.engine.settings import RunSettings, TrainSettings
+from lth.runs.settings import RunSettings, TrainSettings
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = TrainSettings(optimizer="adam", lr=1e-3, batch_size=20, duration="12it", eval_every="6it")
@@ -30,7 +31,7 @@ def tiny_settings(**changes) -> RunSettings:
 
 
 def ticket_of(run, r: int, trial: int = 0):
-    from lth.engine.run import open_results
+    from lth.runs.run import open_results
 
     return open_results(run).ticket(f"r{r:02d}", trial)
 
@@ -38,12 +39,12 @@ def ticket_of(run, r: int, trial: int = 0):
 @pytest.fixture(scope="module")
 def found(tmp_path_factory):
     """Two tiny find-ticket runs (seeds 0 and 1) of LeNet-300-100 on random 28x28 data: r00 and r01."""
-    from lth.steps.rounds import find_ticket
+    from lth.steps.rounds import run_rounds
 
     splits = tiny_splits()
     root = tmp_path_factory.mktemp("runs")
     for seed in (0, 1):
-        find_ticket(tiny_settings(seed=seed), 1, root / f"seed{seed}", splits)
+        run_rounds(tiny_settings(seed=seed), 1, root / f"seed{seed}", splits)
     return root, splits
 
 
@@ -389,6 +390,7 @@ def test_dvc_experiment_stages_name_declared_params_and_experiments():
         assert list(stage["metrics"][0]) == [f"metrics/experiments/{name}.json"]
 
 
+@pytest.mark.heavy
 def test_experiment_stage_entry_points_on_a_tiny_pipeline_workspace(tmp_path, monkeypatch):
     """The pipeline's own stages (in-process) produce r00..r01, then every exp_* stage entry point runs on them."""
     from stages import experiment, init, prepare, rewind, rewind_point, score
@@ -437,3 +439,22 @@ def test_experiment_stage_entry_points_on_a_tiny_pipeline_workspace(tmp_path, mo
     assert set(read("optimizers")) == {"radam-no-warmup", "adam-rewind"}
     assert set(read("perturb")) == {"plain", "dropout", "perturbed"}
     assert read("stability")["round"] == 1 and [r["rewind"] for r in read("stability")["rewinds"]] == ["0it", "6it"]
+
+
+def test_a_method_stage_not_listed_in_its_params_group_is_a_clear_error(tmp_path):
+    """prune_at_init@METHOD and sparse_train@METHOD read their group the same way (experiments.common.method_group)."""
+    from types import SimpleNamespace
+
+    from lth.experiments.common import method_group
+    from lth.pruning.at_init import load_settings as at_init_group
+    from lth.runs.sparse_train import load_settings as sparse_group
+
+    (tmp_path / "params.yaml").write_text("prune_at_init: {methods: [snip]}\nsparse_train: {methods: [rigl]}\n")
+    run = SimpleNamespace(layout=SimpleNamespace(params_file=tmp_path / "params.yaml"))
+    assert method_group(run, "prune_at_init", at_init_group, "snip").methods == ("snip",)
+    assert method_group(run, "sparse_train", sparse_group, "rigl").methods == ("rigl",)
+    for group, load, method, listed in (("prune_at_init", at_init_group, "synflow", "snip"),
+                                        ("sparse_train", sparse_group, "set", "rigl")):
+        with pytest.raises(LthError, match=re.escape(f"method '{method}' is not under {group}.methods in "
+                                                     f"{tmp_path / 'params.yaml'}: {listed}")):
+            method_group(run, group, load, method)

@@ -10,7 +10,7 @@ metrics to 1e-9 relative.
 
 Recorded with the pre-engine code, where `--rounds 3` meant rounds r00..r02; now `rounds=2` means two
 pruning rounds after the dense r00, the same three rounds. The records were recorded before metrics were
-named by split and time and kept as fractions (lth.engine.records, format 1): they are compared after
+named by split and time and kept as fractions (lth.runs.records, format 1): they are compared after
 `upgrade`, which renames and converts them (the values are the recorded ones).
 """
 
@@ -31,7 +31,7 @@ EFFECTIVE = ("effective_remaining", "disconnected_units", "effective_not_compute
 
 
 def golden_settings():
-    from lth.engine.settings import defaults_for, replace
+    from lth.runs.settings import defaults_for, replace
 
     return replace(defaults_for("lenet-300-100", "mnist-5k"), trials=TRIALS, controls=("reinit", "random-prune"),
                    train__duration="30it", train__eval_every="10it")
@@ -50,13 +50,13 @@ def float64_splits(root: Path):
 def run_golden(out: Path) -> dict:
     """Masks (checksums) and round records of the golden run into `out`."""
     from lth.core import files
-    from lth.engine.layout import Layout
-    from lth.steps.rounds import find_ticket
+    from lth.runs.layout import Layout
+    from lth.steps.rounds import run_rounds
 
     before = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)
     try:
-        records = find_ticket(golden_settings(), len(ROUNDS) - 1, out, float64_splits(out / "datasets"))
+        records = run_rounds(golden_settings(), len(ROUNDS) - 1, out, float64_splits(out / "datasets"))
     finally:
         torch.set_default_dtype(before)
     layout = Layout(out)
@@ -98,7 +98,7 @@ def assert_close(ours, golden, where: str = "") -> None:
 
 
 def test_find_ticket_reproduces_the_recorded_masks_and_metrics(tmp_path):
-    from lth.engine.records import upgrade
+    from lth.runs.records import upgrade
 
     golden = json.loads(GOLDEN.read_text())
     ours = json.loads(json.dumps(run_golden(tmp_path / "run")))  # the same JSON round trip as the file

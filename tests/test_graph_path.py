@@ -20,8 +20,8 @@ from lth.training import loop as trainer
 from lth.training.batched import train_batched
 from lth.core.interrupt import Interrupted, graceful_stop
 from lth.models import build_model
-from lth.steps.rounds import find_ticket
-from lth.engine.settings import TrainSettings, defaults_for, replace
+from lth.steps.rounds import run_rounds
+from lth.runs.settings import TrainSettings, defaults_for, replace
 from test_reliability import SignalAt, same_results
 
 
@@ -125,8 +125,8 @@ def test_graph_path_resume_restores_in_place_and_matches_an_uninterrupted_run(gr
     settings = replace(defaults_for("lenet-300-100", "mnist-5k"), train__batch_size=20, train__duration="12it",
                        train__eval_every="5it", trials=2, controls=("reinit",))
     splits = tiny_splits()
-    find_ticket(settings, 1, tmp_path / "straight", splits)
+    run_rounds(settings, 1, tmp_path / "straight", splits)
     with graceful_stop(), pytest.raises(Interrupted, match="training state saved"):
-        find_ticket(settings, 1, tmp_path / "resumed", splits, SignalAt(1, 6, signal.SIGINT), checkpoint_every="4it")
-    find_ticket(settings, 1, tmp_path / "resumed", splits, checkpoint_every="4it")
+        run_rounds(settings, 1, tmp_path / "resumed", splits, SignalAt(1, 6, signal.SIGINT), checkpoint_every="4it")
+    run_rounds(settings, 1, tmp_path / "resumed", splits, checkpoint_every="4it")
     same_results(tmp_path / "straight", tmp_path / "resumed", 2, settings.trials)

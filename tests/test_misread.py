@@ -42,7 +42,7 @@ def test_a_bare_number_above_one_is_an_error_that_suggests_the_percent_form(tmp_
 
 
 def test_params_take_the_same_convention():
-    from lth.engine.settings import from_dict
+    from lth.runs.settings import from_dict
     from lth.pruning.at_init import load_settings
 
     assert from_dict({"prune": {"target": "5%"}}).prune.target == pytest.approx(0.05)
@@ -190,8 +190,8 @@ def test_the_torch_free_settings_name_what_the_experiments_implement():
 def test_a_two_round_run_labels_every_round_and_shows_whole_curves(tmp_path):
     from lth.report import figures, tables
     from lth.report.sources import from_results
-    from lth.steps.rounds import find_ticket
-    from lth.engine.settings import defaults_for, replace
+    from lth.steps.rounds import run_rounds
+    from lth.runs.settings import defaults_for, replace
     from lth.tasks import get_task
     from conftest import tiny_splits
 
@@ -201,7 +201,7 @@ def test_a_two_round_run_labels_every_round_and_shows_whole_curves(tmp_path):
 
     settings = replace(defaults_for("lenet-300-100", "mnist-5k"), train__duration="12it", train__eval_every="4it",
                        train__batch_size=20, prune__rates={"fc": 0.2, "output": 0.2})
-    find_ticket(settings.validate(), 2, tmp_path / "run", tiny_splits(n_train=120, n_eval=40))
+    run_rounds(settings.validate(), 2, tmp_path / "run", tiny_splits(n_train=120, n_eval=40))
     run = from_results(tmp_path / "run")
     task = get_task("classification")
     arms = tables.arm_frame(tables.network_frame([run]), task)

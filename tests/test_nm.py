@@ -6,7 +6,7 @@ import pytest
 import torch
 from conftest import run_cli
 from lth.core.errors import LthError
-from lth.engine.settings import defaults_for, from_dict, replace
+from lth.runs.settings import defaults_for, from_dict, replace
 from lth.pruning.nm import check_nm_shapes, group_counts, nm_keep, nm_random, parse_nm
 from lth.steps.mask import next_mask as mask_round
 
@@ -253,7 +253,7 @@ def test_global_nm_is_refused_in_the_mask_function():
 def test_params_yaml_reads_an_unquoted_nm_as_dvc_writes_it(tmp_path):
     """`dvc exp run -S` rewrites params.yaml with YAML 1.2 (ruamel), which leaves 2:4 unquoted; lth reads it as
     the string it is, not YAML 1.1's base-60 number 124."""
-    from lth.engine.params import read_yaml
+    from lth.runs.params import read_yaml
 
     path = tmp_path / "params.yaml"
     path.write_text("prune:\n  nm: 2:4\nsparse_train:\n  nm: 1:4\nseed: 7\ntrain: {lr: 0.0012}\n")

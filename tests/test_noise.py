@@ -73,8 +73,8 @@ def test_sparsest_matching_follows_the_rule_and_survives_a_one_digit_change():
 def runs(tmp_path_factory):
     """Two one-shot runs to 1% of the weights with other seeds (each with a random-pruning control)."""
     from lth.datasets import load_dataset
-    from lth.engine.settings import RunSettings, TrainSettings, replace
-    from lth.steps.rounds import find_ticket
+    from lth.runs.settings import RunSettings, TrainSettings, replace
+    from lth.steps.rounds import run_rounds
 
     root = tmp_path_factory.mktemp("noise")
     splits = load_dataset("mnist-5k", root)
@@ -82,7 +82,7 @@ def runs(tmp_path_factory):
     base = RunSettings(model="lenet-300-100", dataset="mnist-5k", train=train, controls=("random-prune",))
     base = replace(base, prune__schedule="oneshot", prune__target=0.01)
     for seed in (0, 1):
-        find_ticket(replace(base, seed=seed), 1, root / f"seed{seed}", splits)
+        run_rounds(replace(base, seed=seed), 1, root / f"seed{seed}", splits)
     return root
 
 
@@ -118,11 +118,11 @@ def test_compare_a_ticket_with_its_random_pruning_control_is_beyond_noise(runs, 
 
 
 def test_summary_states_spread_and_rule(runs):
-    from lth.engine.run import open_results
+    from lth.runs.run import open_results
     from lth.steps import summary
 
     run = open_results(runs / "seed0")
-    summary.run(run)
+    summary.execute(run)
     written = json.loads(run.layout.summary.read_text())
     assert written["matching"]["test_examples"] == 500 and written["matching"]["rule"] == noise.RULE
     assert {"early_stop_test_acc_std", "trials"} <= set(written["last"])
@@ -134,9 +134,9 @@ def test_readme_states_what_is_bit_identical_and_what_is_not(runs, tmp_path):
     """The README's determinism statement, backed here: the same settings on this machine give bit-identical
     masks, weights and metrics (CLI and pipeline: tests/test_pipeline.py; resume: tests/test_rounds.py)."""
     from lth.datasets import load_dataset
-    from lth.engine.run import open_results
-    from lth.engine.settings import from_dict
-    from lth.steps.rounds import find_ticket
+    from lth.runs.run import open_results
+    from lth.runs.settings import from_dict
+    from lth.steps.rounds import run_rounds
 
     text = " ".join((REPO / "README.md").read_text().split())
     section = text[text.index("### Determinism"):]
@@ -144,7 +144,7 @@ def test_readme_states_what_is_bit_identical_and_what_is_not(runs, tmp_path):
         assert claim in section, claim
     first = open_results(runs / "seed0")
     settings = from_dict(json.loads((runs / "seed0" / "settings.json").read_text())["settings"])
-    find_ticket(settings, 1, tmp_path / "again", load_dataset("mnist-5k", tmp_path))
+    run_rounds(settings, 1, tmp_path / "again", load_dataset("mnist-5k", tmp_path))
     again = open_results(tmp_path / "again")
     for key in ("r00", "r01"):
         a, b = first.ticket(key) if key != "r00" else None, again.ticket(key) if key != "r00" else None

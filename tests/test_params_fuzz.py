@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lth.core.errors import LthError
-from lth.engine.params import load_params
+from lth.runs.params import load_params
 
 VALID = yaml.safe_load("""
 model: lenet-300-100

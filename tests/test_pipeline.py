@@ -18,7 +18,7 @@ import torch
 import yaml
 
 from lth.core.errors import LthError
-from lth.engine.params import load_params, parse_rounds, rounds_yaml
+from lth.runs.params import load_params, parse_rounds, rounds_yaml
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
@@ -98,10 +98,10 @@ def test_pipeline_repro_cache_reuse_and_added_round(tmp_path):
     from conftest import RunFiles
     from lth.core import files
     from lth.datasets import load_dataset
-    from lth.steps.rounds import find_ticket
+    from lth.steps.rounds import run_rounds
 
     cli = RunFiles(tmp_path / "cli")
-    find_ticket(load_params(root / "params.yaml").settings, 2, cli.root, load_dataset("mnist-5k", tmp_path))
+    run_rounds(load_params(root / "params.yaml").settings, 2, cli.root, load_dataset("mnist-5k", tmp_path))
     for i, r in enumerate(("r00", "r01", "r02")):
         for name, kind, path in (("mask", "mask", cli.mask(0, i)), ("final", "weights", cli.final(0, i))):
             ours = files.load_tensors(root / "data" / "rounds" / r / name / "trial-0.pt", kind)
@@ -229,7 +229,7 @@ def test_pipeline_repro_cache_reuse_and_added_round(tmp_path):
     assert compute["to_ticket_iterations"] < compute["total_iterations"]
 
     # fewer rounds again (3 -> 2): the results of r03 leave the workspace, and DVC sees nothing to do
-    from lth.engine.params import read_yaml
+    from lth.runs.params import read_yaml
 
     params = read_yaml(root / "params.yaml")  # as DVC wrote it (YAML 1.2: prune.nm 2:4 unquoted, not 124)
     params["rounds"] = rounds_yaml(2)
@@ -241,6 +241,7 @@ def test_pipeline_repro_cache_reuse_and_added_round(tmp_path):
     assert ran(sh(root, "dvc", "repro")) == set() and "up to date" in sh(root, "dvc", "status")
 
 
+@pytest.mark.heavy
 def test_pipeline_trains_three_trials_and_both_controls_batched(tmp_path):
     """`trials: 3, controls: [reinit, random-prune]`: every round's 9 networks trained together by the
     train stages, each trial with its own θ0 and masks, bit-identical to the one-process runner."""
@@ -250,12 +251,12 @@ def test_pipeline_trains_three_trials_and_both_controls_batched(tmp_path):
     from conftest import RunFiles
     from lth.core import files
     from lth.datasets import load_dataset
-    from lth.steps.rounds import find_ticket
+    from lth.steps.rounds import run_rounds
 
     settings = load_params(root / "params.yaml").settings
     assert settings.trials == 3 and settings.controls == ("reinit", "random-prune")
     cli = RunFiles(tmp_path / "cli")
-    find_ticket(settings, 2, cli.root, load_dataset("mnist-5k", tmp_path))
+    run_rounds(settings, 2, cli.root, load_dataset("mnist-5k", tmp_path))
     for i, r in enumerate(("r00", "r01", "r02")):
         record = json.loads((root / "metrics" / "rounds" / f"{r}.json").read_text())
         arms = ["ticket"] if i == 0 else ["ticket", "reinit", "random-prune"]

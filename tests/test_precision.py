@@ -17,7 +17,7 @@ from lth.training import loop as trainer
 from lth.training.batched import train_batched
 from lth.core.errors import LthError
 from lth.models import build_model
-from lth.engine.settings import RunSettings, TrainSettings, defaults_for, from_dict, replace
+from lth.runs.settings import RunSettings, TrainSettings, defaults_for, from_dict, replace
 
 
 def output_dtypes(model):

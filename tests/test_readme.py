@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,6 +41,7 @@ def test_the_extending_sections_have_complete_examples():
     assert {"nets.py", "make_data.py", "api_example.py"} <= set(files)
 
 
+@pytest.mark.heavy
 def test_the_extending_examples_run(tmp_path):
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
            "COLUMNS": "100", "LTH_WARM": "0"}

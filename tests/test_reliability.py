@@ -22,9 +22,9 @@ from lth.training.checkpoint import Checkpoint
 from lth.core.errors import LthError
 from lth.core.interrupt import Interrupted, graceful_stop
 from lth.core.lock import LOCK_NAME, RunLock
-from lth.steps.rounds import find_ticket
-from lth.engine.run import SilentReporter
-from lth.engine.settings import check_data, defaults_for, from_dict, replace
+from lth.steps.rounds import run_rounds
+from lth.runs.run import SilentReporter
+from lth.runs.settings import check_data, defaults_for, from_dict, replace
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -79,13 +79,13 @@ class SignalAt(SilentReporter):
 ])
 def test_signal_saves_state_mid_round_and_resume_is_bit_identical(tmp_path, signum, settings):
     splits = tiny_splits()
-    find_ticket(settings, 2, tmp_path / "straight", splits)
+    run_rounds(settings, 2, tmp_path / "straight", splits)
     with graceful_stop(), pytest.raises(Interrupted, match=r"at iteration \d+ of 12; training state saved to"):
-        find_ticket(settings, 2, tmp_path / "resumed", splits, SignalAt(1, 6, signum), checkpoint_every="4it")
+        run_rounds(settings, 2, tmp_path / "resumed", splits, SignalAt(1, 6, signum), checkpoint_every="4it")
     layout = RunFiles(tmp_path / "resumed")
     assert layout.checkpoint(1).exists() and not layout.round_metrics(1).exists()
     assert not (tmp_path / "resumed" / LOCK_NAME).exists(), "lock released on interruption"
-    find_ticket(settings, 2, tmp_path / "resumed", splits, checkpoint_every="4it")
+    run_rounds(settings, 2, tmp_path / "resumed", splits, checkpoint_every="4it")
     same_results(tmp_path / "straight", tmp_path / "resumed", 3, settings.trials)
     assert not layout.checkpoint(1).exists(), "checkpoint removed once the round is finished"
 
@@ -95,7 +95,7 @@ def test_sequential_networks_resume_per_network(tmp_path):
     settings = replace(defaults_for("conv-2", "cifar-10"), train__batch_size=10, train__duration="4it",
                        train__eval_every="2it", controls=("random-prune",))
     splits = tiny_splits(n_train=40, n_eval=10, shape=(3, 8, 8))
-    find_ticket(settings, 1, tmp_path / "straight", splits)
+    run_rounds(settings, 1, tmp_path / "straight", splits)
 
     class SecondNetwork(SignalAt):
         calls = 0
@@ -108,11 +108,11 @@ def test_sequential_networks_resume_per_network(tmp_path):
                 signal.raise_signal(signal.SIGINT)
 
     with graceful_stop(), pytest.raises(Interrupted):
-        find_ticket(settings, 1, tmp_path / "resumed", splits, SecondNetwork(1, 0), checkpoint_every="0it")
+        run_rounds(settings, 1, tmp_path / "resumed", splits, SecondNetwork(1, 0), checkpoint_every="0it")
     checkpoints = tmp_path / "resumed" / "data" / "checkpoints"
     names = sorted(p.name for p in checkpoints.glob("train-r01-*.pt"))
     assert names == ["train-r01-0.pt", "train-r01-1.pt"]
-    find_ticket(settings, 1, tmp_path / "resumed", splits)
+    run_rounds(settings, 1, tmp_path / "resumed", splits)
     same_results(tmp_path / "straight", tmp_path / "resumed", 2)
     assert not list(checkpoints.glob("*.pt"))
 
@@ -195,7 +195,7 @@ def test_sigint_to_the_cli_exits_cleanly_and_resumes_and_a_second_run_meanwhile_
 def test_checkpoint_corruption_truncation_and_foreign_checkpoints_are_clear_errors(tmp_path):
     splits = tiny_splits()
     with graceful_stop(), pytest.raises(Interrupted):
-        find_ticket(lenet(), 1, tmp_path, splits, SignalAt(0, 6), checkpoint_every="0it")
+        run_rounds(lenet(), 1, tmp_path, splits, SignalAt(0, 6), checkpoint_every="0it")
     path = RunFiles(tmp_path).checkpoint(0)
     good = path.read_bytes()
     for damaged, message in [
@@ -205,20 +205,20 @@ def test_checkpoint_corruption_truncation_and_foreign_checkpoints_are_clear_erro
     ]:
         path.write_bytes(damaged)
         with pytest.raises(LthError, match=message):
-            find_ticket(lenet(), 1, tmp_path, splits)
+            run_rounds(lenet(), 1, tmp_path, splits)
     path.write_bytes(good)
     other = Checkpoint(path, identity={"settings": "someone-else", "round": 0})
     with pytest.raises(LthError, match="belongs to another run"):
         other.load()
     assert Checkpoint(path, identity={"settings": "x", "round": 5}).load() is None  # an earlier round's: stale
-    find_ticket(lenet(), 1, tmp_path, splits)  # the good checkpoint resumes
+    run_rounds(lenet(), 1, tmp_path, splits)  # the good checkpoint resumes
     assert RunFiles(tmp_path).round_metrics(1).exists()
 
 
 def test_bit_flip_in_a_tensor_file_and_files_of_another_run_are_refused(tmp_path):
     splits = tiny_splits()
-    find_ticket(lenet(), 1, tmp_path / "a", splits)
-    find_ticket(lenet(seed=3), 1, tmp_path / "b", splits)
+    run_rounds(lenet(), 1, tmp_path / "a", splits)
+    run_rounds(lenet(seed=3), 1, tmp_path / "b", splits)
     a, b = RunFiles(tmp_path / "a"), RunFiles(tmp_path / "b")
     data = bytearray(a.final(0, 1).read_bytes())
     middle = len(data) // 2  # inside fc1.weight's bytes: the zip archive itself does not notice
@@ -227,10 +227,10 @@ def test_bit_flip_in_a_tensor_file_and_files_of_another_run_are_refused(tmp_path
     with pytest.raises(LthError, match="do not match the checksum"):
         files.load_tensors(a.final(0, 1), "weights")
     with pytest.raises(LthError, match="do not match the checksum|corrupted or truncated"):
-        find_ticket(lenet(), 2, tmp_path / "a", splits)
+        run_rounds(lenet(), 2, tmp_path / "a", splits)
     b.final(0, 1).replace(a.final(0, 1))  # a file copied over from another run
     with pytest.raises(LthError, match="saved by a run with settings fingerprint"):
-        find_ticket(lenet(), 2, tmp_path / "a", splits)
+        run_rounds(lenet(), 2, tmp_path / "a", splits)
 
 
 # --- concurrency ---------------------------------------------------------------------------------------------
@@ -245,12 +245,12 @@ def test_second_run_into_a_locked_directory_is_refused_and_stale_locks_are_taken
         tmp_path.mkdir(exist_ok=True)
         lock.write_text(json.dumps({"pid": sleeper.pid, "host": socket.gethostname()}))
         with pytest.raises(LthError, match=rf"in use by another lth run \(pid {sleeper.pid}\).*delete .*{LOCK_NAME}"):
-            find_ticket(lenet(), 1, tmp_path, tiny_splits())
+            run_rounds(lenet(), 1, tmp_path, tiny_splits())
         assert not (tmp_path / "settings.json").exists(), "refused before any work"
     finally:
         sleeper.kill()
         sleeper.wait()
-    find_ticket(lenet(), 1, tmp_path, tiny_splits())  # the owner is dead now: a stale lock
+    run_rounds(lenet(), 1, tmp_path, tiny_splits())  # the owner is dead now: a stale lock
     assert not lock.exists()
     # a recycled pid (alive, but started at another time than the lock says) is stale too
     lock.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": "1"}))
@@ -263,7 +263,7 @@ def test_second_run_into_a_locked_directory_is_refused_and_stale_locks_are_taken
 
 def test_disk_full_while_checkpointing_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     splits = tiny_splits()
-    find_ticket(lenet(), 1, tmp_path / "straight", splits)
+    run_rounds(lenet(), 1, tmp_path / "straight", splits)
     checkpoint = RunFiles(tmp_path / "full").checkpoint(0)
     real_fsync = os.fsync
 
@@ -274,12 +274,12 @@ def test_disk_full_while_checkpointing_keeps_the_previous_checkpoint(tmp_path, m
 
     monkeypatch.setattr(os, "fsync", fsync)
     with pytest.raises(LthError, match="no space left on the device while writing .*train-r00.pt.*intact"):
-        find_ticket(lenet(), 1, tmp_path / "full", splits, checkpoint_every="3it")
+        run_rounds(lenet(), 1, tmp_path / "full", splits, checkpoint_every="3it")
     monkeypatch.setattr(os, "fsync", real_fsync)
     assert not [p for p in checkpoint.parent.iterdir() if p.name.endswith(".tmp")], "temp file left behind"
     saved = Checkpoint(checkpoint).read()  # intact: its checksum matches
     assert saved["identity"]["round"] == 0 and saved["state"]["iteration"] == 3
-    find_ticket(lenet(), 1, tmp_path / "full", splits, checkpoint_every="3it")
+    run_rounds(lenet(), 1, tmp_path / "full", splits, checkpoint_every="3it")
     same_results(tmp_path / "straight", tmp_path / "full", 2)
 
 
@@ -291,7 +291,7 @@ def test_cuda_out_of_memory_suggests_smaller_batch_or_cpu(tmp_path, monkeypatch)
 
     monkeypatch.setattr(lth.training.trainer, "train", oom)
     with pytest.raises(LthError, match=r"out of .* memory .*batch size 20: use a smaller --batch-size.*--device cpu"):
-        find_ticket(lenet(), 1, tmp_path, tiny_splits())
+        run_rounds(lenet(), 1, tmp_path, tiny_splits())
 
 
 # --- settings that cannot work together -------------------------------------------------------------------
@@ -315,11 +315,11 @@ def test_inconsistent_or_malformed_settings_are_refused(data, message):
 def test_checks_against_the_data_run_before_any_work(tmp_path):
     settings = lenet(rewind="1ep", mask1_action="rewind", train__duration="4it")  # 6 iterations per epoch
     with pytest.raises(LthError, match=r"rewind step '1ep' \(6 iterations\) is beyond the training length '4it'"):
-        find_ticket(settings, 1, tmp_path / "a", tiny_splits())
+        run_rounds(settings, 1, tmp_path / "a", tiny_splits())
     with pytest.raises(LthError, match="batch_size 500: larger than the 120 training examples"):
-        find_ticket(lenet(train__batch_size=500), 1, tmp_path / "b", tiny_splits())
+        run_rounds(lenet(train__batch_size=500), 1, tmp_path / "b", tiny_splits())
     with pytest.raises(LthError, match=r"warmup '30it' \(30 iterations\) is longer than the training length '12it'"):
-        find_ticket(lenet(train__warmup="30it"), 1, tmp_path / "c", tiny_splits())
+        run_rounds(lenet(train__warmup="30it"), 1, tmp_path / "c", tiny_splits())
     with pytest.raises(LthError, match="dataset root .* exists but is not a directory"):
         from lth.datasets import load_dataset
 
@@ -331,7 +331,7 @@ def test_checks_against_the_data_run_before_any_work(tmp_path):
 
 
 def test_stage_interruption_and_bad_files_exit_2_with_one_line(tmp_path, monkeypatch, capsys):
-    from stages._common import run
+    from stages._common import run_stage
 
     def interrupted():
         raise Interrupted("interrupted by SIGTERM at iteration 5 of 10; training state saved to x")
@@ -341,6 +341,6 @@ def test_stage_interruption_and_bad_files_exit_2_with_one_line(tmp_path, monkeyp
 
     for stage, text in ((interrupted, "rerun `dvc repro` to continue"), (bad_file, "missing weights file")):
         with pytest.raises(SystemExit) as info:
-            run(stage)
+            run_stage(stage)
         err = capsys.readouterr().err
         assert info.value.code == 2 and text in err and len(err.strip().splitlines()) == 1

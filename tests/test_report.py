@@ -37,7 +37,7 @@ def fake_run(root: Path, rounds: int, trials: int = 2, criterion: str = "large_f
     """A find-ticket run directory with hand-made masks and accuracies: acc = 0.9 - 0.01 r + 0.02 trial + shift.
 
     Its records are in format 1, as lth wrote them before metrics were named by split and time (`test_acc`
-    for the end of training, weights in percent): the report reads them through lth.engine.records.upgrade."""
+    for the end of training, weights in percent): the report reads them through lth.runs.records.upgrade."""
     layout = RunFiles(root)
     files.write_json(layout.layout.settings_file, {"fingerprint": "x", "settings": {
         "model": "lenet-test", "dataset": "mnist-5k", "seed": 0, "criterion": criterion, "trials": trials}})

@@ -10,9 +10,9 @@ import torch
 from conftest import RunFiles, tiny_splits
 from lth.core import files
 from lth.core.errors import LthError
-from lth.steps.rounds import find_ticket
-from lth.engine.run import SilentReporter
-from lth.engine.settings import defaults_for, replace
+from lth.steps.rounds import run_rounds
+from lth.runs.run import SilentReporter
+from lth.runs.settings import defaults_for, replace
 
 
 def lenet_settings(**changes):
@@ -26,7 +26,7 @@ def load(path, kind):
 
 
 def test_lenet_sparsity_follows_the_paper_schedule_exactly(tmp_path):
-    results = find_ticket(lenet_settings(), 4, tmp_path, tiny_splits())
+    results = run_rounds(lenet_settings(), 4, tmp_path, tiny_splits())
     layout = RunFiles(tmp_path)
     sizes = {"fc1.weight": (235200, 0.8), "fc2.weight": (30000, 0.8), "fc3.weight": (1000, 0.9)}
     for r in range(5):
@@ -57,7 +57,7 @@ def test_lenet_sparsity_follows_the_paper_schedule_exactly(tmp_path):
 
 
 def test_survivors_are_reset_to_theta0(tmp_path):
-    find_ticket(lenet_settings(), 1, tmp_path, tiny_splits())
+    run_rounds(lenet_settings(), 1, tmp_path, tiny_splits())
     layout = RunFiles(tmp_path)
     init, start, mask = load(layout.init(0), "weights"), load(layout.start(0, 1), "weights"), load(layout.mask(0, 1), "mask")
     for name, tensor in init.items():
@@ -70,7 +70,7 @@ def test_survivors_are_reset_to_theta0(tmp_path):
 
 def test_rewinding_to_iteration_k(tmp_path):
     settings = lenet_settings(rewind="4it", mask1_action="rewind")
-    find_ticket(settings, 1, tmp_path, tiny_splits())
+    run_rounds(settings, 1, tmp_path, tiny_splits())
     layout = RunFiles(tmp_path)
     rewind, init = load(layout.rewind(0), "weights"), load(layout.init(0), "weights")
     start, mask = load(layout.start(0, 1), "weights"), load(layout.mask(0, 1), "mask")
@@ -82,7 +82,7 @@ def test_rewinding_to_iteration_k(tmp_path):
             assert torch.equal(start[name], rewind[name])
     # θk is what the dense network held after k steps: a 4-iteration dense run ends there
     short = tmp_path / "short"
-    find_ticket(replace(settings, rewind="0it", mask1_action="reset", train__duration="4it"), 1, short, tiny_splits())
+    run_rounds(replace(settings, rewind="0it", mask1_action="reset", train__duration="4it"), 1, short, tiny_splits())
     assert torch.equal(load(RunFiles(short).final(0, 0), "weights")["fc1.weight"], rewind["fc1.weight"])
 
 
@@ -102,9 +102,9 @@ class Interrupt(SilentReporter):
 
 def test_resume_after_interruption_equals_uninterrupted_run(tmp_path):
     settings, splits = lenet_settings(), tiny_splits()
-    find_ticket(settings, 3, tmp_path / "straight", splits)
+    run_rounds(settings, 3, tmp_path / "straight", splits)
     with pytest.raises(KeyboardInterrupt):
-        find_ticket(settings, 3, tmp_path / "resumed", splits, reporter=Interrupt(at=2))
+        run_rounds(settings, 3, tmp_path / "resumed", splits, reporter=Interrupt(at=2))
     assert RunFiles(tmp_path / "resumed").round_metrics(1).exists()
     assert not RunFiles(tmp_path / "resumed").round_metrics(2).exists()
 
@@ -115,7 +115,7 @@ def test_resume_after_interruption_equals_uninterrupted_run(tmp_path):
             (self.skipped if skipped else self.trained).append(record["round"])
 
     reporter = CountingReporter()
-    find_ticket(settings, 3, tmp_path / "resumed", splits, reporter=reporter)
+    run_rounds(settings, 3, tmp_path / "resumed", splits, reporter=reporter)
     assert reporter.skipped == [0, 1] and reporter.trained == [2, 3]  # finished rounds are never recomputed
     a, b = RunFiles(tmp_path / "straight"), RunFiles(tmp_path / "resumed")
     for r in range(4):
@@ -127,16 +127,16 @@ def test_resume_after_interruption_equals_uninterrupted_run(tmp_path):
 
 def test_adding_rounds_continues_and_other_settings_are_refused(tmp_path):
     splits = tiny_splits()
-    find_ticket(lenet_settings(), 1, tmp_path, splits)
+    run_rounds(lenet_settings(), 1, tmp_path, splits)
     before = RunFiles(tmp_path).final(0, 1).stat().st_mtime_ns
-    results = find_ticket(lenet_settings(), 2, tmp_path, splits)
+    results = run_rounds(lenet_settings(), 2, tmp_path, splits)
     assert len(results) == 3 and RunFiles(tmp_path).final(0, 1).stat().st_mtime_ns == before
     with pytest.raises(LthError, match=r"other settings \(train.lr: 0.0012 there, 0.01 now\)"):
-        find_ticket(lenet_settings(train__lr=0.01), 3, tmp_path, splits)
+        run_rounds(lenet_settings(train__lr=0.01), 3, tmp_path, splits)
 
 
 def test_damaged_or_mismatched_files_are_clear_errors(tmp_path):
-    find_ticket(lenet_settings(), 1, tmp_path, tiny_splits())
+    run_rounds(lenet_settings(), 1, tmp_path, tiny_splits())
     layout = RunFiles(tmp_path)
     shapes = {k: tuple(v.shape) for k, v in load(layout.init(0), "weights").items()}
     with pytest.raises(LthError, match="holds a weights file where a mask file was expected"):
@@ -152,7 +152,7 @@ def test_damaged_or_mismatched_files_are_clear_errors(tmp_path):
         files.load_tensors(layout.final(0, 1), "weights")
     # a damaged input of the next round stops the run with that message, never a wrong result
     with pytest.raises(LthError, match="corrupted or truncated"):
-        find_ticket(lenet_settings(), 2, tmp_path, tiny_splits())
+        run_rounds(lenet_settings(), 2, tmp_path, tiny_splits())
 
 
 def test_atomic_write_leaves_old_file_when_writing_fails(tmp_path, monkeypatch):

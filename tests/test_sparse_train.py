@@ -48,7 +48,7 @@ def test_uniform_and_erk_counts_match_an_independent_computation():
 
 
 def train(methods, **schedule):
-    from lth.engine.settings import RunSettings, TrainSettings
+    from lth.runs.settings import RunSettings, TrainSettings
     from lth.experiments.sparse_train import sparse_train
     from lth.training.sparse import SparseSchedule
 
@@ -86,7 +86,7 @@ def test_exact_counts_updates_until_the_stop_and_static_fixed():
 def one_loop(method: str):
     """A single-network loop after 6 steps of training, and a hook ready to update its mask."""
     from lth.core.masks import apply_mask
-    from lth.engine.settings import TrainSettings
+    from lth.runs.settings import TrainSettings
     from lth.experiments.sparse_train import starting_mask
     from lth.models import build_model
     from lth.pruning.distributions import layer_counts
@@ -185,7 +185,7 @@ def test_cli_writes_records_and_refuses_bad_input(tmp_path, monkeypatch, capsys)
 
 @pytest.mark.parametrize("method", ["set", "rigl"])
 def test_nm_masks_keep_n_in_every_group_through_the_updates(method):
-    from lth.engine.settings import RunSettings, TrainSettings
+    from lth.runs.settings import RunSettings, TrainSettings
     from lth.experiments.sparse_train import sparse_train
     from lth.training.sparse import SparseSchedule
 
@@ -207,9 +207,9 @@ def test_interrupted_sparse_training_resumes_bit_identical(tmp_path):
     import signal
 
     from lth.core.interrupt import Interrupted, graceful_stop
-    from lth.engine.settings import RunSettings, TrainSettings
+    from lth.runs.settings import RunSettings, TrainSettings
     from lth.experiments.sparse_train import train_and_save
-    from lth.engine.sparse_train import SparseTrainSettings
+    from lth.runs.sparse_train import SparseTrainSettings
 
     train = TrainSettings(optimizer="adam", lr=1e-3, batch_size=20, duration="40it", eval_every="10it")
     settings = RunSettings(model="lenet-300-100", dataset="mnist-5k", train=train)
@@ -239,7 +239,7 @@ def test_interrupted_sparse_training_resumes_bit_identical(tmp_path):
 
 
 def test_settings_group_checks():
-    from lth.engine.sparse_train import load_settings
+    from lth.runs.sparse_train import load_settings
 
     assert load_settings({}, "sparse_train").fractions() == [0.1, 0.035, 0.01]
     assert load_settings({"nm": "2:4"}, "sparse_train").fractions() == [0.5]

@@ -13,7 +13,7 @@ import torch
 
 from conftest import run_cli, tiny_splits
 from lth.core.errors import LthError
-from lth.engine.settings import RunSettings, TrainSettings
+from lth.runs.settings import RunSettings, TrainSettings
 from lth.experiments.settings import check_line as check
 from lth.experiments.stability import barrier, error_line, instability, interpolate
 
@@ -23,17 +23,17 @@ FAST = TrainSettings(optimizer="adam", lr=1e-3, batch_size=20, duration="12it", 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """A tiny find-ticket run of LeNet-300-100 on random 28x28 data: r00 and r01."""
-    from lth.steps.rounds import find_ticket
+    from lth.steps.rounds import run_rounds
 
     splits = tiny_splits()
     root = tmp_path_factory.mktemp("stability") / "run"
     settings = dataclasses.replace(RunSettings(model="lenet-300-100", dataset="mnist-5k", train=FAST))
-    find_ticket(settings, 1, root, splits)
+    run_rounds(settings, 1, root, splits)
     return root, splits
 
 
 def ticket(root: Path):
-    from lth.engine.run import open_results
+    from lth.runs.run import open_results
 
     return open_results(root).ticket("r01", 0)
 

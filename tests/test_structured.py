@@ -19,9 +19,9 @@ from lth.core.masks import ones_mask
 from lth.models import MODELS, build_model
 from lth.pruning.prune import next_mask
 from lth.pruning.ranking import kept_after
-from lth.steps.rounds import find_ticket
+from lth.steps.rounds import run_rounds
 from lth.steps.mask import next_mask as mask_round
-from lth.engine.settings import RunSettings, defaults_for, replace
+from lth.runs.settings import RunSettings, defaults_for, replace
 from lth.pruning.structured import alive_units, structured_next_mask, unit_layers
 
 RATES = {"conv": 0.3, "fc": 0.3, "output": 0.1}
@@ -209,7 +209,7 @@ def _settings(**changes) -> RunSettings:
 def test_structured_run_then_compact_the_whole_run(tmp_path, monkeypatch, capsys):
     splits = tiny_splits(n_train=120, n_eval=40)
     out = tmp_path / "run"
-    records = find_ticket(_settings(), 2, out, splits)
+    records = run_rounds(_settings(), 2, out, splits)
     assert [round(r["weights_remaining"], 4) for r in records][0] == 1.0
     final = torch.load(out / "data/rounds/r02/final/trial-0.pt", weights_only=True)["tensors"]
     mask = torch.load(out / "data/rounds/r02/mask/trial-0.pt", weights_only=True)["tensors"]
@@ -264,7 +264,7 @@ def test_compact_refuses_runs_whose_pruned_weights_are_not_zero(tmp_path):
         compact_rounds(tmp_path / "not-a-run")
     out = tmp_path / "frozen"
     settings = dataclasses.replace(_settings(), pruning="unstructured", mask0_action="freeze_init")
-    find_ticket(settings, 1, out, tiny_splits(n_train=60, n_eval=20))
+    run_rounds(settings, 1, out, tiny_splits(n_train=60, n_eval=20))
     with pytest.raises(LthError, match="mask-0 action 'freeze_init'.*compaction needs mask-0 'zero'"):
         compact_rounds(out)
 
@@ -272,7 +272,7 @@ def test_compact_refuses_runs_whose_pruned_weights_are_not_zero(tmp_path):
 def test_pruning_is_a_param_the_mask_stage_reads():
     import yaml
 
-    from lth.engine.params import load_params
+    from lth.runs.params import load_params
 
     repo = __import__("pathlib").Path(__file__).resolve().parents[1]
     assert "pruning" in yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]["mask"]["do"]["params"]

@@ -7,7 +7,7 @@ import torch
 
 from conftest import random_mask, tiny_splits
 from lth.models import build_model
-from lth.engine.settings import TrainSettings
+from lth.runs.settings import TrainSettings
 from lth.training.loop import lr_factor, train
 
 

@@ -19,7 +19,7 @@ import yaml
 
 from conftest import run_cli, tiny_splits
 from lth.core.errors import LthError
-from lth.engine.settings import RunSettings, TrainSettings
+from lth.runs.settings import RunSettings, TrainSettings
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = TrainSettings(optimizer="adam", lr=1e-3, batch_size=20, duration="12it", eval_every="6it")
@@ -37,11 +37,11 @@ def regression_splits(n: int = 80, outputs: int = 1):
 @pytest.fixture(scope="module")
 def source(tmp_path_factory):
     """A tiny find-ticket run of LeNet-300-100 on random 28x28 digits: r00, r01, r02."""
-    from lth.steps.rounds import find_ticket
+    from lth.steps.rounds import run_rounds
 
     root = tmp_path_factory.mktemp("source") / "run"
     settings = dataclasses.replace(RunSettings(model="lenet-300-100", dataset="mnist-5k", train=FAST))
-    find_ticket(settings, 2, root, tiny_splits())
+    run_rounds(settings, 2, root, tiny_splits())
     return root
 
 
@@ -50,7 +50,7 @@ def kept_fraction(mask: dict) -> float:
 
 
 def test_head_of_another_task_is_fresh_dense_and_sized_to_the_target(source):
-    from lth.engine.run import open_results
+    from lth.runs.run import open_results
     from lth.experiments.transfer import new_task, retarget
 
     ticket = open_results(source).ticket("r02")
@@ -72,7 +72,7 @@ def test_head_of_another_task_is_fresh_dense_and_sized_to_the_target(source):
 
 
 def test_curve_arms_sparsities_trials_and_spread(source):
-    from lth.engine.run import open_results
+    from lth.runs.run import open_results
     from lth.experiments.transfer import transfer_curve
 
     run = open_results(source)

@@ -92,6 +92,7 @@ def test_ctrl_c_reaches_the_fork_and_its_exit_status_comes_back(warm):
     assert proc.returncode == 7 and "warm 7" in err
 
 
+@pytest.mark.heavy
 def test_dvc_stages_give_the_same_files_warm_and_cold(tmp_path):
     """The pipeline's first steps, run warm and cold: byte-identical outputs."""
     from test_pipeline import ENV, tiny_project

@@ -28,8 +28,8 @@ class RoundRef:
 
 
 def find_rounds(run, rounds: Optional[list[int]] = None, trials: Optional[list[int]] = None) -> list[RoundRef]:  # noqa: ANN001
-    """The finished rounds of `run` (lth.engine.run.Run), optionally only `rounds` and `trials`."""
-    from lth.engine.params import round_index
+    """The finished rounds of `run` (lth.runs.run.Run), optionally only `rounds` and `trials`."""
+    from lth.runs.params import round_index
 
     finished = run.finished_rounds()
     if not finished:
@@ -52,7 +52,7 @@ def compact_round(run, ref: RoundRef, splits=None, dense: Optional[dict] = None,
     `splits` (the run's dataset) checks outputs and accuracy on the test set; without it a seeded random
     batch checks the outputs. `dense` is `dense_reference(...)` (computed here when not given).
     """
-    from lth.engine.params import round_index
+    from lth.runs.params import round_index
     from lth.tasks import get_task
 
     settings, layout = run.settings, run.layout
@@ -108,7 +108,7 @@ def compact_rounds(root: str | Path, rounds: Optional[list[int]] = None, trials:
     """Compact the finished rounds of a run directory or DVC workspace (all, or `rounds` x `trials`);
     returns (dense reference, per-round metrics) and writes them to metrics/compact.json under `root`."""
     from lth.datasets import load_dataset
-    from lth.engine.run import open_results
+    from lth.runs.run import open_results
 
     run = open_results(root)
     refs = find_rounds(run, rounds, trials)
@@ -121,10 +121,10 @@ def compact_rounds(root: str | Path, rounds: Optional[list[int]] = None, trials:
     return dense, rows
 
 
-def _merged(run, rows: list[dict]) -> list[dict]:  # noqa: ANN001 - lth.engine.run.Run
+def _merged(run, rows: list[dict]) -> list[dict]:  # noqa: ANN001 - lth.runs.run.Run
     """The summary's rows: those just compacted, beside the rows of other finished (round, trial) pairs already
     in metrics/compact.json, so compacting one round never drops the others' results; sorted by round, trial."""
-    from lth.engine.params import round_key
+    from lth.runs.params import round_key
 
     path, finished = run.layout.compact_summary, set(run.finished_rounds())
     earlier = files.read_json(path).get("rounds", []) if path.is_file() else []

@@ -100,8 +100,8 @@ def nm_rounds(root: str | Path, rounds: Optional[list[int]] = None, trials: Opti
               batch_size: int = 256) -> list[dict]:
     """Check that the tickets of `rounds` (default: the last finished) are 2:4 in every pruned layer and, on a
     CUDA GPU, time each as torch semi-structured sparse against its dense masked network (semi_structured_speed)."""
-    from lth.engine.params import round_index
-    from lth.engine.run import open_results
+    from lth.runs.params import round_index
+    from lth.runs.run import open_results
 
     run = open_results(root)
     settings, layout = run.settings, run.layout

@@ -12,6 +12,7 @@ imports them only when a value is checked or help is shown.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import typing
 from dataclasses import dataclass, field
 from difflib import get_close_matches
@@ -20,6 +21,17 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Optional
 from lth.core.errors import LthError, unknown_choice
 
 Choices = Callable[[], Iterable[str]]
+
+
+def registry(module: str, name: str) -> Choices:
+    """The choices of a setting that lives in `module` as `name` ('lth.models', 'MODELS'), imported only when a
+    value is checked or help is shown: a settings module stays torch-free and below what it names."""
+
+    def choices() -> Iterable[str]:
+        return getattr(importlib.import_module(module), name)
+
+    choices.__qualname__ = f"registry({module}.{name})"
+    return choices
 
 
 def setting(default: Any = dataclasses.MISSING, help: str = "", *, choices: Optional[Choices] = None,

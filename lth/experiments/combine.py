@@ -61,12 +61,12 @@ def parent_b_settings(settings, exp: CombineSettings):
     return dataclasses.replace(settings, seed=exp.seed_b, criterion=exp.criterion_b, trials=1, controls=()).validate()
 
 
-def run_stage(run) -> dict:  # noqa: ANN001 - lth.engine.run.Run of the workspace
+def run_stage(run) -> dict:  # noqa: ANN001 - lth.runs.run.Run of the workspace
     """The DVC stage `exp_combine`: the workspace's ticket at `experiments.combine.round` and a second ticket
     found here (into data/experiments/combine/parent-b), combined and trained."""
-    from lth.engine.params import round_index
-    from lth.steps.rounds import find_ticket
-    from lth.engine.run import open_run_dir
+    from lth.runs.params import round_index
+    from lth.steps.rounds import run_rounds
+    from lth.runs.run import open_run_dir
     from lth.experiments.common import experiment_params, results_only
 
     exp = experiment_params(run, "combine", CombineSettings)
@@ -76,6 +76,6 @@ def run_stage(run) -> dict:  # noqa: ANN001 - lth.engine.run.Run of the workspac
     parent_a = run.ticket(exp.round)
     splits = run.data()
     parent_b_dir = run.layout.experiment_dir("combine") / "parent-b"
-    find_ticket(parent_b_settings(run.settings, exp), round_index(exp.round), parent_b_dir, splits)
+    run_rounds(parent_b_settings(run.settings, exp), round_index(exp.round), parent_b_dir, splits)
     parent_b = open_run_dir(parent_b_dir).ticket(exp.round)
     return results_only(combine(parent_a, parent_b, splits, exp.how))

@@ -1,7 +1,7 @@
 """What every experiment shares: training named arms, its params group, results tables.
 
 A ticket comes from any run the engine wrote: a find-ticket run directory or the DVC workspace
-(`lth.engine.run.open_results(...).ticket(round, trial)`). Arms are trained by the core's trainer
+(`lth.runs.run.open_results(...).ticket(round, trial)`). Arms are trained by the core's trainer
 (`lth.training.trainer.train_networks`: batched where that pays, pruned weights held at their starting
 values), so an experiment trains exactly as a round does.
 """
@@ -12,21 +12,21 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
 
 from lth.core.errors import LthError
-from lth.engine.run import State, Ticket
-from lth.engine.settings import RunSettings
+from lth.runs.run import State, Ticket
+from lth.runs.settings import RunSettings
 
 if TYPE_CHECKING:
     from torch import Tensor
 
-    from lth.engine.run import Run
+    from lth.runs.run import Run
 
 __all__ = ["Arm", "State", "Ticket", "train_arms", "results_only", "with_training", "experiment_params",
-           "arms_table", "result_keys"]
+           "arms_table", "result_keys", "method_group"]
 
 
 
 def result_keys(task) -> list[str]:  # noqa: ANN001 - lth.tasks.base.Task
-    """What an experiment keeps of each arm (lth.engine.records names): weights remaining, the task's test
+    """What an experiment keeps of each arm (lth.runs.records names): weights remaining, the task's test
     metrics at the end and at early stop, the early-stop iteration, validation metrics and loss at the end."""
     names = [m.name for m in task.metrics]
     return ["weights_remaining", *(f"end_test_{m}" for m in names), *(f"early_stop_test_{m}" for m in names),
@@ -47,7 +47,7 @@ def train_arms(settings: RunSettings, splits, arms: Sequence[Arm], seed: Optiona
 
     Returns arm name -> its results (`result_keys`), learning curve ('curve') and trained weights ('state').
     """
-    from lth.engine.records import round_record
+    from lth.runs.records import round_record
     from lth.pruning.actions import PRUNED_ACTIONS
     from lth.tasks import get_task
     from lth.training.trainer import Network, TrainJob, train_networks
@@ -71,7 +71,7 @@ def results_only(results: Mapping[str, dict]) -> dict[str, dict]:
 
 def with_training(settings: RunSettings, **changes: Any) -> RunSettings:
     """`settings` with training fields changed (None leaves a value), validated."""
-    from lth.engine.settings import replace
+    from lth.runs.settings import replace
 
     return replace(settings, **{f"train__{k}": v for k, v in changes.items()}).validate()
 
@@ -88,6 +88,18 @@ def experiment_params(run: "Run", name: str, cls: type) -> Any:
     if not isinstance(group, cls):
         raise LthError(f"internal: experiments.{name} holds {type(group).__name__}, not {cls.__name__}")
     return group
+
+
+def method_group(run: "Run", group: str, load: Any, method: str) -> Any:
+    """The params.yaml group `group` ('prune_at_init', 'sparse_train') of the workspace read by `load` (its
+    settings' loader), for the stage of one of its methods: a method not listed there is an error naming both."""
+    from lth.runs.params import read_yaml
+
+    path = run.layout.params_file
+    settings = load(read_yaml(path).get(group), f"{path}: {group}")
+    if method not in settings.methods:
+        raise LthError(f"method '{method}' is not under {group}.methods in {path}: {', '.join(settings.methods)}")
+    return settings
 
 
 def arms_table(title: str, results: Mapping[str, dict], extra: Sequence[str] = ()):

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable, Mapping, Optional
 
 from lth.core.errors import LthError, unknown_choice
-from lth.engine.settings import RunSettings
+from lth.runs.settings import RunSettings
 from lth.experiments.settings import DEFAULT_VARIANTS, OptimizersSettings, Variant
 
 
@@ -32,19 +32,19 @@ def sweep(base: RunSettings, variants: Mapping[str, Variant], rounds: int, out: 
           reporter_for: Optional[Callable[[str], object]] = None) -> dict[str, list[dict]]:
     """Run (or resume) IMP for every variant into out/<variant>: the dense round and `rounds` pruning rounds;
     variant -> its round records."""
-    from lth.steps.rounds import find_ticket
+    from lth.steps.rounds import run_rounds
 
     if rounds < 1:
         raise LthError(f"bad rounds {rounds}: must be >= 1")
     settings = {name: v.apply(base) for name, v in variants.items()}  # validate every variant before training
-    return {name: find_ticket(s, rounds, Path(out) / name, splits, reporter_for(name) if reporter_for else None)
+    return {name: run_rounds(s, rounds, Path(out) / name, splits, reporter_for(name) if reporter_for else None)
             for name, s in settings.items()}
 
 
 def tabulate(records: Mapping[str, list[dict]]) -> dict[str, dict]:
     """variant -> rNN -> the ticket's weights remaining and its test headline metric at early stop (mean over
     trials): `adam-warmup.r02.early_stop_test_acc` in `dvc metrics`."""
-    from lth.engine.records import TICKET, headline, task_of
+    from lth.runs.records import TICKET, headline, task_of
     from lth.steps.summary import arm_stats
 
     table: dict[str, dict] = {}
@@ -58,7 +58,7 @@ def tabulate(records: Mapping[str, list[dict]]) -> dict[str, dict]:
     return table
 
 
-def run_stage(run) -> dict:  # noqa: ANN001 - lth.engine.run.Run of the workspace
+def run_stage(run) -> dict:  # noqa: ANN001 - lth.runs.run.Run of the workspace
     """The DVC stage `exp_optimizers`: the workspace's model, data, seed, criterion and pruning under every
     variant, each a find-ticket run in data/experiments/optimizers/<variant>."""
     from lth.experiments.common import experiment_params, with_training

@@ -121,7 +121,7 @@ ARMS = ("plain", "dropout", "perturbed")
 def perturb_experiment(model_name: str, init: Mapping[str, Tensor], splits, train_settings, settings: PerturbSettings,
                        seed: int) -> dict:
     """Train plain, dropout and perturbed copies of the network starting at `init`; arm name -> results."""
-    from lth.engine.records import network_metrics
+    from lth.runs.records import network_metrics
     from lth.experiments.common import result_keys
     from lth.models import build_model
     from lth.tasks import get_task
@@ -150,7 +150,7 @@ def perturb_experiment(model_name: str, init: Mapping[str, Tensor], splits, trai
     return results
 
 
-def run_stage(run) -> dict:  # noqa: ANN001 - lth.engine.run.Run of the workspace
+def run_stage(run) -> dict:  # noqa: ANN001 - lth.runs.run.Run of the workspace
     """The DVC stage `exp_perturb`: the workspace's θ0 (trial 0) trained three ways on the prepared data."""
     from lth.experiments.common import experiment_params, with_training
 

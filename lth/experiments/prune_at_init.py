@@ -13,14 +13,14 @@ from typing import Optional, Sequence
 
 from lth.core.errors import LthError
 from lth.core.seeds import derive_seed
-from lth.engine.settings import RunSettings
+from lth.runs.settings import RunSettings
 
 
 def prune_and_train(settings: RunSettings, splits, method: str, remaining: float, controls: Sequence[str] = (),
                     synflow_rounds: int = 100, progress=None) -> dict:
     """Every trial's θ0 pruned by `method` to `remaining`, trained beside its controls; a round-like record."""
     from lth.core.masks import apply_mask, remaining_fraction
-    from lth.engine.records import TICKET, round_record
+    from lth.runs.records import TICKET, round_record
     from lth.models import build_model
     from lth.models.layers import prunable_layers
     from lth.tasks import get_task
@@ -77,7 +77,7 @@ def headline(results: Sequence[dict]) -> dict:
     `results` list)."""
     from statistics import fmean
 
-    from lth.engine.records import headline as judged_by, task_of
+    from lth.runs.records import headline as judged_by, task_of
 
     out = {}
     for result in results:
@@ -105,7 +105,7 @@ def results_table(results: Sequence[dict]):
 
     from rich.table import Table
 
-    from lth.engine.records import TICKET, headline as judged_by, task_of
+    from lth.runs.records import TICKET, headline as judged_by, task_of
 
     metric = task_of(results[0]).headline
     key = judged_by(task_of(results[0]))
@@ -136,8 +136,8 @@ def run_methods(settings: RunSettings, splits, methods: Sequence[str], remaining
     naming what differs, unless `force` (then it is replaced once a new result is ready)."""
     from lth.core import files
     from lth.core.config import differences, plain
-    from lth.engine.layout import Layout
-    from lth.engine.records import upgrade_at_init
+    from lth.runs.layout import Layout
+    from lth.runs.records import upgrade_at_init
 
     identity = {"settings": plain(settings.to_dict()), "controls": list(controls), "synflow_rounds": synflow_rounds}
     layout, everything = Layout(out), []
@@ -166,15 +166,12 @@ def run_methods(settings: RunSettings, splits, methods: Sequence[str], remaining
     return everything
 
 
-def stage_result(run, method: str) -> dict:  # noqa: ANN001 - lth.engine.run.Run of the workspace
+def stage_result(run, method: str) -> dict:  # noqa: ANN001 - lth.runs.run.Run of the workspace
     """The DVC stage `prune_at_init@METHOD`: the workspace's settings and data, params.yaml `prune_at_init`."""
-    from lth.engine.params import read_yaml
+    from lth.experiments.common import method_group
     from lth.pruning.at_init import load_settings, parse_remaining
 
-    path = run.layout.params_file
-    exp = load_settings(read_yaml(path).get("prune_at_init"), f"{path}: prune_at_init")
-    if method not in exp.methods:
-        raise LthError(f"method '{method}' is not under prune_at_init.methods in {path}: {', '.join(exp.methods)}")
+    exp = method_group(run, "prune_at_init", load_settings, method)
     result = prune_and_train(run.settings, run.data(), method, parse_remaining(exp.remaining), exp.controls,
                              exp.synflow_rounds)
     return results_file(method, [result])

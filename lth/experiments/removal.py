@@ -132,7 +132,7 @@ def result_state(result: dict) -> State:
     return result["state"]
 
 
-def run_stage(run) -> dict:  # noqa: ANN001 - lth.engine.run.Run of the workspace
+def run_stage(run) -> dict:  # noqa: ANN001 - lth.runs.run.Run of the workspace
     """The DVC stage `exp_removal`: remove successive tickets starting from the workspace's ticket."""
     from lth.experiments.common import experiment_params
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional
 
 from lth.core.errors import LthError, unknown_choice
-from lth.core.steps import Step
-from lth.engine.settings import RunSettings, replace
+from lth.core.durations import Step
+from lth.runs.settings import RunSettings, replace
 
 NOISES = {
     "gaussian": "normal noise",
@@ -395,8 +395,8 @@ def check_experiments(experiments: Any, run: RunSettings, rounds: list[str], whe
 
 
 def workspace_experiments(run: Any) -> dict[str, Any]:
-    """The checked `experiments` groups of a DVC workspace (lth.engine.run.Run from its params.yaml)."""
-    from lth.engine.params import read_yaml
+    """The checked `experiments` groups of a DVC workspace (lth.runs.run.Run from its params.yaml)."""
+    from lth.runs.params import read_yaml
 
     path = run.layout.params_file
     return check_experiments(read_yaml(path).get("experiments"), run.settings, list(run.rounds), str(path))

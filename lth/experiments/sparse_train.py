@@ -6,7 +6,7 @@ run's training settings. All of them train together as one batched job; every tr
 starting mask across methods, so methods differ only in how the mask moves, and the same across the DVC
 stages of one params.yaml (one per method).
 
-Results: one entry per network with the metrics of a round's network (lth.engine.records: accuracy fields,
+Results: one entry per network with the metrics of a round's network (lth.runs.records: accuracy fields,
 weights remaining measured in the final mask, effective sparsity), its mask update history and its final
 mask; `results_files` splits them into what `dvc metrics diff` should see (scalars and a per-setting summary
 with mean and spread over trials) and the details (update histories, learning curves, masks).
@@ -21,11 +21,11 @@ import torch
 from lth.core.seeds import derive_seed
 
 if TYPE_CHECKING:
-    from lth.engine.settings import RunSettings
+    from lth.runs.settings import RunSettings
     from lth.training.checkpoint import Checkpoint
     from lth.training.distributed import Session
     from lth.training.sparse import SparseSchedule
-    from lth.engine.sparse_train import SparseTrainSettings
+    from lth.runs.sparse_train import SparseTrainSettings
 
 
 def starting_mask(shapes: dict[str, tuple[int, ...]], counts: dict[str, int], seed: int) -> dict[str, torch.Tensor]:
@@ -53,12 +53,12 @@ def sparse_train(settings: "RunSettings", splits, methods: Sequence[str], distri
                  nm: Optional[tuple[int, int]] = None, checkpoint: Optional["Checkpoint"] = None,
                  session: Optional["Session"] = None) -> list[dict]:
     """Train every (remaining, distribution, method, trial) network; one record entry each: its labels, the
-    lth.engine.records metrics of a round's network, its mask update history and its final mask ('mask':
+    lth.runs.records metrics of a round's network, its mask update history and its final mask ('mask':
     tensors, which the caller saves or drops). With `nm` every layer is N:M instead (`remaining` and
     `distributions` do not apply). With `checkpoint` an interrupted training resumes where it stopped. With a
     torchrun `session` (lth.training.distributed, its leader) the processes train the networks together."""
     from lth.core.masks import apply_mask
-    from lth.engine.records import network_metrics
+    from lth.runs.records import network_metrics
     from lth.models import build_model
     from lth.models.layers import prunable_layers
     from lth.pruning.distributions import layer_counts
@@ -135,7 +135,7 @@ def summary_rows(entries: Sequence[dict], task) -> list[dict]:  # noqa: ANN001 -
 def headline(summary: Sequence[dict], task) -> dict:  # noqa: ANN001 - lth.tasks.base.Task
     """Per method, distribution and target ("rigl erk 10%"), what `dvc metrics show/diff` displays (it does not look
     inside lists): weights and effective weights remaining, the test headline metric at early stop (mean, std)."""
-    from lth.engine.records import headline as judged_by
+    from lth.runs.records import headline as judged_by
 
     key = judged_by(task)
     return {f"{row['method']} {row['distribution']} {100 * row['target_remaining']:g}%": {
@@ -170,7 +170,7 @@ def made_with(settings: "RunSettings", exp: "SparseTrainSettings", methods: Sequ
 
 def run_settings(settings: "RunSettings", exp: "SparseTrainSettings") -> "RunSettings":
     """The run's settings with `sparse_train.duration` (when given) as the training length."""
-    from lth.engine.settings import replace
+    from lth.runs.settings import replace
 
     return replace(settings, train__duration=exp.duration) if exp.duration else settings
 
@@ -201,16 +201,12 @@ def train_and_save(settings: "RunSettings", splits, exp: "SparseTrainSettings", 
     return metrics
 
 
-def stage_result(run, method: str) -> dict:  # noqa: ANN001 - lth.engine.run.Run of the workspace
+def stage_result(run, method: str) -> dict:  # noqa: ANN001 - lth.runs.run.Run of the workspace
     """The DVC stage `sparse_train@METHOD`: the workspace's settings and data, params.yaml `sparse_train`."""
-    from lth.core.errors import LthError
-    from lth.engine.params import read_yaml
-    from lth.engine.sparse_train import load_settings
+    from lth.experiments.common import method_group
+    from lth.runs.sparse_train import load_settings
 
-    path = run.layout.params_file
-    exp = load_settings(read_yaml(path).get("sparse_train"), f"{path}: sparse_train")
-    if method not in exp.methods:
-        raise LthError(f"method '{method}' is not under sparse_train.methods in {path}: {', '.join(exp.methods)}")
+    exp = method_group(run, "sparse_train", load_settings, method)
     layout = run.layout
     return train_and_save(run.settings, run.data(), exp, [method], layout.sparse_train_metrics(method),
                           layout.sparse_train_details(method), layout.sparse_train_masks(method),

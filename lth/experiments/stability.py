@@ -28,7 +28,7 @@ from lth.experiments.settings import OWN, StabilitySettings, check_line
 if TYPE_CHECKING:
     from torch import Tensor
 
-    from lth.engine.run import Ticket
+    from lth.runs.run import Ticket
 
 def interpolate(a: Mapping[str, "Tensor"], b: Mapping[str, "Tensor"], alpha: float) -> dict:
     """(1 - α)·a + α·b for floating tensors; integer buffers (batch-norm step counts) are a's."""
@@ -82,7 +82,7 @@ def barrier(errors: Sequence[float]) -> float:
 
 def rewind_iterations(ticket: "Ticket", splits, rewind: str) -> int:
     """k of a rewind point in iterations ('own': the run's own rewind setting)."""
-    from lth.core.steps import Step
+    from lth.core.durations import Step
     from lth.training.loop import iterations_per_epoch
 
     per_epoch = iterations_per_epoch(len(splits.train_x), ticket.settings.train.batch_size)
@@ -154,9 +154,9 @@ def stability_record(ticket: "Ticket", round_index: int, trial: int, pair: str, 
             "rewinds": rewinds}
 
 
-def run_stage(run) -> dict:  # noqa: ANN001 - lth.engine.run.Run of the workspace
+def run_stage(run) -> dict:  # noqa: ANN001 - lth.runs.run.Run of the workspace
     """The DVC stage `exp_stability`: the workspace's ticket `experiments.stability.round`."""
-    from lth.engine.params import round_index
+    from lth.runs.params import round_index
     from lth.experiments.common import experiment_params
 
     exp = experiment_params(run, "stability", StabilitySettings)

@@ -90,7 +90,7 @@ def transfer(ticket: Ticket, dataset: str, splits, optimizer: str | None = None,
     return train_arms(settings, splits, arms)
 
 
-def run_stage(run) -> dict:  # noqa: ANN001 - lth.engine.run.Run of the workspace
+def run_stage(run) -> dict:  # noqa: ANN001 - lth.runs.run.Run of the workspace
     """The DVC stage `exp_transfer`: the workspace's ticket `experiments.transfer.round` on the target."""
     from lth.datasets import load_dataset
     from lth.experiments.common import experiment_params, results_only
@@ -126,10 +126,10 @@ def summarize(per_trial: list[dict], keys: list[str]) -> dict:
     return out
 
 
-def source_curve(run, rounds: list[str], trial: int) -> dict:  # noqa: ANN001 - lth.engine.run.Run
+def source_curve(run, rounds: list[str], trial: int) -> dict:  # noqa: ANN001 - lth.runs.run.Run
     """The source run's own ticket curve (its trial `trial`): round -> weights remaining and the headline
     metrics at early stop on the source's test set, r00 (dense) first."""
-    from lth.engine.records import TICKET
+    from lth.runs.records import TICKET
     from lth.tasks import get_task
 
     curve = {}
@@ -155,7 +155,7 @@ def transfer_curve(run, target: str, splits, rounds: list[str], trial: int = 0, 
     spread, per trial); the dense network's; and the source run's own curve for reference."""
     from lth.core.masks import apply_mask
     from lth.datasets import DATASETS
-    from lth.engine.records import round_record
+    from lth.runs.records import round_record
     from lth.experiments.common import result_keys
     from lth.models import build_model
     from lth.pruning.actions import PRUNED_ACTIONS

@@ -15,7 +15,7 @@ from __future__ import annotations
 from lth.experiments.settings import TransferDomainsSettings
 
 
-def run_stage(run) -> dict:  # noqa: ANN001 - lth.engine.run.Run of the workspace
+def run_stage(run) -> dict:  # noqa: ANN001 - lth.runs.run.Run of the workspace
     """The DVC stage `exp_transfer_domains`: every target of `experiments.transfer_domains`."""
     from lth.datasets import load_dataset
     from lth.experiments.common import experiment_params

@@ -27,8 +27,9 @@ LAYER_KINDS = ("conv", "fc", "output")
 ModelFactory = Callable[[tuple[int, ...], int], "nn.Module"]
 
 
-def _default_rates() -> dict[str, float]:
-    """Frankle & Carbin's most common per-iteration rates; every model below states its own anyway."""
+def default_rates() -> dict[str, float]:
+    """Frankle & Carbin's most common per-iteration rates (20% of hidden fc, 10% of the output and convolutions);
+    the one place they are written: models that differ override one kind, and PruneSettings starts from them."""
     return {"conv": 0.1, "fc": 0.2, "output": 0.1}
 
 
@@ -52,7 +53,7 @@ class ModelDefaults:
     milestones: tuple[str, ...] = ()
     gamma: float = 0.1
     pruning: str = "layerwise"
-    rates: Mapping[str, float] = field(default_factory=_default_rates, hash=False)
+    rates: Mapping[str, float] = field(default_factory=default_rates, hash=False)
 
     def __post_init__(self) -> None:
         rates = dict(self.rates)
@@ -89,7 +90,7 @@ def _lenet_adam(duration: str, conv_rate: float) -> ModelDefaults:
     """Frankle & Carbin's MNIST setting: Adam 1.2e-3, batch 60."""
     return ModelDefaults(
         dataset="mnist", optimizer="adam", lr=1.2e-3, batch_size=60, duration=duration,
-        rates={"conv": conv_rate, "fc": 0.2, "output": 0.1},
+        rates={**default_rates(), "conv": conv_rate},
     )
 
 
@@ -97,7 +98,7 @@ def _conv_adam(lr: float, duration: str, conv_rate: float) -> ModelDefaults:
     """Frankle & Carbin's Conv-2/4/6 setting on CIFAR-10: Adam, batch 60, layerwise pruning."""
     return ModelDefaults(
         dataset="cifar-10", optimizer="adam", lr=lr, batch_size=60, duration=duration,
-        rates={"conv": conv_rate, "fc": 0.2, "output": 0.1},
+        rates={**default_rates(), "conv": conv_rate},
     )
 
 
@@ -144,7 +145,7 @@ _SPECS = (
 MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in _SPECS}
 
 GENERIC_DEFAULTS = ModelDefaults(dataset="", optimizer="adam", lr=1.2e-3, batch_size=60, duration="50ep",
-                                 rates=_default_rates())
+                                 rates=default_rates())
 """A researcher's model without its own defaults: Frankle & Carbin's LeNet training (Adam 1.2e-3, batch 60,
 50 epochs) and their per-round rates (conv 10%, fc 20%, output 10%), layerwise."""
 

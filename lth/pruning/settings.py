@@ -7,27 +7,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lth.core.config import check_choices, setting
+from lth.core.config import check_choices, registry, setting
 from lth.core.errors import LthError, unknown_choice
-from lth.models import LAYER_KINDS
-
-
-def _methods():
-    from lth.pruning.prune import METHODS
-
-    return METHODS
+from lth.models import LAYER_KINDS, default_rates
 
 
 def _fraction(value, what: str) -> float:  # noqa: ANN001 - a number or a string with %
     from lth.core.fractions import parse_fraction
 
     return parse_fraction(value, what)
-
-
-def _schedules():
-    from lth.pruning.schedule import SCHEDULES
-
-    return SCHEDULES
 
 
 def _nm_text(value) -> str:  # noqa: ANN001 - as written in params.yaml / settings.json
@@ -43,12 +31,12 @@ class PruneSettings:
     """Per layer or globally, how much of each kind of layer goes per round (or in one shot), and when a round's
     training may stop early (early-bird)."""
 
-    method: str = setting("layerwise", "Which weights compete for survival.", choices=_methods,
+    method: str = setting("layerwise", "Which weights compete for survival.", choices=registry("lth.pruning.prune", "METHODS"),
                           label="pruning method", inline=True)
     rates: dict[str, float] = setting(
         help="Fraction of the surviving weights removed per round, per layer kind (conv, fc, output).",
-        default_factory=lambda: {"conv": 0.1, "fc": 0.2, "output": 0.1})
-    schedule: str = setting("iterative", "How far each round prunes.", choices=_schedules, inline=True)
+        default_factory=default_rates)
+    schedule: str = setting("iterative", "How far each round prunes.", choices=registry("lth.pruning.schedule", "SCHEDULES"), inline=True)
     target: float = setting(0.05, "Weights the one-shot schedule keeps, of all prunable ones: a fraction such as "
                                   "0.05, or a percentage such as 5%.", parse=lambda v: _fraction(v, "prune.target"))
     nm: str = setting("2:4", "N:M pattern of pruning 'nm': N kept in every M consecutive input weights (quote it "

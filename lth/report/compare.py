@@ -31,7 +31,7 @@ def compare_frame(a: "RunData", b: "RunData", arm_a: Optional[str] = None, arm_b
     b - a, the difference's standard error, and whether |b - a| > z x that error."""
     import pandas as pd
 
-    from lth.engine.records import headline, task_of
+    from lth.runs.records import headline, task_of
     from lth.steps.summary import arm_stats, estimate_of
 
     if not a.records or not b.records:

@@ -184,7 +184,7 @@ def _test_noise(runs: list["RunData"], task: "Task", dense: "pd.DataFrame") -> s
     """How finely the test set can tell accuracies apart: its size and one trial's ± (two standard errors, at
     the dense network's accuracy), per run whose test size is known (lth.core.noise)."""
     from lth.core import noise
-    from lth.engine.records import headline
+    from lth.runs.records import headline
 
     if not task.headline.percent:
         return ""

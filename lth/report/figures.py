@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Iterable, Optional, Sequence
 
-from lth.engine.records import TICKET, headline, task_of
+from lth.runs.records import TICKET, headline, task_of
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -61,9 +61,9 @@ def from_results(path: Path) -> RunData:
 
     Its settings are read as recorded, not validated: a report also reads runs made by other versions (their
     records are upgraded to today's names and units)."""
-    from lth.engine.layout import Layout
-    from lth.engine.params import read_yaml
-    from lth.engine.records import read_record
+    from lth.runs.layout import Layout
+    from lth.runs.params import read_yaml
+    from lth.runs.records import read_record
 
     layout = Layout(path)
     at_init = {p.stem: files.read_json(p) for p in sorted(layout.at_init_dir.glob("*.json"))}
@@ -124,13 +124,13 @@ def _input_shape(spec: Optional[Mapping[str, Any]], params: Mapping[str, Any]) -
 
 
 def _at_init_results(payloads: Iterable[dict]) -> list[dict]:
-    from lth.engine.records import upgrade_at_init
+    from lth.runs.records import upgrade_at_init
 
     return [upgrade_at_init(result) for payload in payloads for result in payload.get("results", [])]
 
 
 def _stability_results(found: Iterable[Any]) -> list[dict]:
-    from lth.engine.records import upgrade_stability
+    from lth.runs.records import upgrade_stability
 
     return [upgrade_stability(s) for s in found if isinstance(s, dict) and "rewinds" in s]
 
@@ -149,7 +149,7 @@ def _transfer_curves(found: Iterable[Any]) -> list[dict]:
 def is_at_init_output(path: Path) -> bool:
     """A folder written by `lth prune-at-init --out` or `lth sparse-train --out DIR/metrics/sparse_train/NAME.json`
     (it has no settings.json or params.yaml)."""
-    from lth.engine.layout import Layout
+    from lth.runs.layout import Layout
 
     return any(Layout(path).at_init_dir.glob("*.json")) or any(Layout(path).sparse_train_dir.glob("*.json"))
 
@@ -188,9 +188,9 @@ def from_experiment(repo: str, name: str, rev: str) -> RunData:
     """One DVC experiment (or git revision): its params and round metrics at its revision, through dvc.api."""
     import dvc.api
 
-    from lth.engine.layout import Layout
+    from lth.runs.layout import Layout
 
-    from lth.engine.records import upgrade
+    from lth.runs.records import upgrade
 
     workspace = Layout(Path("."))
     params = flatten(dvc.api.params_show(repo=repo, rev=rev))

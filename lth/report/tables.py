@@ -2,7 +2,7 @@
 
 Aggregation is over trials only (mean, min, max per run, round and arm), so a band in a plot is the
 spread between seeds. At round 0 every arm is the dense network; controls start at round 1. Columns are
-named as in every results file (lth.engine.records: `early_stop_test_acc`, fractions); the runs of one
+named as in every results file (lth.runs.records: `early_stop_test_acc`, fractions); the runs of one
 report share one task, whose headline metric (accuracy, RMSE) the tables and figures show.
 """
 
@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Iterable
 
-from lth.engine.records import TICKET, headline, task_of
+from lth.pruning.settings import PruneSettings
+from lth.runs.records import TICKET, headline, task_of
 from lth.steps.summary import layer_rows, network_columns, network_rows
 
 if TYPE_CHECKING:
@@ -275,11 +276,11 @@ def matched_sparsity_table(at_init: "pd.DataFrame", arms: "pd.DataFrame", task: 
 
 
 def compute_frame(runs: Iterable["RunData"]) -> "pd.DataFrame":
-    """Compute-to-ticket per run and round, mean over trials (lth.engine.records.compute_to_ticket): the ticket's
+    """Compute-to-ticket per run and round, mean over trials (lth.runs.records.compute_to_ticket): the ticket's
     test headline metric at early stop beside the training steps and seconds spent to reach it and to train it."""
     import pandas as pd
 
-    from lth.engine.records import compute_to_ticket
+    from lth.runs.records import compute_to_ticket
 
     runs = list(runs)
     key = headline(report_task(runs))
@@ -299,7 +300,7 @@ def compute_frame(runs: Iterable["RunData"]) -> "pd.DataFrame":
 def schedule_name(params: dict) -> str:
     """How a run found its tickets, in a few words: 'one-shot to 5%', 'early-bird, distance 0.1' or 'IMP' (the
     iterative default), from its flat params ('prune.schedule')."""
-    bird = f"early-bird, distance {params.get('prune.early_bird_distance', 0.1):g}"
+    bird = f"early-bird, distance {params.get('prune.early_bird_distance', PruneSettings.early_bird_distance):g}"
     if params.get("prune.schedule") == "oneshot":
         return f"one-shot to {100 * float(params.get('prune.target', 0)):g}%" + (f" + {bird}" if
                                                                                  params.get("prune.early_bird") else "")

@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Mapping, Optional, Sequence
 
 from lth.core.masks import mask_distance
-from lth.core.steps import Step
+from lth.core.durations import Step
 from lth.training.hooks import Hook
 
 if TYPE_CHECKING:
     from torch import Tensor
 
-    from lth.training.loop import TrainingLoop
+    from lth.training.state import LoopState
 
 EARLY_BIRD_CHECKS = 5  # consecutive checks below the threshold (You et al.'s FIFO of mask distances)
 STATE_KEY = "early_bird"
@@ -68,7 +68,7 @@ class _LoopHook(Hook):
     def __init__(self, watch: EarlyBird, indices: list[int]):
         self.watch, self.indices = watch, indices
 
-    def start(self, loop: "TrainingLoop") -> None:
+    def start(self, loop: "LoopState") -> None:
         self.every = max(1, Step.parse(loop.settings.eval_every).to_iterations(loop.per_epoch))
         saved = loop.extras.get(STATE_KEY)
         if saved is not None:  # a resumed round: the checks made before the interruption
@@ -76,7 +76,7 @@ class _LoopHook(Hook):
                 self.watch.state[part].update(saved[part])
         loop.extras[STATE_KEY] = self.watch.state
 
-    def after_step(self, loop: "TrainingLoop") -> None:
+    def after_step(self, loop: "LoopState") -> None:
         state = self.watch.state
         for w in self.watch.watches:
             key = str(w.trial)
@@ -98,17 +98,17 @@ class _LoopHook(Hook):
                 state["stopped"][key] = loop.iteration
                 self._stop(loop, w)
 
-    def _stop(self, loop: "TrainingLoop", w: Watch) -> None:
+    def _stop(self, loop: "LoopState", w: Watch) -> None:
         for i in w.arms:
             if i in self.indices:
                 loop.stop_network(self.indices.index(i))
 
 
-def watch_round(run, key: str, networks: Sequence) -> Optional[EarlyBird]:  # noqa: ANN001 - lth.engine.run.Run
+def watch_round(run, key: str, networks: Sequence) -> Optional[EarlyBird]:  # noqa: ANN001 - lth.runs.run.Run
     """The early-bird watch of round `key`'s tickets, or None when the run does not ask for it (or the round
     has no next mask to wait for: the one-shot schedule's pruned round)."""
-    from lth.engine.params import round_index
-    from lth.engine.records import TICKET
+    from lth.runs.params import round_index
+    from lth.runs.records import TICKET
     from lth.steps.mask import next_mask
     from lth.steps.score import score_weights
 
@@ -130,7 +130,7 @@ def watch_round(run, key: str, networks: Sequence) -> Optional[EarlyBird]:  # no
     return EarlyBird(watches, prune.early_bird_distance)
 
 
-def what_training_reads(settings) -> dict:  # noqa: ANN001 - lth.engine.settings.RunSettings
+def what_training_reads(settings) -> dict:  # noqa: ANN001 - lth.runs.settings.RunSettings
     """The settings beyond `train` that a round's training reads: with early-bird on, everything that draws a
     mask (criterion, pruning, prune); with it off, none. The DVC stage `early_bird` writes this to
     data/early_bird.json for the train stages to depend on, so a new criterion reruns the dense round only

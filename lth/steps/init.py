@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lth.engine.params import DENSE_ROUND
-from lth.engine.run import Run
+from lth.runs.params import DENSE_ROUND
+from lth.runs.run import Run
 
 
 def outputs(run: Run) -> list[Path]:
@@ -14,7 +14,7 @@ def outputs(run: Run) -> list[Path]:
     return [layout.trial_file(d, t) for d in dirs for t in run.trials]
 
 
-def run(run: Run) -> None:
+def execute(run: Run) -> None:
     from lth.core.masks import ones_mask
     from lth.models import build_model
     from lth.models.layers import prunable_layers

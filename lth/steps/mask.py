@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Callable, Mapping, Optional
 
 from lth.core.seeds import derive_seed
-from lth.engine.params import round_index
-from lth.engine.run import Run, State
-from lth.engine.settings import RunSettings
+from lth.runs.params import round_index
+from lth.runs.run import Run, State
+from lth.runs.settings import RunSettings
 
 
 def outputs(run: Run, key: str) -> list[Path]:
@@ -56,7 +56,7 @@ def check_oneshot_round(round_index: int) -> None:
                        "run 1 pruning round (--rounds 1; params.yaml: rounds: {r01: {prev: r00}})")
 
 
-def run(run: Run, key: str) -> float:
+def execute(run: Run, key: str) -> float:
     """Writes every trial's mask; returns the fraction of weights trial 0 keeps."""
     from lth.core.masks import remaining_fraction
 

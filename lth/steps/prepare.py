@@ -7,16 +7,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from lth.core import files
-from lth.engine.run import Run
+from lth.runs.run import Run
 
 
 def outputs(run: Run) -> list[Path]:
     return [run.layout.prepared, run.layout.prepared_spec]
 
 
-def run(run: Run, dataset_dir: str | Path) -> str:
+def execute(run: Run, dataset_dir: str | Path) -> str:
     from lth.datasets import load_dataset
-    from lth.engine.run import Shape
+    from lth.runs.run import Shape
 
     splits = load_dataset(run.settings.dataset, dataset_dir, run.settings.task)
     files.save_torch(run.layout.prepared, splits.state())

@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Mapping
 
 from lth.core.seeds import derive_seed
-from lth.engine.params import round_index
-from lth.engine.run import Run, Shape, State
-from lth.engine.settings import RunSettings
+from lth.runs.params import round_index
+from lth.runs.run import Run, Shape, State
+from lth.runs.settings import RunSettings
 
 
 def outputs(run: Run, key: str) -> list[Path]:
@@ -32,7 +32,7 @@ def rewound(settings: RunSettings, shape: Shape, r: int, rewind_point: State, in
                         derive_seed(settings.seed, "actions", r))
 
 
-def run(run: Run, key: str) -> None:
+def execute(run: Run, key: str) -> None:
     layout, prev, r = run.layout, run.previous(key), round_index(key)
     for t in run.trials:
         start = rewound(run.trial_settings(t), run.shape, r, run.weights(layout.rewind_point, t),

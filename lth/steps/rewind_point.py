@@ -9,10 +9,10 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from lth.core.steps import Step
-from lth.engine.params import DENSE_ROUND
-from lth.engine.records import TICKET
-from lth.engine.run import Run
+from lth.core.durations import Step
+from lth.runs.params import DENSE_ROUND
+from lth.runs.records import TICKET
+from lth.runs.run import Run
 
 
 def outputs(run: Run) -> list[Path]:
@@ -23,7 +23,7 @@ def needs_training(run: Run) -> bool:
     return Step.parse(run.settings.rewind) != Step()
 
 
-def run(run: Run) -> int:
+def execute(run: Run) -> int:
     """Writes θk for every trial; returns k in iterations."""
     from lth.training.loop import iterations_per_epoch
 

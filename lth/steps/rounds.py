@@ -4,7 +4,7 @@ A round rNN (N >= 1) is score -> mask -> rewind -> train: the previous round's t
 scored by the criterion, the lowest-scored survivors are pruned, the survivors are rewound by the
 mask-1 action (the pruned ones set by the mask-0 action), and the new network is trained beside its
 control arms. Round r00 trains the dense network from θ0 (step init); the rewind point θk is its own
-step. Each step is a module of lth.steps: `find_ticket` chains them in one process, skipping
+step. Each step is a module of lth.steps: `run_rounds` chains them in one process, skipping
 every step whose outputs exist, and each DVC stage runs exactly one of them on the workspace.
 """
 
@@ -17,11 +17,11 @@ from lth.core import files, interrupt
 from lth.core.config import differences
 from lth.core.errors import LthError
 from lth.core.lock import RunLock
-from lth.core.steps import Step
-from lth.engine.layout import Layout
-from lth.engine.params import DENSE_ROUND, round_key
-from lth.engine.run import Reporter, Run, Shape, SilentReporter
-from lth.engine.settings import RunSettings, check_data
+from lth.core.durations import Step
+from lth.runs.layout import Layout
+from lth.runs.params import DENSE_ROUND, round_key
+from lth.runs.run import Reporter, Run, Shape, SilentReporter
+from lth.runs.settings import RunSettings, check_data
 from lth.steps import init, mask, rewind, rewind_point, score, summary, train
 from lth.steps.mask import check_oneshot_round
 
@@ -42,11 +42,11 @@ def run_round(run: Run, key: str) -> dict:
     for step in steps_of(key):
         if not _done(step.outputs(run, key)):
             interrupt.check(f"before step {step.__name__.rsplit('.', 1)[-1]} of round {key}")
-            step.run(run, key)
+            step.execute(run, key)
     return run.record(key)
 
 
-def find_ticket(
+def run_rounds(
     settings: RunSettings,
     rounds: int,
     out: str | Path,
@@ -83,7 +83,7 @@ def find_ticket(
         Shape.of(splits, settings.dataset).write(layout.prepared_spec)  # for the run's readers: no data needed
         for step in (init, rewind_point):
             if not _done(step.outputs(run)):
-                step.run(run)
+                step.execute(run)
         records = []
         for key in [DENSE_ROUND, *keys]:
             finished = layout.round_metrics(key).is_file()
@@ -93,7 +93,7 @@ def find_ticket(
             record = run.record(key) if finished else run_round(run, key)
             run.reporter.round_finished(record, skipped=finished)
             records.append(record)
-        summary.run(run, [DENSE_ROUND, *keys])
+        summary.execute(run, [DENSE_ROUND, *keys])
     return records
 
 

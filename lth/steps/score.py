@@ -8,9 +8,9 @@ from typing import Mapping, Optional
 
 from lth.core.errors import LthError
 from lth.core.seeds import derive_seed
-from lth.engine.params import round_index
-from lth.engine.run import Run, State
-from lth.engine.settings import RunSettings
+from lth.runs.params import round_index
+from lth.runs.run import Run, State
+from lth.runs.settings import RunSettings
 
 
 def outputs(run: Run, key: str) -> list[Path]:
@@ -37,7 +37,7 @@ def score_weights(settings: RunSettings, init: State, final: State, mask: Mappin
                         start=start, grads=evidence)
 
 
-def run(run: Run, key: str) -> None:
+def execute(run: Run, key: str) -> None:
     from lth.pruning.criteria import get_criterion
 
     layout, prev = run.layout, run.previous(key)

@@ -6,7 +6,7 @@ plot data and the DVC metrics: the headline (metrics/summary.json: `best.early_s
 `sparsest_matching.weights_remaining`, the fewest weights at which the ticket still matches the dense
 network's early-stop test metric, `dense.*`, `last.*`) apart from the per-round detail
 (metrics/per_round.json: `r05.end_test_acc`, `r05.reinit.early_stop_test_acc`), so tables of the
-headline stay narrow. Names and units follow lth.engine.records (fractions; `{when}_{split}_{metric}`).
+headline stay narrow. Names and units follow lth.runs.records (fractions; `{when}_{split}_{metric}`).
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from statistics import fmean, stdev
 from typing import TYPE_CHECKING, Iterable, Optional, Sequence
 
 from lth.core import files
-from lth.engine.params import DENSE_ROUND
-from lth.engine.records import TICKET, compute_to_ticket, headline, task_of
-from lth.engine.run import Run
+from lth.runs.params import DENSE_ROUND
+from lth.runs.records import TICKET, compute_to_ticket, headline, task_of
+from lth.runs.run import Run
 
 if TYPE_CHECKING:
     from lth.core import noise
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 def network_columns(task: "Task") -> list[str]:
     """The columns of metrics/networks.csv for a task: one row per network, the task's test metrics at the
-    end and at early stop, the early-stop iteration, validation metrics and losses (lth.engine.records names)."""
+    end and at early stop, the early-stop iteration, validation metrics and losses (lth.runs.records names)."""
     names = [m.name for m in task.metrics]
     return ["round", "trial", "arm", "weights_remaining", "effective_remaining", *(f"end_test_{m}" for m in names),
             *(f"early_stop_test_{m}" for m in names), "early_stop_iteration", *(f"end_val_{m}" for m in names),
@@ -161,7 +161,7 @@ def round_metrics(records: Iterable[dict]) -> dict:
 
 
 def _mean_compute(rows: list[dict]) -> dict:
-    """Compute-to-ticket of a round in training steps, mean over trials (lth.engine.records.compute_to_ticket;
+    """Compute-to-ticket of a round in training steps, mean over trials (lth.runs.records.compute_to_ticket;
     the wall seconds are in the round records and the report)."""
     return {key: round(fmean(row[key] for row in rows), 3) for key in COMPUTE_KEYS}
 
@@ -241,7 +241,7 @@ def outputs(run: Run) -> list[Path]:
             layout.layers_plot]
 
 
-def run(run: Run, keys: list[str] | None = None) -> list[dict]:
+def execute(run: Run, keys: list[str] | None = None) -> list[dict]:
     """Summarises rounds `keys` (default: r00 and every declared round) into metrics/summary.json (headline
     metrics), metrics/per_round.json, metrics/networks.csv and the plot data; returns their records."""
     import pandas as pd

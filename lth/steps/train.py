@@ -9,9 +9,9 @@ import time
 from pathlib import Path
 
 from lth.core import files
-from lth.engine.params import round_index
-from lth.engine.records import TICKET, round_record
-from lth.engine.run import Run
+from lth.runs.params import round_index
+from lth.runs.records import TICKET, round_record
+from lth.runs.run import Run
 from lth.steps.early_bird import watch_round
 from lth.steps.rewind import rewound
 
@@ -49,7 +49,7 @@ def round_networks(run: Run, key: str) -> list:
     return networks
 
 
-def run(run: Run, key: str) -> dict:
+def execute(run: Run, key: str) -> dict:
     """Trains the round; returns its record."""
     from lth.core.masks import remaining_fraction
     from lth.pruning.actions import PRUNED_ACTIONS

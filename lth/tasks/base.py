@@ -3,7 +3,7 @@
 Evaluation runs over a resident dataset in large batches and several stacked networks at once, so a task
 measures in two parts: `add_sums` accumulates per-network sums batch by batch (they add up across batches
 and across processes training together), `finish` turns the totals into the metrics. Metric names are
-short ('acc', 'rmse', 'r2'); files name them by split and time ('early_stop_test_acc', lth.engine.records).
+short ('acc', 'rmse', 'r2'); files name them by split and time ('early_stop_test_acc', lth.runs.records).
 """
 
 from __future__ import annotations

@@ -19,10 +19,10 @@ from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
 from lth.core.errors import LthError
-from lth.training.evaluation import TrainResult
 from lth.training.hooks import Hook, ProgressFn
-from lth.training.loop import DataParallel, run_training
+from lth.training.loop import run_training
 from lth.training.settings import TrainSettings
+from lth.training.state import DataParallel, TrainResult
 
 if TYPE_CHECKING:
     from lth.tasks.base import Task

@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
 
 from lth.core import files
 from lth.core.errors import LthError
-from lth.core.steps import Step
+from lth.core.durations import Step
 
 if TYPE_CHECKING:
-    from lth.training.loop import TrainingLoop
+    from lth.training.state import LoopState
 
 FORMAT = b"lth-checkpoint/1\n"
 _DIGEST = 64  # hex characters of a SHA-256
@@ -114,7 +114,7 @@ class Checkpoint:
 # --- the training loop's state ----------------------------------------------------------------------------
 
 
-def capture(loop: "TrainingLoop") -> dict:
+def capture(loop: "LoopState") -> dict:
     """The training loop's state as plain tensors and numbers (what `Checkpoint.save` writes)."""
     at_boundary = loop.iteration % loop.per_epoch == 0  # the epoch's order is used up: a resumed loop draws the next
     return {
@@ -133,7 +133,7 @@ def capture(loop: "TrainingLoop") -> dict:
     }
 
 
-def restore(state: dict, loop: "TrainingLoop", path: Path) -> None:
+def restore(state: dict, loop: "LoopState", path: Path) -> None:
     """Put a captured state back into the loop's live objects.
 
     On the CUDA-graph path (`loop.graph`) the optimizer's tensors are copied into in place, since the

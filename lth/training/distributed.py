@@ -21,10 +21,7 @@ Nothing here runs in a single-process run: `session()` then hands back a local s
 
 from __future__ import annotations
 
-import atexit
 import os
-import subprocess
-import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, TypeVar
@@ -71,19 +68,6 @@ def check_mode(mode: str) -> str:
     if mode not in MODES:
         raise unknown_choice("distributed mode", mode, MODES)
     return mode
-
-
-def relaunch(nproc: int, module: str, args: Sequence[str]) -> bool:
-    """Run `python -m module args` under torchrun with `nproc` processes on this machine, unless we
-    already are one of them or nproc is 1. True when it ran (the caller then has nothing left to do)."""
-    if nproc <= 1 or world_from_env() is not None:
-        return False
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-               "-m", module, *args]
-    code = subprocess.call(command)
-    if code:
-        raise SystemExit(code)
-    return True
 
 
 # --- data parallel: DistributedDataParallel over any lth.training.networks.Networks --------------------------------
@@ -141,7 +125,7 @@ class DistributedNetworks:
 
 
 class Replicas:
-    """lth.training.loop.DataParallel for this process group."""
+    """lth.training.state.DataParallel for this process group."""
 
     def __init__(self, world: World, device: torch.device):
         self.rank, self.world, self.device = world.rank, world.size, device
@@ -312,31 +296,6 @@ def session(device: str = "auto", mode: str = "data") -> Iterator[Session]:
             current.stop()
         finally:
             dist.destroy_process_group()
-
-
-def stage_processes(nproc: int, mode: str, device: str, module: str, args: Sequence[str],
-                    load: Callable[[], T]) -> Optional[tuple[Session, T]]:
-    """A DVC training stage's processes (params.yaml `train.distributed: {nproc, mode}`).
-
-    With nproc > 1 outside torchrun, the stage reruns itself as `python -m module args` under torchrun
-    on this machine and None is returned (nothing left to do). Under torchrun, every rank loads the
-    data; the followers train what the leader sends and get None; the leader gets (session, data) and
-    trains with `session.train_networks`. The followers are released when the leader's process exits.
-    """
-    if relaunch(nproc, module, args):
-        return None
-    if world_from_env() is None:
-        from lth.training.device import resolve_device
-
-        return Session(None, resolve_device(device), mode), load()
-    joined = session(device, mode)
-    current = joined.__enter__()
-    atexit.register(joined.__exit__, None, None, None)
-    data = current.prepare(load)
-    if current.leader:
-        return current, data
-    current.follow(data)
-    return None
 
 
 # --- tensors over the wire --------------------------------------------------------------------------------

@@ -8,38 +8,20 @@ criterion), whatever the task.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Optional
 
 import torch
 from torch import Tensor
 
-from lth.core.steps import Step
+from lth.core.durations import Step
 from lth.training.hooks import Hook
 from lth.training.networks import Networks
 from lth.training.precision import autocast
+from lth.training.state import TrainResult
 
 if TYPE_CHECKING:
     from lth.tasks.base import Task
-    from lth.training.loop import TrainingLoop
-
-
-@dataclass
-class TrainResult:
-    """What one network's round of training produced."""
-
-    state: dict[str, Tensor] = field(default_factory=dict)
-    curve: list[dict] = field(default_factory=list)
-    iterations: int = 0
-
-    @property
-    def final(self) -> dict:
-        return self.curve[-1]
-
-    @property
-    def early_stop(self) -> dict:
-        """The evaluation with the lowest validation loss (the paper's early-stopping criterion)."""
-        return min(self.curve, key=lambda p: (p["val_loss"], p["iteration"]))
+    from lth.training.state import LoopState
 
 
 @torch.no_grad()
@@ -75,16 +57,16 @@ class Evaluation(Hook):
     processes training together (lth.training.distributed) each evaluates its share of the data and the
     sums are exchanged."""
 
-    def start(self, loop: "TrainingLoop") -> None:
+    def start(self, loop: "LoopState") -> None:
         self.every = max(1, Step.parse(loop.settings.eval_every).to_iterations(loop.per_epoch))
         if not loop.resumed:
             self.record(loop)
 
-    def after_step(self, loop: "TrainingLoop") -> None:
+    def after_step(self, loop: "LoopState") -> None:
         if loop.iteration % self.every == 0 or loop.iteration == loop.total:
             self.record(loop)
 
-    def record(self, loop: "TrainingLoop") -> None:
+    def record(self, loop: "LoopState") -> None:
         measured = {split: self.measure(loop, *splits_of(loop.splits, split)) for split in ("val", "test")}
         running, steps = loop.running, loop.steps_since_eval
         if loop.parallel:  # every process's running loss is over its share of the batches
@@ -102,7 +84,7 @@ class Evaluation(Hook):
         loop.steps_since_eval = 0
 
     @staticmethod
-    def measure(loop: "TrainingLoop", x: Tensor, y: Tensor) -> dict[str, Tensor]:
+    def measure(loop: "LoopState", x: Tensor, y: Tensor) -> dict[str, Tensor]:
         precision, parallel, task = loop.settings.precision, loop.parallel, loop.task
         if parallel is None:
             return evaluate(loop.nets, x, y, task, precision=precision)

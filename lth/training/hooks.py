@@ -13,7 +13,7 @@ from lth.core import interrupt
 
 if TYPE_CHECKING:
     from lth.training.checkpoint import Checkpoint
-    from lth.training.loop import TrainingLoop
+    from lth.training.state import LoopState
 
 ProgressFn = Callable[[int, int, Optional[dict]], None]  # (iteration, total, evaluation point or None)
 
@@ -21,23 +21,23 @@ ProgressFn = Callable[[int, int, Optional[dict]], None]  # (iteration, total, ev
 class Hook:
     """Does nothing; subclasses override what they need."""
 
-    def resume(self, loop: "TrainingLoop") -> None:
+    def resume(self, loop: "LoopState") -> None:
         """Before anything else: restore a saved state into the loop, if there is one to restore."""
 
-    def start(self, loop: "TrainingLoop") -> None:
+    def start(self, loop: "LoopState") -> None:
         """Before the first step (after a checkpoint, if any, was restored)."""
 
-    def epoch_start(self, loop: "TrainingLoop", epoch: int) -> None:
+    def epoch_start(self, loop: "LoopState", epoch: int) -> None:
         """Before the first step of each epoch (not of an epoch resumed in its middle)."""
 
-    def after_step(self, loop: "TrainingLoop") -> None:
+    def after_step(self, loop: "LoopState") -> None:
         """After every optimizer step; `loop.iteration` counts the steps taken."""
 
-    def end(self, loop: "TrainingLoop") -> None:
+    def end(self, loop: "LoopState") -> None:
         """After the last step."""
 
 
-def last_point(loop: "TrainingLoop") -> Optional[dict]:
+def last_point(loop: "LoopState") -> Optional[dict]:
     """The evaluation made at the loop's current iteration, if there was one (lth.training.evaluation)."""
     curve = loop.results[0].curve
     return curve[-1] if curve and curve[-1]["iteration"] == loop.iteration else None
@@ -49,14 +49,14 @@ class Progress(Hook):
     def __init__(self, report: ProgressFn):
         self.report = report
 
-    def start(self, loop: "TrainingLoop") -> None:
+    def start(self, loop: "LoopState") -> None:
         self.every = max(1, loop.total // 200)
         self._tell(loop)
 
-    def after_step(self, loop: "TrainingLoop") -> None:
+    def after_step(self, loop: "LoopState") -> None:
         self._tell(loop)
 
-    def _tell(self, loop: "TrainingLoop") -> None:
+    def _tell(self, loop: "LoopState") -> None:
         point = last_point(loop)
         if point is not None:
             self.report(loop.iteration, loop.total, point)
@@ -73,7 +73,7 @@ class Checkpointing(Hook):
         self.checkpoint = checkpoint
         self.finished_before = False
 
-    def resume(self, loop: "TrainingLoop") -> None:
+    def resume(self, loop: "LoopState") -> None:
         from lth.training import checkpoint as saved_state
 
         state = self.checkpoint.load()
@@ -83,7 +83,7 @@ class Checkpointing(Hook):
             loop.resumed = True
             self.finished_before = loop.finished
 
-    def after_step(self, loop: "TrainingLoop") -> None:
+    def after_step(self, loop: "LoopState") -> None:
         if loop.finished:
             return
         stop = interrupt.STOP.signal
@@ -93,11 +93,11 @@ class Checkpointing(Hook):
             raise interrupt.Interrupted(f"interrupted by {interrupt.STOP.name()} at iteration {loop.iteration} of "
                                         f"{loop.total}; training state saved to {self.checkpoint.path}", stop)
 
-    def end(self, loop: "TrainingLoop") -> None:
+    def end(self, loop: "LoopState") -> None:
         if self.checkpoint.at_end and not self.finished_before:
             self.save(loop)
 
-    def save(self, loop: "TrainingLoop") -> None:
+    def save(self, loop: "LoopState") -> None:
         from lth.training import checkpoint as saved_state
 
         self.checkpoint.save(saved_state.capture(loop))
@@ -109,6 +109,6 @@ class EveryEpoch(Hook):
     def __init__(self, fn: Callable[[int], None]):
         self.fn = fn
 
-    def epoch_start(self, loop: "TrainingLoop", epoch: int) -> None:
+    def epoch_start(self, loop: "LoopState", epoch: int) -> None:
         if epoch > 0:
             self.fn(epoch)

@@ -19,7 +19,7 @@ would move them. tests/test_train.py checks the pruned weights right after every
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Mapping, Optional, Protocol, Sequence
+from typing import TYPE_CHECKING, Mapping, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -27,33 +27,19 @@ from torch import Tensor, nn
 from lth.core import interrupt
 from lth.core.errors import LthError
 from lth.core.seeds import derive_seed
-from lth.core.steps import Step
+from lth.core.durations import Step
 from lth.tasks import get_task
-from lth.training.evaluation import Evaluation, TrainResult
+from lth.training.evaluation import Evaluation
 from lth.training.graphs import capture_cuda_graph, channels_last_wanted, cuda_graphs_enabled, record_cuda_graph
 from lth.training.hooks import Checkpointing, Hook, Progress, ProgressFn
 from lth.training.networks import Networks, SingleNetwork
 from lth.training.optimizers import lr_factor, make_optimizer
 from lth.training.precision import PRECISIONS, autocast
 from lth.training.settings import TrainSettings
+from lth.training.state import DataParallel, TrainResult
 
 if TYPE_CHECKING:
     from lth.training.checkpoint import Checkpoint
-
-
-class DataParallel(Protocol):
-    """The processes that train the same networks together (`lth.training.distributed`, under torchrun).
-
-    Each process takes its share of every batch; `wrap` returns networks whose backward averages the
-    gradients over the processes (DistributedDataParallel), so every replica takes the same step.
-    """
-
-    rank: int
-    world: int
-
-    def wrap(self, nets: Networks) -> Networks: ...
-
-    def sum_(self, tensor: Tensor) -> None: ...  # in place: the sum over all processes
 
 
 def rows(data: Tensor, index: Tensor) -> Tensor:
@@ -75,7 +61,7 @@ class TrainingLoop:
     Masked-out weights are set to zero, or, with `hold_pruned`, frozen at the values they start with.
     With `parallel`, this process trains on its 1/world share of every batch (the same global batches
     as one process would draw) and gradients are averaged over the processes before the masks zero the
-    pruned ones. The attributes below are what hooks and checkpoints read and restore.
+    pruned ones. Hooks and checkpoints see it as a `lth.training.state.LoopState`.
     """
 
     def __init__(self, nets: Networks, masks: Sequence[Mapping[str, Tensor]], splits, settings: TrainSettings,

@@ -7,7 +7,7 @@ params.yaml validation without loading torch.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Union
+from typing import TYPE_CHECKING, Any, Callable, Protocol, Union
 
 from lth.core.errors import unknown_choice
 
@@ -15,9 +15,18 @@ if TYPE_CHECKING:
     import torch
     from torch import Tensor
 
-    from lth.training.settings import TrainSettings
-
 Lr = Union[float, "Tensor"]
+
+
+class OptimizerSettings(Protocol):
+    """What an optimizer is built from: the fields of lth.training.settings.TrainSettings it reads (a protocol,
+    so the settings may name this registry as their choices without the two modules importing each other)."""
+
+    optimizer: str
+    lr: float
+    momentum: float
+    nesterov: bool
+    weight_decay: float
 
 
 @dataclass(frozen=True)
@@ -25,24 +34,24 @@ class Optimizer:
     name: str
     description: str
     # (params, settings, lr, graph) -> optimizer; `graph` asks for a CUDA-graph-safe one (state and lr on the device)
-    build: Callable[[list, "TrainSettings", Lr, bool], Any]
+    build: Callable[[list, "OptimizerSettings", Lr, bool], Any]
 
 
-def _adam(params: list, s: "TrainSettings", lr: Lr, graph: bool) -> "torch.optim.Optimizer":
+def _adam(params: list, s: "OptimizerSettings", lr: Lr, graph: bool) -> "torch.optim.Optimizer":
     import torch
 
     # fused: one pass over all parameters per step (benchmarks/ measures what it buys)
     return torch.optim.Adam(params, lr=lr, weight_decay=s.weight_decay, fused=True, capturable=graph)
 
 
-def _sgd(params: list, s: "TrainSettings", lr: Lr, graph: bool) -> "torch.optim.Optimizer":
+def _sgd(params: list, s: "OptimizerSettings", lr: Lr, graph: bool) -> "torch.optim.Optimizer":
     import torch
 
     return torch.optim.SGD(params, lr=lr, momentum=s.momentum, nesterov=s.nesterov, weight_decay=s.weight_decay,
                            fused=True)
 
 
-def _radam(params: list, s: "TrainSettings", lr: Lr, graph: bool) -> "torch.optim.Optimizer":
+def _radam(params: list, s: "OptimizerSettings", lr: Lr, graph: bool) -> "torch.optim.Optimizer":
     import torch
 
     return torch.optim.RAdam(params, lr=lr, weight_decay=s.weight_decay, foreach=True, capturable=graph)
@@ -58,7 +67,7 @@ OPTIMIZERS: dict[str, Optimizer] = {
 }
 
 
-def make_optimizer(params: list["Tensor"], settings: "TrainSettings", graph: bool = False) -> "torch.optim.Optimizer":
+def make_optimizer(params: list["Tensor"], settings: "OptimizerSettings", graph: bool = False) -> "torch.optim.Optimizer":
     import torch
 
     if settings.optimizer not in OPTIMIZERS:

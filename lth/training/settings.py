@@ -9,28 +9,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from lth.core.config import check_choices, setting
+from lth.core.config import check_choices, registry, setting
 from lth.core.errors import LthError
-from lth.core.steps import Step
-
-
-def _optimizers():
-    from lth.training.optimizers import OPTIMIZERS
-
-    return OPTIMIZERS
-
-
-def _precisions():
-    from lth.training.precision import PRECISIONS
-
-    return PRECISIONS
+from lth.core.durations import Step
 
 
 @dataclass(frozen=True)
 class TrainSettings:
     """How one round trains: optimizer, schedule, batch size, duration, evaluation cadence, precision."""
 
-    optimizer: str = setting("adam", "Optimizer.", choices=_optimizers, inline=True)
+    optimizer: str = setting("adam", "Optimizer.", choices=registry("lth.training.optimizers", "OPTIMIZERS"), inline=True)
     lr: float = setting(1.2e-3, "Learning rate.")
     batch_size: int = setting(60, "Batch size (the last partial batch of an epoch is dropped).")
     duration: str = setting("50ep", "Training length of a round: a step string such as '50ep', '30000it', "
@@ -42,7 +30,7 @@ class TrainSettings:
     milestones: tuple[str, ...] = setting((), "Steps at which the learning rate is multiplied by gamma.")
     gamma: float = setting(0.1, "Learning-rate factor at each milestone.")
     eval_every: str = setting("100it", "Evaluate on the validation and test sets every this many steps.")
-    precision: str = setting("fp32", "Precision of forward and backward passes.", choices=_precisions, inline=True)
+    precision: str = setting("fp32", "Precision of forward and backward passes.", choices=registry("lth.training.precision", "PRECISIONS"), inline=True)
 
     def validate(self) -> "TrainSettings":
         """Every value in its valid range; raises LthError naming the first bad one."""

@@ -25,7 +25,7 @@ from lth.training.sparse_schedule import METHODS, SparseSchedule
 __all__ = ["METHODS", "SparseSchedule", "DynamicSparsity", "SparseHooks", "dense_gradients"]
 
 if TYPE_CHECKING:
-    from lth.training.loop import TrainingLoop
+    from lth.training.state import LoopState
 
 STATE_KEY = "dynamic_sparsity"  # the hook's state in the loop's extras (saved with mid-round checkpoints)
 
@@ -45,7 +45,7 @@ class DynamicSparsity(Hook):
         self.generators = [torch.Generator().manual_seed(s) for s in seeds]
         self.history: list[list[dict]] = [[] for _ in methods]
 
-    def start(self, loop: "TrainingLoop") -> None:
+    def start(self, loop: "LoopState") -> None:
         params = loop.nets.params
         found = {id(w): j for j, w in enumerate(loop.weights)}  # the loop masks only tensors with a pruned weight
         self.index = {name: found[id(params[name])] for name in self.names if id(params[name]) in found}
@@ -62,19 +62,19 @@ class DynamicSparsity(Hook):
                 generator.set_state(state)
         self._save_state(loop)
 
-    def _save_state(self, loop: "TrainingLoop") -> None:
+    def _save_state(self, loop: "LoopState") -> None:
         """What a checkpoint must hold to resume the updates exactly: the live masks, the history, the draws."""
         loop.extras[STATE_KEY] = {"multipliers": loop.multipliers, "history": self.history,
                                   "generators": [g.get_state() for g in self.generators]}
 
-    def _layout_of(self, loop: "TrainingLoop", name: str) -> Tensor:
+    def _layout_of(self, loop: "LoopState", name: str) -> Tensor:
         """For each flat position of layer `name` in the loop's layout of one network (stacked MLPs store weights
         transposed), the flat index of the standard-layout element there."""
         shape, numel = self.shapes[name], math.prod(self.shapes[name])
         where = loop.nets.stack(name, [torch.arange(numel, dtype=torch.float64).view(shape)] * loop.count)
         return (where if loop.count == 1 else where[0]).reshape(-1).long()
 
-    def end(self, loop: "TrainingLoop") -> None:
+    def end(self, loop: "LoopState") -> None:
         """Each network's final mask (name -> bool tensor in the weight's own shape), for its record."""
         # a layer the distribution keeps dense (ERK's small layers) has nothing to move and stays dense
         self.final_masks = [{name: torch.ones(self.shapes[name], dtype=torch.bool) for name in self.names
@@ -91,7 +91,7 @@ class DynamicSparsity(Hook):
     def due(self, iteration: int) -> bool:
         return iteration % self.schedule.update_every == 0 and 0 < iteration < self.stop
 
-    def after_step(self, loop: "TrainingLoop") -> None:
+    def after_step(self, loop: "LoopState") -> None:
         if not self.due(loop.iteration) or all(m == "static" for m in self.methods):
             return
         grads = dense_gradients(loop) if "rigl" in self.methods else None
@@ -108,7 +108,7 @@ class DynamicSparsity(Hook):
                 self.history[i].append(update)
         self._save_state(loop)
 
-    def _update_layer(self, loop: "TrainingLoop", name: str, j: int, grads: list[Tensor] | None, fraction: float,
+    def _update_layer(self, loop: "LoopState", name: str, j: int, grads: list[Tensor] | None, fraction: float,
                       updates: list[dict]) -> None:
         """Drop and grow in layer `name` of every moving network at once (rows of one matrix: one topk for all of
         them runs faster than one per network)."""
@@ -149,7 +149,7 @@ class DynamicSparsity(Hook):
             if isinstance(state, Tensor) and state.shape == weight.shape:
                 state.view(loop.count, -1)[changed_rows, changed] = 0
 
-    def _update_nm_layer(self, loop: "TrainingLoop", name: str, j: int, grads: list[Tensor] | None,
+    def _update_nm_layer(self, loop: "LoopState", name: str, j: int, grads: list[Tensor] | None,
                          fraction: float, updates: list[dict]) -> None:
         """`_update_layer` under an N:M pattern, one network after another."""
         weight, multiplier = loop.weights[j], loop.multipliers[j]
@@ -238,7 +238,7 @@ class SparseHooks:
         return digest.hexdigest()[:16]
 
 
-def dense_gradients(loop: "TrainingLoop") -> list[Tensor]:
+def dense_gradients(loop: "LoopState") -> list[Tensor]:
     """Every sparse layer's gradient on the current batch, pruned positions included (RigL's growth score)."""
     from lth.training.loop import rows
 

@@ -1,5 +1,5 @@
 """What sparse training from scratch can do and when its masks move (lth.training.sparse), torch-free: the
-settings of params.yaml's `sparse_train` group (lth.engine.sparse_train) name these without loading torch."""
+settings of params.yaml's `sparse_train` group (lth.runs.sparse_train) name these without loading torch."""
 
 from __future__ import annotations
 

@@ -19,10 +19,10 @@ from lth.models import build_model
 from lth.models.base import has_convolutions
 from lth.training.batched import train_batched
 from lth.training.checkpoint import Checkpoint
-from lth.training.evaluation import TrainResult
 from lth.training.hooks import Hook, ProgressFn
-from lth.training.loop import DataParallel, train
+from lth.training.loop import train
 from lth.training.settings import TrainSettings
+from lth.training.state import DataParallel, TrainResult
 
 
 @dataclass

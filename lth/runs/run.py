@@ -15,15 +15,15 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol
 
 from lth.core import files
 from lth.core.errors import LthError
-from lth.engine.layout import Layout
-from lth.engine.params import DENSE_ROUND, round_index, round_key
-from lth.engine.settings import RunSettings
+from lth.runs.layout import Layout
+from lth.runs.params import DENSE_ROUND, round_index, round_key
+from lth.runs.settings import RunSettings
 
 if TYPE_CHECKING:
     from torch import Tensor, nn
 
     from lth.datasets import Splits
-    from lth.engine.params import PipelineParams
+    from lth.runs.params import PipelineParams
 
 State = dict[str, "Tensor"]
 
@@ -213,7 +213,7 @@ class Run:
         if self.splits is None:
             from lth.core import timing
             from lth.datasets import Splits
-            from lth.engine.settings import check_data
+            from lth.runs.settings import check_data
             from lth.training.device import resolve_device
 
             with timing.timed("data"):
@@ -229,8 +229,8 @@ class Run:
         return [key for key in [DENSE_ROUND, *self.rounds] if self.layout.round_metrics(key).is_file()]
 
     def record(self, key: str) -> dict:
-        """Round `key`'s record (lth.engine.records), in today's format whatever version wrote it."""
-        from lth.engine.records import read_record
+        """Round `key`'s record (lth.runs.records), in today's format whatever version wrote it."""
+        from lth.runs.records import read_record
 
         return read_record(self.layout.round_metrics(key))
 
@@ -250,7 +250,7 @@ class Run:
 def open_workspace(root: str | Path = ".", **options: Any) -> Run:
     """The DVC workspace at `root` as a Run, from its params.yaml."""
     from lth.core import timing
-    from lth.engine.params import load_params
+    from lth.runs.params import load_params
 
     timing.mark("ready")  # a stage has imported what it runs (benchmarks/pipeline_profile.py)
     layout = Layout(Path(root))
@@ -261,7 +261,7 @@ def open_workspace(root: str | Path = ".", **options: Any) -> Run:
 
 def open_run_dir(root: str | Path, **options: Any) -> Run:
     """A find-ticket run directory as a Run, from its settings.json; its rounds are those finished."""
-    from lth.engine.settings import from_dict
+    from lth.runs.settings import from_dict
 
     layout = Layout(Path(root))
     if not layout.settings_file.is_file():

@@ -43,7 +43,7 @@ class Layout:
     `fingerprint` (run directories) is the settings fingerprint saved into every tensor file and checked
     when it is read back, so a file of another run is refused; the DVC workspace has none, because DVC
     already ties each output to the params that made it. `older` are fingerprints the same settings had
-    under an earlier fingerprint formula (lth.engine.settings.RunSettings.fingerprints): files saved with
+    under an earlier fingerprint formula (lth.runs.settings.RunSettings.fingerprints): files saved with
     them are this run's too.
     """
 
@@ -60,7 +60,7 @@ class Layout:
         return None if self.fingerprint is None else (self.fingerprint, *self.older)
 
     @classmethod
-    def of_run(cls, root: str | Path, settings) -> "Layout":  # noqa: ANN001 - lth.engine.settings.RunSettings
+    def of_run(cls, root: str | Path, settings) -> "Layout":  # noqa: ANN001 - lth.runs.settings.RunSettings
         """A run directory's layout, knowing every fingerprint its settings have had."""
         current, *older = settings.fingerprints()
         return cls(Path(root), current, tuple(older))

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from torch import Tensor
 
     from lth.tasks.base import Task
-    from lth.training.evaluation import TrainResult
+    from lth.training.state import TrainResult
     from lth.training.trainer import Network
 
 TICKET = "ticket"  # the arm name of a trial's ticket; controls are named after lth.pruning.controls.CONTROLS

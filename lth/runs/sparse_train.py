@@ -57,7 +57,7 @@ class SparseTrainSettings:
 
     def validate(self, where: str = "sparse_train") -> "SparseTrainSettings":
         from lth.core.config import check_choices
-        from lth.core.steps import Step
+        from lth.core.durations import Step
 
         check_choices(self)
         for values, what in ((self.methods, "methods"), (self.distributions, "distributions"),

@@ -14,9 +14,9 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping
 
-from lth.core.config import build, check_choices, plain, setting
+from lth.core.config import build, check_choices, plain, registry, setting
 from lth.core.errors import LthError
-from lth.core.steps import Step
+from lth.core.durations import Step
 from lth.pruning.settings import PruneSettings
 from lth.training.settings import TrainSettings
 
@@ -27,24 +27,6 @@ MAX_TRIALS = 64
 FINGERPRINT_VERSION = "2-"  # fingerprints of non-default settings; version 1 (no prefix) hashed every setting
 SETTINGS_SINCE_V1 = ("task",)  # settings added after version 1: an older run has them at their default
 MAX_SEED = 2**62  # derived seeds stay below 2**62; torch generators take at most 2**64 - 1 (we add 1)
-
-
-def _models():
-    from lth.models import MODELS
-
-    return MODELS
-
-
-def _datasets():
-    from lth.datasets import DATASETS
-
-    return DATASETS
-
-
-def _tasks():
-    from lth.tasks import TASK_CHOICES
-
-    return TASK_CHOICES
 
 
 def _user_model():
@@ -59,63 +41,33 @@ def _user_dataset():
     return (lambda name: is_reference(name) or is_data_file(name)), DATA_FORMS
 
 
-def _criteria():
-    from lth.pruning.criteria import CRITERIA
-
-    return CRITERIA
-
-
-def _kept_actions():
-    from lth.pruning.actions import KEPT_ACTIONS
-
-    return KEPT_ACTIONS
-
-
-def _pruned_actions():
-    from lth.pruning.actions import PRUNED_ACTIONS
-
-    return PRUNED_ACTIONS
-
-
-def _controls():
-    from lth.pruning.controls import CONTROLS
-
-    return CONTROLS
-
-
-def _granularities():
-    from lth.pruning.prune import GRANULARITIES
-
-    return GRANULARITIES
-
-
 @dataclass(frozen=True)
 class RunSettings:
     """Everything that determines the results of a lottery-ticket run."""
 
     model: str = setting("lenet-300-100", "Model: a registered name (`lth list models`), or your own "
                                           "package.module:callable or path/to/file.py:callable.",
-                         choices=_models, beyond=_user_model())
+                         choices=registry("lth.models", "MODELS"), beyond=_user_model())
     dataset: str = setting("mnist-5k", "Dataset: a registered name (`lth list datasets`), a .npz/.pt file of arrays, "
-                                       "or package.module:callable.", choices=_datasets, beyond=_user_dataset())
+                                       "or package.module:callable.", choices=registry("lth.datasets", "DATASETS"), beyond=_user_dataset())
     task: str = setting("auto", "What the network learns (lth.tasks): auto infers it from the targets (integer labels: "
-                                "classification; floats: regression).", choices=_tasks, inline=True)
+                                "classification; floats: regression).", choices=registry("lth.tasks", "TASK_CHOICES"), inline=True)
     seed: int = setting(0, "Seed of θ0, data order and tie-breaking.")
     criterion: str = setting("large_final", "Mask criterion: how a weight is scored (`lth list criteria`).",
-                             choices=_criteria)
+                             choices=registry("lth.pruning.criteria", "CRITERIA"))
     mask1_action: str = setting("reset", "Mask-1 action on kept weights when rewinding (`lth list actions`).",
-                                choices=_kept_actions, label="mask-1 action")
+                                choices=registry("lth.pruning.actions", "KEPT_ACTIONS"), label="mask-1 action")
     mask0_action: str = setting("zero", "Mask-0 action on pruned weights (`lth list actions`).",
-                                choices=_pruned_actions, label="mask-0 action")
+                                choices=registry("lth.pruning.actions", "PRUNED_ACTIONS"), label="mask-0 action")
     rewind: str = setting("0it", "Rewind step k: kept weights restart from their value at this step of the dense "
                                  "run (needs mask-1 action 'rewind').")
     trials: int = setting(1, "Independent trials (own θ0, data order, masks), trained together.")
     controls: tuple[str, ...] = setting((), "Control arms trained beside each ticket from round 1.",
-                                        choices=_controls, label="control", inline=True)
+                                        choices=registry("lth.pruning.controls", "CONTROLS"), label="control", inline=True)
     train: TrainSettings = setting(default_factory=TrainSettings)
     prune: PruneSettings = setting(default_factory=PruneSettings)
     pruning: str = setting("unstructured", "What a pruned unit is (lth compact makes structured tickets smaller).",
-                           choices=_granularities, inline=True)
+                           choices=registry("lth.pruning.prune", "GRANULARITIES"), inline=True)
 
     def for_trial(self, trial: int) -> "RunSettings":
         """One trial's settings: its own seed (θ0, data order, tie-breaking), no further trials or controls."""

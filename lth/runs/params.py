@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from lth.core.config import build, check_choices, setting
+from lth.core.config import build, check_choices, registry, setting
 from lth.core.errors import LthError
-from lth.core.steps import Step
-from lth.engine.settings import RunSettings, from_dict
+from lth.core.durations import Step
+from lth.runs.settings import RunSettings, from_dict
 from lth.pruning.at_init import load_settings as load_at_init_settings
 from lth.training.settings import DistributedSettings, SupermaskSettings
 
@@ -23,18 +23,12 @@ DENSE_ROUND = "r00"
 _ROUND_KEY = re.compile(r"^r(\d{2,})$")
 
 
-def _devices():
-    from lth.training.device import DEVICES
-
-    return DEVICES
-
-
 @dataclass(frozen=True)
 class WorkspaceSettings:
     """What the pipeline needs beyond the run settings; none of it changes results."""
 
     dataset_dir: str = setting("data/datasets", "Directory holding (or receiving) the dataset files.")
-    device: str = setting("auto", "Where training runs.", choices=_devices, inline=True)
+    device: str = setting("auto", "Where training runs.", choices=registry("lth.training.device", "DEVICES"), inline=True)
     checkpoint_every: str = setting("2000it", "A train stage saves its state this often, so an interrupted one "
                                               "resumes mid-round ('0it': only when interrupted).")
 
@@ -42,7 +36,7 @@ class WorkspaceSettings:
 @dataclass(frozen=True)
 class SourceSettings:
     """What DVC watches for the model's and the dataset's own code or file (deps in dvc.yaml), so a stage reruns
-    when the researcher's code or data it uses changes (lth.engine.sources checks they cover it)."""
+    when the researcher's code or data it uses changes (lth.runs.sources checks they cover it)."""
 
     model: str = setting("lth/models", "The model's code, a file or folder of this workspace (your own: e.g. "
                                        "nets.py): a dep of every stage that builds the model.")
@@ -61,7 +55,7 @@ class PipelineParams:
     device: str
     rounds: dict[str, str]  # round -> the round it continues from
     supermask: SupermaskSettings = field(default_factory=SupermaskSettings)
-    checkpoint_every: str = "2000it"
+    checkpoint_every: str = WorkspaceSettings.checkpoint_every  # the declared default
     distributed: DistributedSettings = field(default_factory=DistributedSettings)  # train.distributed
     sources: SourceSettings = field(default_factory=SourceSettings)
 
@@ -173,7 +167,7 @@ def load_params(path: str | Path = "params.yaml") -> PipelineParams:
     if "prune_at_init" in data:
         load_at_init_settings(data["prune_at_init"], f"{path}: prune_at_init")
     if "sparse_train" in data:
-        from lth.engine.sparse_train import load_settings as load_sparse_settings
+        from lth.runs.sparse_train import load_settings as load_sparse_settings
 
         load_sparse_settings(data["sparse_train"], f"{path}: sparse_train")
     check_workspace_sources(settings, sources, data.get("experiments"), path)
@@ -183,7 +177,7 @@ def load_params(path: str | Path = "params.yaml") -> PipelineParams:
 
 def check_workspace_sources(settings: RunSettings, sources: SourceSettings, experiments: Any, path: Path) -> None:
     """`sources` cover the workspace files the model and the datasets (the run's, the transfer experiment's) use."""
-    from lth.engine.sources import check_sources
+    from lth.runs.sources import check_sources
 
     root = path.resolve().parent
     check_sources(settings.model, "model", sources.model, root, str(path))

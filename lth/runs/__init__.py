@@ -1,0 +1,1 @@
+"""The run model: settings, params.yaml, the on-disk layout, records and sources of one run."""
