@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from filelock import FileLock
 
 
 def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
@@ -167,3 +168,43 @@ class RunFiles:
 
     def checkpoint(self, r: int) -> Path:
         return self.layout.checkpoint(f"r{r:02d}")
+
+
+@pytest.fixture(scope="session")
+def tiny_repro(tmp_path_factory) -> Path:
+    """The tiny DVC project (test_pipeline.tiny_project: 2 rounds) after its first `dvc repro`, made once per
+    test session and shared by the xdist workers (a lock: the first worker makes it, the others wait for it);
+    `repro_copy` gives each test its own copy to change. Its folder holds `first-repro.txt`, DVC's output."""
+    from test_pipeline import sh, tiny_project
+
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # the session's folder, above each worker's own
+    made = shared / "tiny-repro"
+    with FileLock(str(shared / "tiny-repro.lock")):
+        if not (made / "done").is_file():
+            root = tiny_project(made / "project")
+            (made / "first-repro.txt").write_text(sh(root, "dvc", "repro"))
+            sh(root, "git", "add", "-A")
+            sh(root, "git", "commit", "-qm", "baseline results")
+            (made / "done").write_text("")
+    return made
+
+
+def repro_copy(tiny_repro: Path, where: Path) -> Path:
+    """A copy of the reproduced tiny project (git history, DVC cache and outputs) at `where`, to change freely."""
+    import shutil
+
+    shutil.copytree(tiny_repro / "project", where, symlinks=True)
+    return where
+
+
+def pytest_collection_modifyitems(items: list) -> None:
+    """Longest first, so two xdist workers end together: the test that makes `tiny_repro` leads (the other
+    worker meanwhile runs the rest), then the tests marked heavy; the other `tiny_repro` users come a third
+    of the way in, when the shared project is ready, so no worker waits for it."""
+    repro = [item for item in items if "tiny_repro" in getattr(item, "fixturenames", ())]
+    heavy = [item for item in items if item.get_closest_marker("heavy") and item not in repro]
+    rest = [item for item in items if item not in repro and item not in heavy]
+    third = len(rest) // 3
+    items[:] = repro[:1] + heavy + rest[:third] + repro[1:] + rest[third:]

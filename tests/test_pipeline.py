@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from conftest import repro_copy
 
 from lth.core.errors import LthError
 from lth.runs.params import load_params, parse_rounds, rounds_yaml
@@ -71,9 +72,9 @@ def tiny_project(root: Path, rounds: int = 2, **changes) -> Path:
     return root
 
 
-def test_pipeline_repro_cache_reuse_and_added_round(tmp_path):
-    root = tiny_project(tmp_path / "project")
-    first = sh(root, "dvc", "repro")
+def test_pipeline_first_repro_runs_every_stage_and_equals_the_cli_runner(tiny_repro, tmp_path):
+    first = (tiny_repro / "first-repro.txt").read_text()
+    root = repro_copy(tiny_repro, tmp_path / "project")
     assert {"exp_transfer", "exp_transfer_domains", "exp_combine", "exp_removal", "exp_optimizers", "exp_perturb", "exp_stability",
             "code", "prepare", "init", "rewind_point", "early_bird", "train_dense", "score@r01", "mask@r01", "rewind@r01", "train@r01",
             "score@r02", "mask@r02", "rewind@r02", "train@r02", "supermask", "summary", "report",
@@ -111,13 +112,19 @@ def test_pipeline_repro_cache_reuse_and_added_round(tmp_path):
     # nothing changed: nothing runs
     assert ran(sh(root, "dvc", "repro")) == set()
 
-    sh(root, "git", "add", "-A")
-    sh(root, "git", "commit", "-qm", "baseline results")
+
+def test_pipeline_other_criteria_rerun_what_they_change_and_experiments_compare(tiny_repro, tmp_path):
+    """`dvc exp run -S criterion=...` reruns the rounds but not the dense round; the experiments side by side
+    (exp-table, the README's recipes, the report over every experiment). The exp runs target the summary:
+    the experiment stages downstream of the rounds are shown rerunning in the other tests."""
+    from lth.core import files
+
+    root = repro_copy(tiny_repro, tmp_path / "project")
     mask_file = lambda r: root / "data" / "rounds" / r / "mask" / "trial-0.pt"  # noqa: E731
     baseline_masks = {r: mask_file(r).read_bytes() for r in ("r01", "r02")}
 
     # another criterion: the dense round does not depend on it and comes from DVC's cache
-    movement = sh(root, "dvc", "exp", "run", "-S", "criterion=movement")
+    movement = sh(root, "dvc", "exp", "run", "-S", "criterion=movement", "summary")
     assert "Stage 'train_dense' didn't change, skipping" in movement
     assert {"prepare", "init", "rewind_point", "train_dense"}.isdisjoint(ran(movement))
     assert {"score@r01", "mask@r01", "train@r02", "summary"} <= ran(movement)
@@ -132,19 +139,12 @@ def test_pipeline_repro_cache_reuse_and_added_round(tmp_path):
     assert "metrics/per_round.json" in text and "r01.end_test_loss" in text
 
     # Zhou et al.'s signed constant on top: only the rewind and later stages re-run
-    signed = sh(root, "dvc", "exp", "run", "-S", "criterion=movement", "-S", "mask1_action=signed_constant")
+    signed = sh(root, "dvc", "exp", "run", "-S", "criterion=movement", "-S", "mask1_action=signed_constant", "summary")
     assert {"score@r01", "mask@r01", "train_dense"}.isdisjoint(ran(signed)) and "rewind@r01" in ran(signed)
     start = files.load_tensors(root / "data" / "rounds" / "r01" / "start" / "trial-0.pt", "weights")
     assert start["fc1.weight"][start["fc1.weight"] != 0].abs().unique().numel() == 1
-
-    # one more round: only its four stages (and the summary) run
-    more = sh(root, "dvc", "exp", "run", "-S", "+rounds.r03.prev=r02")
-    # (and the transfer curve, which depends on the whole data/rounds: DVC cannot list the rounds params.yaml names)
-    assert ran(more) == {"score@r03", "mask@r03", "rewind@r03", "train@r03", "summary", "report", "exp_transfer_domains"}
-    assert "r03" in json.loads((root / "metrics" / "per_round.json").read_text())
-    assert "Test accuracy vs weights remaining" in sh(root, "dvc", "plots", "show", "--json")
-    assert "Per-layer weights remaining" in sh(root, "dvc", "plots", "show", "--json")
-    assert (root / "report" / "by_sparsity.png").is_file() and (root / "report" / "masks.png").is_file()
+    more = sh(root, "dvc", "exp", "run", "-S", "+rounds.r03.prev=r02", "summary")
+    assert {"score@r03", "mask@r03", "rewind@r03", "train@r03", "summary"} == ran(more)
 
     # the experiments side by side in 80 columns, piped as into a log
     table = subprocess.run([sys.executable, "-m", "lth", "exp-table"], cwd=root, capture_output=True, text=True,
@@ -183,6 +183,21 @@ def test_pipeline_repro_cache_reuse_and_added_round(tmp_path):
     assert compare.groupby("run")["round"].max().max() == 3  # the experiment with the added round
     assert (compare.loc[compare["round"] == 0, "ticket_early_stop_test_acc"].nunique()) == 1  # every experiment shares the dense round
 
+
+def test_pipeline_added_round_and_other_groups_rerun_exactly_their_stages(tiny_repro, tmp_path):
+    """One more round, another transfer curve, pruning at init and sparse training at other targets, early-bird,
+    then fewer rounds again: each `dvc exp run` runs exactly the stages whose params or inputs changed."""
+    root = repro_copy(tiny_repro, tmp_path / "project")
+
+    # one more round: only its four stages (and the summary) run
+    more = sh(root, "dvc", "exp", "run", "-S", "+rounds.r03.prev=r02")
+    # (and the transfer curve, which depends on the whole data/rounds: DVC cannot list the rounds params.yaml names)
+    assert ran(more) == {"score@r03", "mask@r03", "rewind@r03", "train@r03", "summary", "report", "exp_transfer_domains"}
+    assert "r03" in json.loads((root / "metrics" / "per_round.json").read_text())
+    assert "Test accuracy vs weights remaining" in sh(root, "dvc", "plots", "show", "--json")
+    assert "Per-layer weights remaining" in sh(root, "dvc", "plots", "show", "--json")
+    assert (root / "report" / "by_sparsity.png").is_file() and (root / "report" / "masks.png").is_file()
+
     # the transfer curve with other settings: only its stage and the report run
     curve = sh(root, "dvc", "exp", "run", "-S", "experiments.transfer_domains.trials=1")
     assert ran(curve) == {"exp_transfer_domains", "report"}
@@ -219,15 +234,6 @@ def test_pipeline_repro_cache_reuse_and_added_round(tmp_path):
     assert "headline.rigl erk 5%.early_stop_test_acc" in diff
     assert (root / "report" / "sparse_train.png").is_file() and (root / "report" / "sparse_vs_tickets.csv").is_file()
 
-    # early-bird on: every train stage reruns, the dense round included (its checks now draw masks); a new
-    # criterion reached the dense round above only through data/early_bird.json, which stayed unchanged
-    early = sh(root, "dvc", "exp", "run", "-S", "prune.early_bird=true")
-    assert {"early_bird", "train_dense", "train@r01", "train@r02", "train@r03"} <= ran(early)
-    dense = json.loads((root / "metrics" / "rounds" / "r00.json").read_text())["networks"][0]
-    assert dense["early_bird"]["distances"], dense["early_bird"]
-    compute = json.loads((root / "metrics" / "per_round.json").read_text())["r03"]["compute"]
-    assert compute["to_ticket_iterations"] < compute["total_iterations"]
-
     # fewer rounds again (3 -> 2): the results of r03 leave the workspace, and DVC sees nothing to do
     from lth.runs.params import read_yaml
 
@@ -239,6 +245,15 @@ def test_pipeline_repro_cache_reuse_and_added_round(tmp_path):
     assert not (root / "metrics" / "rounds" / "r03.json").exists() and not (root / "data" / "rounds" / "r03").exists()
     assert "r03" not in json.loads((root / "metrics" / "per_round.json").read_text())
     assert ran(sh(root, "dvc", "repro")) == set() and "up to date" in sh(root, "dvc", "status")
+
+    # early-bird on: every train stage reruns, the dense round included (its checks now draw masks; other
+    # settings reach the dense round only through data/early_bird.json, unchanged until now)
+    early = sh(root, "dvc", "exp", "run", "-S", "prune.early_bird=true", "summary")
+    assert {"early_bird", "train_dense", "train@r01", "train@r02"} <= ran(early)
+    dense = json.loads((root / "metrics" / "rounds" / "r00.json").read_text())["networks"][0]
+    assert dense["early_bird"]["distances"], dense["early_bird"]
+    compute = json.loads((root / "metrics" / "per_round.json").read_text())["r02"]["compute"]
+    assert compute["to_ticket_iterations"] < compute["total_iterations"]
 
 
 @pytest.mark.heavy

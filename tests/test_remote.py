@@ -9,30 +9,21 @@ from __future__ import annotations
 
 import re
 
-import yaml
-
-from test_pipeline import ran, sh, tiny_project
+from conftest import repro_copy
+from test_pipeline import ran, sh
 
 
 def restored(output: str) -> set[str]:
     return set(re.findall(r"Stage '([^']+)' is cached - skipping run", output))
 
 
-def test_second_clone_reruns_nothing_after_pulling_the_run_cache(tmp_path):
-    a = tiny_project(tmp_path / "a", rounds=1)
-    params = yaml.safe_load((a / "params.yaml").read_text())
-    params["controls"] = []
-    params["train"].update(duration="20it", eval_every="10it")
-    params["supermask"].update(duration="10it", eval_every="10it")
-    (a / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    sh(a, "dvc", "remote", "add", "-d", "shared", str(tmp_path / "remote"))
-    sh(a, "git", "add", "params.yaml", ".dvc/config")
-    sh(a, "git", "commit", "-qm", "tiny params, shared remote")
-
-    stages = ran(sh(a, "dvc", "repro"))
+def test_second_clone_reruns_nothing_after_pulling_the_run_cache(tiny_repro, tmp_path):
+    a = repro_copy(tiny_repro, tmp_path / "a")  # machine A ran the whole pipeline (first-repro.txt)
+    stages = ran((tiny_repro / "first-repro.txt").read_text())
     assert {"prepare", "train_dense", "train@r01", "summary", "report", "exp_transfer"} <= stages
-    sh(a, "git", "add", "-A")
-    sh(a, "git", "commit", "-qm", "results")
+    sh(a, "dvc", "remote", "add", "-d", "shared", str(tmp_path / "remote"))
+    sh(a, "git", "add", ".dvc/config")
+    sh(a, "git", "commit", "-qm", "shared remote")
     sh(a, "dvc", "push", "--run-cache")
 
     b = tmp_path / "b"

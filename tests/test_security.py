@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import select
 import shutil
 import socket
 import stat
@@ -55,14 +56,17 @@ def shared_tmp():
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def listen_as(uid: int, gid: int, path: Path, seconds: float = 8.0, make_dir: bool = False) -> tuple[int, int]:
-    """A listener at `path` running as another user (a forked child with its uid); returns (pid, pipe) whose
-    pipe reports what it received: 'nothing', or 'connected:' and every byte sent to it."""
+def listen_as(uid: int, gid: int, path: Path, seconds: float = 30.0, make_dir: bool = False) -> tuple[int, int, int]:
+    """A listener at `path` running as another user (a forked child with its uid); returns (pid, pipe, stop) whose
+    pipe reports what it received: 'nothing', or 'connected:' and every byte sent to it. It listens until
+    `heard` tells it through `stop` that the stages under test have finished (at most `seconds`)."""
     read, write = os.pipe()
+    stop_read, stop_write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the other user's process
         try:
             os.close(read)
+            os.close(stop_write)
             os.setgroups([])
             os.setgid(gid)
             os.setuid(uid)
@@ -72,26 +76,39 @@ def listen_as(uid: int, gid: int, path: Path, seconds: float = 8.0, make_dir: bo
             listener.bind(str(path))
             os.chmod(path, 0o777)
             listener.listen(4)
-            listener.settimeout(seconds)
             os.write(write, b"ready\n")
             got = b"nothing"
             try:
-                conn, _ = listener.accept()
-                conn.settimeout(seconds)
-                got = b"connected:"
-                while chunk := conn.recv(65536):
-                    got += chunk
+                # a connection made before the stop is already queued: select reports the listener readable
+                readable, _, _ = select.select([listener], [], [], 0) or ([], [], [])
+                if not readable:
+                    readable, _, _ = select.select([listener, stop_read], [], [], seconds)
+                    if stop_read in readable:
+                        readable, _, _ = select.select([listener], [], [], 0)
+                if listener in readable:
+                    conn, _ = listener.accept()
+                    conn.settimeout(seconds)
+                    got = b"connected:"
+                    while chunk := conn.recv(65536):
+                        got += chunk
             except OSError:
                 pass
             os.write(write, got)
         finally:
             os._exit(0)
     os.close(write)
+    os.close(stop_read)
     assert os.read(read, 6) == b"ready\n"
-    return pid, read
+    return pid, read, stop_write
 
 
-def heard(pid: int, pipe: int) -> bytes:
+def heard(pid: int, pipe: int, stop: int) -> bytes:
+    """What the listener received, once told that every stage under test has finished."""
+    try:
+        os.write(stop, b"x")
+    except BrokenPipeError:  # it has finished already (a connection came and went)
+        pass
+    os.close(stop)
     os.waitpid(pid, 0)
     data = b""
     while chunk := os.read(pipe, 65536):
@@ -133,20 +150,20 @@ def key() -> str:
 def test_a_listener_at_the_old_predictable_address_hears_nothing(intruder, shared_tmp, tmp_path):
     """Before, a stage connected to $TMPDIR/lth-warm-<uid>-<key>.sock whoever listened there, and sent it its
     whole environment."""
-    pid, pipe = listen_as(*intruder, shared_tmp / f"lth-warm-{os.getuid()}-{key()}.sock")
+    pid, pipe, stop = listen_as(*intruder, shared_tmp / f"lth-warm-{os.getuid()}-{key()}.sock")
     assert warm_client(shared_tmp) == "cold"
     result = run_code_stage(shared_tmp, tmp_path)
     assert result.returncode == 0 and "code fingerprints of" in result.stdout, result.stderr
-    assert heard(pid, pipe) == b"nothing"
+    assert heard(pid, pipe, stop) == b"nothing"
 
 
 def test_a_private_folder_squatted_by_another_user_is_not_used(intruder, shared_tmp, tmp_path):
     squat = shared_tmp / f"lth-{os.getuid()}"
-    pid, pipe = listen_as(*intruder, squat / f"warm-{key()}.sock", make_dir=True)
+    pid, pipe, stop = listen_as(*intruder, squat / f"warm-{key()}.sock", make_dir=True)
     assert warm_client(shared_tmp) == "cold"
     result = run_code_stage(shared_tmp, tmp_path)
     assert result.returncode == 0 and "code fingerprints of" in result.stdout, result.stderr
-    assert heard(pid, pipe) == b"nothing"
+    assert heard(pid, pipe, stop) == b"nothing"
     assert not list(squat.glob("warm-*.pid"))  # no server of ours was started in it either
 
 
@@ -154,11 +171,11 @@ def test_a_server_of_another_uid_in_our_folder_gets_no_byte(intruder, shared_tmp
     """The folder is ours (0700), but the process listening in it runs as somebody else: SO_PEERCRED says so, and
     the stage says nothing to it."""
     private = shared_tmp / f"lth-{os.getuid()}"
-    pid, pipe = listen_as(*intruder, private / f"warm-{key()}.sock", make_dir=True)
+    pid, pipe, stop = listen_as(*intruder, private / f"warm-{key()}.sock", make_dir=True)
     os.chown(private, os.getuid(), os.getgid())
     os.chmod(private, 0o700)
     assert warm_client(shared_tmp) == "cold"
-    assert heard(pid, pipe) == b"connected:"  # it accepted the connection and received nothing at all
+    assert heard(pid, pipe, stop) == b"connected:"  # it accepted the connection and received nothing at all
     result = run_code_stage(shared_tmp, tmp_path)
     assert result.returncode == 0 and "code fingerprints of" in result.stdout, result.stderr
 
