@@ -18,11 +18,12 @@ from lth.core.errors import LthError, unknown_choice
 from lth.core.fractions import HELP as FRACTIONS, parse_fraction
 from lth.datasets_cli import app as datasets_app
 from lth.experiments.cli import app as experiment_app
-from lth.pruning.at_init import CONTROLS as AT_INIT_CONTROLS, METHODS as AT_INIT_METHODS, PruneAtInitSettings
+from lth.pruning.at_init import PruneAtInitSettings
 from lth.pruning.prune import GRANULARITIES, METHODS
+from lth.runs.sparse_train import SparseTrainSettings
 from lth.training.settings import DistributedSettings, SupermaskSettings
 from lth.ui import (PAPER, Exposed, ProgressReporter, changes, console, err_console, option, registry_table, run_name,
-                    setting_help, training_length, with_parameters)
+                    training_length, values, with_parameters)
 
 app = typer.Typer(
     help="Lottery tickets: find sparse trainable sub-networks (Frankle & Carbin; Zhou et al.). "
@@ -347,35 +348,39 @@ def summary_table(records: list[dict]) -> Table:
     return table
 
 
+# sparse-train's parameters: the networks and their mask-update schedule (params.yaml's sparse_train:
+# lth.runs.sparse_train.SparseTrainSettings), the run's model, data and training (RunSettings), and what is no setting.
+SPARSE_TRAIN = (
+    Exposed("model", required=True),
+    Exposed("dataset", required=True),
+    Exposed("dataset_dir", argument=True, annotation=Path),
+    Exposed("methods", "method", of=SparseTrainSettings),
+    Exposed("distributions", "distribution", of=SparseTrainSettings),
+    Exposed("remaining", of=SparseTrainSettings),
+    Exposed("nm", of=SparseTrainSettings),
+    Exposed("trials", of=SparseTrainSettings, min=1),
+    Exposed("update_every", of=SparseTrainSettings, min=1),
+    Exposed("drop_fraction", of=SparseTrainSettings),
+    Exposed("stop_fraction", of=SparseTrainSettings),
+    option("epochs", Optional[int], typer.Option(None, help="Training length in epochs \\[default: the model's].")),
+    option("iterations", Optional[int], typer.Option(None, help="Training length in iterations.")),
+    Exposed("train.duration", shown=PAPER),
+    Exposed("train.eval_every"),
+    Exposed("seed"),
+    Exposed("device"),
+    # not the workspace's checkpoint_every (2000it): a sparse-train run saves its state only when interrupted
+    option("checkpoint_every", str, typer.Option("0it", help="Save the training state this often (a step string; "
+                                                             "0it: only when interrupted), so a rerun resumes it.")),
+    option("out", Path, typer.Option(Path("runs/sparse-train.json"), help="Results JSON (a summary and one entry per "
+                                     "network); OUT's .details.json and .masks.pt beside it hold update histories, "
+                                     "curves and final masks.")),
+    option("force", bool, typer.Option(False, "--force", help="Replace a result at --out made with other settings.")),
+)
+
+
 @app.command("sparse-train")
-def sparse_train(
-    model: str = typer.Argument(..., help="A registered model or your own (package.module:callable, file.py:callable)."),
-    dataset: str = typer.Argument(..., help="A registered dataset or your own (.npz/.pt file, package.module:callable)."),
-    dataset_dir: Path = typer.Argument(Path("data/datasets"), help=setting_help("dataset_dir")),
-    method: Optional[List[str]] = typer.Option(None, help="static | set | rigl; repeat \\[default: all three]."),
-    distribution: Optional[List[str]] = typer.Option(None, help="uniform | erk | erk-power; repeat \\[default: erk]."),
-    remaining: Optional[List[str]] = typer.Option(None, help="Fraction of weights kept, e.g. 10% or 0.1; repeat "
-                                                            "\\[default: 10%, 3.5%, 1%]."),
-    nm: str = typer.Option("", help="N:M masks instead of --remaining/--distribution, e.g. 2:4 (N kept in every M "
-                                    "consecutive input weights of every layer)."),
-    trials: int = typer.Option(2, min=1, help="Seeds per network (own θ0 and starting mask)."),
-    update_every: int = typer.Option(100, min=1, help="ΔT: optimizer steps between mask updates."),
-    drop_fraction: float = typer.Option(0.3, help="α: fraction of a layer's weights dropped at the first update "
-                                                  "(cosine decay to 0)."),
-    stop_fraction: float = typer.Option(0.75, help="No mask update after this fraction of training."),
-    epochs: Optional[int] = typer.Option(None, help="Training length in epochs \\[default: the model's]."),
-    iterations: Optional[int] = typer.Option(None, help="Training length in iterations."),
-    duration: Optional[str] = typer.Option(None, help="Training length as a step string."),
-    eval_every: Optional[str] = typer.Option(None, help="Evaluation cadence, a step string \\[default: 100it]."),
-    seed: int = typer.Option(0, help="Seed of θ0, the starting masks and the data order."),
-    device: str = typer.Option("auto", help=setting_help("device")),
-    checkpoint_every: str = typer.Option("0it", help="Save the training state this often (a step string; 0it: only "
-                                                     "when interrupted), so a rerun resumes it."),
-    out: Path = typer.Option(Path("runs/sparse-train.json"), help="Results JSON (a summary and one entry per "
-                                                                  "network); OUT's .details.json and .masks.pt beside it "
-                                                                  "hold update histories, curves and final masks."),
-    force: bool = typer.Option(False, "--force", help="Replace a result at --out made with other settings."),
-) -> None:
+@with_parameters(*SPARSE_TRAIN)
+def sparse_train(**given: Any) -> None:
     """Train sparse networks from scratch (static masks, SET, RigL) at a fraction of the weights, with a uniform
     or Erdős–Rényi-Kernel layer-wise allocation (or N:M masks): the other half of the field, beside the tickets.
     Interrupted (Ctrl-C), the same command resumes where it stopped. Under torchrun the processes share every
@@ -385,28 +390,24 @@ def sparse_train(
     from lth.datasets import load_dataset
     from lth.runs.settings import RunSettings, defaults_for
     from lth.experiments.sparse_train import made_with, run_settings, train_and_save
-    from lth.runs.sparse_train import SparseTrainSettings, load_settings
+    from lth.runs.sparse_train import load_settings
     from lth.tasks import get_task
     from lth.training.distributed import session
 
-    defaults = SparseTrainSettings()
-    exp = load_settings({"methods": method or list(defaults.methods),
-                         "distributions": distribution or list(defaults.distributions),
-                         "remaining": remaining or list(defaults.remaining), "nm": nm, "trials": trials,
-                         "update_every": update_every, "drop_fraction": drop_fraction, "stop_fraction": stop_fraction},
-                        "sparse-train")
-    length = training_length(duration, epochs, iterations)
-    changes = {"seed": seed, "train": {k: v for k, v in {"duration": length, "eval_every": eval_every or "100it"}.items()
-                                       if v is not None}}
-    settings = build(RunSettings, {"model": model, "dataset": dataset, **changes}, "sparse-train",
-                     defaults_for(model, dataset)).validate()
+    model, dataset, out, force = given["model"], given["dataset"], given["out"], given["force"]
+    exp = load_settings(values(SPARSE_TRAIN, given, SparseTrainSettings), "sparse-train")
+    length = training_length(given["duration"], given["epochs"], given["iterations"])
+    train = {"eval_every": given["eval_every"], **({"duration": length} if length is not None else {})}
+    settings = build(RunSettings, {"model": model, "dataset": dataset, "seed": given["seed"], "train": train},
+                     "sparse-train", defaults_for(model, dataset)).validate()
     identity = made_with(run_settings(settings, exp), exp, exp.methods)
     files.check_result(out, identity, force)
     stem = out.with_suffix("")
     # under torchrun (RANK / WORLD_SIZE set) rank 0 leads and the other ranks train beside it (data-parallel)
-    with session(device, "data") as processes:
+    with session(given["device"], "data") as processes:
         processes.check(settings.train)
-        splits = processes.prepare(lambda: load_dataset(dataset, dataset_dir, settings.task).to(processes.device))
+        splits = processes.prepare(lambda: load_dataset(dataset, given["dataset_dir"], settings.task)
+                                         .to(processes.device))
         if not processes.leader:
             processes.follow(splits)
             return
@@ -414,7 +415,7 @@ def sparse_train(
             result = files.read_json(out)  # finished before with these settings: nothing to train
         else:
             result = train_and_save(settings, splits, exp, exp.methods, out, Path(f"{stem}.details.json"),
-                                    Path(f"{stem}.masks.pt"), Path(f"{stem}.checkpoint.pt"), checkpoint_every,
+                                    Path(f"{stem}.masks.pt"), Path(f"{stem}.checkpoint.pt"), given["checkpoint_every"],
                                     session=processes if processes.size > 1 else None)
     metric = get_task(splits.task).headline
     table = Table(title=f"Sparse training from scratch: {model} on {dataset}, test {metric.name} at early stop "
@@ -568,29 +569,29 @@ def speed_table(rows: list[dict]) -> Table:
     return table
 
 
+# learn-supermask's parameters: how the mask is learned (lth.training.settings.SupermaskSettings), the model and
+# data (RunSettings, WorkspaceSettings), and what is no setting.
+LEARN_SUPERMASK = (
+    Exposed("model", required=True),
+    Exposed("dataset", required=True),
+    Exposed("dataset_dir", argument=True, annotation=Path),
+    Exposed("task"),
+    *(Exposed(name, of=SupermaskSettings) for name in ("weights", "lr", "batch_size")),
+    option("epochs", Optional[int], typer.Option(None, help="Training length in epochs.")),
+    option("iterations", Optional[int], typer.Option(None, help="Training length in iterations.")),
+    Exposed("duration", of=SupermaskSettings, shown="{}"),  # or --epochs / --iterations
+    *(Exposed(name, of=SupermaskSettings) for name in ("init_prob", "rescale", "eval_every")),
+    option("seed", int, typer.Option(0, min=0, help="Seed of θ0, data order and mask sampling.")),
+    Exposed("device"),
+    option("out", Optional[Path], typer.Option(None, help="Output directory \\[default: a folder of runs/ named by "
+                                                          "model, dataset and seed].")),
+    option("force", bool, typer.Option(False, "--force", help="Replace a result in --out made with other settings.")),
+)
+
+
 @app.command("learn-supermask")
-def learn_supermask(
-    model: str = typer.Argument(..., help=setting_help("model")),
-    dataset: str = typer.Argument(..., help=setting_help("dataset")),
-    dataset_dir: Path = typer.Argument(Path("data/datasets"), help=setting_help("dataset_dir")),
-    task: str = typer.Option("auto", help=setting_help("task")),
-    weights: str = typer.Option(SupermaskSettings.weights, help=setting_help("weights", of=SupermaskSettings)),
-    lr: float = typer.Option(SupermaskSettings.lr, help=setting_help("lr", of=SupermaskSettings)),
-    batch_size: int = typer.Option(SupermaskSettings.batch_size, help=setting_help("batch_size", of=SupermaskSettings)),
-    epochs: Optional[int] = typer.Option(None, help="Training length in epochs."),
-    iterations: Optional[int] = typer.Option(None, help="Training length in iterations."),
-    duration: Optional[str] = typer.Option(None, help=setting_help("duration", SupermaskSettings.duration,
-                                                                   of=SupermaskSettings)),
-    init_prob: float = typer.Option(SupermaskSettings.init_prob, help=setting_help("init_prob", of=SupermaskSettings)),
-    rescale: bool = typer.Option(SupermaskSettings.rescale, "--rescale/--no-rescale",
-                                 help=setting_help("rescale", of=SupermaskSettings)),
-    eval_every: str = typer.Option(SupermaskSettings.eval_every, help=setting_help("eval_every", of=SupermaskSettings)),
-    seed: int = typer.Option(0, min=0, help="Seed of θ0, data order and mask sampling."),
-    device: str = typer.Option("auto", help=setting_help("device")),
-    out: Optional[Path] = typer.Option(None, help="Output directory "
-                                                  "\\[default: a folder of runs/ named by model, dataset and seed]."),
-    force: bool = typer.Option(False, "--force", help="Replace a result in --out made with other settings."),
-) -> None:
+@with_parameters(*LEARN_SUPERMASK)
+def learn_supermask(**given: Any) -> None:
     """Learn a supermask: weights frozen at θ0 (or signed constant), a Bernoulli mask trained by straight-through."""
     from lth.core import files
     from lth.datasets import load_dataset
@@ -599,14 +600,14 @@ def learn_supermask(
     from lth.training.device import resolve_device
     from lth.training.supermask import learn_supermask as learn
 
+    model, dataset, seed, out = given["model"], given["dataset"], given["seed"], given["out"]
     get_model_spec(model)
-    settings = SupermaskSettings(weights=weights, lr=lr, batch_size=batch_size,
-                                 duration=training_length(duration, epochs, iterations) or SupermaskSettings.duration,
-                                 init_prob=init_prob, rescale=rescale, eval_every=eval_every).validate()
-    splits = load_dataset(dataset, dataset_dir, task).to(resolve_device(device))
+    given["duration"] = training_length(given["duration"], given["epochs"], given["iterations"])
+    settings = SupermaskSettings(**values(LEARN_SUPERMASK, given, SupermaskSettings)).validate()
+    splits = load_dataset(dataset, given["dataset_dir"], given["task"]).to(resolve_device(given["device"]))
     out = out or Path("runs") / run_name("supermask", model, dataset, f"seed{seed}")
     made_with = {"model": model, "dataset": dataset, "task": splits.task, "seed": seed, "supermask": settings}
-    files.check_result(out / "supermask.json", made_with, force)
+    files.check_result(out / "supermask.json", made_with, given["force"])
     with ProgressReporter(False) as reporter:
         reporter.begin(f"supermask ({settings.weights})")
         result = learn(model, splits, settings, seed, progress=reporter.progress)
@@ -624,33 +625,36 @@ def learn_supermask(
     console.print(f"mask and metrics: {out}")
 
 
+# prune-at-init's parameters: the methods, their controls and SynFlow's rounds (params.yaml's prune_at_init:
+# lth.pruning.at_init.PruneAtInitSettings), the run's settings (RunSettings), and what is no setting. --remaining
+# takes several fractions where params.yaml's prune_at_init.remaining is one: its default is the declared one.
+PRUNE_AT_INIT = (
+    Exposed("model", required=True),
+    Exposed("dataset", required=True),
+    Exposed("dataset_dir", argument=True, annotation=Path),
+    Exposed("task"),
+    Exposed("methods", "method", of=PruneAtInitSettings),
+    option("remaining", Optional[List[str]], typer.Option(None, help=f"Weights kept: {FRACTIONS}; repeat for several "
+                                                                     f"\\[default: {PruneAtInitSettings.remaining}].")),
+    Exposed("controls", "control", of=PruneAtInitSettings, note="none: no control."),
+    Exposed("synflow_rounds", of=PruneAtInitSettings),
+    Exposed("trials"),
+    option("epochs", Optional[int], typer.Option(None, help="Training length in epochs.")),
+    option("iterations", Optional[int], typer.Option(None, help="Training length in iterations.")),
+    Exposed("train.duration", shown=PAPER),
+    Exposed("seed"),
+    Exposed("device"),
+    option("out", Optional[Path], typer.Option(None, help="Output directory: results in OUT/metrics/prune_at_init/"
+                                                          "METHOD.json \\[default: a folder of runs/ named by model, "
+                                                          "dataset and seed].")),
+    option("quiet", bool, typer.Option(False, "--quiet", "-q", help="No progress bar or progress lines.")),
+    option("force", bool, typer.Option(False, "--force", help="Replace results in --out made with other settings.")),
+)
+
+
 @app.command("prune-at-init")
-def prune_at_init(
-    model: str = typer.Argument(..., help=setting_help("model")),
-    dataset: str = typer.Argument(..., help=setting_help("dataset")),
-    dataset_dir: Path = typer.Argument(Path("data/datasets"), help=setting_help("dataset_dir")),
-    task: str = typer.Option("auto", help=setting_help("task")),
-    method: Optional[List[str]] = typer.Option(None, help=f"Method: {' | '.join(AT_INIT_METHODS)}; repeat for several "
-                                                    "\\[default: all]."),
-    remaining: Optional[List[str]] = typer.Option(None, help=f"Weights kept: {FRACTIONS}; repeat for several "
-                                                             "\\[default: 10%]."),
-    control: Optional[List[str]] = typer.Option(None, help="Sanity control trained beside the method: "
-                                                           f"{' | '.join(AT_INIT_CONTROLS)} or none; repeat "
-                                                           "\\[default: shuffle, reinit]."),
-    synflow_rounds: int = typer.Option(PruneAtInitSettings.synflow_rounds,
-                                       help=setting_help("synflow_rounds", of=PruneAtInitSettings)),
-    trials: int = typer.Option(1, help=setting_help("trials")),
-    epochs: Optional[int] = typer.Option(None, help="Training length in epochs."),
-    iterations: Optional[int] = typer.Option(None, help="Training length in iterations."),
-    duration: Optional[str] = typer.Option(None, help=setting_help("train.duration", PAPER)),
-    seed: int = typer.Option(0, help=setting_help("seed")),
-    device: str = typer.Option("auto", help=setting_help("device")),
-    out: Optional[Path] = typer.Option(None, help="Output directory: results in OUT/metrics/prune_at_init/"
-                                                  "METHOD.json \\[default: a folder of runs/ named by model, "
-                                                  "dataset and seed]."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or progress lines."),
-    force: bool = typer.Option(False, "--force", help="Replace results in --out made with other settings."),
-) -> None:
+@with_parameters(*PRUNE_AT_INIT)
+def prune_at_init(**given: Any) -> None:
     """Prune θ0 in one shot (SNIP, GraSP, SynFlow, magnitude, random), then train it beside its sanity controls.
 
     Re-running the same command keeps finished results. Compare with IMP: lth report IMP_RUN OUT.
@@ -658,24 +662,24 @@ def prune_at_init(
     from lth.datasets import load_dataset
     from lth.runs.settings import defaults_for, replace
     from lth.experiments.prune_at_init import results_table, run_methods
-    from lth.core.fractions import parse_fraction
     from lth.training.device import resolve_device
 
-    controls = [c for c in (control or ["shuffle", "reinit"]) if c != "none"]
-    exp = PruneAtInitSettings(methods=tuple(method or PruneAtInitSettings.methods), controls=tuple(controls),
-                              synflow_rounds=synflow_rounds).validate("prune-at-init --method/--control")
-    fractions = [parse_fraction(text, "--remaining") for text in remaining or ["10%"]]
-    settings = replace(defaults_for(model, dataset), seed=seed, trials=trials, task=task,
-                       train__duration=training_length(duration, epochs, iterations)).validate()
-    out = out or Path("runs") / run_name("prune-at-init", model, dataset, f"seed{seed}")
-    splits = load_dataset(settings.dataset, dataset_dir, settings.task).to(resolve_device(device))
+    model, dataset, out = given["model"], given["dataset"], given["out"]
+    chosen = values(PRUNE_AT_INIT, given, PruneAtInitSettings)
+    controls = [c for c in chosen.pop("controls", PruneAtInitSettings.controls) if c != "none"]
+    exp = PruneAtInitSettings(**chosen, controls=tuple(controls)).validate("prune-at-init --method/--control")
+    fractions = [parse_fraction(text, "--remaining") for text in given["remaining"] or [PruneAtInitSettings.remaining]]
+    given["duration"] = training_length(given["duration"], given["epochs"], given["iterations"])
+    settings = replace(defaults_for(model, dataset), **changes(PRUNE_AT_INIT, given)).validate()
+    out = out or Path("runs") / run_name("prune-at-init", model, dataset, f"seed{settings.seed}")
+    splits = load_dataset(settings.dataset, given["dataset_dir"], settings.task).to(resolve_device(given["device"]))
     console.print(f"[bold]{model}[/] on [bold]{dataset}[/], {settings.train.duration} of training, "
                   f"{', '.join(exp.methods)} at {', '.join(f'{100 * f:g}%' for f in fractions)}"
                   + (f", controls {', '.join(controls)}" if controls else "")
-                  + (f", {trials} trials" if trials > 1 else "") + f" -> {out}")
-    with ProgressReporter(quiet) as reporter:
-        results = run_methods(settings, splits, exp.methods, fractions, controls, synflow_rounds, out, reporter,
-                              force)
+                  + (f", {settings.trials} trials" if settings.trials > 1 else "") + f" -> {out}")
+    with ProgressReporter(given["quiet"]) as reporter:
+        results = run_methods(settings, splits, exp.methods, fractions, controls, exp.synflow_rounds, out, reporter,
+                              given["force"])
     console.print(results_table(results))
     console.print(f"results: {out}/metrics/prune_at_init")
 
@@ -751,8 +755,6 @@ def settings_table() -> Table:
     from lth.core.config import describe
     from lth.runs.params import SourceSettings, WorkspaceSettings
     from lth.runs.settings import RunSettings
-    from lth.training.settings import DistributedSettings
-    from lth.runs.sparse_train import SparseTrainSettings
 
     table = registry_table("Settings of params.yaml (a run's settings.json holds those down to `pruning`)",
                            ("setting", "default", "meaning"))

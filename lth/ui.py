@@ -77,7 +77,8 @@ class Exposed:
     `shown`: words for the default in the help ('{}': the declared default), the option's default then being
     None: not given, it leaves the base settings' value (the model's paper setting, say). A list is repeated
     (--control a --control b), or with `comma` one comma-separated value; `parse(text, option)` reads a value
-    written as text (5% -> 0.05). `note` follows the declared help. A bool is a flag.
+    written as text (5% -> 0.05). `note` follows the declared help; `min`, typer's lower bound of a number.
+    A bool is a flag (--x, or --x/--no-x where the declared default is on).
     """
 
     key: str
@@ -90,6 +91,7 @@ class Exposed:
     parse: Optional[Callable[[str, str], Any]] = None
     note: str = ""
     annotation: Any = None
+    min: Optional[int] = None
 
     @property
     def param(self) -> str:
@@ -109,14 +111,17 @@ class Exposed:
         elif kind is bool:
             typer_info = typer.Option(default, f"{flag}/--no-{flag[2:]}" if default else flag, help=text)
         else:
-            typer_info = typer.Option(default, help=text)
+            typer_info = typer.Option(default, min=self.min, help=text)
         kind = List[kind] if many else kind
         return option(self.param, self.annotation or (Optional[kind] if default is None else kind), typer_info)
 
     def value(self, given: Any) -> Any:
-        """The setting's value from the option's; None where it leaves the base value (not given, a flag off)."""
-        if given is None or given is False or (isinstance(given, (list, tuple)) and not given):
+        """The setting's value from the option's; None where it leaves the base value (not given, a flag that
+        is off unless given)."""
+        if given is None or (isinstance(given, (list, tuple)) and not given):
             return None
+        if given is False:
+            return False if declared(self.key, self.of).default else None  # --no-x; or --x not given
         if self.comma:
             return tuple(part.strip() for part in given.split(",") if part.strip())
         if self.parse:
@@ -151,6 +156,14 @@ def changes(table: tuple, given: dict[str, Any]) -> dict[str, Any]:
     values = {entry.key.replace(".", "__"): entry.value(given[entry.param])
               for entry in table if isinstance(entry, Exposed) and entry.of is None and entry.key in run}
     return {key: value for key, value in values.items() if value is not None}
+
+
+def values(table: tuple, given: dict[str, Any], of: type) -> dict[str, Any]:
+    """The fields of the settings class `of` that `table`'s options set ({'lr': 0.1}), for `of(**...)` or
+    lth.core.config.build; an option not given sets none, so its field keeps the declared default."""
+    found = {entry.key: entry.value(given[entry.param])
+             for entry in table if isinstance(entry, Exposed) and entry.of is of}
+    return {key: value for key, value in found.items() if value is not None}
 
 
 def training_length(duration: Optional[str], epochs: Optional[int], iterations: Optional[int]) -> Optional[str]:

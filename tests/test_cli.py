@@ -93,6 +93,42 @@ def test_find_ticket_options_are_generated_from_the_declarations(monkeypatch, ca
     assert params["nesterov"].is_flag and params["control"].multiple and params["quiet"].opts == ["--quiet", "-q"]
 
 
+@pytest.mark.parametrize("command, table", [("sparse-train", "SPARSE_TRAIN"), ("prune-at-init", "PRUNE_AT_INIT"),
+                                            ("learn-supermask", "LEARN_SUPERMASK")])
+def test_other_commands_options_are_generated_from_the_declarations(monkeypatch, capsys, command, table):
+    """The commands whose options mirror a settings group (params.yaml's sparse_train, prune_at_init, the
+    supermask's) show each exposed setting's declared help and default, and default to the declared value."""
+    import typer
+
+    import lth.cli
+    from lth.ui import Exposed, declared
+
+    code, out, _ = run_cli(monkeypatch, capsys, command, "--help")
+    assert code == 0
+    rows = help_rows(out)
+    params = {param.name: param for param in typer.main.get_command(lth.cli.app).commands[command].params}
+    exposed = [entry for entry in getattr(lth.cli, table) if isinstance(entry, Exposed)]
+    assert len({entry.of for entry in exposed if entry.of is not None}) == 1  # one settings group besides the run's
+    for entry in exposed:
+        info, param = declared(entry.key, entry.of), params[entry.param]
+        row = rows[entry.param if entry.argument or entry.required else param.opts[0]]
+        assert " ".join(info.describe().split()) in row, (entry.key, row)
+        if entry.required:
+            assert param.required
+            continue
+        if entry.shown:
+            words = entry.shown.replace("{}", str(info.default))
+            assert param.default is None
+        elif info.type == "list":
+            words = ", ".join(info.default)
+            assert param.multiple and param.default is None and info.default, entry.key  # not given: the declared
+        else:
+            words = str(info.default)
+            assert param.default == info.default and type(param.default) is type(info.default), entry.key
+        if info.type != "bool" and words:  # a flag names itself; '' (no N:M) has no words
+            assert f"[default: {words}]" in row, (entry.key, row)
+
+
 def test_a_changed_declaration_is_what_find_ticket_uses(monkeypatch):
     """The options are built from the declarations when the command is: change a declared default, and a
     command built from the same table shows and uses the new one."""
