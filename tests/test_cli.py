@@ -60,24 +60,35 @@ def help_rows(out: str) -> dict[str, str]:
     return {name: " ".join(" ".join(parts).split()) for name, parts in rows.items()}
 
 
-def test_find_ticket_options_are_generated_from_the_declarations(monkeypatch, capsys):
-    """Each setting find-ticket exposes has its declaration's help and default in --help, and its option's default
-    is the declared object itself (None where words stand for it: the model's paper setting)."""
+def generated(monkeypatch, capsys, command: str, table: tuple) -> tuple[dict, list]:
+    """The command's click parameters by name, and for each Exposed entry of its table (entry, its declaration,
+    its parameter, its `--help` row), the row already checked to show the declared help."""
     import typer
 
-    from lth.cli import FIND_TICKET, app
+    from lth.cli import app
     from lth.ui import Exposed, declared
 
-    code, out, _ = run_cli(monkeypatch, capsys, "find-ticket", "--help")
+    code, out, _ = run_cli(monkeypatch, capsys, command, "--help")
     assert code == 0
     rows = help_rows(out)
-    params = {param.name: param for param in typer.main.get_command(app).commands["find-ticket"].params}
-    exposed = [entry for entry in FIND_TICKET if isinstance(entry, Exposed)]
-    assert len(exposed) >= 30 and len(FIND_TICKET) - len(exposed) <= 8  # the options that are no setting: few
-    for entry in exposed:
+    params = {param.name: param for param in typer.main.get_command(app).commands[command].params}
+    found = []
+    for entry in (entry for entry in table if isinstance(entry, Exposed)):
         info, param = declared(entry.key, entry.of), params[entry.param]
         row = rows[entry.param if entry.argument or entry.required else param.opts[0]]
         assert " ".join(info.describe().split()) in row, (entry.key, row)
+        found.append((entry, info, param, row))
+    return params, found
+
+
+def test_find_ticket_options_are_generated_from_the_declarations(monkeypatch, capsys):
+    """Each setting find-ticket exposes has its declaration's help and default in --help, and its option's default
+    is the declared object itself (None where words stand for it: the model's paper setting)."""
+    from lth.cli import FIND_TICKET
+
+    params, exposed = generated(monkeypatch, capsys, "find-ticket", FIND_TICKET)
+    assert len(exposed) >= 30 and len(FIND_TICKET) - len(exposed) <= 8  # the options that are no setting: few
+    for entry, info, param, row in exposed:
         if entry.required:
             assert param.required
         elif entry.shown:
@@ -98,21 +109,11 @@ def test_find_ticket_options_are_generated_from_the_declarations(monkeypatch, ca
 def test_other_commands_options_are_generated_from_the_declarations(monkeypatch, capsys, command, table):
     """The commands whose options mirror a settings group (params.yaml's sparse_train, prune_at_init, the
     supermask's) show each exposed setting's declared help and default, and default to the declared value."""
-    import typer
-
     import lth.cli
-    from lth.ui import Exposed, declared
 
-    code, out, _ = run_cli(monkeypatch, capsys, command, "--help")
-    assert code == 0
-    rows = help_rows(out)
-    params = {param.name: param for param in typer.main.get_command(lth.cli.app).commands[command].params}
-    exposed = [entry for entry in getattr(lth.cli, table) if isinstance(entry, Exposed)]
-    assert len({entry.of for entry in exposed if entry.of is not None}) == 1  # one settings group besides the run's
-    for entry in exposed:
-        info, param = declared(entry.key, entry.of), params[entry.param]
-        row = rows[entry.param if entry.argument or entry.required else param.opts[0]]
-        assert " ".join(info.describe().split()) in row, (entry.key, row)
+    _, exposed = generated(monkeypatch, capsys, command, getattr(lth.cli, table))
+    assert len({entry.of for entry, *_ in exposed if entry.of is not None}) == 1  # one group besides the run's
+    for entry, info, param, row in exposed:
         if entry.required:
             assert param.required
             continue
