@@ -137,13 +137,19 @@ def _transfer_section(runs: list["RunData"], folder: Path) -> Section:
                    [_save(figures.transfer_figure(frame), folder, "transfer.png")], table, "transfer.csv")
 
 
+def _imp_arms(imp_runs: list["RunData"], task: "Task") -> "pd.DataFrame":
+    """The IMP runs' arms (ticket and controls per round, over trials) that other methods are set beside; empty
+    without IMP runs."""
+    import pandas as pd
+
+    return tables.arm_frame(tables.network_frame(imp_runs), task) if imp_runs else pd.DataFrame()
+
+
 def _at_init_section(runs: list["RunData"], imp_runs: list["RunData"], folder: Path, task: "Task",
                      x_axis: str = "weights") -> Section:
     """Pruning at initialization next to IMP: one figure, and a table at matched sparsity."""
-    import pandas as pd
-
     at_init = tables.at_init_frame(runs, task)
-    arms = tables.arm_frame(tables.network_frame(imp_runs), task) if imp_runs else pd.DataFrame()
+    arms = _imp_arms(imp_runs, task)
     matched = tables.matched_sparsity_table(at_init, arms, task)
     at_init.to_csv(folder / "prune_at_init.csv", index=False)
     matched.to_csv(folder / "matched_sparsity.csv", index=False)
@@ -160,10 +166,8 @@ def _sparse_train_section(runs: list["RunData"], imp_runs: list["RunData"], fold
                           x_axis: str = "weights") -> Section:
     """Sparse training from scratch next to the tickets, pruning at init and its controls: one figure, and a
     table at matched sparsity."""
-    import pandas as pd
-
     sparse = tables.sparse_train_frame(runs, task)
-    arms = tables.arm_frame(tables.network_frame(imp_runs), task) if imp_runs else pd.DataFrame()
+    arms = _imp_arms(imp_runs, task)
     at_init = tables.at_init_frame(runs, task)
     sizes = {run.test_size for run in runs if run.sparse_train}
     matched = tables.sparse_matched_table(sparse, arms, at_init, task, sizes.pop() if len(sizes) == 1 else None)

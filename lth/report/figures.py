@@ -63,6 +63,17 @@ X_AXES = {"weights": ("weights_remaining", "% weights remaining"),
           "effective": ("effective_remaining", "% effective weights remaining")}
 
 
+def _finish_beside_imp(fig: "Figure", ax, weights: list[float], x_axis: str, ylabel: str, title: str) -> "Figure":
+    """The closing of a figure that puts other methods beside IMP: the weights axis over every point, the labels,
+    and the legend outside on the right (many entries)."""
+    _weights_axis(ax, weights, x_axis)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    fig.tight_layout()
+    return fig
+
+
 def _weights_axis(ax, weights: Iterable[float], x: str = "weights") -> None:
     """The decreasing log axis of % weights remaining (or effective, `x`); `weights` are fractions."""
     weights = [100 * w for w in weights if w == w and w > 0]  # w == w: not NaN (effective not computed)
@@ -287,12 +298,8 @@ def at_init_figure(at_init: "pd.DataFrame", arms: "pd.DataFrame", task: "Task", 
         ax.plot(percent(rows[column]), rows[f"{key}_mean"], "-", marker=".", linewidth=2,
                 color=("black", "dimgrey", "silver")[j % 3], label=_short(f"IMP: {run}"))
     weights = list(at_init[column]) + (list(imp[column]) if not imp.empty else [])
-    _weights_axis(ax, weights, x_axis)
-    ax.set_ylabel(f"{_label(task.headline)} at early stop (mean over trials)")
-    ax.set_title("Pruning at initialization vs iterative magnitude pruning")
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    fig.tight_layout()
-    return fig
+    return _finish_beside_imp(fig, ax, weights, x_axis, f"{_label(task.headline)} at early stop (mean over trials)",
+                              "Pruning at initialization vs iterative magnitude pruning")
 
 
 def stability_figure(frame: "pd.DataFrame", task: "Task") -> "Figure":
@@ -452,9 +459,5 @@ def sparse_train_figure(sparse: "pd.DataFrame", arms: "pd.DataFrame", at_init: "
         ax.plot(percent(rows[column]), rows[f"{key}_mean"], linestyle="none", marker="^v<>dP*X"[i % 8],
                 markersize=7, color="dimgrey", label=f"at init: {method}")
     weights = list(sparse[column]) + (list(imp_arms[column]) if not imp_arms.empty else [])
-    _weights_axis(ax, weights, x_axis)
-    ax.set_ylabel(f"{_label(task.headline)} at early stop (mean ± std over trials)")
-    ax.set_title("Sparse training from scratch vs lottery tickets")
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    fig.tight_layout()
-    return fig
+    return _finish_beside_imp(fig, ax, weights, x_axis, f"{_label(task.headline)} at early stop (mean ± std over "
+                              "trials)", "Sparse training from scratch vs lottery tickets")
