@@ -172,7 +172,7 @@ class RunFiles:
 
 @pytest.fixture(scope="session")
 def tiny_repro(tmp_path_factory) -> Path:
-    """The tiny DVC project (test_pipeline.tiny_project: 2 rounds) after its first `dvc repro`, made once per
+    """The tiny DVC project (test_pipeline.tiny_project: 2 rounds, 3 trials) after its first `dvc repro`, made once per
     test session and shared by the xdist workers (a lock: the first worker makes it, the others wait for it);
     `repro_copy` gives each test its own copy to change. Its folder holds `first-repro.txt`, DVC's output."""
     from test_pipeline import sh, tiny_project
@@ -183,7 +183,7 @@ def tiny_repro(tmp_path_factory) -> Path:
     made = shared / "tiny-repro"
     with FileLock(str(shared / "tiny-repro.lock")):
         if not (made / "done").is_file():
-            root = tiny_project(made / "project")
+            root = tiny_project(made / "project", trials=3)  # the default's trials, batched
             (made / "first-repro.txt").write_text(sh(root, "dvc", "repro"))
             sh(root, "git", "add", "-A")
             sh(root, "git", "commit", "-qm", "baseline results")

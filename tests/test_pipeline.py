@@ -73,6 +73,7 @@ def tiny_project(root: Path, rounds: int = 2, **changes) -> Path:
 
 
 def test_pipeline_first_repro_runs_every_stage_and_equals_the_cli_runner(tiny_repro, tmp_path):
+    """The shared first repro (3 trials, both controls): every stage ran, and the CLI runner gives the same."""
     first = (tiny_repro / "first-repro.txt").read_text()
     root = repro_copy(tiny_repro, tmp_path / "project")
     assert {"exp_transfer", "exp_transfer_domains", "exp_combine", "exp_removal", "exp_optimizers", "exp_perturb", "exp_stability",
@@ -93,21 +94,42 @@ def test_pipeline_first_repro_runs_every_stage_and_equals_the_cli_runner(tiny_re
     supermask = json.loads((root / "metrics" / "supermask.json").read_text())
     assert 0 < supermask["weights_remaining"] < 1 and 0 <= supermask["end_test_acc_sampled"] <= 1
     record = json.loads((root / "metrics" / "rounds" / "r01.json").read_text())
-    assert [n["arm"] for n in record["networks"]] == ["ticket", "reinit", "random-prune"]
+    assert [n["arm"] for n in record["networks"]] == ["ticket", "reinit", "random-prune"] * 3
 
-    # the CLI's one-process runner computes bit-for-bit what the pipeline's stages computed
+    # three trials and both controls: every round's 9 networks trained together by the train stages, each
+    # trial with its own θ0 and masks; the CLI's one-process runner computes bit-for-bit the same
     from conftest import RunFiles
     from lth.core import files
     from lth.datasets import load_dataset
     from lth.steps.rounds import run_rounds
 
+    settings = load_params(root / "params.yaml").settings
+    assert settings.trials == 3 and settings.controls == ("reinit", "random-prune")
     cli = RunFiles(tmp_path / "cli")
-    run_rounds(load_params(root / "params.yaml").settings, 2, cli.root, load_dataset("mnist-5k", tmp_path))
+    run_rounds(settings, 2, cli.root, load_dataset("mnist-5k", tmp_path))
     for i, r in enumerate(("r00", "r01", "r02")):
-        for name, kind, path in (("mask", "mask", cli.mask(0, i)), ("final", "weights", cli.final(0, i))):
-            ours = files.load_tensors(root / "data" / "rounds" / r / name / "trial-0.pt", kind)
-            theirs = files.load_tensors(path, kind)
-            assert all(torch.equal(ours[k], theirs[k]) for k in ours), (r, name)
+        record = json.loads((root / "metrics" / "rounds" / f"{r}.json").read_text())
+        arms = ["ticket"] if i == 0 else ["ticket", "reinit", "random-prune"]
+        assert sorted((n["trial"], n["arm"]) for n in record["networks"]) == sorted(
+            (t, a) for t in range(3) for a in arms), r
+        masks = []
+        for t in range(3):
+            for name, kind, path in (("mask", "mask", cli.mask(t, i)), ("final", "weights", cli.final(t, i))):
+                ours = files.load_tensors(root / "data" / "rounds" / r / name / f"trial-{t}.pt", kind)
+                theirs = files.load_tensors(path, kind)
+                assert all(torch.equal(ours[k], theirs[k]) for k in ours), (r, name, t)
+            mask = files.load_tensors(root / "data" / "rounds" / r / "mask" / f"trial-{t}.pt", "mask")
+            final = files.load_tensors(root / "data" / "rounds" / r / "final" / f"trial-{t}.pt", "weights")
+            assert all(torch.count_nonzero(final[k][~mask[k].bool()]) == 0 for k in mask), (r, t)
+            kept = sum(int(m.sum()) for m in mask.values())
+            expected = {"r00": 266200, "r01": 0.8 * 265200 + 0.9 * 1000, "r02": 0.64 * 265200 + 0.81 * 1000}[r]
+            assert kept == pytest.approx(expected, abs=2), (r, t)
+            masks.append(mask)
+        if i > 0:
+            assert not torch.equal(masks[0]["fc1.weight"], masks[1]["fc1.weight"]), "each trial its own mask"
+    tickets = [n["end_test_acc"] for n in record["networks"] if n["arm"] == "ticket"]  # r02's
+    assert summary["r02"]["end_test_acc"] == pytest.approx(sum(tickets) / 3)
+    assert {"reinit", "random-prune"} <= set(summary["r02"])
 
     # nothing changed: nothing runs
     assert ran(sh(root, "dvc", "repro")) == set()
@@ -212,7 +234,7 @@ def test_pipeline_added_round_and_other_groups_rerun_exactly_their_stages(tiny_r
     for method in ("snip", "synflow"):
         result = json.loads((root / "metrics" / "prune_at_init" / f"{method}.json").read_text())["results"][0]
         assert result["weights_remaining"] == pytest.approx(0.02, abs=1e-5)
-        assert [n["arm"] for n in result["networks"]] == ["ticket", "shuffle", "reinit"]
+        assert [n["arm"] for n in result["networks"]] == ["ticket", "shuffle", "reinit"] * 3  # 3 trials
     diff = json.loads(sh(root, "dvc", "metrics", "diff", "--json"))["metrics/prune_at_init/snip.json"]
     assert diff["headline.2%.weights_remaining"]["new"] == pytest.approx(0.02, abs=1e-5)
     assert {"headline.2%.ticket_early_stop_test_acc", "headline.2%.shuffle_early_stop_test_acc",
@@ -254,47 +276,6 @@ def test_pipeline_added_round_and_other_groups_rerun_exactly_their_stages(tiny_r
     assert dense["early_bird"]["distances"], dense["early_bird"]
     compute = json.loads((root / "metrics" / "per_round.json").read_text())["r02"]["compute"]
     assert compute["to_ticket_iterations"] < compute["total_iterations"]
-
-
-@pytest.mark.heavy
-def test_pipeline_trains_three_trials_and_both_controls_batched(tmp_path):
-    """`trials: 3, controls: [reinit, random-prune]`: every round's 9 networks trained together by the
-    train stages, each trial with its own θ0 and masks, bit-identical to the one-process runner."""
-    root = tiny_project(tmp_path / "project", rounds=2, trials=3, controls=["reinit", "random-prune"])
-    first = sh(root, "dvc", "repro", "summary")
-    assert {"train_dense", "train@r01", "train@r02", "summary"} <= ran(first)
-    from conftest import RunFiles
-    from lth.core import files
-    from lth.datasets import load_dataset
-    from lth.steps.rounds import run_rounds
-
-    settings = load_params(root / "params.yaml").settings
-    assert settings.trials == 3 and settings.controls == ("reinit", "random-prune")
-    cli = RunFiles(tmp_path / "cli")
-    run_rounds(settings, 2, cli.root, load_dataset("mnist-5k", tmp_path))
-    for i, r in enumerate(("r00", "r01", "r02")):
-        record = json.loads((root / "metrics" / "rounds" / f"{r}.json").read_text())
-        arms = ["ticket"] if i == 0 else ["ticket", "reinit", "random-prune"]
-        assert sorted((n["trial"], n["arm"]) for n in record["networks"]) == sorted(
-            (t, a) for t in range(3) for a in arms), r
-        masks = []
-        for t in range(3):
-            ours = files.load_tensors(root / "data" / "rounds" / r / "mask" / f"trial-{t}.pt", "mask")
-            theirs = files.load_tensors(cli.mask(t, i), "mask")
-            assert all(torch.equal(ours[k], theirs[k]) for k in ours), (r, t)
-            masks.append(ours)
-            final = files.load_tensors(root / "data" / "rounds" / r / "final" / f"trial-{t}.pt", "weights")
-            assert all(torch.count_nonzero(final[k][~ours[k].bool()]) == 0 for k in ours), (r, t)
-            kept = sum(int(m.sum()) for m in ours.values())
-            expected = {"r00": 266200, "r01": 0.8 * 265200 + 0.9 * 1000, "r02": 0.64 * 265200 + 0.81 * 1000}[r]
-            assert kept == pytest.approx(expected, abs=2), (r, t)
-        if i > 0:
-            assert not torch.equal(masks[0]["fc1.weight"], masks[1]["fc1.weight"]), "each trial its own mask"
-    summary = json.loads((root / "metrics" / "per_round.json").read_text())
-    record = json.loads((root / "metrics" / "rounds" / "r02.json").read_text())
-    tickets = [n["end_test_acc"] for n in record["networks"] if n["arm"] == "ticket"]
-    assert summary["r02"]["end_test_acc"] == pytest.approx(sum(tickets) / 3)
-    assert {"reinit", "random-prune"} <= set(summary["r02"])
 
 
 def test_params_yaml_of_the_project_is_valid_and_declares_20_rounds():

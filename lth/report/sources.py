@@ -3,8 +3,8 @@
 Every source becomes a `RunData`: its finished round records (the same JSON the runner and the
 pipeline write), its flat params (to label runs by what differs between them) and a way to load a
 round's mask. A run still in progress simply has fewer records. DVC experiments are read through
-DVC's own API (`dvc.api.exp_show` to find them, `dvc.api.params_show` / `dvc.api.read` at their
-revision), never by walking `.git` by hand.
+DVC's own API (`dvc.api.exp_show` to find them, then one `dvc.repo.Repo` per revision whose file system
+reads params.yaml, metrics and masks there), never by walking `.git` by hand.
 """
 
 from __future__ import annotations
@@ -184,61 +184,76 @@ def experiment_names(repo: str) -> dict[str, str]:
             if row.get("rev") != "workspace"}
 
 
+class _Revision:
+    """The files of one revision of a DVC repository, git-tracked or in DVC's cache, read through one opened
+    `dvc.repo.Repo` (what `dvc.api.read` opens afresh for every file: each opening parses dvc.yaml and
+    dvc.lock again, most of the time of a report over experiments)."""
+
+    def __init__(self, repo: str, rev: str) -> None:
+        self.repo, self.rev = repo, rev
+        self._fs: Any = None
+
+    def read(self, path: str, mode: str = "r") -> Any:
+        """The file's text (or bytes with mode "rb"); FileNotFoundError when it is not there at the revision
+        (or its DVC output is not in the local cache)."""
+        if self._fs is None:
+            from dvc.fs.dvc import DVCFileSystem
+            from dvc.repo import Repo
+
+            self._fs = DVCFileSystem(repo=Repo.open(self.repo, rev=self.rev, subrepos=True, uninitialized=True),
+                                     subrepos=True)
+        try:
+            with self._fs.open(self._fs.from_os_path(path), mode=mode) as handle:
+                return handle.read()
+        except FileNotFoundError:
+            raise
+        except Exception as exc:  # DVC's own errors for an output missing from the cache, a directory, ...
+            raise FileNotFoundError(path) from exc
+
+    def json(self, path: Path) -> Optional[Any]:
+        """A JSON file of the revision, None when it is not there (a stage not run at that revision)."""
+        try:
+            return json.loads(self.read(str(path)))
+        except FileNotFoundError:
+            return None
+
+
 def from_experiment(repo: str, name: str, rev: str) -> RunData:
-    """One DVC experiment (or git revision): its params and round metrics at its revision, through dvc.api."""
-    import dvc.api
-
+    """One DVC experiment (or git revision): its params and round metrics at its revision."""
     from lth.runs.layout import Layout
+    import yaml
 
+    from lth.runs.params import yaml_loader
     from lth.runs.records import upgrade
 
     workspace = Layout(Path("."))
-    params = flatten(dvc.api.params_show(repo=repo, rev=rev))
-    records = []
-    for key in declared_rounds(params):
-        try:
-            text = dvc.api.read(str(workspace.round_metrics(key)), repo=repo, rev=rev)
-        except Exception:  # a round not run (yet) at that revision
-            continue
-        records.append(upgrade(json.loads(text)))
-    at_init = []
-    for method in params.get("prune_at_init.methods") or ():
-        try:
-            text = dvc.api.read(str(workspace.at_init_metrics(method)), repo=repo, rev=rev)
-        except Exception:  # not run at that revision
-            continue
-        at_init += _at_init_results([json.loads(text)])
-    sparse = []
-    for method in params.get("sparse_train.methods") or ():
-        try:
-            sparse.append(json.loads(dvc.api.read(str(workspace.sparse_train_metrics(method)), repo=repo, rev=rev)))
-        except Exception:  # not run at that revision
-            continue
+    revision = _Revision(repo, rev)
+    try:  # as DVC wrote it, YAML 1.2 (as `dvc.api.params_show` reads it)
+        params = flatten(yaml.load(revision.read("params.yaml"), Loader=yaml_loader()) or {})  # noqa: S506 - safe
+    except (FileNotFoundError, yaml.YAMLError) as exc:
+        raise LthError(f"experiment '{name}' has no readable params.yaml at its revision {rev}: {exc}") from None
+    found = lambda paths: [p for p in (revision.json(path) for path in paths) if p is not None]  # noqa: E731
+    records = [upgrade(payload) for payload in found(workspace.round_metrics(key) for key in declared_rounds(params))]
+    at_init = _at_init_results(found(workspace.at_init_metrics(m) for m in params.get("prune_at_init.methods") or ()))
+    sparse = found(workspace.sparse_train_metrics(m) for m in params.get("sparse_train.methods") or ())
 
     def experiment(name: str, key: str) -> list:
         """Experiment `name`'s metrics at that revision (one JSON payload), when its params group is there."""
-        if key not in params:
-            return []
-        try:
-            return [json.loads(dvc.api.read(str(workspace.experiment_metrics(name)), repo=repo, rev=rev))]
-        except Exception:  # not run at that revision
-            return []
+        return found([workspace.experiment_metrics(name)]) if key in params else []
 
     stability = _stability_results(experiment("stability", "experiments.stability.round"))
     curves = _transfer_curves(experiment("transfer_domains", "experiments.transfer_domains.targets"))
-    input_shape, test_size = None, None
-    try:
-        spec = json.loads(dvc.api.read(str(workspace.prepared_spec), repo=repo, rev=rev))
+    spec = revision.json(workspace.prepared_spec)
+    if spec is not None:
         input_shape, test_size = tuple(spec["input_shape"]), spec.get("test_size")
-    except Exception:  # no spec at that revision (or not in the cache): the registry's, where it knows the dataset
-        input_shape = _input_shape(None, params)
+    else:  # no spec at that revision (or not in the cache): the registry's, where it knows the dataset
+        input_shape, test_size = _input_shape(None, params), None
 
     def load_mask(trial: int, r: int):
         target = str(workspace.trial_file(workspace.round_dir(f"r{r:02d}", "mask"), trial))
         try:
-            with dvc.api.open(target, repo=repo, rev=rev, mode="rb") as handle:
-                blob = handle.read()
-        except Exception:  # not in the local cache: the report simply has no mask picture for it
+            blob = revision.read(target, mode="rb")
+        except FileNotFoundError:  # not in the local cache: the report simply has no mask picture for it
             return None
         return _masks_from_bytes(blob, f"{target} at {name}")
 
