@@ -7,11 +7,21 @@ import sys
 from typing import Any, Callable
 
 
+def stage_argument(description: str, name: str, help: str) -> str:
+    """Parse the one `--NAME VALUE` a stage declared once per item of a list (`foreach` in dvc.yaml) takes."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument(f"--{name}", required=True, help=help)
+    return getattr(parser.parse_args(), name)
+
+
 def round_argument(description: str) -> str:
     """Parse `--round rNN`, returning the round name."""
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--round", required=True, help="round name as declared in params.yaml, e.g. r03")
-    return parser.parse_args().round
+    return stage_argument(description, "round", "round name as declared in params.yaml, e.g. r03")
+
+
+def method_argument(description: str, group: str) -> str:
+    """Parse `--method M` of a stage run once per method of the params group `group` (sparse_train, ...)."""
+    return stage_argument(description, "method", f"a method under {group}.methods in params.yaml")
 
 
 def run_stage(stage: Callable[[], None]) -> None:

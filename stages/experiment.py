@@ -3,18 +3,14 @@ writes metrics/experiments/<name>.json."""
 
 from __future__ import annotations
 
-import argparse
-
-from stages._common import run_stage, workspace
+from stages._common import run_stage, stage_argument, workspace
 
 
 def main() -> None:
     from lth.core import files
     from lth.experiments.registry import EXPERIMENTS, experiment_module
 
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--name", required=True, help=f"experiment: {', '.join(EXPERIMENTS)}")
-    name = parser.parse_args().name
+    name = stage_argument(__doc__, "name", f"experiment: {', '.join(EXPERIMENTS)}")
     ws = workspace()
     metrics = experiment_module(name).run_stage(ws)
     files.write_json(ws.layout.experiment_metrics(name), metrics)

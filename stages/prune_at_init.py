@@ -3,18 +3,14 @@ beside its sanity controls; writes metrics/prune_at_init/<method>.json."""
 
 from __future__ import annotations
 
-import argparse
-
-from stages._common import run_stage, workspace
+from stages._common import method_argument, run_stage, workspace
 
 
 def main() -> None:
     from lth.core import files
     from lth.experiments.prune_at_init import stage_result
 
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--method", required=True, help="a method under prune_at_init.methods in params.yaml")
-    method = parser.parse_args().method
+    method = method_argument(__doc__, "prune_at_init")
     ws = workspace()
     result = stage_result(ws, method)
     files.write_json(ws.layout.at_init_metrics(method), result)

@@ -4,17 +4,13 @@ data/sparse_train/, their update histories, learning curves and final masks."""
 
 from __future__ import annotations
 
-import argparse
-
-from stages._common import run_stage, workspace
+from stages._common import method_argument, run_stage, workspace
 
 
 def main() -> None:
     from lth.experiments.sparse_train import stage_result
 
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--method", required=True, help="a method under sparse_train.methods in params.yaml")
-    method = parser.parse_args().method
+    method = method_argument(__doc__, "sparse_train")
     ws = workspace()
     result = stage_result(ws, method)
     for row in result["summary"]:

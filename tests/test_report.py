@@ -157,3 +157,29 @@ def test_compaction_results_of_lth_compact_are_tabled(tmp_path):
     assert table.loc[1, "file_kib"] == pytest.approx(3.0)
     assert table.loc[1, "speedup"] == pytest.approx(2.0 / 1.5)
     assert "Compacted networks" in (tmp_path / "report" / "index.html").read_text()
+
+
+def test_an_experiment_is_read_through_one_dvc_repo_and_a_bad_revision_is_a_clear_error(tiny_repro, tmp_path,
+                                                                                         monkeypatch):
+    """Reading a revision opens DVC's repository once (one parse of dvc.yaml and dvc.lock for every file read:
+    per file it made a report over experiments 1.5x slower), and gives what the workspace holds at that commit."""
+    from dvc.repo import Repo
+
+    from conftest import repro_copy
+    from lth.report.sources import from_experiment, from_results
+
+    root = repro_copy(tiny_repro, tmp_path / "project")
+    monkeypatch.chdir(root)
+    opened = []
+    real_open = Repo.open
+    monkeypatch.setattr(Repo, "open", staticmethod(lambda *a, **k: opened.append(k.get("rev")) or real_open(*a, **k)))
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True).stdout.strip()
+    run = from_experiment(".", "baseline", head)
+    assert run.load_mask(0, 1) is not None and opened == [head]
+    here = from_results(root)
+    assert run.records == here.records and run.test_size == here.test_size == 500
+    assert run.params["criterion"] == here.params["criterion"] and len(run.at_init) == len(here.at_init) > 0
+    mask = run.load_mask(2, 2)
+    assert all(torch.equal(mask[k], v) for k, v in here.load_mask(2, 2).items())
+    with pytest.raises(LthError, match="cannot read revision 0123abc of '.' through DVC"):
+        from_experiment(".", "gone", "0123abc")

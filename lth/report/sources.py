@@ -200,8 +200,11 @@ class _Revision:
             from dvc.fs.dvc import DVCFileSystem
             from dvc.repo import Repo
 
-            self._fs = DVCFileSystem(repo=Repo.open(self.repo, rev=self.rev, subrepos=True, uninitialized=True),
-                                     subrepos=True)
+            try:
+                opened = Repo.open(self.repo, rev=self.rev, subrepos=True, uninitialized=True)
+            except Exception as exc:  # dvc's own types: not a DVC repository, unknown revision, ...
+                raise LthError(f"cannot read revision {self.rev} of '{self.repo}' through DVC: {exc}") from None
+            self._fs = DVCFileSystem(repo=opened, subrepos=True)
         try:
             with self._fs.open(self._fs.from_os_path(path), mode=mode) as handle:
                 return handle.read()
@@ -220,9 +223,9 @@ class _Revision:
 
 def from_experiment(repo: str, name: str, rev: str) -> RunData:
     """One DVC experiment (or git revision): its params and round metrics at its revision."""
-    from lth.runs.layout import Layout
     import yaml
 
+    from lth.runs.layout import Layout
     from lth.runs.params import yaml_loader
     from lth.runs.records import upgrade
 
@@ -263,7 +266,7 @@ def from_experiment(repo: str, name: str, rev: str) -> RunData:
 
 
 def _masks_from_bytes(blob: bytes, where: str):
-    """A mask file read through dvc.api, verified like any other; errors name the file in the repository."""
+    """A mask file read through DVC, verified like any other; errors name the file in the repository."""
     import tempfile
 
     with tempfile.NamedTemporaryFile(suffix=".pt") as handle:
