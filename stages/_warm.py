@@ -70,13 +70,19 @@ def private_dir() -> Optional[Path]:
     return None
 
 
+THREAD_SETTINGS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+"""Read once, when torch is imported: a fork keeps its server's thread count whatever the stage's environment
+says, so stages with other values use another server."""
+
+
 def server_key() -> str:
-    """One server per Python interpreter, installed torch and version of this file."""
+    """One server per Python interpreter, installed torch, version of this file and thread settings."""
     import importlib.util
 
     torch = importlib.util.find_spec("torch")
     stamp = os.stat(torch.origin).st_mtime_ns if torch and torch.origin else 0
-    blob = f"{sys.executable}|{sys.version}|{stamp}|".encode() + Path(__file__).read_bytes()
+    threads = "|".join(f"{name}={os.environ.get(name, '')}" for name in THREAD_SETTINGS)
+    blob = f"{sys.executable}|{sys.version}|{stamp}|{threads}|".encode() + Path(__file__).read_bytes()
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
@@ -292,10 +298,6 @@ def _become_the_stage(conn: socket.socket) -> None:
         sys.argv = request["argv"]
         extra = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
         sys.path[:0] = [request["path0"], *extra]  # as `python -m` in that directory would have it
-        if os.environ.get("OMP_NUM_THREADS", "").isdigit():
-            import torch
-
-            torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
         sys.stdout.reconfigure(line_buffering=True)
         _send(conn, {"pid": os.getpid()})
         _stop_when_orphaned(conn)
