@@ -14,6 +14,7 @@ from the package itself (`import lth`, `from lth import find_ticket`).
 from __future__ import annotations
 
 import copy
+import functools
 import re
 from pathlib import Path
 
@@ -28,6 +29,13 @@ def project_modules(root: Path = REPO) -> dict[str, Path]:
     from stages import code
 
     return code.project_modules(root)
+
+
+@functools.lru_cache(maxsize=None)
+def repo_closure(name: str) -> frozenset[Path]:
+    """import_closure of the repository's own module `name`, walked once per test process (the checks below
+    ask for the same closures again and again; each walk parses the ASTs of most of lth/)."""
+    return frozenset(import_closure(name, project_modules()))
 
 
 def import_closure(name: str, modules: dict[str, Path], root: Path = REPO) -> set[Path]:
@@ -47,14 +55,12 @@ def load_dvc() -> dict:
     return yaml.safe_load((REPO / "dvc.yaml").read_text())
 
 
-def missing_deps(dvc: dict, modules: dict[str, Path]) -> dict[str, list[str]]:
+def missing_deps(dvc: dict) -> dict[str, list[str]]:
     """Stage -> the project files its command imports that its code deps do not cover.
 
     A stage's code deps are data/code/<module>.txt (the `code` stage fingerprints that module's import
     closure, stages/code.py) or project paths (a file, or a folder above it); the `code` stage itself
     must depend on all of lth/ and stages/."""
-    from stages import code
-
     missing = {}
     for stage, spec in dvc["stages"].items():
         body = spec.get("do", spec)
@@ -62,8 +68,8 @@ def missing_deps(dvc: dict, modules: dict[str, Path]) -> dict[str, list[str]]:
         covered = [d for d in deps if str(d).startswith(PACKAGES)]
         for dep in deps:
             if dep.parent == Path("data/code") and dep.suffix == ".txt":
-                covered += [p.relative_to(REPO) for p in code.closure(dep.stem, code.project_modules(REPO))]
-        closure = import_closure(stage_module(body["cmd"]), modules)
+                covered += repo_closure(dep.stem)
+        closure = repo_closure(stage_module(body["cmd"]))
         uncovered = sorted(str(f) for f in closure if not any(f == d or d in f.parents for d in covered))
         if uncovered:
             missing[stage] = uncovered
@@ -71,8 +77,7 @@ def missing_deps(dvc: dict, modules: dict[str, Path]) -> dict[str, list[str]]:
 
 
 def test_every_stage_depends_on_every_file_its_command_imports():
-    modules = project_modules()
-    missing = missing_deps(load_dvc(), modules)
+    missing = missing_deps(load_dvc())
     report = "; ".join(f"stage {stage} lacks {', '.join(files)}" for stage, files in missing.items())
     assert not missing, report
 
@@ -91,7 +96,7 @@ def test_the_check_fails_naming_the_stage_and_file_when_a_dep_is_removed(stage):
     mutated = copy.deepcopy(load_dvc())
     body = mutated["stages"][stage].get("do", mutated["stages"][stage])
     body["deps"] = [d for d in body["deps"] if not d.startswith("data/code/")]
-    missing = missing_deps(mutated, project_modules())
+    missing = missing_deps(mutated)
     assert stage in missing and f"stages/{stage_module(body['cmd']).split('.')[1]}.py" in missing[stage], missing
 
 
