@@ -114,12 +114,12 @@ def test_pipeline_first_repro_runs_every_stage_and_equals_the_cli_runner(tiny_re
             (t, a) for t in range(3) for a in arms), r
         masks = []
         for t in range(3):
+            ours = {}
             for name, kind, path in (("mask", "mask", cli.mask(t, i)), ("final", "weights", cli.final(t, i))):
-                ours = files.load_tensors(root / "data" / "rounds" / r / name / f"trial-{t}.pt", kind)
+                ours[name] = files.load_tensors(root / "data" / "rounds" / r / name / f"trial-{t}.pt", kind)
                 theirs = files.load_tensors(path, kind)
-                assert all(torch.equal(ours[k], theirs[k]) for k in ours), (r, name, t)
-            mask = files.load_tensors(root / "data" / "rounds" / r / "mask" / f"trial-{t}.pt", "mask")
-            final = files.load_tensors(root / "data" / "rounds" / r / "final" / f"trial-{t}.pt", "weights")
+                assert all(torch.equal(ours[name][k], theirs[k]) for k in ours[name]), (r, name, t)
+            mask, final = ours["mask"], ours["final"]
             assert all(torch.count_nonzero(final[k][~mask[k].bool()]) == 0 for k in mask), (r, t)
             kept = sum(int(m.sum()) for m in mask.values())
             expected = {"r00": 266200, "r01": 0.8 * 265200 + 0.9 * 1000, "r02": 0.64 * 265200 + 0.81 * 1000}[r]

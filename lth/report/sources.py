@@ -208,9 +208,7 @@ class _Revision:
         try:
             with self._fs.open(self._fs.from_os_path(path), mode=mode) as handle:
                 return handle.read()
-        except FileNotFoundError:
-            raise
-        except Exception as exc:  # DVC's own errors for an output missing from the cache, a directory, ...
+        except Exception as exc:  # not there, or DVC's own errors for an output missing from the cache, ...
             raise FileNotFoundError(path) from exc
 
     def json(self, path: Path) -> Optional[Any]:
@@ -219,6 +217,10 @@ class _Revision:
             return json.loads(self.read(str(path)))
         except FileNotFoundError:
             return None
+
+    def present(self, paths: Iterable[Path]) -> list[Any]:
+        """The JSON files among `paths` that the revision has, in order."""
+        return [payload for payload in map(self.json, paths) if payload is not None]
 
 
 def from_experiment(repo: str, name: str, rev: str) -> RunData:
@@ -235,14 +237,14 @@ def from_experiment(repo: str, name: str, rev: str) -> RunData:
         params = flatten(yaml.load(revision.read("params.yaml"), Loader=yaml_loader()) or {})  # noqa: S506 - safe
     except (FileNotFoundError, yaml.YAMLError) as exc:
         raise LthError(f"experiment '{name}' has no readable params.yaml at its revision {rev}: {exc}") from None
-    found = lambda paths: [p for p in (revision.json(path) for path in paths) if p is not None]  # noqa: E731
-    records = [upgrade(payload) for payload in found(workspace.round_metrics(key) for key in declared_rounds(params))]
-    at_init = _at_init_results(found(workspace.at_init_metrics(m) for m in params.get("prune_at_init.methods") or ()))
-    sparse = found(workspace.sparse_train_metrics(m) for m in params.get("sparse_train.methods") or ())
+    records = [upgrade(payload) for payload in revision.present(map(workspace.round_metrics, declared_rounds(params)))]
+    at_init = _at_init_results(
+        revision.present(map(workspace.at_init_metrics, params.get("prune_at_init.methods") or ())))
+    sparse = revision.present(map(workspace.sparse_train_metrics, params.get("sparse_train.methods") or ()))
 
     def experiment(name: str, key: str) -> list:
         """Experiment `name`'s metrics at that revision (one JSON payload), when its params group is there."""
-        return found([workspace.experiment_metrics(name)]) if key in params else []
+        return revision.present([workspace.experiment_metrics(name)]) if key in params else []
 
     stability = _stability_results(experiment("stability", "experiments.stability.round"))
     curves = _transfer_curves(experiment("transfer_domains", "experiments.transfer_domains.targets"))
