@@ -13,19 +13,14 @@ from __future__ import annotations
 
 import argparse
 import io
-import time
+import timeit
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def best_of(repeats: int, fn) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+    return min(timeit.repeat(fn, number=1, repeat=repeats))
 
 
 def main() -> None:
@@ -37,10 +32,10 @@ def main() -> None:
     from ruamel.yaml import YAML
 
     text = (REPO / "dvc.lock").read_text()
-    stages = len(YAML(typ="safe").load(text)["stages"])
     c_loader = YAML(typ="safe")
     if not c_loader.Parser.__module__.startswith("ruamel.yaml.clib"):
         raise SystemExit("ruamel.yaml.clib is not installed: run `make` (requirements.txt pins it)")
+    stages = len(c_loader.load(text)["stages"])
     safe_c = best_of(args.repeats, lambda: YAML(typ="safe").load(text))
     safe_py = best_of(args.repeats, lambda: YAML(typ="safe", pure=True).load(text))
     rt = best_of(args.repeats, lambda: parse_yaml_for_update(text, "dvc.lock"))
